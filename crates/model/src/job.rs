@@ -1,0 +1,298 @@
+//! `Job`: what a user submits, plus the server-owned state the orchestrator keeps on it.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::id::JobId;
+use crate::task::Task;
+
+/// How a job is scheduled.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobType {
+    /// Runs `Count` times to completion, on any suitable nodes.
+    #[default]
+    Batch,
+    /// Runs once on every suitable node, to completion.
+    Ops,
+    /// Runs on every suitable node, including nodes that join later; never completes.
+    Daemon,
+    /// Keeps `Count` replicas running; never completes.
+    Service,
+}
+
+impl JobType {
+    /// The name as Bacalhau spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobType::Batch => "batch",
+            JobType::Ops => "ops",
+            JobType::Daemon => "daemon",
+            JobType::Service => "service",
+        }
+    }
+
+    /// Parses a type name case-insensitively.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "batch" => Some(JobType::Batch),
+            "ops" => Some(JobType::Ops),
+            "daemon" => Some(JobType::Daemon),
+            "service" => Some(JobType::Service),
+            _ => None,
+        }
+    }
+
+    /// Whether jobs of this type run until stopped.
+    pub fn is_long_running(self) -> bool {
+        matches!(self, JobType::Daemon | JobType::Service)
+    }
+}
+
+impl<'de> Deserialize<'de> for JobType {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        JobType::parse(&s).ok_or_else(|| {
+            serde::de::Error::custom(format!("unknown job type {s:?}: use one of batch, ops, daemon, service"))
+        })
+    }
+}
+
+impl fmt::Display for JobType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A job's lifecycle state. Marshalled as a string, as Bacalhau does.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum JobStateType {
+    /// Not set.
+    #[default]
+    Undefined,
+    /// Accepted, waiting for its first evaluation.
+    Pending,
+    /// Waiting for nodes to become available (only with a QueueTimeout).
+    Queued,
+    /// Has executions running.
+    Running,
+    /// Finished successfully (batch and ops only).
+    Completed,
+    /// Finished unsuccessfully.
+    Failed,
+    /// Stopped by a user.
+    Stopped,
+}
+
+impl JobStateType {
+    /// Whether the job can no longer change.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, JobStateType::Completed | JobStateType::Failed | JobStateType::Stopped)
+    }
+}
+
+impl fmt::Display for JobStateType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
+
+/// A job's state with the reason for it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct JobState {
+    /// The state.
+    pub state_type: JobStateType,
+    /// Why the job is in this state; what `job describe` shows.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+}
+
+/// A Kubernetes-style label selector operator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Operator {
+    /// `=` or `==`: the label equals one of the values.
+    #[serde(rename = "=", alias = "==")]
+    Equals,
+    /// `!=`: the label is absent or differs from the value.
+    #[serde(rename = "!=")]
+    NotEquals,
+    /// `in`: the label is one of the values.
+    #[serde(rename = "in")]
+    In,
+    /// `notin`: the label is absent or none of the values.
+    #[serde(rename = "notin")]
+    NotIn,
+    /// `exists`: the label is present.
+    #[serde(rename = "exists")]
+    Exists,
+    /// `!`: the label is absent.
+    #[serde(rename = "!")]
+    DoesNotExist,
+    /// `gt`: the label is a number greater than the value.
+    #[serde(rename = "gt")]
+    GreaterThan,
+    /// `lt`: the label is a number less than the value.
+    #[serde(rename = "lt")]
+    LessThan,
+}
+
+impl Operator {
+    /// Parses an operator as Bacalhau's label selectors accept it.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s.trim().to_ascii_lowercase().as_str() {
+            "=" | "==" => Operator::Equals,
+            "!=" => Operator::NotEquals,
+            "in" => Operator::In,
+            "notin" => Operator::NotIn,
+            "exists" => Operator::Exists,
+            "!" | "doesnotexist" => Operator::DoesNotExist,
+            "gt" | ">" => Operator::GreaterThan,
+            "lt" | "<" => Operator::LessThan,
+            _ => return None,
+        })
+    }
+}
+
+/// One requirement of a node-selection constraint.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct LabelSelectorRequirement {
+    /// The node label's key. A `favour_` prefix makes it a soft preference.
+    pub key: String,
+    /// How to compare.
+    pub operator: Operator,
+    /// The values to compare against.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<String>,
+}
+
+impl LabelSelectorRequirement {
+    /// Whether a node with these labels satisfies the requirement.
+    pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
+        let key = self.key.strip_prefix("favour_").unwrap_or(&self.key);
+        let value = labels.get(key);
+        match self.operator {
+            Operator::Equals | Operator::In => value.is_some_and(|v| self.values.contains(v)),
+            Operator::NotEquals | Operator::NotIn => value.is_none_or(|v| !self.values.contains(v)),
+            Operator::Exists => value.is_some(),
+            Operator::DoesNotExist => value.is_none(),
+            Operator::GreaterThan | Operator::LessThan => {
+                let (Some(v), Some(bound)) = (
+                    value.and_then(|v| v.parse::<f64>().ok()),
+                    self.values.first().and_then(|b| b.parse::<f64>().ok()),
+                ) else {
+                    return false;
+                };
+                if self.operator == Operator::GreaterThan { v > bound } else { v < bound }
+            }
+        }
+    }
+
+    /// Whether this is a soft preference (`favour_` key prefix) rather than a requirement.
+    pub fn is_preference(&self) -> bool {
+        self.key.starts_with("favour_")
+    }
+}
+
+/// A job: a task to run, how many times, where, and its state.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Job {
+    /// Server-generated `j-<uuid>`.
+    #[serde(rename = "ID", default)]
+    pub id: JobId,
+    /// Human name; defaults to the ID.
+    #[serde(default)]
+    pub name: String,
+    /// Defaults to `default`.
+    #[serde(default)]
+    pub namespace: String,
+    /// Scheduling type.
+    #[serde(default)]
+    pub r#type: JobType,
+    /// Higher runs first on a busy compute node.
+    #[serde(default)]
+    pub priority: i32,
+    /// How many executions (partitions) a batch or service job runs.
+    #[serde(default)]
+    pub count: u32,
+    /// Node-selection constraints.
+    #[serde(default)]
+    pub constraints: Vec<LabelSelectorRequirement>,
+    /// Free-form metadata; `bacalhau.org/` keys are reserved for the server.
+    #[serde(default)]
+    pub meta: BTreeMap<String, String>,
+    /// Labels users filter on.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Exactly one task.
+    #[serde(default)]
+    pub tasks: Vec<Task>,
+    /// Server-owned state.
+    #[serde(default)]
+    pub state: JobState,
+    /// Spec version, from 1.
+    #[serde(default)]
+    pub version: u64,
+    /// Bumped on every change.
+    #[serde(default)]
+    pub revision: u64,
+    /// Unix nanoseconds.
+    #[serde(default)]
+    pub create_time: i64,
+    /// Unix nanoseconds.
+    #[serde(default)]
+    pub modify_time: i64,
+}
+
+impl Job {
+    /// The job's single task. Validated jobs always have one.
+    pub fn task(&self) -> Option<&Task> {
+        self.tasks.first()
+    }
+
+    /// The number of partitions the scheduler keeps: Count, at least 1 for batch/service.
+    pub fn partitions(&self) -> u32 {
+        match self.r#type {
+            JobType::Batch | JobType::Service => self.count,
+            JobType::Ops | JobType::Daemon => 1,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+    }
+
+    #[test]
+    fn selectors_match_like_kubernetes() {
+        let req = |key: &str, op, values: &[&str]| LabelSelectorRequirement {
+            key: key.into(),
+            operator: op,
+            values: values.iter().map(|s| s.to_string()).collect(),
+        };
+        let l = labels(&[("region", "eu"), ("cores", "8")]);
+        assert!(req("region", Operator::Equals, &["eu"]).matches(&l));
+        assert!(!req("region", Operator::Equals, &["us"]).matches(&l));
+        assert!(req("region", Operator::NotIn, &["us"]).matches(&l));
+        assert!(req("zone", Operator::NotEquals, &["a"]).matches(&l));
+        assert!(req("cores", Operator::GreaterThan, &["4"]).matches(&l));
+        assert!(!req("cores", Operator::LessThan, &["4"]).matches(&l));
+        assert!(req("zone", Operator::DoesNotExist, &[]).matches(&l));
+        assert!(req("favour_region", Operator::Equals, &["eu"]).matches(&l));
+    }
+
+    #[test]
+    fn job_state_serialises_as_string() {
+        let s = serde_json::to_string(&JobState { state_type: JobStateType::Running, message: String::new() })
+            .expect("serialise");
+        assert_eq!(s, r#"{"StateType":"Running"}"#);
+    }
+}

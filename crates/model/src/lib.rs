@@ -1,0 +1,49 @@
+//! Bacalhau's v1 job model.
+//!
+//! The types here are the contract shared by every other crate and by Bacalhau's own clients:
+//! [`Job`], [`Task`], [`SpecConfig`], [`Execution`], [`Evaluation`], [`JobHistory`] and
+//! [`NodeInfo`], with the JSON field names Bacalhau uses on the wire. The crate also parses job
+//! specs the way Bacalhau does (YAML or JSON, keys matched case-insensitively), fills in
+//! defaults, and validates a submission with errors that name the field and the fix.
+//!
+//! It does no I/O, spawns nothing and reads no clock: callers pass in IDs and times.
+
+mod engine;
+mod evaluation;
+mod execution;
+mod history;
+mod id;
+mod job;
+mod keys;
+mod node;
+mod parse;
+mod resources;
+mod spec_config;
+mod task;
+mod time;
+mod validate;
+
+pub use engine::{EngineSpec, WasmEngineSpec};
+pub use evaluation::{Evaluation, EvaluationStatus, TriggeredBy};
+pub use execution::{
+    ComputeStateType, DesiredStateType, Execution, ExecutionState, RunCommandResult,
+    RUN_OUTPUT_LIMIT_BYTES,
+};
+pub use history::{Event, HistoryType, JobHistory, StateChange};
+pub use id::{EvaluationId, ExecutionId, JobId, NodeId};
+pub use job::{Job, JobState, JobStateType, JobType, LabelSelectorRequirement, Operator};
+pub use node::{
+    BuildVersionInfo, ComputeNodeInfo, NodeConnectionState, NodeInfo, NodeMembershipState,
+    NodeState, NodeType, ResourcesWire,
+};
+pub use parse::{parse_job_spec, parse_job_value, ParseError, ParsedJob, SpecFormat};
+pub use resources::{fmt_bytes, fmt_cpu, parse_bytes, parse_cpu, ResourceParseError, Resources};
+pub use spec_config::{
+    SpecConfig, ENGINE_DOCKER, ENGINE_NOOP, ENGINE_WASM, PUBLISHER_IPFS, PUBLISHER_LOCAL,
+    PUBLISHER_NOOP, SOURCE_INLINE, SOURCE_IPFS, SOURCE_LOCAL, SOURCE_URL,
+};
+pub use task::{
+    InputSource, NetworkConfig, NetworkType, ResourcesConfig, ResultPath, Task, TimeoutConfig,
+};
+pub use time::format_rfc3339_nanos;
+pub use validate::{prepare_submission, validate, FieldError, SubmissionDefaults, ValidationError};

@@ -1,0 +1,162 @@
+//! `NodeInfo` and `NodeState`: what a node offers and how the orchestrator sees it.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::id::NodeId;
+use crate::resources::Resources;
+
+/// A node's role.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NodeType {
+    /// An orchestrator.
+    Requester,
+    /// Runs jobs.
+    #[default]
+    Compute,
+}
+
+/// Resources as Bacalhau marshals them in node info: CPU in cores, bytes otherwise.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ResourcesWire {
+    /// Cores.
+    #[serde(rename = "CPU")]
+    pub cpu: f64,
+    /// Bytes.
+    #[serde(rename = "Memory")]
+    pub memory: u64,
+    /// Bytes.
+    #[serde(rename = "Disk")]
+    pub disk: u64,
+    /// Count.
+    #[serde(rename = "GPU")]
+    pub gpu: u64,
+}
+
+impl From<Resources> for ResourcesWire {
+    fn from(r: Resources) -> Self {
+        Self { cpu: r.cpu_millis as f64 / 1000.0, memory: r.memory_bytes, disk: r.disk_bytes, gpu: r.gpu }
+    }
+}
+
+impl From<ResourcesWire> for Resources {
+    fn from(r: ResourcesWire) -> Self {
+        Self {
+            cpu_millis: (r.cpu * 1000.0).round().max(0.0) as u64,
+            memory_bytes: r.memory,
+            disk_bytes: r.disk,
+            gpu: r.gpu,
+        }
+    }
+}
+
+/// What a compute node offers.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ComputeNodeInfo {
+    /// Engines it runs (`wasm`, `docker`).
+    pub execution_engines: Vec<String>,
+    /// Publishers it has.
+    pub publishers: Vec<String>,
+    /// Input source types it can fetch.
+    pub storage_sources: Vec<String>,
+    /// Everything it will ever allocate.
+    pub max_capacity: ResourcesWire,
+    /// Resources used by queued executions.
+    #[serde(rename = "QueueCapacity")]
+    pub queue_used_capacity: ResourcesWire,
+    /// What is free now.
+    pub available_capacity: ResourcesWire,
+    /// The largest single job it accepts.
+    pub max_job_requirements: ResourcesWire,
+    /// How many executions run now.
+    pub running_executions: u32,
+    /// How many wait.
+    pub enqueued_executions: u32,
+}
+
+/// Build information.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct BuildVersionInfo {
+    /// Major version.
+    #[serde(rename = "Major")]
+    pub major: String,
+    /// Minor version.
+    #[serde(rename = "Minor")]
+    pub minor: String,
+    /// Full version.
+    #[serde(rename = "GitVersion")]
+    pub git_version: String,
+    /// Commit.
+    #[serde(rename = "GitCommit")]
+    pub git_commit: String,
+    /// RFC 3339.
+    #[serde(rename = "BuildDate")]
+    pub build_date: String,
+    /// Operating system.
+    #[serde(rename = "GOOS")]
+    pub goos: String,
+    /// Architecture.
+    #[serde(rename = "GOARCH")]
+    pub goarch: String,
+}
+
+/// What a node tells the orchestrator about itself.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct NodeInfo {
+    /// The node's ID.
+    #[serde(rename = "NodeID")]
+    pub node_id: NodeId,
+    /// Its role.
+    pub node_type: NodeType,
+    /// Labels constraints match against.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Protocols it speaks.
+    #[serde(default)]
+    pub supported_protocols: Vec<String>,
+    /// Compute details.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compute_node_info: Option<ComputeNodeInfo>,
+    /// Its build.
+    #[serde(default)]
+    pub bacalhau_version: BuildVersionInfo,
+}
+
+/// Whether the orchestrator lets a node take work.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum NodeMembershipState {
+    /// Waiting for an operator.
+    Pending,
+    /// May take work.
+    #[default]
+    Approved,
+    /// May not.
+    Rejected,
+}
+
+/// Whether a node is connected.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum NodeConnectionState {
+    /// Heartbeats arrive.
+    #[default]
+    Connected,
+    /// They stopped.
+    Disconnected,
+}
+
+/// A node as the orchestrator sees it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct NodeState {
+    /// What the node said about itself.
+    pub info: NodeInfo,
+    /// Approval.
+    pub membership: NodeMembershipState,
+    /// Connection.
+    pub connection: NodeConnectionState,
+}
