@@ -1,1 +1,19 @@
-//! placeholder
+//! The orchestrator: takes jobs, decides where they run, and keeps their state durable.
+//!
+//! - [`store`]: the redb job store (jobs, executions, evaluations, history).
+//! - [`scheduler`] and [`selection`]: pure functions from state to a plan.
+//! - [`Orchestrator`]: the runtime, one task that owns the in-memory view of jobs in flight,
+//!   applies plans, commits each round of changes in one transaction, and only then talks to
+//!   compute nodes and answers callers.
+//!
+//! It knows compute nodes only through `bacalhau-protocol` messages; it never runs work itself.
+
+mod runtime;
+pub mod scheduler;
+pub mod selection;
+pub mod store;
+
+pub use runtime::{
+    JobEvent, ListJobsQuery, ListJobsResult, Orchestrator, OrchestratorConfig, OrchestratorError, OrchestratorHandle,
+    StopResult, SubmitResult,
+};

@@ -1,0 +1,1103 @@
+//! The orchestrator's runtime: one task that owns the jobs in flight.
+//!
+//! Each round it takes everything waiting in its inboxes (submissions, stops, messages from
+//! compute nodes, timer ticks), updates its in-memory view, runs the scheduler for every job
+//! that changed, commits all resulting state changes in one store transaction, and only after
+//! the commit sends messages to compute nodes and answers callers. Persisting before acting
+//! is what makes a `kill -9` safe: whatever a node or user was told is already on disk.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use bacalhau_model::{
+    format_rfc3339_nanos, prepare_submission, ComputeStateType, DesiredStateType, Evaluation, EvaluationId,
+    EvaluationStatus, Event, Execution, ExecutionId, ExecutionState, HistoryType, Job, JobHistory, JobId, JobState,
+    JobStateType, JobType, NodeConnectionState, NodeId, NodeInfo, NodeMembershipState, NodeState, Resources,
+    StateChange, SubmissionDefaults, TriggeredBy, ValidationError,
+};
+use bacalhau_protocol::{
+    Envelope, ExecutionReport, FromCompute, LocalExecutionState, OrchestratorInbound, Outbound, SendError,
+    ToCompute, PROTOCOL_VERSION,
+};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+use crate::scheduler::{self, Notify, Plan, SchedulerConfig};
+use crate::selection::NodeView;
+use crate::store::{JobOrder, JobStore, StoreError, WriteBatch};
+
+/// How many commands may wait for the runtime. Submitters wait when it is full, which is the
+/// back-pressure we want under a burst.
+const COMMAND_CAPACITY: usize = 8192;
+/// How many messages from compute nodes may wait.
+const INBOUND_CAPACITY: usize = 65_536;
+/// The most work items taken in one round: bounds the size of one transaction.
+const MAX_ROUND: usize = 4096;
+/// Job events kept for slow subscribers before they start missing some.
+const EVENT_CAPACITY: usize = 16_384;
+
+/// Orchestrator settings.
+#[derive(Clone, Debug)]
+pub struct OrchestratorConfig {
+    /// The redb file.
+    pub store_path: PathBuf,
+    /// Defaults applied to submissions.
+    pub defaults: SubmissionDefaults,
+    /// Scheduler settings.
+    pub scheduler: SchedulerConfig,
+    /// A node that sends nothing for this long is disconnected and its work rescheduled.
+    pub node_disconnect_timeout: Duration,
+    /// How often timeouts and queued jobs are checked.
+    pub housekeeping_interval: Duration,
+    /// After a restart, how long nodes have to reconnect before their executions count as lost.
+    pub restart_grace: Duration,
+}
+
+impl OrchestratorConfig {
+    /// Defaults with the store at `store_path`.
+    pub fn new(store_path: PathBuf) -> Self {
+        Self {
+            store_path,
+            defaults: SubmissionDefaults::default(),
+            scheduler: SchedulerConfig::default(),
+            node_disconnect_timeout: Duration::from_secs(30),
+            housekeeping_interval: Duration::from_millis(500),
+            restart_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Why an orchestrator call failed, classified for the API's status codes.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OrchestratorError {
+    /// The job spec is invalid (400).
+    #[error("{0}")]
+    Invalid(#[from] ValidationError),
+    /// Something is not supported (400).
+    #[error("{0}")]
+    Unsupported(String),
+    /// Nothing has that ID (404).
+    #[error("{what} {id} not found")]
+    NotFound {
+        /// What kind of thing.
+        what: &'static str,
+        /// The ID asked for.
+        id: String,
+    },
+    /// A short ID matches several things (400).
+    #[error("{prefix} matches several jobs ({}): give more of the ID", .matches.join(", "))]
+    Ambiguous {
+        /// The prefix given.
+        prefix: String,
+        /// Some of the matches.
+        matches: Vec<String>,
+    },
+    /// The request conflicts with the job's state (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// The store failed (500).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The orchestrator is stopping (503).
+    #[error("the orchestrator is shutting down")]
+    ShuttingDown,
+}
+
+/// The answer to a submission.
+#[derive(Clone, Debug)]
+pub struct SubmitResult {
+    /// The new job's ID.
+    pub job_id: JobId,
+    /// The evaluation that schedules it.
+    pub evaluation_id: EvaluationId,
+    /// Things ignored or changed in the submission.
+    pub warnings: Vec<String>,
+}
+
+/// The answer to a stop.
+#[derive(Clone, Debug)]
+pub struct StopResult {
+    /// The evaluation that stops it; empty if the job was already stopped.
+    pub evaluation_id: String,
+}
+
+/// A job changed state.
+#[derive(Clone, Debug)]
+pub struct JobEvent {
+    /// Which job.
+    pub job_id: JobId,
+    /// Its new state.
+    pub state: JobStateType,
+}
+
+/// A job listing request.
+#[derive(Clone, Debug, Default)]
+pub struct ListJobsQuery {
+    /// Only this namespace; `None` or `*` for all.
+    pub namespace: Option<String>,
+    /// Only jobs whose labels satisfy all of these.
+    pub labels: Vec<bacalhau_model::LabelSelectorRequirement>,
+    /// Page size.
+    pub limit: usize,
+    /// Where the previous page ended.
+    pub next_token: Option<String>,
+    /// Newest first.
+    pub reverse: bool,
+}
+
+/// A page of jobs.
+#[derive(Clone, Debug)]
+pub struct ListJobsResult {
+    /// The jobs.
+    pub items: Vec<Job>,
+    /// Token for the next page; empty at the end.
+    pub next_token: String,
+}
+
+enum Command {
+    Submit { job: Box<Job>, warnings: Vec<String>, reply: oneshot::Sender<Result<SubmitResult, OrchestratorError>> },
+    Stop { job_id: JobId, reason: String, reply: oneshot::Sender<Result<StopResult, OrchestratorError>> },
+    Nodes { reply: oneshot::Sender<Vec<NodeState>> },
+}
+
+/// A cheap, cloneable handle to a running orchestrator.
+#[derive(Clone, Debug)]
+pub struct OrchestratorHandle {
+    commands: mpsc::Sender<Command>,
+    inbound: mpsc::Sender<OrchestratorInbound>,
+    store: Arc<JobStore>,
+    events: broadcast::Sender<JobEvent>,
+    defaults: SubmissionDefaults,
+}
+
+impl std::fmt::Debug for Command {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Command::Submit { job, .. } => write!(f, "Submit({})", job.id),
+            Command::Stop { job_id, .. } => write!(f, "Stop({job_id})"),
+            Command::Nodes { .. } => f.write_str("Nodes"),
+        }
+    }
+}
+
+/// The running orchestrator.
+#[derive(Debug)]
+pub struct Orchestrator {
+    handle: OrchestratorHandle,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Orchestrator {
+    /// Opens the store, loads the jobs in flight and starts the runtime.
+    pub async fn start(config: OrchestratorConfig, cancel: CancellationToken) -> Result<Self, OrchestratorError> {
+        let path = config.store_path.clone();
+        let store = Arc::new(tokio::task::spawn_blocking(move || JobStore::open(&path)).await.map_err(join_err)??);
+        let (commands_tx, commands_rx) = mpsc::channel(COMMAND_CAPACITY);
+        let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_CAPACITY);
+        let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let mut runtime = Runtime {
+            store: store.clone(),
+            cfg: config.clone(),
+            jobs: HashMap::new(),
+            exec_index: HashMap::new(),
+            nodes: BTreeMap::new(),
+            dirty: BTreeSet::new(),
+            started: Instant::now(),
+            grace_checked: false,
+            events: events.clone(),
+        };
+        runtime.load().await?;
+        let handle = OrchestratorHandle {
+            commands: commands_tx,
+            inbound: inbound_tx,
+            store,
+            events,
+            defaults: config.defaults.clone(),
+        };
+        let task = tokio::spawn(runtime.run(commands_rx, inbound_rx, cancel));
+        Ok(Self { handle, task })
+    }
+
+    /// A handle for callers and transports.
+    pub fn handle(&self) -> OrchestratorHandle {
+        self.handle.clone()
+    }
+
+    /// Waits for the runtime to stop (after its cancellation token fires).
+    pub async fn join(self) {
+        if let Err(e) = self.task.await {
+            error!(error = %e, "orchestrator runtime ended abnormally");
+        }
+    }
+}
+
+fn join_err(e: tokio::task::JoinError) -> OrchestratorError {
+    OrchestratorError::Store(StoreError::Db(format!("store task failed: {e}")))
+}
+
+fn now_nanos() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64)
+}
+
+impl OrchestratorHandle {
+    /// Validates and stores a job, and schedules it.
+    pub async fn submit(&self, job: Job) -> Result<SubmitResult, OrchestratorError> {
+        let (job, warnings) = prepare_submission(job, JobId::generate(), now_nanos(), &self.defaults)?;
+        if matches!(job.r#type, JobType::Daemon | JobType::Service) {
+            return Err(OrchestratorError::Unsupported(format!(
+                "Type {} is not supported yet by this orchestrator: use batch (run Count times) or ops (run once on every matching node)",
+                job.r#type
+            )));
+        }
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Submit { job: Box::new(job), warnings, reply })
+            .await
+            .map_err(|_| OrchestratorError::ShuttingDown)?;
+        rx.await.map_err(|_| OrchestratorError::ShuttingDown)?
+    }
+
+    /// Stops a job (by ID, unique ID prefix or name).
+    pub async fn stop(&self, id: &str, reason: &str) -> Result<StopResult, OrchestratorError> {
+        let job_id = self.resolve_job_id(id).await?;
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Stop { job_id, reason: reason.to_owned(), reply })
+            .await
+            .map_err(|_| OrchestratorError::ShuttingDown)?;
+        rx.await.map_err(|_| OrchestratorError::ShuttingDown)?
+    }
+
+    /// The nodes the orchestrator knows.
+    pub async fn nodes(&self) -> Result<Vec<NodeState>, OrchestratorError> {
+        let (reply, rx) = oneshot::channel();
+        self.commands.send(Command::Nodes { reply }).await.map_err(|_| OrchestratorError::ShuttingDown)?;
+        rx.await.map_err(|_| OrchestratorError::ShuttingDown)
+    }
+
+    /// Where transports deliver compute nodes' messages.
+    pub fn inbound(&self) -> mpsc::Sender<OrchestratorInbound> {
+        self.inbound.clone()
+    }
+
+    /// Job state changes as they are committed.
+    pub fn subscribe(&self) -> broadcast::Receiver<JobEvent> {
+        self.events.subscribe()
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&JobStore) -> Result<T, OrchestratorError> + Send + 'static,
+    ) -> Result<T, OrchestratorError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || f(&store)).await.map_err(join_err)?
+    }
+
+    /// Finds a job by full ID, unique ID prefix (with or without `j-`), or name.
+    pub async fn resolve_job_id(&self, id: &str) -> Result<JobId, OrchestratorError> {
+        let id = id.trim().to_owned();
+        self.read(move |s| {
+            if id.is_empty() {
+                return Err(OrchestratorError::NotFound { what: "job", id: "\"\"".into() });
+            }
+            if s.job(&id)?.is_some() {
+                return Ok(JobId::from(id.as_str()));
+            }
+            let mut matches = s.jobs_with_prefix(&id, 5)?;
+            if matches.is_empty() && !id.starts_with(JobId::PREFIX) {
+                matches = s.jobs_with_prefix(&format!("{}{id}", JobId::PREFIX), 5)?;
+            }
+            if matches.is_empty() {
+                matches = s.jobs_named(&id)?;
+            }
+            match matches.len() {
+                0 => Err(OrchestratorError::NotFound { what: "job", id }),
+                1 => Ok(matches.remove(0)),
+                _ => Err(OrchestratorError::Ambiguous {
+                    prefix: id,
+                    matches: matches.into_iter().map(|m| m.0).collect(),
+                }),
+            }
+        })
+        .await
+    }
+
+    /// A job by ID, prefix or name.
+    pub async fn get_job(&self, id: &str) -> Result<Job, OrchestratorError> {
+        let job_id = self.resolve_job_id(id).await?;
+        self.read(move |s| s.job(job_id.as_str())?.ok_or(OrchestratorError::NotFound { what: "job", id: job_id.0 }))
+            .await
+    }
+
+    /// A job's executions, oldest first.
+    pub async fn executions(&self, job_id: &JobId) -> Result<Vec<Execution>, OrchestratorError> {
+        let id = job_id.clone();
+        self.read(move |s| Ok(s.executions(id.as_str())?)).await
+    }
+
+    /// A job's history, in order.
+    pub async fn history(&self, job_id: &JobId) -> Result<Vec<JobHistory>, OrchestratorError> {
+        let id = job_id.clone();
+        self.read(move |s| Ok(s.history(id.as_str())?)).await
+    }
+
+    /// One execution.
+    pub async fn execution(&self, id: &ExecutionId) -> Result<Option<Execution>, OrchestratorError> {
+        let id = id.clone();
+        self.read(move |s| Ok(s.execution(&id)?)).await
+    }
+
+    /// A page of jobs.
+    pub async fn list_jobs(&self, q: ListJobsQuery) -> Result<ListJobsResult, OrchestratorError> {
+        self.read(move |s| {
+            let after = match q.next_token.as_deref().filter(|t| !t.is_empty()) {
+                None => None,
+                Some(t) => {
+                    let (time, id) = t.split_once('.').ok_or_else(|| {
+                        OrchestratorError::Unsupported(format!("next_token {t:?} is not a token this server issued"))
+                    })?;
+                    let time = time.parse::<i64>().map_err(|_| {
+                        OrchestratorError::Unsupported(format!("next_token {t:?} is not a token this server issued"))
+                    })?;
+                    Some((time, id.to_owned()))
+                }
+            };
+            let order = if q.reverse { JobOrder::NewestFirst } else { JobOrder::OldestFirst };
+            let ns = q.namespace.clone().filter(|n| !n.is_empty() && n != "*");
+            let keep = |j: &Job| {
+                ns.as_ref().is_none_or(|n| &j.namespace == n) && q.labels.iter().all(|l| l.matches(&j.labels))
+            };
+            let (items, cursor) = s.list_jobs(order, after, q.limit.max(1), &keep)?;
+            Ok(ListJobsResult {
+                items,
+                next_token: cursor.map(|(t, id)| format!("{t}.{id}")).unwrap_or_default(),
+            })
+        })
+        .await
+    }
+
+    /// An evaluation.
+    pub async fn evaluation(&self, id: &str) -> Result<Option<Evaluation>, OrchestratorError> {
+        let id = id.to_owned();
+        self.read(move |s| Ok(s.evaluation(&id)?)).await
+    }
+}
+
+#[derive(Debug)]
+struct Active {
+    job: Job,
+    execs: Vec<Execution>,
+    history_seq: u64,
+    retry_at: Option<i64>,
+}
+
+#[derive(Debug)]
+struct NodeEntry {
+    info: Option<NodeInfo>,
+    link: Option<Arc<dyn Outbound>>,
+    connected: bool,
+    last_seen: Instant,
+    available: Resources,
+}
+
+enum Reply {
+    Submit(oneshot::Sender<Result<SubmitResult, OrchestratorError>>, SubmitResult),
+    Stop(oneshot::Sender<Result<StopResult, OrchestratorError>>, StopResult),
+}
+
+#[derive(Default)]
+struct Round {
+    batch: WriteBatch,
+    sends: Vec<(NodeId, ToCompute)>,
+    replies: Vec<Reply>,
+    events: Vec<JobEvent>,
+}
+
+struct Runtime {
+    store: Arc<JobStore>,
+    cfg: OrchestratorConfig,
+    jobs: HashMap<JobId, Active>,
+    exec_index: HashMap<ExecutionId, JobId>,
+    nodes: BTreeMap<NodeId, NodeEntry>,
+    dirty: BTreeSet<JobId>,
+    started: Instant,
+    grace_checked: bool,
+    events: broadcast::Sender<JobEvent>,
+}
+
+enum Work {
+    Command(Command),
+    Inbound(OrchestratorInbound),
+}
+
+impl Runtime {
+    async fn load(&mut self) -> Result<(), OrchestratorError> {
+        let store = self.store.clone();
+        let active = tokio::task::spawn_blocking(move || store.active_jobs()).await.map_err(join_err)??;
+        self.jobs.clear();
+        self.exec_index.clear();
+        for (job, execs, seq) in active {
+            for e in &execs {
+                self.exec_index.insert(e.id.clone(), job.id.clone());
+            }
+            self.dirty.insert(job.id.clone());
+            self.jobs.insert(job.id.clone(), Active { job, execs, history_seq: seq, retry_at: None });
+        }
+        if !self.jobs.is_empty() {
+            info!(jobs = self.jobs.len(), "resuming jobs in flight");
+        }
+        Ok(())
+    }
+
+    async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        mut inbound: mpsc::Receiver<OrchestratorInbound>,
+        cancel: CancellationToken,
+    ) {
+        let mut tick = tokio::time::interval(self.cfg.housekeeping_interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut cmd_buf = Vec::with_capacity(MAX_ROUND);
+        let mut in_buf = Vec::with_capacity(MAX_ROUND);
+        loop {
+            let mut housekeeping = false;
+            tokio::select! {
+                biased;
+                () = cancel.cancelled() => break,
+                n = inbound.recv_many(&mut in_buf, MAX_ROUND) => if n == 0 { break },
+                n = commands.recv_many(&mut cmd_buf, MAX_ROUND) => if n == 0 { break },
+                _ = tick.tick() => housekeeping = true,
+            }
+            // Take whatever else is already waiting, so one transaction covers it all.
+            while in_buf.len() < MAX_ROUND {
+                match inbound.try_recv() {
+                    Ok(m) => in_buf.push(m),
+                    Err(_) => break,
+                }
+            }
+            while cmd_buf.len() < MAX_ROUND {
+                match commands.try_recv() {
+                    Ok(c) => cmd_buf.push(c),
+                    Err(_) => break,
+                }
+            }
+            let work: Vec<Work> =
+                in_buf.drain(..).map(Work::Inbound).chain(cmd_buf.drain(..).map(Work::Command)).collect();
+            self.round(work, housekeeping).await;
+        }
+        debug!("orchestrator runtime stopped");
+    }
+
+    async fn round(&mut self, work: Vec<Work>, housekeeping: bool) {
+        let now = now_nanos();
+        let mut round = Round::default();
+        for w in work {
+            match w {
+                Work::Command(c) => self.handle_command(c, now, &mut round),
+                Work::Inbound(m) => self.handle_inbound(m, now, &mut round),
+            }
+        }
+        if housekeeping {
+            self.housekeep(now);
+        }
+        self.evaluate(now, &mut round);
+
+        let store = self.store.clone();
+        let batch = std::mem::take(&mut round.batch);
+        let committed = tokio::task::spawn_blocking(move || store.commit(&batch)).await;
+        let result = match committed {
+            Ok(r) => r,
+            Err(e) => Err(StoreError::Db(format!("store task failed: {e}"))),
+        };
+        if let Err(e) = result {
+            error!(error = %e, "could not commit orchestrator state; reloading from the store");
+            for r in round.replies {
+                match r {
+                    Reply::Submit(tx, _) => drop(tx.send(Err(OrchestratorError::Store(StoreError::Db(e.to_string()))))),
+                    Reply::Stop(tx, _) => drop(tx.send(Err(OrchestratorError::Store(StoreError::Db(e.to_string()))))),
+                }
+            }
+            if let Err(e) = self.load().await {
+                error!(error = %e, "could not reload orchestrator state");
+            }
+            return;
+        }
+        for (node_id, msg) in round.sends {
+            self.send(&node_id, msg);
+        }
+        for r in round.replies {
+            match r {
+                Reply::Submit(tx, v) => drop(tx.send(Ok(v))),
+                Reply::Stop(tx, v) => drop(tx.send(Ok(v))),
+            }
+        }
+        for e in round.events {
+            // Nobody listening is fine.
+            let _ = self.events.send(e);
+        }
+        // Jobs that are finished and have no live executions leave memory; the store has them.
+        self.jobs.retain(|_, a| {
+            !(a.job.state.state_type.is_terminal() && a.execs.iter().all(|e| e.compute_state.state_type.is_terminal()))
+        });
+        let jobs = &self.jobs;
+        self.exec_index.retain(|_, j| jobs.contains_key(j));
+    }
+
+    fn send(&mut self, node_id: &NodeId, msg: ToCompute) {
+        let Some(node) = self.nodes.get_mut(node_id) else {
+            debug!(%node_id, "message for an unknown node dropped; it is re-sent when the node registers");
+            return;
+        };
+        let Some(link) = &node.link else {
+            return;
+        };
+        match link.send(msg) {
+            Ok(()) => {}
+            Err(SendError::Full) => {
+                warn!(%node_id, "node's queue is full; outstanding messages are re-sent when it re-registers");
+            }
+            Err(SendError::Disconnected) => {
+                node.link = None;
+                node.connected = false;
+            }
+        }
+    }
+
+    fn handle_command(&mut self, cmd: Command, now: i64, round: &mut Round) {
+        match cmd {
+            Command::Submit { job, warnings, reply } => {
+                let job = *job;
+                let eval = evaluation(&job, TriggeredBy::JobRegister, now);
+                let result =
+                    SubmitResult { job_id: job.id.clone(), evaluation_id: eval.id.clone(), warnings };
+                round.batch.put_job(job.clone(), true);
+                round.batch.put_evaluation(eval);
+                let id = job.id.clone();
+                self.jobs.insert(id.clone(), Active { job, execs: Vec::new(), history_seq: 0, retry_at: None });
+                self.job_history(&id, now, "Submission", "Job submitted", Some((JobStateType::Undefined, JobStateType::Pending)), round);
+                round.events.push(JobEvent { job_id: id.clone(), state: JobStateType::Pending });
+                self.dirty.insert(id);
+                round.replies.push(Reply::Submit(reply, result));
+            }
+            Command::Stop { job_id, reason, reply } => {
+                let reason = if reason.trim().is_empty() { "job stopped by user".to_owned() } else { reason };
+                if let Some(active) = self.jobs.get_mut(&job_id) {
+                    if active.job.state.state_type.is_terminal() {
+                        let state = active.job.state.state_type;
+                        drop(reply.send(stop_terminal(state, &job_id)));
+                        return;
+                    }
+                    let eval = evaluation(&active.job, TriggeredBy::JobCancel, now);
+                    let result = StopResult { evaluation_id: eval.id.0.clone() };
+                    round.batch.put_evaluation(eval);
+                    self.set_job_state(&job_id, JobStateType::Stopped, reason, now, round);
+                    self.dirty.insert(job_id);
+                    round.replies.push(Reply::Stop(reply, result));
+                } else {
+                    let answer = match self.store.job(job_id.as_str()) {
+                        Ok(Some(job)) => stop_terminal(job.state.state_type, &job_id),
+                        Ok(None) => Err(OrchestratorError::NotFound { what: "job", id: job_id.0 }),
+                        Err(e) => Err(e.into()),
+                    };
+                    drop(reply.send(answer));
+                }
+            }
+            Command::Nodes { reply } => {
+                drop(reply.send(self.node_states()));
+            }
+        }
+    }
+
+    fn node_states(&self) -> Vec<NodeState> {
+        self.nodes
+            .values()
+            .filter_map(|n| {
+                let mut info = n.info.clone()?;
+                if let Some(c) = info.compute_node_info.as_mut() {
+                    c.available_capacity = n.available.into();
+                }
+                Some(NodeState {
+                    info,
+                    membership: NodeMembershipState::Approved,
+                    connection: if n.connected { NodeConnectionState::Connected } else { NodeConnectionState::Disconnected },
+                })
+            })
+            .collect()
+    }
+
+    fn handle_inbound(&mut self, msg: OrchestratorInbound, now: i64, round: &mut Round) {
+        match msg {
+            OrchestratorInbound::Connected { node_id, link } => {
+                let entry = self.nodes.entry(node_id).or_insert_with(|| NodeEntry {
+                    info: None,
+                    link: None,
+                    connected: false,
+                    last_seen: Instant::now(),
+                    available: Resources::default(),
+                });
+                entry.link = Some(link);
+                entry.last_seen = Instant::now();
+            }
+            OrchestratorInbound::Disconnected { node_id } => {
+                if let Some(n) = self.nodes.get_mut(&node_id) {
+                    n.link = None;
+                    // Work is rescheduled only after the disconnect timeout, so a brief
+                    // reconnect loses nothing.
+                }
+            }
+            OrchestratorInbound::Message(env) => self.handle_message(env, now, round),
+        }
+    }
+
+    fn handle_message(&mut self, env: Envelope<FromCompute>, now: i64, round: &mut Round) {
+        let node_id = env.node_id.clone();
+        if env.version != PROTOCOL_VERSION {
+            let reason = format!(
+                "protocol version mismatch: node {node_id} speaks version {}, this orchestrator speaks {PROTOCOL_VERSION}; run the same bacalhau version on both",
+                env.version
+            );
+            warn!("{reason}");
+            round.sends.push((node_id, ToCompute::Registered { accepted: false, reason }));
+            return;
+        }
+        if let Some(n) = self.nodes.get_mut(&node_id) {
+            n.last_seen = Instant::now();
+            n.connected = true;
+        }
+        match env.payload {
+            FromCompute::Register { info, executions } => {
+                info!(%node_id, "compute node registered");
+                let available = info
+                    .compute_node_info
+                    .as_ref()
+                    .map(|c| Resources::from(c.available_capacity))
+                    .unwrap_or_default();
+                let entry = self.nodes.entry(node_id.clone()).or_insert_with(|| NodeEntry {
+                    info: None,
+                    link: None,
+                    connected: true,
+                    last_seen: Instant::now(),
+                    available,
+                });
+                entry.info = Some(info);
+                entry.connected = true;
+                entry.available = available;
+                round.sends.push((node_id.clone(), ToCompute::Registered { accepted: true, reason: String::new() }));
+                self.reconcile(&node_id, executions, now, round);
+                // A new node may be what queued jobs wait for.
+                self.dirty.extend(self.jobs.keys().cloned());
+            }
+            FromCompute::Heartbeat { available, .. } => {
+                if let Some(n) = self.nodes.get_mut(&node_id) {
+                    n.available = available.into();
+                }
+            }
+            FromCompute::BidResult { execution_id, accepted, reason } => {
+                let (state, msg) = if accepted {
+                    (ComputeStateType::AskForBidAccepted, "node bid for the execution".to_owned())
+                } else {
+                    (ComputeStateType::AskForBidRejected, format!("node declined: {reason}"))
+                };
+                let from = [ComputeStateType::New, ComputeStateType::AskForBid];
+                self.update_execution(&execution_id, &from, state, if accepted { None } else { Some(DesiredStateType::Stopped) }, &msg, now, round, |_| {});
+            }
+            FromCompute::RunResult { execution_id, published_result, run_output } => {
+                let msg = if run_output.exit_code == 0 {
+                    "Completed successfully".to_owned()
+                } else {
+                    format!("Completed with exit code {}", run_output.exit_code)
+                };
+                let live = [
+                    ComputeStateType::New,
+                    ComputeStateType::AskForBid,
+                    ComputeStateType::AskForBidAccepted,
+                    ComputeStateType::BidAccepted,
+                ];
+                self.update_execution(&execution_id, &live, ComputeStateType::Completed, Some(DesiredStateType::Stopped), &msg, now, round, |e| {
+                    e.published_result = published_result;
+                    e.run_output = Some(run_output);
+                });
+                round.sends.push((node_id, ToCompute::Ack { execution_id }));
+            }
+            FromCompute::ComputeError { execution_id, message, cancelled } => {
+                let state = if cancelled { ComputeStateType::Cancelled } else { ComputeStateType::Failed };
+                let live = [
+                    ComputeStateType::New,
+                    ComputeStateType::AskForBid,
+                    ComputeStateType::AskForBidAccepted,
+                    ComputeStateType::BidAccepted,
+                ];
+                self.update_execution(&execution_id, &live, state, Some(DesiredStateType::Stopped), &message, now, round, |_| {});
+                round.sends.push((node_id, ToCompute::Ack { execution_id }));
+            }
+            FromCompute::ExecutionEvent { execution_id, topic, message } => {
+                if let Some(job_id) = self.exec_index.get(&execution_id).cloned() {
+                    self.exec_history(&job_id, &execution_id, &node_id, now, &topic, &message, None, round);
+                }
+            }
+        }
+    }
+
+    /// Brings a (re)connected node and the orchestrator back into agreement.
+    fn reconcile(&mut self, node_id: &NodeId, reports: Vec<ExecutionReport>, now: i64, round: &mut Round) {
+        let reported: HashMap<ExecutionId, LocalExecutionState> =
+            reports.iter().map(|r| (r.execution_id.clone(), r.state)).collect();
+        let mut lost = Vec::new();
+        let mut bid_updates = Vec::new();
+        for active in self.jobs.values() {
+            for e in active.execs.iter().filter(|e| &e.node_id == node_id && !e.compute_state.state_type.is_terminal()) {
+                let state = e.compute_state.state_type;
+                match reported.get(&e.id) {
+                    None if matches!(state, ComputeStateType::New | ComputeStateType::AskForBid) => {
+                        let mut with_job = e.clone();
+                        with_job.job = Some(Box::new(active.job.clone()));
+                        round.sends.push((node_id.clone(), ToCompute::AskForBid { execution: Box::new(with_job) }));
+                    }
+                    None => lost.push(e.id.clone()),
+                    Some(local) => {
+                        if e.desired_state.state_type == DesiredStateType::Stopped {
+                            round.sends.push((
+                                node_id.clone(),
+                                ToCompute::CancelExecution { execution_id: e.id.clone(), reason: e.desired_state.message.clone() },
+                            ));
+                        } else if state == ComputeStateType::BidAccepted && *local == LocalExecutionState::AskForBidAccepted {
+                            round.sends.push((node_id.clone(), ToCompute::BidAccepted { execution_id: e.id.clone() }));
+                        } else if matches!(state, ComputeStateType::New | ComputeStateType::AskForBid) {
+                            match local {
+                                LocalExecutionState::AskForBidAccepted => bid_updates.push((e.id.clone(), true)),
+                                LocalExecutionState::AskForBidRejected => bid_updates.push((e.id.clone(), false)),
+                                _ => {}
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for id in lost {
+            let live = [ComputeStateType::AskForBidAccepted, ComputeStateType::BidAccepted];
+            let msg = format!("node {node_id} restarted and has no record of the execution");
+            self.update_execution(&id, &live, ComputeStateType::Failed, Some(DesiredStateType::Stopped), &msg, now, round, |_| {});
+        }
+        for (id, accepted) in bid_updates {
+            let from = [ComputeStateType::New, ComputeStateType::AskForBid];
+            let (state, desired) = if accepted {
+                (ComputeStateType::AskForBidAccepted, None)
+            } else {
+                (ComputeStateType::AskForBidRejected, Some(DesiredStateType::Stopped))
+            };
+            self.update_execution(&id, &from, state, desired, "bid reported after reconnect", now, round, |_| {});
+        }
+        // Executions the node still runs but the orchestrator has finished with.
+        for r in reports.iter().filter(|r| !r.state.is_terminal()) {
+            let known_live = self.exec_index.get(&r.execution_id).and_then(|j| self.jobs.get(j)).is_some_and(|a| {
+                a.execs.iter().any(|e| e.id == r.execution_id && !e.compute_state.state_type.is_terminal())
+            });
+            if !known_live {
+                round.sends.push((
+                    node_id.clone(),
+                    ToCompute::CancelExecution {
+                        execution_id: r.execution_id.clone(),
+                        reason: "the orchestrator no longer wants this execution".into(),
+                    },
+                ));
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn update_execution(
+        &mut self,
+        id: &ExecutionId,
+        from: &[ComputeStateType],
+        to: ComputeStateType,
+        desired: Option<DesiredStateType>,
+        message: &str,
+        now: i64,
+        round: &mut Round,
+        extra: impl FnOnce(&mut Execution),
+    ) {
+        let Some(job_id) = self.exec_index.get(id).cloned() else {
+            debug!(execution_id = %id, "report for an execution not in flight; ignored");
+            return;
+        };
+        let Some(active) = self.jobs.get_mut(&job_id) else {
+            return;
+        };
+        let Some(e) = active.execs.iter_mut().find(|e| &e.id == id) else {
+            return;
+        };
+        if !from.contains(&e.compute_state.state_type) {
+            debug!(execution_id = %id, state = ?e.compute_state.state_type, "duplicate or late report ignored");
+            return;
+        }
+        let previous = e.compute_state.state_type;
+        e.compute_state = ExecutionState::new(to, message);
+        if let Some(d) = desired {
+            e.desired_state = ExecutionState::new(d, message);
+        }
+        extra(e);
+        e.revision += 1;
+        e.modify_time = now;
+        let node_id = e.node_id.clone();
+        round.batch.put_execution(e.clone());
+        self.exec_history(&job_id, id, &node_id, now, "Execution", message, Some((previous, to)), round);
+        self.dirty.insert(job_id);
+    }
+
+    fn housekeep(&mut self, now: i64) {
+        let timeout = self.cfg.node_disconnect_timeout;
+        let mut lost_nodes = Vec::new();
+        for (id, n) in &mut self.nodes {
+            if n.connected && n.link.is_none() && n.last_seen.elapsed() > timeout {
+                warn!(node_id = %id, "compute node disconnected");
+                n.connected = false;
+                lost_nodes.push(id.clone());
+            }
+        }
+        let grace_over = self.started.elapsed() > self.cfg.restart_grace;
+        let first_after_grace = grace_over && !self.grace_checked;
+        self.grace_checked |= grace_over;
+        for (id, a) in &mut self.jobs {
+            let timeouts = a.job.task().is_some_and(|t| t.timeouts.total_timeout > 0 || t.timeouts.execution_timeout > 0);
+            let retry = a.retry_at.is_some_and(|t| t <= now);
+            let on_lost = a.execs.iter().any(|e| lost_nodes.contains(&e.node_id));
+            if timeouts || retry || on_lost || first_after_grace {
+                if retry {
+                    a.retry_at = None;
+                }
+                self.dirty.insert(id.clone());
+            }
+        }
+    }
+
+    fn node_views(&self) -> Vec<NodeView> {
+        self.nodes
+            .values()
+            .filter_map(|n| {
+                Some(NodeView {
+                    info: n.info.clone()?,
+                    connected: n.connected,
+                    approved: true,
+                    available: n.available,
+                })
+            })
+            .collect()
+    }
+
+    fn evaluate(&mut self, now: i64, round: &mut Round) {
+        if self.dirty.is_empty() {
+            return;
+        }
+        let views = self.node_views();
+        let grace_over = self.started.elapsed() > self.cfg.restart_grace;
+        let dirty = std::mem::take(&mut self.dirty);
+        for job_id in dirty {
+            let Some(active) = self.jobs.get(&job_id) else {
+                continue;
+            };
+            let plan = scheduler::plan(&active.job, &active.execs, &views, now, grace_over, &self.cfg.scheduler);
+            self.apply(&job_id, plan, now, round);
+        }
+    }
+
+    fn apply(&mut self, job_id: &JobId, plan: Plan, now: i64, round: &mut Round) {
+        for u in plan.updates {
+            let Some(active) = self.jobs.get_mut(job_id) else {
+                return;
+            };
+            let Some(e) = active.execs.iter_mut().find(|e| e.id == u.id) else {
+                continue;
+            };
+            let previous = e.compute_state.state_type;
+            if let Some(s) = u.compute_state {
+                e.compute_state = ExecutionState::new(s, u.message.clone());
+            }
+            if let Some(d) = u.desired_state {
+                e.desired_state = ExecutionState::new(d, u.message.clone());
+            }
+            e.revision += 1;
+            e.modify_time = now;
+            let node_id = e.node_id.clone();
+            let exec_id = e.id.clone();
+            round.batch.put_execution(e.clone());
+            match u.notify {
+                Some(Notify::BidAccepted) => round.sends.push((node_id.clone(), ToCompute::BidAccepted { execution_id: exec_id.clone() })),
+                Some(Notify::BidRejected(reason)) => {
+                    round.sends.push((node_id.clone(), ToCompute::BidRejected { execution_id: exec_id.clone(), reason }))
+                }
+                Some(Notify::Cancel(reason)) => {
+                    round.sends.push((node_id.clone(), ToCompute::CancelExecution { execution_id: exec_id.clone(), reason }))
+                }
+                Some(Notify::AskForBid) | None => {}
+            }
+            let change = u.compute_state.filter(|s| *s != previous).map(|s| (previous, s));
+            self.exec_history(job_id, &exec_id, &node_id, now, "Scheduling", &u.message, change, round);
+        }
+        for n in plan.new_executions {
+            let Some(active) = self.jobs.get_mut(job_id) else {
+                return;
+            };
+            let job = &active.job;
+            let e = Execution {
+                id: ExecutionId::generate(),
+                namespace: job.namespace.clone(),
+                eval_id: EvaluationId::default(),
+                name: job.name.clone(),
+                node_id: n.node_id.clone(),
+                job_id: job.id.clone(),
+                job: None,
+                partition_index: n.partition_index,
+                desired_state: ExecutionState::new(DesiredStateType::Pending, ""),
+                compute_state: ExecutionState::new(ComputeStateType::AskForBid, "asked the node for a bid"),
+                published_result: None,
+                run_output: None,
+                revision: 1,
+                create_time: now,
+                modify_time: now,
+            };
+            let mut with_job = e.clone();
+            with_job.job = Some(Box::new(job.clone()));
+            round.batch.put_execution(e.clone());
+            round.sends.push((n.node_id.clone(), ToCompute::AskForBid { execution: Box::new(with_job) }));
+            self.exec_index.insert(e.id.clone(), job_id.clone());
+            let exec_id = e.id.clone();
+            active.execs.push(e);
+            let msg = format!("Requested execution on {}", n.node_id);
+            self.exec_history(job_id, &exec_id, &n.node_id, now, "Scheduling", &msg, None, round);
+        }
+        if let Some((state, message)) = plan.job_state {
+            self.set_job_state(job_id, state, message, now, round);
+            if state.is_terminal() {
+                // Cancel whatever the plan did not already stop.
+                self.dirty.insert(job_id.clone());
+            }
+        }
+        if let Some(t) = plan.retry_at {
+            if let Some(a) = self.jobs.get_mut(job_id) {
+                a.retry_at = Some(t);
+            }
+        }
+    }
+
+    fn set_job_state(&mut self, job_id: &JobId, state: JobStateType, message: String, now: i64, round: &mut Round) {
+        let Some(active) = self.jobs.get_mut(job_id) else {
+            return;
+        };
+        let previous = active.job.state.state_type;
+        active.job.state = JobState { state_type: state, message: message.clone() };
+        active.job.revision += 1;
+        active.job.modify_time = now;
+        round.batch.put_job(active.job.clone(), false);
+        round.events.push(JobEvent { job_id: job_id.clone(), state });
+        let text = match (state, message.is_empty()) {
+            (_, true) => format!("Job {}", state.to_string().to_lowercase()),
+            (_, false) => message,
+        };
+        let topic = if state == JobStateType::Queued { "Queueing" } else { "State Update" };
+        self.job_history(job_id, now, topic, &text, Some((previous, state)), round);
+    }
+
+    fn next_seq(&mut self, job_id: &JobId) -> Option<(u64, u64)> {
+        let a = self.jobs.get_mut(job_id)?;
+        a.history_seq += 1;
+        Some((a.history_seq, a.job.revision))
+    }
+
+    fn job_history(
+        &mut self,
+        job_id: &JobId,
+        now: i64,
+        topic: &str,
+        message: &str,
+        change: Option<(JobStateType, JobStateType)>,
+        round: &mut Round,
+    ) {
+        let Some((seq, revision)) = self.next_seq(job_id) else {
+            return;
+        };
+        let is_error = change.is_some_and(|c| c.1 == JobStateType::Failed);
+        round.batch.add_history(JobHistory {
+            seq_num: seq,
+            r#type: HistoryType::JobLevel,
+            job_id: job_id.clone(),
+            node_id: NodeId::default(),
+            execution_id: ExecutionId::default(),
+            job_state: change.map(|(previous, new)| StateChange { previous, new }),
+            execution_state: None,
+            new_revision: revision,
+            comment: message.to_owned(),
+            event: event(topic, message, now, is_error),
+            time: format_rfc3339_nanos(now),
+        });
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn exec_history(
+        &mut self,
+        job_id: &JobId,
+        exec_id: &ExecutionId,
+        node_id: &NodeId,
+        now: i64,
+        topic: &str,
+        message: &str,
+        change: Option<(ComputeStateType, ComputeStateType)>,
+        round: &mut Round,
+    ) {
+        let Some((seq, revision)) = self.next_seq(job_id) else {
+            return;
+        };
+        let is_error = change.is_some_and(|c| c.1 == ComputeStateType::Failed);
+        round.batch.add_history(JobHistory {
+            seq_num: seq,
+            r#type: HistoryType::ExecutionLevel,
+            job_id: job_id.clone(),
+            node_id: node_id.clone(),
+            execution_id: exec_id.clone(),
+            job_state: None,
+            execution_state: change.map(|(previous, new)| StateChange { previous, new }),
+            new_revision: revision,
+            comment: message.to_owned(),
+            event: event(topic, message, now, is_error),
+            time: format_rfc3339_nanos(now),
+        });
+    }
+}
+
+fn event(topic: &str, message: &str, now: i64, is_error: bool) -> Event {
+    let mut details = serde_json::Map::new();
+    if is_error {
+        details.insert("IsError".into(), serde_json::Value::String("true".into()));
+    }
+    Event { message: message.to_owned(), topic: topic.to_owned(), timestamp: format_rfc3339_nanos(now), details }
+}
+
+fn evaluation(job: &Job, trigger: TriggeredBy, now: i64) -> Evaluation {
+    Evaluation {
+        id: EvaluationId::generate(),
+        namespace: job.namespace.clone(),
+        job_id: job.id.clone(),
+        triggered_by: trigger,
+        priority: job.priority,
+        r#type: job.r#type,
+        status: EvaluationStatus::Complete,
+        comment: String::new(),
+        wait_until: 0,
+        create_time: now,
+        modify_time: now,
+    }
+}
+
+fn stop_terminal(state: JobStateType, job_id: &JobId) -> Result<StopResult, OrchestratorError> {
+    if state == JobStateType::Stopped {
+        Ok(StopResult { evaluation_id: String::new() })
+    } else {
+        Err(OrchestratorError::Conflict(format!(
+            "cannot stop job {job_id}: it is already {}",
+            state.to_string().to_lowercase()
+        )))
+    }
+}

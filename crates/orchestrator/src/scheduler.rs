@@ -1,0 +1,426 @@
+//! The schedulers: a pure function from (job, executions, nodes, now) to a [`Plan`].
+//!
+//! No clock reads, no I/O: the runtime applies the plan (store writes, messages). Batch jobs
+//! keep `Count` partitions each with at most one live execution; ops jobs run once on every
+//! suitable node.
+
+use std::collections::BTreeMap;
+
+use bacalhau_model::{ComputeStateType, DesiredStateType, Execution, ExecutionId, Job, JobStateType, JobType, NodeId};
+
+use crate::selection::{not_enough_nodes, rank_nodes, NodeView};
+
+/// Scheduler settings.
+#[derive(Clone, Debug)]
+pub struct SchedulerConfig {
+    /// How many executions one partition may use up before the job fails.
+    pub max_attempts_per_partition: usize,
+    /// How long a queued job waits before it is looked at again.
+    pub queue_backoff_nanos: i64,
+    /// How far past its ExecutionTimeout an execution may run before the orchestrator gives up
+    /// on it (the compute node enforces the timeout itself; this is the backstop).
+    pub execution_timeout_grace_nanos: i64,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        Self {
+            max_attempts_per_partition: 3,
+            queue_backoff_nanos: 1_000_000_000,
+            execution_timeout_grace_nanos: 30_000_000_000,
+        }
+    }
+}
+
+/// A message the runtime sends for an execution once the plan is stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Notify {
+    /// Ask the node to bid.
+    AskForBid,
+    /// Tell the node its bid won.
+    BidAccepted,
+    /// Tell the node its bid lost.
+    BidRejected(String),
+    /// Tell the node to stop.
+    Cancel(String),
+}
+
+/// A change to an existing execution.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExecutionUpdate {
+    /// Which.
+    pub id: ExecutionId,
+    /// New observed state, if it changes.
+    pub compute_state: Option<ComputeStateType>,
+    /// New desired state, if it changes.
+    pub desired_state: Option<DesiredStateType>,
+    /// Why.
+    pub message: String,
+    /// What to tell the node.
+    pub notify: Option<Notify>,
+}
+
+/// A new execution to create.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewExecution {
+    /// Where.
+    pub node_id: NodeId,
+    /// Which partition.
+    pub partition_index: u32,
+}
+
+/// What one evaluation decided.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Plan {
+    /// Executions to create (each gets an AskForBid).
+    pub new_executions: Vec<NewExecution>,
+    /// Changes to existing executions.
+    pub updates: Vec<ExecutionUpdate>,
+    /// The job's new state and reason, if it changes.
+    pub job_state: Option<(JobStateType, String)>,
+    /// When to evaluate the job again, in Unix nanoseconds, if it must wait.
+    pub retry_at: Option<i64>,
+}
+
+impl Plan {
+    fn update(&mut self, e: &Execution, compute: Option<ComputeStateType>, desired: DesiredStateType, msg: &str, notify: Option<Notify>) {
+        self.updates.push(ExecutionUpdate {
+            id: e.id.clone(),
+            compute_state: compute,
+            desired_state: Some(desired),
+            message: msg.to_owned(),
+            notify,
+        });
+    }
+
+    /// Stops an execution the right way for its state.
+    fn stop(&mut self, e: &Execution, reason: &str) {
+        let state = e.compute_state.state_type;
+        if state.is_terminal() {
+            return;
+        }
+        if state == ComputeStateType::AskForBidAccepted {
+            self.update(e, Some(ComputeStateType::BidRejected), DesiredStateType::Stopped, reason, Some(Notify::BidRejected(reason.into())));
+        } else {
+            self.update(e, Some(ComputeStateType::Cancelled), DesiredStateType::Stopped, reason, Some(Notify::Cancel(reason.into())));
+        }
+    }
+
+    fn fail_job(&mut self, live: &[Execution], reason: String) {
+        for e in live {
+            self.stop(e, "job failed");
+        }
+        self.job_state = Some((JobStateType::Failed, reason));
+    }
+}
+
+/// Decides what to do next for `job`.
+///
+/// `node_grace` is false while the orchestrator has just started and nodes may not have
+/// reconnected yet; executions on unknown nodes are then left alone rather than declared lost.
+pub fn plan(
+    job: &Job,
+    executions: &[Execution],
+    nodes: &[NodeView],
+    now: i64,
+    node_grace_over: bool,
+    cfg: &SchedulerConfig,
+) -> Plan {
+    let mut plan = Plan::default();
+    if job.state.state_type.is_terminal() {
+        for e in executions {
+            plan.stop(e, &format!("job {}", job.state.state_type.to_string().to_lowercase()));
+        }
+        return plan;
+    }
+    let Some(task) = job.task() else {
+        plan.job_state = Some((JobStateType::Failed, "job has no task".into()));
+        return plan;
+    };
+
+    // Work on a copy whose states reflect this plan's decisions so far.
+    let mut execs: Vec<Execution> = executions.to_vec();
+    let apply = |plan: &mut Plan, execs: &mut Vec<Execution>, idx: usize, state: ComputeStateType, msg: &str, notify: Option<Notify>| {
+        let e = &mut execs[idx];
+        plan.update(e, Some(state), DesiredStateType::Stopped, msg, notify);
+        e.compute_state.state_type = state;
+        e.compute_state.message = msg.to_owned();
+    };
+
+    let total = task.timeouts.total_timeout as i64 * 1_000_000_000;
+    if total > 0 && now - job.create_time > total {
+        let live: Vec<Execution> = execs.iter().filter(|e| !e.compute_state.state_type.is_terminal()).cloned().collect();
+        plan.fail_job(&live, format!("job timed out: it ran longer than its TotalTimeout of {}s", task.timeouts.total_timeout));
+        return plan;
+    }
+
+    for i in 0..execs.len() {
+        let e = &execs[i];
+        if e.compute_state.state_type.is_terminal() {
+            continue;
+        }
+        let node = nodes.iter().find(|n| n.id() == &e.node_id);
+        let lost = match node {
+            Some(n) => !n.connected,
+            None => node_grace_over,
+        };
+        if lost {
+            let msg = format!("node {} has disappeared", e.node_id);
+            apply(&mut plan, &mut execs, i, ComputeStateType::Failed, &msg, None);
+            continue;
+        }
+        let exec_timeout = task.timeouts.execution_timeout as i64 * 1_000_000_000;
+        let timed_out = e.compute_state.state_type == ComputeStateType::BidAccepted
+            && exec_timeout > 0
+            && now - e.modify_time > exec_timeout + cfg.execution_timeout_grace_nanos;
+        if timed_out {
+            let msg = format!("execution timed out: it ran longer than its ExecutionTimeout of {}s", task.timeouts.execution_timeout);
+            apply(&mut plan, &mut execs, i, ComputeStateType::Failed, &msg, Some(Notify::Cancel(msg.clone())));
+        }
+    }
+
+    match job.r#type {
+        JobType::Ops => plan_ops(job, &execs, nodes, now, &mut plan),
+        _ => plan_batch(job, &execs, nodes, now, cfg, &mut plan),
+    }
+    plan
+}
+
+fn oldest_first(execs: &mut [&Execution]) {
+    execs.sort_by_key(|e| (e.create_time, e.id.0.clone()));
+}
+
+fn plan_batch(job: &Job, execs: &[Execution], nodes: &[NodeView], now: i64, cfg: &SchedulerConfig, plan: &mut Plan) {
+    let partitions = job.partitions();
+    let mut by_partition: BTreeMap<u32, Vec<&Execution>> = BTreeMap::new();
+    for e in execs {
+        by_partition.entry(e.partition_index).or_default().push(e);
+    }
+    let mut completed = 0u32;
+    let mut remaining = Vec::new();
+    let mut any_running = false;
+    for p in 0..partitions {
+        let mut list = by_partition.remove(&p).unwrap_or_default();
+        oldest_first(&mut list);
+        let has = |s: ComputeStateType| list.iter().any(|e| e.compute_state.state_type == s);
+        if has(ComputeStateType::Completed) {
+            completed += 1;
+            for e in &list {
+                plan.stop(e, "another execution already completed this partition");
+            }
+        } else if has(ComputeStateType::BidAccepted) {
+            any_running = true;
+            for e in list.iter().filter(|e| e.compute_state.state_type != ComputeStateType::BidAccepted) {
+                plan.stop(e, "another execution already runs this partition");
+            }
+        } else if let Some(winner) = list.iter().find(|e| e.compute_state.state_type == ComputeStateType::AskForBidAccepted) {
+            any_running = true;
+            plan.update(winner, Some(ComputeStateType::BidAccepted), DesiredStateType::Running, "bid accepted", Some(Notify::BidAccepted));
+            for e in list.iter().filter(|e| e.id != winner.id) {
+                plan.stop(e, "another node's bid was accepted");
+            }
+        } else if list.iter().any(|e| !e.compute_state.state_type.is_terminal()) {
+            // Waiting for a bid.
+        } else {
+            let attempts = list.len();
+            if attempts >= cfg.max_attempts_per_partition {
+                let last = list.last().map(|e| e.compute_state.message.clone()).unwrap_or_default();
+                let live: Vec<Execution> = execs.iter().filter(|e| !e.compute_state.state_type.is_terminal()).cloned().collect();
+                plan.fail_job(&live, format!("job failed after {attempts} attempts; the last one ended with: {last}"));
+                return;
+            }
+            remaining.push(p);
+        }
+    }
+    if job.r#type == JobType::Batch && completed >= partitions {
+        plan.job_state = Some((JobStateType::Completed, String::new()));
+        return;
+    }
+    if !remaining.is_empty() {
+        let (ranked, rejected) = rank_nodes(job, execs, nodes);
+        if ranked.is_empty() {
+            let reason = not_enough_nodes(remaining.len(), nodes.len(), 0, &rejected);
+            queue_or_fail(job, execs, now, cfg, reason, plan);
+            return;
+        }
+        // Spread partitions over the best nodes, reusing nodes when there are fewer nodes
+        // than partitions (a compute node queues what it cannot run at once).
+        for (i, p) in remaining.iter().enumerate() {
+            let node_id = ranked[i % ranked.len()].0.clone();
+            plan.new_executions.push(NewExecution { node_id, partition_index: *p });
+        }
+    }
+    if any_running && job.state.state_type != JobStateType::Running {
+        plan.job_state = Some((JobStateType::Running, String::new()));
+    }
+}
+
+fn queue_or_fail(job: &Job, execs: &[Execution], now: i64, cfg: &SchedulerConfig, reason: String, plan: &mut Plan) {
+    let queue_timeout = job.task().map_or(0, |t| t.timeouts.queue_timeout) as i64 * 1_000_000_000;
+    if queue_timeout > 0 && now - job.create_time < queue_timeout {
+        plan.retry_at = Some(now + cfg.queue_backoff_nanos);
+        let msg = format!("Job queued. {reason}");
+        if job.state.state_type != JobStateType::Queued || job.state.message != msg {
+            plan.job_state = Some((JobStateType::Queued, msg));
+        }
+    } else {
+        let live: Vec<Execution> = execs.iter().filter(|e| !e.compute_state.state_type.is_terminal()).cloned().collect();
+        plan.fail_job(&live, reason);
+    }
+}
+
+fn plan_ops(job: &Job, execs: &[Execution], nodes: &[NodeView], now: i64, plan: &mut Plan) {
+    if execs.is_empty() {
+        let (ranked, rejected) = rank_nodes(job, execs, nodes);
+        if ranked.is_empty() {
+            let reason = not_enough_nodes(1, nodes.len(), 0, &rejected);
+            queue_or_fail(job, execs, now, &SchedulerConfig::default(), reason, plan);
+            return;
+        }
+        for (i, (node_id, _)) in ranked.into_iter().enumerate() {
+            plan.new_executions.push(NewExecution { node_id, partition_index: i as u32 });
+        }
+        return;
+    }
+    let mut running = false;
+    for e in execs {
+        if e.compute_state.state_type == ComputeStateType::AskForBidAccepted {
+            plan.update(e, Some(ComputeStateType::BidAccepted), DesiredStateType::Running, "bid accepted", Some(Notify::BidAccepted));
+            running = true;
+        } else if e.compute_state.state_type == ComputeStateType::BidAccepted {
+            running = true;
+        }
+    }
+    let accepted_update = |e: &Execution| plan.updates.iter().any(|u| u.id == e.id);
+    let all_done = execs.iter().all(|e| e.compute_state.state_type.is_terminal() && !accepted_update(e));
+    if all_done {
+        if let Some(f) = execs.iter().find(|e| e.compute_state.state_type == ComputeStateType::Failed) {
+            plan.job_state = Some((JobStateType::Failed, format!("execution on node {} failed: {}", f.node_id, f.compute_state.message)));
+        } else if execs.iter().any(|e| e.compute_state.state_type == ComputeStateType::Completed) {
+            plan.job_state = Some((JobStateType::Completed, String::new()));
+        } else {
+            let reasons: Vec<String> = execs.iter().map(|e| format!("\u{2022} Node {}: {}", e.node_id, e.compute_state.message)).collect();
+            plan.job_state = Some((JobStateType::Failed, format!("no node ran the job:\n{}", reasons.join("\n"))));
+        }
+    } else if running && job.state.state_type != JobStateType::Running {
+        plan.job_state = Some((JobStateType::Running, String::new()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::selection::tests::node;
+    use bacalhau_model::{ExecutionState, JobState, SpecConfig, Task, TimeoutConfig};
+
+    fn job(count: u32, r#type: JobType) -> Job {
+        Job {
+            id: "j-1".into(),
+            r#type,
+            count,
+            state: JobState { state_type: JobStateType::Pending, message: String::new() },
+            tasks: vec![Task { engine: SpecConfig::new("wasm"), ..Default::default() }],
+            ..Default::default()
+        }
+    }
+
+    fn exec(id: &str, node: &str, p: u32, state: ComputeStateType) -> Execution {
+        Execution {
+            id: id.into(),
+            node_id: node.into(),
+            partition_index: p,
+            compute_state: ExecutionState::new(state, "because"),
+            create_time: id.len() as i64,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn new_batch_job_spreads_partitions() {
+        let nodes = vec![node("n-a", &["wasm"], &[]), node("n-b", &["wasm"], &[])];
+        let p = plan(&job(3, JobType::Batch), &[], &nodes, 0, true, &SchedulerConfig::default());
+        let targets: Vec<&str> = p.new_executions.iter().map(|n| n.node_id.as_str()).collect();
+        assert_eq!(targets, vec!["n-a", "n-b", "n-a"]);
+    }
+
+    #[test]
+    fn no_node_fails_at_once_without_queue_timeout_and_queues_with_one() {
+        let nodes = vec![node("n-d", &["docker"], &[])];
+        let p = plan(&job(1, JobType::Batch), &[], &nodes, 0, true, &SchedulerConfig::default());
+        let (state, msg) = p.job_state.expect("state");
+        assert_eq!(state, JobStateType::Failed);
+        assert!(msg.starts_with("not enough nodes to run job. requested: 1, available: 1, suitable: 0."), "{msg}");
+
+        let mut j = job(1, JobType::Batch);
+        j.tasks[0].timeouts = TimeoutConfig { queue_timeout: 60, ..Default::default() };
+        let p = plan(&j, &[], &nodes, 1, true, &SchedulerConfig::default());
+        assert_eq!(p.job_state.expect("state").0, JobStateType::Queued);
+        assert!(p.retry_at.is_some());
+    }
+
+    #[test]
+    fn accepts_one_bid_per_partition_and_completes() {
+        let nodes = vec![node("n-a", &["wasm"], &[])];
+        let execs = vec![
+            exec("e-1", "n-a", 0, ComputeStateType::AskForBidAccepted),
+            exec("e-22", "n-a", 0, ComputeStateType::AskForBidAccepted),
+        ];
+        let p = plan(&job(1, JobType::Batch), &execs, &nodes, 0, true, &SchedulerConfig::default());
+        assert_eq!(p.updates[0].notify, Some(Notify::BidAccepted));
+        assert_eq!(p.updates[0].id.as_str(), "e-1");
+        assert!(matches!(p.updates[1].notify, Some(Notify::BidRejected(_))));
+        assert_eq!(p.job_state.expect("running").0, JobStateType::Running);
+
+        let done = vec![exec("e-1", "n-a", 0, ComputeStateType::Completed)];
+        let p = plan(&job(1, JobType::Batch), &done, &nodes, 0, true, &SchedulerConfig::default());
+        assert_eq!(p.job_state.expect("done").0, JobStateType::Completed);
+    }
+
+    #[test]
+    fn failures_are_retried_then_bounded() {
+        let nodes = vec![node("n-a", &["wasm"], &[]), node("n-b", &["wasm"], &[])];
+        let one = vec![exec("e-1", "n-a", 0, ComputeStateType::Failed)];
+        let p = plan(&job(1, JobType::Batch), &one, &nodes, 0, true, &SchedulerConfig::default());
+        assert_eq!(p.new_executions, vec![NewExecution { node_id: "n-b".into(), partition_index: 0 }]);
+
+        let three = vec![
+            exec("e-1", "n-a", 0, ComputeStateType::Failed),
+            exec("e-22", "n-b", 0, ComputeStateType::Failed),
+            exec("e-333", "n-a", 0, ComputeStateType::Failed),
+        ];
+        let p = plan(&job(1, JobType::Batch), &three, &nodes, 0, true, &SchedulerConfig::default());
+        let (state, msg) = p.job_state.expect("failed");
+        assert_eq!(state, JobStateType::Failed);
+        assert!(msg.contains("after 3 attempts") && msg.ends_with("because"), "{msg}");
+    }
+
+    #[test]
+    fn lost_nodes_fail_their_executions_only_after_the_grace_period() {
+        let execs = vec![exec("e-1", "n-gone", 0, ComputeStateType::BidAccepted)];
+        let p = plan(&job(1, JobType::Batch), &execs, &[], 0, false, &SchedulerConfig::default());
+        assert!(p.updates.is_empty());
+        let p = plan(&job(1, JobType::Batch), &execs, &[], 0, true, &SchedulerConfig::default());
+        assert_eq!(p.updates[0].compute_state, Some(ComputeStateType::Failed));
+        assert_eq!(p.updates[0].message, "node n-gone has disappeared");
+    }
+
+    #[test]
+    fn total_timeout_fails_the_job_and_cancels() {
+        let mut j = job(1, JobType::Batch);
+        j.tasks[0].timeouts.total_timeout = 1;
+        let execs = vec![exec("e-1", "n-a", 0, ComputeStateType::BidAccepted)];
+        let p = plan(&j, &execs, &[node("n-a", &["wasm"], &[])], 2_000_000_000, true, &SchedulerConfig::default());
+        assert_eq!(p.job_state.as_ref().expect("failed").0, JobStateType::Failed);
+        assert!(matches!(p.updates[0].notify, Some(Notify::Cancel(_))));
+    }
+
+    #[test]
+    fn ops_runs_on_every_matching_node() {
+        let nodes = vec![node("n-a", &["wasm"], &[]), node("n-b", &["wasm"], &[]), node("n-d", &["docker"], &[])];
+        let p = plan(&job(0, JobType::Ops), &[], &nodes, 0, true, &SchedulerConfig::default());
+        assert_eq!(p.new_executions.len(), 2);
+        let done = vec![exec("e-1", "n-a", 0, ComputeStateType::Completed), exec("e-2", "n-b", 1, ComputeStateType::Completed)];
+        let p = plan(&job(0, JobType::Ops), &done, &nodes, 0, true, &SchedulerConfig::default());
+        assert_eq!(p.job_state.expect("done").0, JobStateType::Completed);
+    }
+}

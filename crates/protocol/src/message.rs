@@ -1,0 +1,213 @@
+//! Message types and the envelope.
+
+use std::fmt;
+use std::sync::Arc;
+
+use bacalhau_model::{Execution, ExecutionId, NodeId, NodeInfo, ResourcesWire, RunCommandResult, SpecConfig};
+use serde::{Deserialize, Serialize};
+
+/// The protocol version both sides must agree on in the handshake.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// A message with its routing header.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Envelope<T> {
+    /// [`PROTOCOL_VERSION`] of the sender.
+    pub version: u32,
+    /// The compute node this message is from or to.
+    pub node_id: NodeId,
+    /// The message.
+    pub payload: T,
+}
+
+impl<T> Envelope<T> {
+    /// Wraps a payload with the current protocol version.
+    pub fn new(node_id: NodeId, payload: T) -> Self {
+        Self { version: PROTOCOL_VERSION, node_id, payload }
+    }
+}
+
+/// An execution's state on the compute node, which has phases the orchestrator does not track.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LocalExecutionState {
+    /// Bid placed, waiting for the decision.
+    AskForBidAccepted,
+    /// Bid declined by the node.
+    AskForBidRejected,
+    /// Accepted, waiting for capacity.
+    BidAccepted,
+    /// The bid was rejected by the orchestrator.
+    BidRejected,
+    /// Inputs are prepared and the engine runs.
+    Running,
+    /// Results are being published.
+    Publishing,
+    /// Finished.
+    Completed,
+    /// Failed.
+    Failed,
+    /// Stopped on request.
+    Cancelled,
+}
+
+impl LocalExecutionState {
+    /// Whether the execution is finished on the node.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            Self::AskForBidRejected | Self::BidRejected | Self::Completed | Self::Failed | Self::Cancelled
+        )
+    }
+}
+
+/// One execution a compute node holds, reported in the handshake.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ExecutionReport {
+    /// Which.
+    pub execution_id: ExecutionId,
+    /// Its local state.
+    pub state: LocalExecutionState,
+}
+
+/// Orchestrator → compute.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum ToCompute {
+    /// Would you run this? The execution carries the job.
+    AskForBid {
+        /// The execution, with `job` set.
+        execution: Box<Execution>,
+    },
+    /// Your bid won: run it.
+    BidAccepted {
+        /// Which execution.
+        execution_id: ExecutionId,
+    },
+    /// Your bid lost: forget it.
+    BidRejected {
+        /// Which execution.
+        execution_id: ExecutionId,
+        /// Why.
+        reason: String,
+    },
+    /// Stop it.
+    CancelExecution {
+        /// Which execution.
+        execution_id: ExecutionId,
+        /// Why.
+        reason: String,
+    },
+    /// Your report on this execution is stored; stop re-sending it.
+    Ack {
+        /// Which execution.
+        execution_id: ExecutionId,
+    },
+    /// The handshake's answer.
+    Registered {
+        /// Whether the node may stay.
+        accepted: bool,
+        /// Why not, if not.
+        reason: String,
+    },
+}
+
+/// Compute → orchestrator.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum FromCompute {
+    /// The handshake: who I am and what I hold.
+    Register {
+        /// Engines, capacity, labels.
+        info: NodeInfo,
+        /// Every execution the node has not been told to forget.
+        executions: Vec<ExecutionReport>,
+    },
+    /// I am alive; this is what I have free.
+    Heartbeat {
+        /// Free now.
+        available: ResourcesWire,
+        /// Used by queued work.
+        queued: ResourcesWire,
+        /// Running now.
+        running: u32,
+        /// Waiting.
+        enqueued: u32,
+    },
+    /// My answer to an ask.
+    BidResult {
+        /// Which execution.
+        execution_id: ExecutionId,
+        /// Yes or no.
+        accepted: bool,
+        /// Why not, if not.
+        reason: String,
+    },
+    /// It finished.
+    RunResult {
+        /// Which execution.
+        execution_id: ExecutionId,
+        /// Where the results went.
+        published_result: Option<SpecConfig>,
+        /// Exit code and output summary.
+        run_output: RunCommandResult,
+    },
+    /// It failed (or was stopped).
+    ComputeError {
+        /// Which execution.
+        execution_id: ExecutionId,
+        /// Why, in words a user can act on.
+        message: String,
+        /// Whether it ended because it was cancelled.
+        cancelled: bool,
+    },
+    /// Progress worth showing in the job's history (`Running`, `Publishing results`).
+    ExecutionEvent {
+        /// Which execution.
+        execution_id: ExecutionId,
+        /// The phase.
+        topic: String,
+        /// What happened.
+        message: String,
+    },
+}
+
+/// Why a message could not be handed to the transport.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum SendError {
+    /// The peer is gone.
+    Disconnected,
+    /// The peer's queue is full; the message was dropped and reconciliation must catch up.
+    Full,
+}
+
+impl fmt::Display for SendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SendError::Disconnected => f.write_str("the node is disconnected"),
+            SendError::Full => f.write_str("the node's message queue is full"),
+        }
+    }
+}
+
+/// The orchestrator's handle for sending to one compute node. Must not block.
+pub trait Outbound: Send + Sync + fmt::Debug {
+    /// Queues a message for the node.
+    fn send(&self, msg: ToCompute) -> Result<(), SendError>;
+}
+
+/// What arrives at the orchestrator from the transports.
+#[derive(Debug)]
+pub enum OrchestratorInbound {
+    /// A node connected; messages to it go through `link`.
+    Connected {
+        /// The node.
+        node_id: NodeId,
+        /// How to reach it.
+        link: Arc<dyn Outbound>,
+    },
+    /// A message from a node.
+    Message(Envelope<FromCompute>),
+    /// A node's connection ended.
+    Disconnected {
+        /// The node.
+        node_id: NodeId,
+    },
+}
