@@ -1,1 +1,384 @@
-//! placeholder
+//! The WASM engine: wasmtime with WASI preview1.
+//!
+//! Inputs are pre-opened read-only at their Target, each ResultPath read-write at its Path;
+//! stdout and stderr go straight into the result folder. Timeouts and stops use epoch
+//! interruption: a ticker thread advances the engine's epoch and every store checks its own
+//! deadline and cancellation token at each tick. Compiled modules are cached in memory and on
+//! disk by the SHA-256 of their bytes, so the second run of a module skips compilation.
+//!
+//! wasmtime is the slowest build in the tree, which is why this is a leaf crate.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::fs::{self, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bacalhau_executor::{ExecutorError, PreparedInput, RunOutcome, RunRequest, STDERR_FILE, STDOUT_FILE};
+use bacalhau_model::{EngineSpec, WasmEngineSpec, ENGINE_WASM};
+use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+use wasmtime::{Config, Engine, Linker, Module, ResourceLimiter, Store, UpdateDeadline};
+use wasmtime_wasi::cli::OutputFile;
+use wasmtime_wasi::p1::WasiP1Ctx;
+use wasmtime_wasi::{FsPerms, I32Exit, WasiCtxBuilder};
+
+/// How often the epoch advances: the granularity of timeouts and stops.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+/// Compiled modules kept in memory. Each holds its machine code; 256 covers a busy node's
+/// working set without letting a stream of distinct modules grow memory without bound.
+const MODULE_CACHE_ENTRIES: usize = 256;
+/// Part of the on-disk cache key: artifacts only load into the same wasmtime and config.
+const CACHE_TAG: &str = "wasmtime-48.0.8-epoch-v1";
+
+/// The WASM executor.
+pub struct WasmExecutor {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: Engine,
+    linker: Linker<State>,
+    modules: Mutex<HashMap<[u8; 32], Module>>,
+    cache_dir: Option<PathBuf>,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl fmt::Debug for WasmExecutor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WasmExecutor").field("cache_dir", &self.inner.cache_dir).finish_non_exhaustive()
+    }
+}
+
+struct State {
+    wasi: WasiP1Ctx,
+    limiter: Limiter,
+}
+
+/// Refuses memory growth past the job's limit and remembers that it did, so the failure can be
+/// reported as "out of memory" instead of an opaque trap.
+struct Limiter {
+    max_bytes: Option<usize>,
+    exceeded: Option<usize>,
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        match self.max_bytes {
+            Some(max) if desired > max => {
+                self.exceeded = Some(desired);
+                Err(wasmtime::Error::msg("memory limit exceeded"))
+            }
+            _ => Ok(true),
+        }
+    }
+
+    fn table_growing(&mut self, _current: usize, _desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        Ok(true)
+    }
+}
+
+/// Why the epoch callback stopped a run.
+#[derive(Debug)]
+enum Interrupt {
+    Timeout,
+    Cancelled,
+}
+
+impl fmt::Display for Interrupt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Interrupt::Timeout => "timed out",
+            Interrupt::Cancelled => "cancelled",
+        })
+    }
+}
+
+impl std::error::Error for Interrupt {}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl WasmExecutor {
+    /// Creates the engine. `cache_dir` keeps compiled modules across restarts.
+    pub fn new(cache_dir: Option<PathBuf>) -> Result<Self, ExecutorError> {
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        let engine = Engine::new(&config).map_err(|e| ExecutorError::Failed(format!("cannot start wasmtime: {e:#}")))?;
+        let mut linker: Linker<State> = Linker::new(&engine);
+        wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut State| &mut s.wasi)
+            .map_err(|e| ExecutorError::Failed(format!("cannot link WASI: {e:#}")))?;
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        {
+            let engine = engine.clone();
+            let stop = ticker_stop.clone();
+            std::thread::Builder::new()
+                .name("wasm-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(EPOCH_TICK);
+                        engine.increment_epoch();
+                    }
+                })
+                .map_err(|e| ExecutorError::Failed(format!("cannot start the epoch ticker: {e}")))?;
+        }
+        if let Some(dir) = &cache_dir {
+            if let Err(e) = fs::create_dir_all(dir.join(CACHE_TAG)) {
+                warn!(dir = %dir.display(), error = %e, "module cache directory unavailable; compiling every time");
+            }
+        }
+        Ok(Self { inner: Arc::new(Inner { engine, linker, modules: Mutex::new(HashMap::new()), cache_dir, ticker_stop }) })
+    }
+
+    fn spec(request: &bacalhau_executor::RunRequest) -> Result<WasmEngineSpec, ExecutorError> {
+        match EngineSpec::decode(&request.engine, "Engine.Params") {
+            Ok(EngineSpec::Wasm(w)) => Ok(w),
+            Ok(EngineSpec::Other(t)) => Err(ExecutorError::InvalidSpec(format!("engine {t} is not wasm"))),
+            Err(errs) => Err(ExecutorError::InvalidSpec(
+                errs.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "),
+            )),
+        }
+    }
+
+}
+
+impl Inner {
+    /// Loads a module by content hash: memory cache, then disk cache, then compile.
+    fn module(&self, bytes: &[u8]) -> Result<Module, ExecutorError> {
+        let hash: [u8; 32] = Sha256::digest(bytes).into();
+        if let Some(m) = self.modules.lock().map_err(|_| poisoned())?.get(&hash) {
+            return Ok(m.clone());
+        }
+        let file = self.cache_dir.as_ref().map(|d| d.join(CACHE_TAG).join(format!("{}.cwasm", hex::encode(hash))));
+        let mut module = None;
+        if let Some(path) = file.as_ref().filter(|p| p.exists()) {
+            // SAFETY: the file was written by `Module::serialize` of this same wasmtime version
+            // and engine configuration (both are in CACHE_TAG, part of the path), into the
+            // node's own data directory.
+            #[allow(unsafe_code)]
+            match unsafe { Module::deserialize_file(&self.engine, path) } {
+                Ok(m) => module = Some(m),
+                Err(e) => warn!(path = %path.display(), error = %e, "ignoring unusable cached module"),
+            }
+        }
+        let module = match module {
+            Some(m) => m,
+            None => {
+                let m = Module::new(&self.engine, bytes)
+                    .map_err(|e| ExecutorError::InvalidSpec(format!("the entry module is not valid WebAssembly: {e:#}")))?;
+                if let Some(path) = &file {
+                    match m.serialize() {
+                        Ok(art) => {
+                            let tmp = path.with_extension("tmp");
+                            if fs::write(&tmp, art).and_then(|()| fs::rename(&tmp, path)).is_err() {
+                                debug!(path = %path.display(), "could not write the module cache");
+                            }
+                        }
+                        Err(e) => debug!(error = %e, "could not serialise module"),
+                    }
+                }
+                m
+            }
+        };
+        let mut cache = self.modules.lock().map_err(|_| poisoned())?;
+        if cache.len() >= MODULE_CACHE_ENTRIES {
+            cache.clear();
+        }
+        cache.insert(hash, module.clone());
+        Ok(module)
+    }
+
+    fn run_blocking(&self, request: RunRequest, spec: WasmEngineSpec) -> Result<RunOutcome, ExecutorError> {
+        let entry_path = resolve_module(&request.inputs, &spec.entry_module)?;
+        let bytes = fs::read(&entry_path).map_err(|e| {
+            ExecutorError::InvalidSpec(format!("cannot read the entry module {}: {e}", spec.entry_module))
+        })?;
+        let module = self.module(&bytes)?;
+
+        let open = |name: &str| {
+            OpenOptions::new()
+                .append(true)
+                .create(true)
+                .open(request.results_dir.join(name))
+                .map_err(|e| ExecutorError::Failed(format!("cannot open {name} in the result folder: {e}")))
+        };
+        let mut wasi = WasiCtxBuilder::new();
+        let mut args = vec![spec.entry_module.clone()];
+        args.extend(spec.parameters.iter().cloned());
+        wasi.args(&args);
+        let env: Vec<(String, String)> = request.env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        wasi.envs(&env);
+        wasi.stdout(OutputFile::new(open(STDOUT_FILE)?));
+        wasi.stderr(OutputFile::new(open(STDERR_FILE)?));
+        for input in &request.inputs {
+            if input.host_path.is_dir() {
+                let perms = if input.read_only { FsPerms::ReadOnly } else { FsPerms::ReadWrite };
+                wasi.preopened_dir(&input.host_path, &input.target, perms).map_err(|e| {
+                    ExecutorError::Failed(format!("cannot mount input at {}: {e:#}", input.target))
+                })?;
+            } else if let Some(parent) = input.host_path.parent() {
+                // A single-file input: WASI mounts directories, so mount its folder at the
+                // target's parent; the file keeps its name there.
+                let guest_parent = Path::new(&input.target).parent().map_or("/".to_owned(), |p| p.display().to_string());
+                if let Err(e) = wasi.preopened_dir(parent, &guest_parent, FsPerms::ReadOnly) {
+                    debug!(error = %e, target = %input.target, "single-file input not mounted");
+                }
+            }
+        }
+        for out in &request.outputs {
+            wasi.preopened_dir(&out.host_path, &out.path, FsPerms::ReadWrite).map_err(|e| {
+                ExecutorError::Failed(format!("cannot mount result path {}: {e:#}", out.path))
+            })?;
+        }
+        let max_bytes = (request.resources.memory_bytes > 0).then_some(request.resources.memory_bytes as usize);
+        let state = State { wasi: wasi.build_p1(), limiter: Limiter { max_bytes, exceeded: None } };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        let deadline = request.timeout.map(|t| Instant::now() + t);
+        let cancel: CancellationToken = request.cancel.clone();
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| {
+            if cancel.is_cancelled() {
+                return Err(wasmtime::Error::new(Interrupt::Cancelled));
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(wasmtime::Error::new(Interrupt::Timeout));
+            }
+            Ok(UpdateDeadline::Continue(1))
+        });
+
+        // Import modules are instantiated into this store and linked by file name; the shared
+        // linker is only cloned when a job has imports.
+        let with_imports;
+        let linker = if spec.import_modules.is_empty() {
+            &self.linker
+        } else {
+            let mut l = self.linker.clone();
+            for (i, target) in spec.import_modules.iter().enumerate() {
+                let path = resolve_module(&request.inputs, target)?;
+                let bytes = fs::read(&path)
+                    .map_err(|e| ExecutorError::InvalidSpec(format!("cannot read import module {target}: {e}")))?;
+                let m = self.module(&bytes)?;
+                let name = Path::new(target)
+                    .file_stem()
+                    .map_or_else(|| format!("module_{i}"), |s| s.to_string_lossy().into_owned());
+                l.module(&mut store, &name, &m)
+                    .map_err(|e| ExecutorError::InvalidSpec(format!("cannot link import module {name}: {e:#}")))?;
+            }
+            with_imports = l;
+            &with_imports
+        };
+
+        let instance = match linker.instantiate(&mut store, &module) {
+            Ok(i) => i,
+            Err(e) => return finish(Err(classify(e, &store, request.timeout))),
+        };
+        let Ok(func) = instance.get_typed_func::<(), ()>(&mut store, &spec.entrypoint) else {
+            let exports: Vec<String> = module.exports().map(|e| e.name().to_owned()).collect();
+            return Err(ExecutorError::InvalidSpec(format!(
+                "unable to find the entrypoint {:?}: the module exports {}",
+                spec.entrypoint,
+                if exports.is_empty() { "nothing".to_owned() } else { exports.join(", ") }
+            )));
+        };
+        let end = func.call(&mut store, ()).map_err(|e| classify(e, &store, request.timeout));
+        finish(end)
+    }
+}
+
+fn poisoned() -> ExecutorError {
+    ExecutorError::Failed("module cache lock poisoned".into())
+}
+
+/// How a call into the module ended when it did not return normally.
+enum RunEnd {
+    /// `proc_exit` with a code: a normal end.
+    Exit(i32),
+    /// Anything else.
+    Error(ExecutorError),
+}
+
+fn finish(end: Result<(), RunEnd>) -> Result<RunOutcome, ExecutorError> {
+    match end {
+        Ok(()) => Ok(RunOutcome { exit_code: 0 }),
+        Err(RunEnd::Exit(code)) => Ok(RunOutcome { exit_code: code }),
+        Err(RunEnd::Error(e)) => Err(e),
+    }
+}
+
+fn classify(e: wasmtime::Error, store: &Store<State>, timeout: Option<Duration>) -> RunEnd {
+    if let Some(exit) = e.downcast_ref::<I32Exit>() {
+        return RunEnd::Exit(exit.0);
+    }
+    if let Some(i) = e.downcast_ref::<Interrupt>() {
+        return RunEnd::Error(match i {
+            Interrupt::Timeout => ExecutorError::TimedOut(timeout.unwrap_or_default()),
+            Interrupt::Cancelled => ExecutorError::Cancelled,
+        });
+    }
+    if let Some(desired) = store.data().limiter.exceeded {
+        let max = store.data().limiter.max_bytes.unwrap_or_default();
+        return RunEnd::Error(ExecutorError::OutOfMemory(format!(
+            "out of memory: the module tried to grow its memory to {desired} bytes, past the job's memory limit of {max} bytes; raise Resources.Memory"
+        )));
+    }
+    RunEnd::Error(ExecutorError::Failed(format!("the module trapped: {e:#}")))
+}
+
+/// Finds a module's file among the inputs: a Target equal to the path (a file, or a directory
+/// with exactly one `.wasm`), or a path inside a directory input.
+fn resolve_module(inputs: &[PreparedInput], target: &str) -> Result<PathBuf, ExecutorError> {
+    let norm = |s: &str| format!("/{}", s.trim_matches('/'));
+    let want = norm(target);
+    for input in inputs {
+        let t = norm(&input.target);
+        let path = if want == t {
+            input.host_path.clone()
+        } else if let Some(rest) = want.strip_prefix(&format!("{t}/")) {
+            input.host_path.join(rest)
+        } else {
+            continue;
+        };
+        if path.is_dir() {
+            let wasm: Vec<PathBuf> = fs::read_dir(&path)
+                .map_err(|e| ExecutorError::InvalidSpec(format!("cannot list {target}: {e}")))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.extension().is_some_and(|x| x == "wasm"))
+                .collect();
+            return match wasm.as_slice() {
+                [one] => Ok(one.clone()),
+                [] => Err(ExecutorError::InvalidSpec(format!("{target} is a directory with no .wasm file"))),
+                _ => Err(ExecutorError::InvalidSpec(format!(
+                    "{target} is a directory with several .wasm files: name the one to run"
+                ))),
+            };
+        }
+        return Ok(path);
+    }
+    Err(ExecutorError::InvalidSpec(format!("the module {target} is not in any input source")))
+}
+
+#[async_trait::async_trait]
+impl bacalhau_executor::Executor for WasmExecutor {
+    fn engine_type(&self) -> &'static str {
+        ENGINE_WASM
+    }
+
+    fn validate(&self, request: &RunRequest) -> Result<(), ExecutorError> {
+        Self::spec(request).map(|_| ())
+    }
+
+    async fn run(&self, request: RunRequest) -> Result<RunOutcome, ExecutorError> {
+        let spec = Self::spec(&request)?;
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || inner.run_blocking(request, spec))
+            .await
+            .map_err(|e| ExecutorError::Failed(format!("the WASM runner crashed: {e}")))?
+    }
+}

@@ -147,7 +147,7 @@ pub fn not_enough_nodes(requested: usize, nodes: usize, suitable: usize, rejecte
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use bacalhau_model::{ComputeNodeInfo, LabelSelectorRequirement, Operator, ResourcesWire, SpecConfig, Task};
 

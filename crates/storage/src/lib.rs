@@ -1,1 +1,66 @@
-//! placeholder
+//! Where job data comes from and where results go.
+//!
+//! [`InputProvider`]s materialise a task's input sources as local paths (read-only unless the
+//! spec and the node both allow writing); [`Publisher`]s take a finished result folder and
+//! put it somewhere a user can fetch it, returning the `PublishedResult` that says where.
+//! This issue ships `inline` and `local` inputs and the `local` and `noop` publishers.
+
+mod inline;
+mod local;
+mod publish;
+
+use std::path::Path;
+
+use bacalhau_executor::PreparedInput;
+use bacalhau_model::{ExecutionId, InputSource, SpecConfig};
+
+pub use inline::InlineSource;
+pub use local::{AllowedPath, LocalSource};
+pub use publish::{unpack_tar_gz, LocalPublisher, NoopPublisher, RESULTS_ARCHIVE_SUFFIX};
+
+/// Why an input could not be prepared or a result published.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    /// The spec asks for something this node refuses or cannot parse (a user error).
+    #[error("{0}")]
+    Invalid(String),
+    /// Disk or network trouble.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+impl StorageError {
+    pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StorageError {
+        let context = context.into();
+        move |source| StorageError::Io { context, source }
+    }
+}
+
+/// Fetches one kind of input source onto local disk.
+#[async_trait::async_trait]
+pub trait InputProvider: Send + Sync + std::fmt::Debug {
+    /// The `Source.Type` it handles.
+    fn source_type(&self) -> &'static str;
+
+    /// Checks an input without fetching it, so a node can refuse a bid early.
+    fn validate(&self, input: &InputSource) -> Result<(), StorageError>;
+
+    /// Makes the input available under `work_dir` (or in place) and says where.
+    async fn prepare(&self, input: &InputSource, work_dir: &Path) -> Result<PreparedInput, StorageError>;
+}
+
+/// Publishes a result folder.
+#[async_trait::async_trait]
+pub trait Publisher: Send + Sync + std::fmt::Debug {
+    /// The `Publisher.Type` it handles.
+    fn publisher_type(&self) -> &'static str;
+
+    /// Publishes `results_dir` and returns where it went (`None` when it went nowhere).
+    async fn publish(&self, execution_id: &ExecutionId, results_dir: &Path) -> Result<Option<SpecConfig>, StorageError>;
+}

@@ -1,0 +1,131 @@
+//! `inline` inputs: RFC 2397 `data:` URLs carried in the spec (how `wasm run ./prog.wasm`
+//! ships a local file). Plain data becomes a file at the Target; `application/gzip` data is a
+//! tar.gz that becomes a directory.
+
+use std::path::Path;
+
+use base64::Engine as _;
+use bacalhau_executor::PreparedInput;
+use bacalhau_model::{InputSource, SOURCE_INLINE};
+
+use crate::{publish::unpack_tar_gz_bytes, InputProvider, StorageError};
+
+/// The largest inline payload accepted. Specs travel in API requests bounded at 10 MB; this
+/// leaves room for the rest of the spec and base64's expansion.
+const MAX_INLINE_BYTES: usize = 8 * 1024 * 1024;
+
+/// The `inline` input provider.
+#[derive(Debug, Default)]
+pub struct InlineSource;
+
+struct DataUrl {
+    media_type: String,
+    bytes: Vec<u8>,
+}
+
+fn parse_data_url(url: &str) -> Result<DataUrl, StorageError> {
+    let rest = url
+        .strip_prefix("data:")
+        .ok_or_else(|| StorageError::Invalid("an inline input's URL must start with data:".into()))?;
+    let (meta, data) = rest
+        .split_once(',')
+        .ok_or_else(|| StorageError::Invalid("the data: URL has no comma before its data".into()))?;
+    let base64 = meta.ends_with(";base64");
+    let media_type = meta.trim_end_matches(";base64").split(';').next().unwrap_or("").to_ascii_lowercase();
+    let bytes = if base64 {
+        base64::engine::general_purpose::STANDARD
+            .decode(data.trim())
+            .map_err(|e| StorageError::Invalid(format!("the data: URL's base64 payload is invalid: {e}")))?
+    } else {
+        percent_decode(data)
+    };
+    if bytes.len() > MAX_INLINE_BYTES {
+        return Err(StorageError::Invalid(format!(
+            "the inline input is {} bytes, over the {MAX_INLINE_BYTES}-byte limit: put large inputs in IPFS or a URL",
+            bytes.len()
+        )));
+    }
+    Ok(DataUrl { media_type, bytes })
+}
+
+fn percent_decode(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    out
+}
+
+#[async_trait::async_trait]
+impl InputProvider for InlineSource {
+    fn source_type(&self) -> &'static str {
+        SOURCE_INLINE
+    }
+
+    fn validate(&self, input: &InputSource) -> Result<(), StorageError> {
+        let url = input.source.param_str("URL").unwrap_or_default();
+        parse_data_url(url).map(|_| ())
+    }
+
+    async fn prepare(&self, input: &InputSource, work_dir: &Path) -> Result<PreparedInput, StorageError> {
+        let url = input.source.param_str("URL").unwrap_or_default().to_owned();
+        let data = parse_data_url(&url)?;
+        tokio::fs::create_dir_all(work_dir).await.map_err(StorageError::io("creating the input folder"))?;
+        let host_path = if matches!(data.media_type.as_str(), "application/gzip" | "application/x-gzip" | "application/x-tar+gzip") {
+            let dir = work_dir.join("inline");
+            let bytes = data.bytes;
+            let d = dir.clone();
+            tokio::task::spawn_blocking(move || unpack_tar_gz_bytes(&bytes, &d))
+                .await
+                .map_err(|e| StorageError::Invalid(format!("unpacking the inline archive failed: {e}")))??;
+            dir
+        } else {
+            let name = Path::new(&input.target)
+                .file_name()
+                .map_or_else(|| "data".to_owned(), |n| n.to_string_lossy().into_owned());
+            let file = work_dir.join(name);
+            tokio::fs::write(&file, &data.bytes).await.map_err(StorageError::io("writing the inline input"))?;
+            file
+        };
+        Ok(PreparedInput { host_path, target: input.target.clone(), read_only: true })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bacalhau_model::SpecConfig;
+
+    #[test]
+    fn decodes_plain_and_base64() {
+        assert_eq!(parse_data_url("data:,hello%20world").expect("plain").bytes, b"hello world");
+        let d = parse_data_url("data:application/wasm;base64,AGFzbQ==").expect("b64");
+        assert_eq!(d.media_type, "application/wasm");
+        assert_eq!(d.bytes, b"\0asm");
+        assert!(parse_data_url("data:;base64,!!!").is_err());
+        assert!(parse_data_url("http://x").is_err());
+    }
+
+    #[tokio::test]
+    async fn writes_a_file_named_after_the_target() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let input = InputSource {
+            source: SpecConfig::new("inline").with_param("URL", "data:,hi"),
+            alias: String::new(),
+            target: "/app/main.wasm".into(),
+        };
+        let p = InlineSource.prepare(&input, tmp.path()).await.expect("prepare");
+        assert_eq!(p.host_path, tmp.path().join("main.wasm"));
+        assert_eq!(std::fs::read(&p.host_path).expect("read"), b"hi");
+    }
+}
