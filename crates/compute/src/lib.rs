@@ -1,1 +1,18 @@
-//! placeholder
+//! The compute node: bids for executions, runs them, publishes their results, reports back.
+//!
+//! It talks to the orchestrator only through `bacalhau-protocol` messages, and to engines,
+//! inputs and publishers only through the `Executor`, `InputProvider` and `Publisher` traits;
+//! the binary wires the implementations. State lives in a redb store and every change is
+//! committed before the orchestrator hears of it, so after a crash the node knows what it
+//! bid for, what it finished, and which results the orchestrator has not acknowledged yet.
+
+mod capacity;
+mod logs;
+mod node;
+mod run;
+mod store;
+
+pub use capacity::{detect as detect_capacity, DEFAULT_ALLOCATION_PERCENT};
+pub use logs::{LogLine, LogStreamKind};
+pub use node::{ComputeConfig, ComputeError, ComputeHandle, ComputeNode};
+pub use store::{ExecutionStore, Outcome, Record};

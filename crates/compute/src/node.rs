@@ -1,0 +1,591 @@
+//! The compute node's runtime: one task that owns the executions and the capacity.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use bacalhau_executor::{Executor, RunRequest};
+use bacalhau_model::{
+    BuildVersionInfo, ComputeNodeInfo, Execution, ExecutionId, NodeId, NodeInfo, NodeType, Resources,
+    ResourcesWire,
+};
+use bacalhau_protocol::{ComputeEndpoint, Envelope, ExecutionReport, FromCompute, LocalExecutionState, ToCompute};
+use bacalhau_storage::{InputProvider, Publisher};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, error, info, warn};
+
+use crate::logs::{stream_files, LogLine};
+use crate::run::RunPlan;
+use crate::store::{ExecutionStore, Outcome, Record};
+
+/// How many finished runs and progress events may wait for the node's runtime.
+const INTERNAL_CAPACITY: usize = 65_536;
+/// The most messages handled per round (and so per store transaction).
+const MAX_ROUND: usize = 4096;
+/// Lines buffered between a log reader and its consumer.
+const LOG_BUFFER: usize = 1024;
+
+/// Compute node settings.
+#[derive(Clone, Debug)]
+pub struct ComputeConfig {
+    /// This node's ID.
+    pub node_id: NodeId,
+    /// Where the store, inputs and results live.
+    pub data_dir: PathBuf,
+    /// Everything the node gives to jobs.
+    pub capacity: Resources,
+    /// Labels for constraints.
+    pub labels: BTreeMap<String, String>,
+    /// How often it tells the orchestrator it is alive.
+    pub heartbeat_interval: Duration,
+    /// This build.
+    pub version: BuildVersionInfo,
+}
+
+/// A compute node failure at start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ComputeError {
+    /// The store could not be opened.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// The orchestrator is unreachable.
+    #[error("cannot reach the orchestrator: {0}")]
+    Transport(String),
+}
+
+/// A handle to the running node: its info, and its executions' logs.
+#[derive(Clone, Debug)]
+pub struct ComputeHandle {
+    info: Arc<RwLock<NodeInfo>>,
+    states: Arc<RwLock<HashMap<ExecutionId, LocalExecutionState>>>,
+    data_dir: PathBuf,
+}
+
+impl ComputeHandle {
+    /// What the node advertises.
+    pub fn node_info(&self) -> NodeInfo {
+        self.info.read().map(|i| i.clone()).unwrap_or_default()
+    }
+
+    /// Whether this node holds the execution.
+    pub fn has_execution(&self, id: &ExecutionId) -> bool {
+        self.states.read().is_ok_and(|s| s.contains_key(id))
+    }
+
+    /// The execution's output as lines; with `follow`, until it ends.
+    pub fn logs(&self, id: &ExecutionId, follow: bool) -> mpsc::Receiver<LogLine> {
+        let (tx, rx) = mpsc::channel(LOG_BUFFER);
+        let results = RunPlan::results_dir(&self.data_dir.join("executions").join(id.as_str()));
+        let states = self.states.clone();
+        let id = id.clone();
+        let finished = move || {
+            states.read().map_or(true, |s| s.get(&id).is_none_or(|st| st.is_terminal()))
+        };
+        tokio::spawn(stream_files(results.join("stdout"), results.join("stderr"), follow, finished, tx));
+        rx
+    }
+}
+
+/// The node.
+#[derive(Debug)]
+pub struct ComputeNode;
+
+enum Internal {
+    Done { id: ExecutionId, outcome: Outcome },
+    Event(FromCompute),
+}
+
+struct Queued {
+    id: ExecutionId,
+    priority: i32,
+    seq: u64,
+}
+
+struct Runtime {
+    cfg: ComputeConfig,
+    store: Arc<ExecutionStore>,
+    records: HashMap<ExecutionId, Record>,
+    executors: Vec<Arc<dyn Executor>>,
+    inputs: Vec<Arc<dyn InputProvider>>,
+    publishers: Vec<Arc<dyn Publisher>>,
+    endpoint: ComputeEndpoint,
+    internal_tx: mpsc::Sender<Internal>,
+    queue: Vec<Queued>,
+    queue_seq: u64,
+    running: HashMap<ExecutionId, (CancellationToken, Resources)>,
+    used: Resources,
+    states: Arc<RwLock<HashMap<ExecutionId, LocalExecutionState>>>,
+    info: Arc<RwLock<NodeInfo>>,
+}
+
+#[derive(Default)]
+struct Round {
+    writes: Vec<ExecutionId>,
+    sends: Vec<FromCompute>,
+}
+
+impl ComputeNode {
+    /// Opens the store, registers with the orchestrator and starts the runtime.
+    pub async fn start(
+        cfg: ComputeConfig,
+        executors: Vec<Arc<dyn Executor>>,
+        inputs: Vec<Arc<dyn InputProvider>>,
+        publishers: Vec<Arc<dyn Publisher>>,
+        endpoint: ComputeEndpoint,
+        cancel: CancellationToken,
+    ) -> Result<ComputeHandle, ComputeError> {
+        std::fs::create_dir_all(&cfg.data_dir).map_err(|e| {
+            crate::store::StoreError::from_io(format!("cannot create {}: {e}", cfg.data_dir.display()))
+        })?;
+        let path = cfg.data_dir.join("executions.redb");
+        let store = Arc::new(
+            tokio::task::spawn_blocking(move || ExecutionStore::open(&path))
+                .await
+                .map_err(|e| crate::store::StoreError::from_io(e.to_string()))??,
+        );
+        let (internal_tx, internal_rx) = mpsc::channel(INTERNAL_CAPACITY);
+        let info = Arc::new(RwLock::new(NodeInfo::default()));
+        let states = Arc::new(RwLock::new(HashMap::new()));
+        let mut rt = Runtime {
+            cfg: cfg.clone(),
+            store,
+            records: HashMap::new(),
+            executors,
+            inputs,
+            publishers,
+            endpoint,
+            internal_tx,
+            queue: Vec::new(),
+            queue_seq: 0,
+            running: HashMap::new(),
+            used: Resources::default(),
+            states: states.clone(),
+            info: info.clone(),
+        };
+        rt.recover().await?;
+        rt.publish_info();
+        rt.register().await?;
+        tokio::spawn(rt.run(internal_rx, cancel));
+        Ok(ComputeHandle { info, states, data_dir: cfg.data_dir })
+    }
+}
+
+impl crate::store::StoreError {
+    pub(crate) fn from_io(msg: String) -> Self {
+        crate::store::StoreError::new(msg)
+    }
+}
+
+impl Runtime {
+    /// Loads the store; anything that was running when the node stopped failed with it.
+    async fn recover(&mut self) -> Result<(), ComputeError> {
+        let store = self.store.clone();
+        let all = tokio::task::spawn_blocking(move || store.all())
+            .await
+            .map_err(|e| crate::store::StoreError::from_io(e.to_string()))??;
+        let mut changed = Vec::new();
+        for mut r in all {
+            if matches!(r.state, LocalExecutionState::BidAccepted | LocalExecutionState::Running | LocalExecutionState::Publishing) {
+                let message = "the compute node restarted while the execution was in progress".to_owned();
+                r.state = LocalExecutionState::Failed;
+                r.message = message.clone();
+                r.outcome = Some(Outcome::Failed { message, cancelled: false });
+                r.reported = false;
+                changed.push(r.clone());
+            }
+            self.records.insert(r.execution.id.clone(), r);
+        }
+        if !changed.is_empty() {
+            warn!(executions = changed.len(), "executions interrupted by a restart are reported as failed");
+            let store = self.store.clone();
+            tokio::task::spawn_blocking(move || store.put_all(&changed))
+                .await
+                .map_err(|e| crate::store::StoreError::from_io(e.to_string()))??;
+        }
+        self.sync_states();
+        Ok(())
+    }
+
+    fn sync_states(&self) {
+        if let Ok(mut s) = self.states.write() {
+            s.clear();
+            s.extend(self.records.iter().map(|(id, r)| (id.clone(), r.state)));
+        }
+    }
+
+    fn publish_info(&self) {
+        let available = self.cfg.capacity.sub(&self.used);
+        let queued = self.queue.iter().fold(Resources::default(), |acc, q| {
+            acc.add(&self.records.get(&q.id).map(job_resources).unwrap_or_default())
+        });
+        let mut engines: Vec<String> = self.executors.iter().map(|e| e.engine_type().to_owned()).collect();
+        engines.sort();
+        let mut publishers: Vec<String> = self.publishers.iter().map(|p| p.publisher_type().to_owned()).collect();
+        publishers.sort();
+        let mut sources: Vec<String> = self.inputs.iter().map(|i| i.source_type().to_owned()).collect();
+        sources.sort();
+        let info = NodeInfo {
+            node_id: self.cfg.node_id.clone(),
+            node_type: NodeType::Compute,
+            labels: self.cfg.labels.clone(),
+            supported_protocols: vec![format!("bacalhau-rs/{}", bacalhau_protocol::PROTOCOL_VERSION)],
+            compute_node_info: Some(ComputeNodeInfo {
+                execution_engines: engines,
+                publishers,
+                storage_sources: sources,
+                max_capacity: self.cfg.capacity.into(),
+                queue_used_capacity: queued.into(),
+                available_capacity: available.into(),
+                max_job_requirements: self.cfg.capacity.into(),
+                running_executions: self.running.len() as u32,
+                enqueued_executions: self.queue.len() as u32,
+            }),
+            bacalhau_version: self.cfg.version.clone(),
+        };
+        if let Ok(mut i) = self.info.write() {
+            *i = info;
+        }
+    }
+
+    async fn register(&mut self) -> Result<(), ComputeError> {
+        let info = self.info.read().map(|i| i.clone()).unwrap_or_default();
+        let executions = self
+            .records
+            .values()
+            .filter(|r| !(r.state.is_terminal() && r.reported))
+            .map(|r| ExecutionReport { execution_id: r.execution.id.clone(), state: r.state })
+            .collect();
+        self.endpoint
+            .send(FromCompute::Register { info, executions })
+            .await
+            .map_err(|e| ComputeError::Transport(e.to_string()))?;
+        // Results the orchestrator never acknowledged go again; it ignores duplicates.
+        let pending: Vec<FromCompute> = self.records.values().filter_map(report).collect();
+        for msg in pending {
+            self.endpoint.send(msg).await.map_err(|e| ComputeError::Transport(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    async fn run(mut self, mut internal: mpsc::Receiver<Internal>, cancel: CancellationToken) {
+        let mut heartbeat = tokio::time::interval(self.cfg.heartbeat_interval);
+        heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut msgs: Vec<Envelope<ToCompute>> = Vec::with_capacity(MAX_ROUND);
+        let mut done: Vec<Internal> = Vec::with_capacity(MAX_ROUND);
+        loop {
+            tokio::select! {
+                biased;
+                () = cancel.cancelled() => break,
+                n = internal.recv_many(&mut done, MAX_ROUND) => if n == 0 { break },
+                n = self.endpoint.inbox.recv_many(&mut msgs, MAX_ROUND) => if n == 0 {
+                    warn!("the orchestrator closed the connection");
+                    break;
+                },
+                _ = heartbeat.tick() => {
+                    self.publish_info();
+                    let available: ResourcesWire = self.cfg.capacity.sub(&self.used).into();
+                    let msg = FromCompute::Heartbeat {
+                        available,
+                        queued: ResourcesWire::default(),
+                        running: self.running.len() as u32,
+                        enqueued: self.queue.len() as u32,
+                    };
+                    if self.endpoint.send(msg).await.is_err() {
+                        break;
+                    }
+                    continue;
+                }
+            }
+            while let Ok(m) = self.endpoint.inbox.try_recv() {
+                msgs.push(m);
+                if msgs.len() >= MAX_ROUND {
+                    break;
+                }
+            }
+            let mut round = Round::default();
+            for m in msgs.drain(..) {
+                self.handle(m.payload, &mut round);
+            }
+            let mut events = Vec::new();
+            for d in done.drain(..) {
+                match d {
+                    Internal::Done { id, outcome } => self.finished(id, outcome, &mut round),
+                    Internal::Event(e) => events.push(e),
+                }
+            }
+            let starts = self.schedule(&mut round);
+            if let Err(e) = self.commit(&round).await {
+                error!(error = %e, "cannot persist execution state; stopping the compute node");
+                break;
+            }
+            self.sync_states();
+            for e in events.into_iter().chain(round.sends) {
+                if self.endpoint.send(e).await.is_err() {
+                    warn!("the orchestrator is gone");
+                    return;
+                }
+            }
+            for plan in starts {
+                let tx = self.internal_tx.clone();
+                tokio::spawn(async move {
+                    let id = plan.execution.id.clone();
+                    let outcome = plan.run().await;
+                    let _ = tx.send(Internal::Done { id, outcome }).await;
+                });
+            }
+        }
+        for (token, _) in self.running.values() {
+            token.cancel();
+        }
+        debug!("compute node runtime stopped");
+    }
+
+    async fn commit(&self, round: &Round) -> Result<(), crate::store::StoreError> {
+        let records: Vec<Record> = round.writes.iter().filter_map(|id| self.records.get(id).cloned()).collect();
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.put_all(&records))
+            .await
+            .map_err(|e| crate::store::StoreError::from_io(e.to_string()))?
+    }
+
+    fn set_state(&mut self, id: &ExecutionId, state: LocalExecutionState, message: &str, round: &mut Round) {
+        if let Some(r) = self.records.get_mut(id) {
+            r.state = state;
+            r.message = message.to_owned();
+            round.writes.push(id.clone());
+        }
+    }
+
+    fn handle(&mut self, msg: ToCompute, round: &mut Round) {
+        match msg {
+            ToCompute::AskForBid { execution } => self.ask_for_bid(*execution, round),
+            ToCompute::BidAccepted { execution_id } => {
+                match self.records.get(&execution_id).map(|r| r.state) {
+                    Some(LocalExecutionState::AskForBidAccepted) => {
+                        self.set_state(&execution_id, LocalExecutionState::BidAccepted, "bid accepted", round);
+                        let priority = self.records.get(&execution_id).and_then(|r| r.execution.job.as_ref()).map_or(0, |j| j.priority);
+                        self.queue_seq += 1;
+                        self.queue.push(Queued { id: execution_id, priority, seq: self.queue_seq });
+                    }
+                    Some(s) if s.is_terminal() => {
+                        if let Some(m) = self.records.get(&execution_id).and_then(report) {
+                            round.sends.push(m);
+                        }
+                    }
+                    _ => debug!(%execution_id, "duplicate bid acceptance ignored"),
+                }
+            }
+            ToCompute::BidRejected { execution_id, reason } => {
+                if self.records.get(&execution_id).is_some_and(|r| r.state == LocalExecutionState::AskForBidAccepted) {
+                    self.set_state(&execution_id, LocalExecutionState::BidRejected, &reason, round);
+                    if let Some(r) = self.records.get_mut(&execution_id) {
+                        r.reported = true;
+                    }
+                }
+            }
+            ToCompute::CancelExecution { execution_id, reason } => self.cancel(&execution_id, &reason, round),
+            ToCompute::Ack { execution_id } => {
+                if let Some(r) = self.records.get_mut(&execution_id) {
+                    if !r.reported && r.state.is_terminal() {
+                        r.reported = true;
+                        round.writes.push(execution_id);
+                    }
+                }
+            }
+            ToCompute::Registered { accepted, reason } => {
+                if accepted {
+                    info!("registered with the orchestrator");
+                } else {
+                    error!(%reason, "the orchestrator refused this node");
+                }
+            }
+        }
+    }
+
+    fn ask_for_bid(&mut self, execution: Execution, round: &mut Round) {
+        if let Some(r) = self.records.get(&execution.id) {
+            // Asked again (a reconnect): answer the same way, or re-send the outcome.
+            match r.state {
+                LocalExecutionState::AskForBidAccepted => round.sends.push(FromCompute::BidResult {
+                    execution_id: execution.id.clone(),
+                    accepted: true,
+                    reason: String::new(),
+                }),
+                LocalExecutionState::AskForBidRejected => round.sends.push(FromCompute::BidResult {
+                    execution_id: execution.id.clone(),
+                    accepted: false,
+                    reason: r.message.clone(),
+                }),
+                _ => round.sends.extend(report(r)),
+            }
+            return;
+        }
+        let decision = self.bid(&execution);
+        let id = execution.id.clone();
+        let (state, accepted, reason) = match decision {
+            Ok(()) => (LocalExecutionState::AskForBidAccepted, true, String::new()),
+            Err(reason) => (LocalExecutionState::AskForBidRejected, false, reason),
+        };
+        self.records.insert(
+            id.clone(),
+            Record { execution, state, message: reason.clone(), outcome: None, reported: !accepted },
+        );
+        round.writes.push(id.clone());
+        round.sends.push(FromCompute::BidResult { execution_id: id, accepted, reason });
+    }
+
+    /// Whether to bid: the node must have the engine, inputs and publisher, and the job must
+    /// fit in the node at all (it may still wait in the queue for capacity).
+    fn bid(&self, execution: &Execution) -> Result<(), String> {
+        let job = execution.job.as_deref().ok_or("the ask carried no job")?;
+        let task = job.task().ok_or("the job has no task")?;
+        let Some(executor) = self.executors.iter().find(|e| task.engine.is_type(e.engine_type())) else {
+            return Err(format!("this node does not support engine {}", task.engine.type_name()));
+        };
+        let needs = job_resources_of(job);
+        if let Some(excess) = needs.first_excess(&self.cfg.capacity) {
+            return Err(format!("the job needs more than this node has: {excess}"));
+        }
+        for input in &task.input_sources {
+            let provider = self
+                .inputs
+                .iter()
+                .find(|p| input.source.is_type(p.source_type()))
+                .ok_or_else(|| format!("this node does not support input source {}", input.source.type_name()))?;
+            provider.validate(input).map_err(|e| e.to_string())?;
+        }
+        if !task.publisher.is_empty() && !self.publishers.iter().any(|p| task.publisher.is_type(p.publisher_type())) {
+            return Err(format!("this node does not support publisher {}", task.publisher.type_name()));
+        }
+        let probe = RunRequest {
+            job_id: job.id.clone(),
+            execution_id: execution.id.clone(),
+            engine: task.engine.clone(),
+            inputs: Vec::new(),
+            outputs: Vec::new(),
+            env: BTreeMap::new(),
+            resources: needs,
+            network: task.network.clone(),
+            timeout: None,
+            results_dir: PathBuf::new(),
+            cancel: CancellationToken::new(),
+        };
+        executor.validate(&probe).map_err(|e| e.to_string())
+    }
+
+    fn cancel(&mut self, id: &ExecutionId, reason: &str, round: &mut Round) {
+        let Some(state) = self.records.get(id).map(|r| r.state) else {
+            return;
+        };
+        if let Some((token, _)) = self.running.get(id) {
+            token.cancel();
+            return;
+        }
+        if state.is_terminal() {
+            return;
+        }
+        self.queue.retain(|q| &q.id != id);
+        let message = if reason.is_empty() { "execution cancelled".to_owned() } else { format!("execution cancelled: {reason}") };
+        self.set_state(id, LocalExecutionState::Cancelled, &message, round);
+        if let Some(r) = self.records.get_mut(id) {
+            r.outcome = Some(Outcome::Failed { message, cancelled: true });
+            r.reported = false;
+            round.sends.extend(report(r));
+        }
+    }
+
+    fn finished(&mut self, id: ExecutionId, outcome: Outcome, round: &mut Round) {
+        if let Some((_, res)) = self.running.remove(&id) {
+            self.used = self.used.sub(&res);
+        }
+        let (state, message) = match &outcome {
+            Outcome::Completed { .. } => (LocalExecutionState::Completed, "completed".to_owned()),
+            Outcome::Failed { cancelled: true, message } => (LocalExecutionState::Cancelled, message.clone()),
+            Outcome::Failed { message, .. } => (LocalExecutionState::Failed, message.clone()),
+        };
+        self.set_state(&id, state, &message, round);
+        if let Some(r) = self.records.get_mut(&id) {
+            r.outcome = Some(outcome);
+            r.reported = false;
+            round.sends.extend(report(r));
+        }
+    }
+
+    /// Starts queued executions that fit, highest priority first, then oldest.
+    fn schedule(&mut self, round: &mut Round) -> Vec<RunPlan> {
+        self.queue.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.seq.cmp(&b.seq)));
+        let mut starts = Vec::new();
+        let mut keep = Vec::new();
+        for q in std::mem::take(&mut self.queue) {
+            let Some(record) = self.records.get(&q.id) else { continue };
+            let needs = job_resources(record);
+            if !self.used.add(&needs).fits_within(&self.cfg.capacity) {
+                keep.push(q);
+                continue;
+            }
+            let execution = record.execution.clone();
+            let Some(task) = execution.job.as_deref().and_then(|j| j.task()).cloned() else { continue };
+            let Some(executor) = self.executors.iter().find(|e| task.engine.is_type(e.engine_type())).cloned() else {
+                continue;
+            };
+            let publisher = if task.publisher.is_empty() {
+                None
+            } else {
+                self.publishers.iter().find(|p| task.publisher.is_type(p.publisher_type())).cloned()
+            };
+            let token = CancellationToken::new();
+            self.used = self.used.add(&needs);
+            self.running.insert(q.id.clone(), (token.clone(), needs));
+            self.set_state(&q.id, LocalExecutionState::Running, "running", round);
+            let (events_tx, mut events_rx) = mpsc::channel::<FromCompute>(16);
+            let internal = self.internal_tx.clone();
+            tokio::spawn(async move {
+                while let Some(e) = events_rx.recv().await {
+                    if internal.send(Internal::Event(e)).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            starts.push(RunPlan {
+                exec_dir: self.cfg.data_dir.join("executions").join(q.id.as_str()),
+                execution,
+                executor,
+                inputs: self.inputs.clone(),
+                publisher,
+                resources: needs,
+                cancel: token,
+                events: events_tx,
+            });
+        }
+        self.queue = keep;
+        starts
+    }
+}
+
+fn job_resources_of(job: &bacalhau_model::Job) -> Resources {
+    job.task().and_then(|t| Resources::parse(&t.resources).ok()).unwrap_or_default()
+}
+
+fn job_resources(r: &Record) -> Resources {
+    r.execution.job.as_deref().map(job_resources_of).unwrap_or_default()
+}
+
+/// The message that reports a finished execution, if it still needs reporting.
+fn report(r: &Record) -> Option<FromCompute> {
+    if r.reported {
+        return None;
+    }
+    match r.outcome.clone()? {
+        Outcome::Completed { published_result, run_output } => Some(FromCompute::RunResult {
+            execution_id: r.execution.id.clone(),
+            published_result,
+            run_output,
+        }),
+        Outcome::Failed { message, cancelled } => {
+            Some(FromCompute::ComputeError { execution_id: r.execution.id.clone(), message, cancelled })
+        }
+    }
+}

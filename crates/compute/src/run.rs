@@ -1,0 +1,129 @@
+//! Running one execution: prepare inputs, run the engine, write the result folder, publish.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bacalhau_executor::{
+    summarize, write_exit_code, Executor, ExecutorError, PreparedOutput, ResultFolder, RunRequest,
+};
+use bacalhau_model::{Execution, Resources};
+use bacalhau_protocol::FromCompute;
+use bacalhau_storage::{InputProvider, Publisher};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::store::Outcome;
+
+/// The parts a run needs, resolved by the node before it starts.
+pub(crate) struct RunPlan {
+    pub execution: Execution,
+    pub executor: Arc<dyn Executor>,
+    pub inputs: Vec<Arc<dyn InputProvider>>,
+    pub publisher: Option<Arc<dyn Publisher>>,
+    pub exec_dir: PathBuf,
+    pub resources: Resources,
+    pub cancel: CancellationToken,
+    pub events: mpsc::Sender<FromCompute>,
+}
+
+impl RunPlan {
+    pub(crate) fn results_dir(exec_dir: &std::path::Path) -> PathBuf {
+        exec_dir.join("results")
+    }
+
+    async fn event(&self, topic: &str, message: &str) {
+        // Progress events are best effort: losing one loses a history line, nothing else.
+        let _ = self
+            .events
+            .send(FromCompute::ExecutionEvent {
+                execution_id: self.execution.id.clone(),
+                topic: topic.into(),
+                message: message.into(),
+            })
+            .await;
+    }
+
+    /// Runs to the end and says how it ended; never panics on bad input.
+    pub(crate) async fn run(self) -> Outcome {
+        let fail = |message: String| Outcome::Failed { message, cancelled: false };
+        let Some(job) = self.execution.job.as_deref() else {
+            return fail("the execution arrived without its job".into());
+        };
+        let Some(task) = job.task() else {
+            return fail("the job has no task".into());
+        };
+        self.event("Execution", "Running").await;
+
+        let results_dir = Self::results_dir(&self.exec_dir);
+        let folder = match ResultFolder::create(&results_dir) {
+            Ok(f) => f,
+            Err(e) => return fail(format!("cannot create the result folder: {e}")),
+        };
+        let mut prepared = Vec::new();
+        for (i, input) in task.input_sources.iter().enumerate() {
+            let Some(provider) = self.inputs.iter().find(|p| input.source.is_type(p.source_type())) else {
+                return fail(format!("input source type {} is not available on this node", input.source.type_name()));
+            };
+            match provider.prepare(input, &self.exec_dir.join("inputs").join(i.to_string())).await {
+                Ok(p) => prepared.push(p),
+                Err(e) => return fail(format!("preparing input {} failed: {e}", input.target)),
+            }
+        }
+        let mut outputs = Vec::new();
+        for rp in &task.result_paths {
+            match folder.output_dir(&rp.name) {
+                Ok(host_path) => outputs.push(PreparedOutput { name: rp.name.clone(), path: rp.path.clone(), host_path }),
+                Err(e) => return fail(format!("cannot create result folder {}: {e}", rp.name)),
+            }
+        }
+        let mut env: BTreeMap<String, String> = task.env.clone();
+        env.insert("BACALHAU_JOB_ID".into(), job.id.0.clone());
+        env.insert("BACALHAU_JOB_TYPE".into(), job.r#type.to_string());
+        env.insert("BACALHAU_EXECUTION_ID".into(), self.execution.id.0.clone());
+        env.insert("BACALHAU_NODE_ID".into(), self.execution.node_id.0.clone());
+        env.insert("BACALHAU_PARTITION_INDEX".into(), self.execution.partition_index.to_string());
+        env.insert("BACALHAU_PARTITION_COUNT".into(), job.partitions().max(1).to_string());
+        let timeout = (task.timeouts.execution_timeout > 0)
+            .then(|| Duration::from_secs(task.timeouts.execution_timeout))
+            .or_else(|| (task.timeouts.total_timeout > 0).then(|| Duration::from_secs(task.timeouts.total_timeout)));
+        let request = RunRequest {
+            job_id: job.id.clone(),
+            execution_id: self.execution.id.clone(),
+            engine: task.engine.clone(),
+            inputs: prepared,
+            outputs,
+            env,
+            resources: self.resources,
+            network: task.network.clone(),
+            timeout,
+            results_dir: results_dir.clone(),
+            cancel: self.cancel.clone(),
+        };
+        let exit_code = match self.executor.run(request).await {
+            Ok(o) => o.exit_code,
+            Err(ExecutorError::Cancelled) => {
+                return Outcome::Failed { message: "execution cancelled".into(), cancelled: true };
+            }
+            Err(e) => return fail(e.to_string()),
+        };
+        if let Err(e) = write_exit_code(&results_dir, exit_code) {
+            return fail(format!("cannot write exitCode: {e}"));
+        }
+        let published_result = match &self.publisher {
+            None => None,
+            Some(p) => {
+                self.event("Publishing Results", "Publishing results").await;
+                match p.publish(&self.execution.id, &results_dir).await {
+                    Ok(r) => r,
+                    Err(e) => return fail(format!("publishing results failed: {e}")),
+                }
+            }
+        };
+        match summarize(&results_dir, exit_code, "") {
+            Ok(run_output) => Outcome::Completed { published_result, run_output },
+            Err(e) => fail(format!("cannot read the result folder: {e}")),
+        }
+    }
+}
