@@ -1,1 +1,13 @@
-//! placeholder
+//! Bacalhau's v1 REST API: the axum server and the typed client the CLI uses.
+//!
+//! Handlers parse and validate the request into typed values, call one orchestrator or
+//! compute method, and map errors to status codes in one place ([`server::ApiError`]).
+//! Response shapes follow Bacalhau's Go server and stay readable by its 1.4 Python client.
+
+pub mod client;
+mod openapi;
+pub mod server;
+pub mod types;
+
+pub use client::{Client, ClientError};
+pub use server::{router, ApiState};

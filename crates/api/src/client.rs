@@ -1,0 +1,239 @@
+//! The typed client the CLI uses.
+
+use std::time::Duration;
+
+use bacalhau_model::{BuildVersionInfo, Execution, Job, JobHistory, NodeInfo, NodeState, SpecConfig};
+use futures::StreamExt;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::types::{
+    ErrorBody, GetJobResponse, GetNodeResponse, ListNodesResponse, LogFrame, Page, PutJobResponse, StopJobResponse,
+};
+
+/// How long a single API request may take (downloads have their own limit).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Why a request failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// Nothing answered at the address.
+    #[error(
+        "cannot reach the bacalhau API at {url}: {cause}\nHint: start a node with `bacalhau serve`, or point --api-host/--api-port (BACALHAU_API_HOST/BACALHAU_API_PORT) at a running one"
+    )]
+    Unreachable {
+        /// The address tried.
+        url: String,
+        /// What happened.
+        cause: String,
+    },
+    /// The server answered with an error.
+    #[error("{message}{}", if .hint.is_empty() { String::new() } else { format!("\nHint: {}", .hint) })]
+    Api {
+        /// HTTP status.
+        status: u16,
+        /// The server's message.
+        message: String,
+        /// The server's hint.
+        hint: String,
+    },
+    /// The answer could not be read.
+    #[error("unexpected answer from {url}: {cause}")]
+    Protocol {
+        /// The request.
+        url: String,
+        /// What was wrong.
+        cause: String,
+    },
+}
+
+/// A client for one server.
+#[derive(Clone, Debug)]
+pub struct Client {
+    base: String,
+    http: reqwest::Client,
+}
+
+fn cause(e: &reqwest::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(inner) = src {
+        s = format!("{s}: {inner}");
+        src = inner.source();
+    }
+    s
+}
+
+impl Client {
+    /// A client for `host:port`; `host` may be a URL (`http://h:p`), as Bacalhau allows.
+    pub fn new(host: &str, port: u16) -> Self {
+        let host = host.trim();
+        let base = if host.starts_with("http://") || host.starts_with("https://") {
+            host.trim_end_matches('/').to_owned()
+        } else {
+            // 0.0.0.0 is a listen address; a client means this machine.
+            let h = if host.is_empty() || host == "0.0.0.0" { "127.0.0.1" } else { host };
+            format!("http://{h}:{port}")
+        };
+        let http = reqwest::Client::builder().timeout(REQUEST_TIMEOUT).build().unwrap_or_default();
+        Self { base, http }
+    }
+
+    /// The server's base URL.
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder, url: &str) -> Result<T, ClientError> {
+        let resp = req.send().await.map_err(|e| ClientError::Unreachable { url: self.base.clone(), cause: cause(&e) })?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(|e| ClientError::Protocol { url: url.into(), cause: cause(&e) })?;
+        if !status.is_success() {
+            let body: ErrorBody = serde_json::from_slice(&bytes).unwrap_or_else(|_| ErrorBody {
+                message: format!("{} {}", status, String::from_utf8_lossy(&bytes)),
+                ..Default::default()
+            });
+            return Err(ClientError::Api { status: status.as_u16(), message: body.message, hint: body.hint });
+        }
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol { url: url.into(), cause: e.to_string() })
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str, query: &[(&str, String)]) -> Result<T, ClientError> {
+        let url = format!("{}{path}", self.base);
+        self.send(self.http.get(&url).query(query), &url).await
+    }
+
+    /// `PUT /jobs` with a job given as JSON.
+    pub async fn submit(&self, job: &Value) -> Result<PutJobResponse, ClientError> {
+        let url = format!("{}/api/v1/orchestrator/jobs", self.base);
+        self.send(self.http.put(&url).json(&serde_json::json!({ "Job": job })), &url).await
+    }
+
+    /// A job, optionally with history and executions.
+    pub async fn get_job(&self, id: &str, include: &str) -> Result<GetJobResponse, ClientError> {
+        self.get(&format!("/api/v1/orchestrator/jobs/{id}"), &[("include", include.to_owned())]).await
+    }
+
+    /// A page of jobs.
+    pub async fn list_jobs(&self, limit: usize, next_token: &str, reverse: bool, labels: &str) -> Result<Page<Job>, ClientError> {
+        let q = [
+            ("limit", limit.to_string()),
+            ("next_token", next_token.to_owned()),
+            ("reverse", reverse.to_string()),
+            ("labels", labels.to_owned()),
+        ];
+        self.get("/api/v1/orchestrator/jobs", &q).await
+    }
+
+    /// Stops a job.
+    pub async fn stop(&self, id: &str, reason: &str) -> Result<StopJobResponse, ClientError> {
+        let url = format!("{}/api/v1/orchestrator/jobs/{id}", self.base);
+        self.send(self.http.delete(&url).json(&serde_json::json!({ "reason": reason })), &url).await
+    }
+
+    /// History entries after `next_token` (empty = from the start).
+    pub async fn history(&self, id: &str, event_type: &str, execution_id: &str, next_token: &str) -> Result<Page<JobHistory>, ClientError> {
+        let q = [
+            ("event_type", event_type.to_owned()),
+            ("execution_id", execution_id.to_owned()),
+            ("next_token", next_token.to_owned()),
+            ("limit", "1000".to_owned()),
+        ];
+        self.get(&format!("/api/v1/orchestrator/jobs/{id}/history"), &q).await
+    }
+
+    /// A job's executions.
+    pub async fn executions(&self, id: &str) -> Result<Page<Execution>, ClientError> {
+        self.get(&format!("/api/v1/orchestrator/jobs/{id}/executions"), &[("limit", "1000".into())]).await
+    }
+
+    /// A job's published results.
+    pub async fn results(&self, id: &str) -> Result<Page<SpecConfig>, ClientError> {
+        self.get(&format!("/api/v1/orchestrator/jobs/{id}/results"), &[]).await
+    }
+
+    /// Nodes.
+    pub async fn nodes(&self) -> Result<Vec<NodeState>, ClientError> {
+        Ok(self.get::<ListNodesResponse>("/api/v1/orchestrator/nodes", &[]).await?.nodes)
+    }
+
+    /// One node.
+    pub async fn node(&self, id: &str) -> Result<NodeState, ClientError> {
+        Ok(self.get::<GetNodeResponse>(&format!("/api/v1/orchestrator/nodes/{id}"), &[]).await?.node)
+    }
+
+    /// Liveness.
+    pub async fn alive(&self) -> Result<Value, ClientError> {
+        self.get("/api/v1/agent/alive", &[]).await
+    }
+
+    /// Server version.
+    pub async fn version(&self) -> Result<BuildVersionInfo, ClientError> {
+        self.get("/api/v1/agent/version", &[]).await
+    }
+
+    /// The server node's info.
+    pub async fn agent_node(&self) -> Result<NodeInfo, ClientError> {
+        self.get("/api/v1/agent/node", &[]).await
+    }
+
+    /// Streams log lines over the websocket, calling `on_line(type, line)` for each.
+    pub async fn logs(
+        &self,
+        id: &str,
+        execution_id: &str,
+        follow: bool,
+        mut on_line: impl FnMut(u8, &str),
+    ) -> Result<(), ClientError> {
+        let ws_base = self.base.replacen("http", "ws", 1);
+        let url = format!("{ws_base}/api/v1/orchestrator/jobs/{id}/logs?follow={follow}&execution_id={execution_id}");
+        let (mut socket, _) = match tokio_tungstenite::connect_async(url.as_str()).await {
+            Ok(s) => s,
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+                let body = resp.body().as_deref().unwrap_or_default();
+                let e: ErrorBody = serde_json::from_slice(body).unwrap_or_default();
+                return Err(ClientError::Api { status: resp.status().as_u16(), message: e.message, hint: e.hint });
+            }
+            Err(e) => return Err(ClientError::Unreachable { url: self.base.clone(), cause: e.to_string() }),
+        };
+        while let Some(msg) = socket.next().await {
+            match msg {
+                Ok(Message::Text(t)) => {
+                    let frame: LogFrame = serde_json::from_str(&t)
+                        .map_err(|e| ClientError::Protocol { url: url.clone(), cause: e.to_string() })?;
+                    if !frame.error.is_empty() {
+                        return Err(ClientError::Api { status: 500, message: frame.error, hint: String::new() });
+                    }
+                    if let Some(v) = frame.value {
+                        on_line(v.kind, &v.line);
+                    }
+                }
+                Ok(Message::Close(_)) => break,
+                Ok(_) => {}
+                Err(e) => return Err(ClientError::Protocol { url: url.clone(), cause: e.to_string() }),
+            }
+        }
+        Ok(())
+    }
+
+    /// Downloads a URL's body (results published by the local publisher).
+    pub async fn download(&self, url: &str, timeout: Duration) -> Result<Vec<u8>, ClientError> {
+        let resp = self
+            .http
+            .get(url)
+            .timeout(timeout)
+            .send()
+            .await
+            .map_err(|e| ClientError::Unreachable { url: url.into(), cause: cause(&e) })?;
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(ClientError::Api { status: status.as_u16(), message: format!("downloading {url} failed: {status}"), hint: String::new() });
+        }
+        Ok(resp.bytes().await.map_err(|e| ClientError::Protocol { url: url.into(), cause: cause(&e) })?.to_vec())
+    }
+}
+
+/// Returns `Some` of the stop response to keep the type in the public API.
+pub type StopResponse = StopJobResponse;

@@ -1,0 +1,65 @@
+//! The OpenAPI document served at `/api/v1/openapi.json`.
+//!
+//! Written out rather than derived: the wire shapes are Bacalhau's, fixed by its clients, and
+//! the model crate stays free of UI/doc derives. A test checks that every route the router
+//! serves is listed here.
+
+use serde_json::{json, Value};
+
+/// Every (method, path) the server routes, as listed in the document.
+pub(crate) const ROUTES: &[(&str, &str, &str)] = &[
+    ("get", "/api/v1/agent/alive", "Liveness: {\"Status\":\"OK\"}"),
+    ("get", "/api/v1/agent/version", "Build information"),
+    ("get", "/api/v1/agent/node", "This node's NodeInfo"),
+    ("get", "/api/v1/livez", "Liveness as plain text (Bacalhau 1.4)"),
+    ("get", "/api/v1/orchestrator/jobs", "List jobs: namespace, labels, limit, next_token, reverse, order_by"),
+    ("put", "/api/v1/orchestrator/jobs", "Submit a job: {\"Job\": {...}}"),
+    ("post", "/api/v1/orchestrator/jobs", "Submit a job (same as PUT)"),
+    ("get", "/api/v1/orchestrator/jobs/{id}", "Get a job by ID, ID prefix or name; include=history,executions"),
+    ("delete", "/api/v1/orchestrator/jobs/{id}", "Stop a job; reason in the body or the query"),
+    ("get", "/api/v1/orchestrator/jobs/{id}/history", "A job's history: event_type, execution_id, node_id, limit, next_token"),
+    ("get", "/api/v1/orchestrator/jobs/{id}/executions", "A job's executions: limit, reverse"),
+    ("get", "/api/v1/orchestrator/jobs/{id}/results", "Published results of completed executions"),
+    ("get", "/api/v1/orchestrator/jobs/{id}/logs", "Logs: websocket of {value:{Type,Line}} frames, or plain text; execution_id, follow"),
+    ("get", "/api/v1/orchestrator/nodes", "List nodes"),
+    ("get", "/api/v1/orchestrator/nodes/{id}", "Get a node by ID prefix"),
+    ("get", "/api/v1/local-results/{file}", "Download a result archive kept by the local publisher"),
+    ("get", "/api/v1/openapi.json", "This document"),
+];
+
+pub(crate) fn document() -> Value {
+    let mut paths = serde_json::Map::new();
+    for (method, path, summary) in ROUTES {
+        let params: Vec<Value> = if path.contains("{id}") {
+            vec![json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string"}})]
+        } else if path.contains("{file}") {
+            vec![json!({"name": "file", "in": "path", "required": true, "schema": {"type": "string"}})]
+        } else {
+            vec![]
+        };
+        let op = json!({
+            "summary": summary,
+            "parameters": params,
+            "responses": {
+                "200": {"description": "OK", "content": {"application/json": {"schema": {"type": "object"}}}},
+                "default": {"description": "Error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+            }
+        });
+        let entry = paths.entry((*path).to_owned()).or_insert_with(|| json!({}));
+        if let Some(obj) = entry.as_object_mut() {
+            obj.insert((*method).to_owned(), op);
+        }
+    }
+    json!({
+        "openapi": "3.0.3",
+        "info": {"title": "Bacalhau API (bacalhau-rs)", "version": env!("CARGO_PKG_VERSION")},
+        "paths": paths,
+        "components": {"schemas": {"Error": {
+            "type": "object",
+            "properties": {
+                "Status": {"type": "integer"}, "Message": {"type": "string"},
+                "Code": {"type": "string"}, "Hint": {"type": "string"}
+            }
+        }}}
+    })
+}

@@ -1,0 +1,389 @@
+//! The REST server.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use bacalhau_compute::{ComputeHandle, LogLine};
+use bacalhau_model::{
+    parse_job_value, BuildVersionInfo, ComputeStateType, ExecutionId, HistoryType, LabelSelectorRequirement, NodeInfo,
+    Operator,
+};
+use bacalhau_orchestrator::{ListJobsQuery, OrchestratorError, OrchestratorHandle};
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use crate::types::{
+    AliveResponse, ErrorBody, GetJobResponse, GetNodeResponse, ListNodesResponse, LogFrame, LogValue, Page,
+    PutJobResponse, StopJobResponse,
+};
+
+/// Largest request body accepted (Bacalhau's limit): a spec with an inline module fits.
+const MAX_BODY_BYTES: usize = 10 * 1024 * 1024;
+/// Default page size of lists.
+const DEFAULT_LIMIT: usize = 100;
+
+/// What the handlers need.
+#[derive(Clone, Debug)]
+pub struct ApiState {
+    /// The orchestrator.
+    pub orchestrator: OrchestratorHandle,
+    /// The compute node in this process, if any (logs and local results are served from it).
+    pub compute: Option<ComputeHandle>,
+    /// This build.
+    pub version: BuildVersionInfo,
+    /// What `agent/node` reports when there is no compute node.
+    pub node_info: NodeInfo,
+    /// Where the local publisher keeps result archives.
+    pub local_results_dir: Option<PathBuf>,
+}
+
+/// An error with a status, a message and a hint, answered as Bacalhau's JSON error body.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+    hint: String,
+}
+
+impl ApiError {
+    fn bad_request(message: impl Into<String>, hint: impl Into<String>) -> Self {
+        Self { status: StatusCode::BAD_REQUEST, code: "BadRequest", message: message.into(), hint: hint.into() }
+    }
+
+    fn not_found(message: impl Into<String>, hint: impl Into<String>) -> Self {
+        Self { status: StatusCode::NOT_FOUND, code: "NotFound", message: message.into(), hint: hint.into() }
+    }
+}
+
+impl From<OrchestratorError> for ApiError {
+    fn from(e: OrchestratorError) -> Self {
+        let message = e.to_string();
+        let (status, code, hint) = match &e {
+            OrchestratorError::Invalid(_) => {
+                (StatusCode::BAD_REQUEST, "ValidationError", "fix the fields named above and submit again")
+            }
+            OrchestratorError::Unsupported(_) => (StatusCode::BAD_REQUEST, "BadRequest", ""),
+            OrchestratorError::NotFound { .. } => {
+                (StatusCode::NOT_FOUND, "NotFound", "list jobs with `bacalhau job list` to find the ID")
+            }
+            OrchestratorError::Ambiguous { .. } => (StatusCode::BAD_REQUEST, "BadRequest", "use a longer prefix of the ID"),
+            OrchestratorError::Conflict(_) => (StatusCode::CONFLICT, "ResourceInUse", ""),
+            OrchestratorError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", "retry shortly"),
+            _ => (StatusCode::INTERNAL_SERVER_ERROR, "InternalError", "check the server's log"),
+        };
+        Self { status, code, message, hint: hint.into() }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = ErrorBody { status: self.status.as_u16(), message: self.message, code: self.code.into(), hint: self.hint };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// The API's routes.
+pub fn router(state: ApiState) -> Router {
+    Router::new()
+        .route("/api/v1/agent/alive", get(alive))
+        .route("/api/v1/agent/version", get(version))
+        .route("/api/v1/agent/node", get(agent_node))
+        .route("/api/v1/livez", get(livez))
+        .route("/api/v1/orchestrator/jobs", get(list_jobs).put(put_job).post(put_job))
+        .route("/api/v1/orchestrator/jobs/{id}", get(get_job).delete(stop_job))
+        .route("/api/v1/orchestrator/jobs/{id}/history", get(job_history))
+        .route("/api/v1/orchestrator/jobs/{id}/executions", get(job_executions))
+        .route("/api/v1/orchestrator/jobs/{id}/results", get(job_results))
+        .route("/api/v1/orchestrator/jobs/{id}/logs", get(job_logs))
+        .route("/api/v1/orchestrator/nodes", get(list_nodes))
+        .route("/api/v1/orchestrator/nodes/{id}", get(get_node))
+        .route("/api/v1/local-results/{file}", get(local_result))
+        .route("/api/v1/openapi.json", get(openapi))
+        .fallback(fallback)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(Arc::new(state))
+}
+
+type St = State<Arc<ApiState>>;
+type Params = Query<HashMap<String, String>>;
+
+async fn fallback(uri: axum::http::Uri) -> ApiError {
+    ApiError::not_found(format!("no API route {uri}"), "see /api/v1/openapi.json for the routes this server has")
+}
+
+async fn openapi() -> Json<Value> {
+    Json(crate::openapi::document())
+}
+
+async fn alive() -> Json<AliveResponse> {
+    Json(AliveResponse { status: "OK".into() })
+}
+
+async fn livez() -> &'static str {
+    "OK"
+}
+
+async fn version(State(s): St) -> Json<BuildVersionInfo> {
+    Json(s.version.clone())
+}
+
+async fn agent_node(State(s): St) -> Json<NodeInfo> {
+    Json(s.compute.as_ref().map_or_else(|| s.node_info.clone(), |c| c.node_info()))
+}
+
+/// Parses a boolean the way Go's `strconv.ParseBool` does (Python sends `True`/`False`).
+fn flag(params: &HashMap<String, String>, key: &str) -> ApiResult<bool> {
+    match params.get(key).map(|v| v.trim()) {
+        None | Some("") => Ok(false),
+        Some(v) => match v.to_ascii_lowercase().as_str() {
+            "1" | "t" | "true" => Ok(true),
+            "0" | "f" | "false" => Ok(false),
+            _ => Err(ApiError::bad_request(format!("query parameter {key}={v:?} is not a boolean"), "use true or false")),
+        },
+    }
+}
+
+fn limit(params: &HashMap<String, String>) -> ApiResult<usize> {
+    match params.get("limit").map(|v| v.trim()).filter(|v| !v.is_empty()) {
+        None => Ok(DEFAULT_LIMIT),
+        Some(v) => v
+            .parse::<usize>()
+            .map(|n| if n == 0 { DEFAULT_LIMIT } else { n })
+            .map_err(|_| ApiError::bad_request(format!("limit={v:?} is not a number"), "use a positive whole number")),
+    }
+}
+
+/// Parses a Kubernetes-style selector like `env=prod,tier!=web,gpu`.
+fn parse_selector(s: &str) -> ApiResult<Vec<LabelSelectorRequirement>> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let req = if let Some((k, v)) = part.split_once("!=") {
+            LabelSelectorRequirement { key: k.trim().into(), operator: Operator::NotEquals, values: vec![v.trim().into()] }
+        } else if let Some((k, v)) = part.split_once("==").or_else(|| part.split_once('=')) {
+            LabelSelectorRequirement { key: k.trim().into(), operator: Operator::Equals, values: vec![v.trim().into()] }
+        } else if let Some(k) = part.strip_prefix('!') {
+            LabelSelectorRequirement { key: k.trim().into(), operator: Operator::DoesNotExist, values: vec![] }
+        } else {
+            LabelSelectorRequirement { key: part.into(), operator: Operator::Exists, values: vec![] }
+        };
+        if req.key.is_empty() {
+            return Err(ApiError::bad_request(format!("label selector {s:?} has an empty key"), "write key=value"));
+        }
+        out.push(req);
+    }
+    Ok(out)
+}
+
+async fn put_job(State(s): St, body: axum::body::Bytes) -> ApiResult<Json<PutJobResponse>> {
+    let value: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}"), "send {\"Job\": {...}}"))?;
+    let Value::Object(map) = value else {
+        return Err(ApiError::bad_request("the request body must be a JSON object", "send {\"Job\": {...}}"));
+    };
+    let job_value = map
+        .into_iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("job"))
+        .map(|(_, v)| v)
+        .ok_or_else(|| ApiError::bad_request("the request has no Job", "send {\"Job\": {...}}"))?;
+    let parsed = parse_job_value(job_value).map_err(|e| ApiError::bad_request(e.to_string(), "fix the job spec"))?;
+    let result = s.orchestrator.submit(parsed.job).await?;
+    let mut warnings: Vec<String> = parsed.unknown_keys.iter().map(|k| format!("unknown field {k} was ignored")).collect();
+    warnings.extend(result.warnings);
+    Ok(Json(PutJobResponse { job_id: result.job_id.0, evaluation_id: result.evaluation_id.0, warnings }))
+}
+
+async fn list_jobs(State(s): St, Query(p): Params) -> ApiResult<Json<Page<bacalhau_model::Job>>> {
+    let order_by = p.get("order_by").map(|v| v.trim()).unwrap_or("");
+    if !matches!(order_by, "" | "created_at" | "create_time") {
+        return Err(ApiError::bad_request(format!("order_by={order_by:?} is not supported"), "use created_at"));
+    }
+    let query = ListJobsQuery {
+        namespace: p.get("namespace").cloned(),
+        labels: parse_selector(p.get("labels").map_or("", |s| s.as_str()))?,
+        limit: limit(&p)?,
+        next_token: p.get("next_token").cloned(),
+        reverse: flag(&p, "reverse")?,
+    };
+    let r = s.orchestrator.list_jobs(query).await?;
+    Ok(Json(Page { items: r.items, next_token: r.next_token }))
+}
+
+async fn get_job(State(s): St, Path(id): Path<String>, Query(p): Params) -> ApiResult<Json<GetJobResponse>> {
+    let job = s.orchestrator.get_job(&id).await?;
+    let include = p.get("include").map(|v| v.to_ascii_lowercase()).unwrap_or_default();
+    let history = if include.contains("history") {
+        Some(Page { items: s.orchestrator.history(&job.id).await?, next_token: String::new() })
+    } else {
+        None
+    };
+    let executions = if include.contains("executions") {
+        Some(Page { items: s.orchestrator.executions(&job.id).await?, next_token: String::new() })
+    } else {
+        None
+    };
+    Ok(Json(GetJobResponse { job, history, executions }))
+}
+
+async fn stop_job(State(s): St, Path(id): Path<String>, Query(p): Params, body: axum::body::Bytes) -> ApiResult<Json<StopJobResponse>> {
+    let from_body = serde_json::from_slice::<Value>(&body).ok().and_then(|v| {
+        v.as_object()?.iter().find(|(k, _)| k.eq_ignore_ascii_case("reason")).and_then(|(_, v)| v.as_str().map(str::to_owned))
+    });
+    // The 1.4 Python SDK sends the literal "None" when no reason is given.
+    let reason = from_body.or_else(|| p.get("reason").cloned()).filter(|r| r != "None").unwrap_or_default();
+    let r = s.orchestrator.stop(&id, &reason).await?;
+    Ok(Json(StopJobResponse { evaluation_id: r.evaluation_id }))
+}
+
+async fn job_history(State(s): St, Path(id): Path<String>, Query(p): Params) -> ApiResult<Json<Page<bacalhau_model::JobHistory>>> {
+    let job_id = s.orchestrator.resolve_job_id(&id).await?;
+    let event_type = p.get("event_type").map(|v| v.to_ascii_lowercase()).unwrap_or_default();
+    let wanted: Option<HistoryType> = match event_type.as_str() {
+        "" | "all" => None,
+        "job" => Some(HistoryType::JobLevel),
+        "execution" => Some(HistoryType::ExecutionLevel),
+        other => {
+            return Err(ApiError::bad_request(format!("event_type={other:?} is not valid"), "use all, job or execution"));
+        }
+    };
+    let exec = p.get("execution_id").filter(|v| !v.is_empty()).cloned();
+    let node = p.get("node_id").filter(|v| !v.is_empty()).cloned();
+    // `next_token` is the last sequence number returned, so a poller sees each entry once.
+    let after: u64 = p.get("next_token").and_then(|t| t.parse().ok()).unwrap_or(0);
+    let lim = limit(&p)?;
+    let mut items: Vec<_> = s
+        .orchestrator
+        .history(&job_id)
+        .await?
+        .into_iter()
+        .filter(|h| h.seq_num > after)
+        .filter(|h| wanted.is_none_or(|w| h.r#type == w))
+        .filter(|h| exec.as_ref().is_none_or(|e| h.execution_id.as_str().starts_with(e.as_str())))
+        .filter(|h| node.as_ref().is_none_or(|n| h.node_id.as_str().starts_with(n.as_str())))
+        .collect();
+    let more = items.len() > lim;
+    items.truncate(lim);
+    let next_token = if more { items.last().map(|h| h.seq_num.to_string()).unwrap_or_default() } else { String::new() };
+    Ok(Json(Page { items, next_token }))
+}
+
+async fn job_executions(State(s): St, Path(id): Path<String>, Query(p): Params) -> ApiResult<Json<Page<bacalhau_model::Execution>>> {
+    let job_id = s.orchestrator.resolve_job_id(&id).await?;
+    let mut items = s.orchestrator.executions(&job_id).await?;
+    if flag(&p, "reverse")? {
+        items.reverse();
+    }
+    items.truncate(limit(&p)?);
+    Ok(Json(Page { items, next_token: String::new() }))
+}
+
+async fn job_results(State(s): St, Path(id): Path<String>) -> ApiResult<Json<Page<bacalhau_model::SpecConfig>>> {
+    let job_id = s.orchestrator.resolve_job_id(&id).await?;
+    let items = s
+        .orchestrator
+        .executions(&job_id)
+        .await?
+        .into_iter()
+        .filter(|e| e.compute_state.state_type == ComputeStateType::Completed)
+        .filter_map(|e| e.published_result)
+        .collect();
+    Ok(Json(Page { items, next_token: String::new() }))
+}
+
+async fn job_logs(State(s): St, Path(id): Path<String>, Query(p): Params, ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>) -> ApiResult<Response> {
+    let job_id = s.orchestrator.resolve_job_id(&id).await?;
+    let executions = s.orchestrator.executions(&job_id).await?;
+    let execution = match p.get("execution_id").filter(|v| !v.is_empty()) {
+        Some(want) => executions.iter().find(|e| e.id.as_str().starts_with(want.as_str())).ok_or_else(|| {
+            ApiError::not_found(format!("job {job_id} has no execution {want}"), format!("list them with `bacalhau job executions {job_id}`"))
+        })?,
+        None => executions
+            .iter()
+            .rev()
+            .find(|e| !e.compute_state.state_type.is_discarded())
+            .or_else(|| executions.last())
+            .ok_or_else(|| {
+                ApiError::not_found(
+                    format!("job {job_id} has no executions yet, so there are no logs"),
+                    "wait until the job is scheduled, or check `bacalhau job describe`",
+                )
+            })?,
+    };
+    let follow = flag(&p, "follow")?;
+    let compute = s
+        .compute
+        .as_ref()
+        .filter(|c| c.has_execution(&execution.id))
+        .ok_or_else(|| {
+            ApiError::not_found(
+                format!("the logs of execution {} are on node {}, which this server cannot reach", execution.id, execution.node_id),
+                "ask that node's API for them",
+            )
+        })?
+        .clone();
+    let exec_id: ExecutionId = execution.id.clone();
+    match ws.ok() {
+        Some(upgrade) => Ok(upgrade.on_upgrade(move |socket| stream_ws(socket, compute, exec_id, follow))),
+        None => {
+            let mut rx = compute.logs(&exec_id, false);
+            let mut text = String::new();
+            while let Some(l) = rx.recv().await {
+                text.push_str(&l.line);
+            }
+            Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
+        }
+    }
+}
+
+async fn stream_ws(mut socket: WebSocket, compute: ComputeHandle, id: ExecutionId, follow: bool) {
+    let mut rx: mpsc::Receiver<LogLine> = compute.logs(&id, follow);
+    while let Some(l) = rx.recv().await {
+        let frame = LogFrame { value: Some(LogValue { kind: l.kind as u8, line: l.line }), error: String::new() };
+        let Ok(text) = serde_json::to_string(&frame) else { continue };
+        if socket.send(Message::Text(text.into())).await.is_err() {
+            return;
+        }
+    }
+    let _ = socket.send(Message::Close(Some(CloseFrame { code: 1000, reason: "".into() }))).await;
+}
+
+async fn list_nodes(State(s): St) -> ApiResult<Json<ListNodesResponse>> {
+    let nodes = s.orchestrator.nodes().await?;
+    Ok(Json(ListNodesResponse { nodes_lower: nodes.clone(), nodes, next_token: String::new() }))
+}
+
+async fn get_node(State(s): St, Path(id): Path<String>) -> ApiResult<Json<GetNodeResponse>> {
+    let nodes = s.orchestrator.nodes().await?;
+    let matches: Vec<_> = nodes.into_iter().filter(|n| n.info.node_id.as_str().starts_with(id.as_str())).collect();
+    match matches.len() {
+        0 => Err(ApiError::not_found(format!("node {id} not found"), "list nodes with `bacalhau node list`")),
+        1 => {
+            let node = matches.into_iter().next().ok_or_else(|| ApiError::not_found("node vanished", ""))?;
+            Ok(Json(GetNodeResponse { node_lower: Some(node.clone()), node }))
+        }
+        _ => Err(ApiError::bad_request(format!("{id} matches several nodes"), "use a longer prefix of the ID")),
+    }
+}
+
+async fn local_result(State(s): St, Path(file): Path<String>) -> ApiResult<Response> {
+    let valid = file.starts_with(ExecutionId::PREFIX)
+        && file.ends_with(".tar.gz")
+        && file.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+    let dir = s.local_results_dir.as_ref().filter(|_| valid).ok_or_else(|| {
+        ApiError::not_found(format!("no local result {file}"), "get results with `bacalhau job get <job-id>`")
+    })?;
+    let bytes = tokio::fs::read(dir.join(&file)).await.map_err(|_| {
+        ApiError::not_found(format!("no local result {file} on this node"), "the result may have been removed")
+    })?;
+    Ok(([(header::CONTENT_TYPE, "application/gzip")], bytes).into_response())
+}
+

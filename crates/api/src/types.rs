@@ -1,0 +1,130 @@
+//! Request and response bodies of Bacalhau's v1 API, shared by the server and the client.
+
+use bacalhau_model::{BuildVersionInfo, Execution, Job, JobHistory, NodeState, SpecConfig};
+use serde::{Deserialize, Serialize};
+
+/// `PUT /api/v1/orchestrator/jobs` answer.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct PutJobResponse {
+    /// The new job.
+    #[serde(rename = "JobID")]
+    pub job_id: String,
+    /// The evaluation scheduling it.
+    #[serde(rename = "EvaluationID")]
+    pub evaluation_id: String,
+    /// Ignored or changed parts of the submission.
+    #[serde(rename = "Warnings", default)]
+    pub warnings: Vec<String>,
+}
+
+/// A page of items.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Page<T> {
+    /// The items.
+    #[serde(rename = "Items")]
+    pub items: Vec<T>,
+    /// Token for the next page; empty at the end.
+    #[serde(rename = "NextToken", default)]
+    pub next_token: String,
+}
+
+/// `GET /api/v1/orchestrator/jobs/{id}` answer.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct GetJobResponse {
+    /// The job.
+    #[serde(rename = "Job")]
+    pub job: Job,
+    /// With `include=history`.
+    #[serde(rename = "History", default, skip_serializing_if = "Option::is_none")]
+    pub history: Option<Page<JobHistory>>,
+    /// With `include=executions`.
+    #[serde(rename = "Executions", default, skip_serializing_if = "Option::is_none")]
+    pub executions: Option<Page<Execution>>,
+}
+
+/// `DELETE /api/v1/orchestrator/jobs/{id}` answer.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct StopJobResponse {
+    /// The evaluation that stops it; empty if it was already stopped.
+    #[serde(rename = "EvaluationID")]
+    pub evaluation_id: String,
+}
+
+/// Results of a job.
+pub type ResultsResponse = Page<SpecConfig>;
+
+/// `GET /api/v1/orchestrator/nodes` answer. Bacalhau's Go server writes `Nodes`, its 1.4
+/// Python client reads `nodes`; we write both.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ListNodesResponse {
+    /// The nodes.
+    #[serde(rename = "Nodes", default)]
+    pub nodes: Vec<NodeState>,
+    /// The same, for the Python client.
+    #[serde(rename = "nodes", default, skip_deserializing)]
+    pub nodes_lower: Vec<NodeState>,
+    /// Always empty: nodes are not paginated yet.
+    #[serde(rename = "NextToken", default)]
+    pub next_token: String,
+}
+
+/// `GET /api/v1/orchestrator/nodes/{id}` answer (both spellings, as for the list).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct GetNodeResponse {
+    /// The node.
+    #[serde(rename = "Node")]
+    pub node: NodeState,
+    /// The same, for the Python client.
+    #[serde(rename = "node", default, skip_deserializing)]
+    pub node_lower: Option<NodeState>,
+}
+
+/// `GET /api/v1/agent/alive` answer.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct AliveResponse {
+    /// `OK`.
+    #[serde(rename = "Status")]
+    pub status: String,
+}
+
+/// `GET /api/v1/agent/version` answer.
+pub type VersionResponse = BuildVersionInfo;
+
+/// One log line on the wire: `{"value": {"Type": 1|2, "Line": "..."}, "error": "..."}`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct LogFrame {
+    /// The line.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<LogValue>,
+    /// A failure while streaming.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub error: String,
+}
+
+/// A log line with its stream.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct LogValue {
+    /// 1 stdout, 2 stderr.
+    #[serde(rename = "Type")]
+    pub kind: u8,
+    /// The text with its newline.
+    #[serde(rename = "Line")]
+    pub line: String,
+}
+
+/// An error body, in Bacalhau's shape.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ErrorBody {
+    /// The HTTP status.
+    #[serde(rename = "Status", default)]
+    pub status: u16,
+    /// What went wrong.
+    #[serde(rename = "Message", default)]
+    pub message: String,
+    /// A machine-readable code (`NotFound`, `ValidationError`, ...).
+    #[serde(rename = "Code", default)]
+    pub code: String,
+    /// How to fix it.
+    #[serde(rename = "Hint", default, skip_serializing_if = "String::is_empty")]
+    pub hint: String,
+}
