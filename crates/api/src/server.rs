@@ -387,3 +387,12 @@ async fn local_result(State(s): St, Path(file): Path<String>) -> ApiResult<Respo
     Ok(([(header::CONTENT_TYPE, "application/gzip")], bytes).into_response())
 }
 
+
+/// Serves the API on `listener` until `shutdown` completes.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: ApiState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+}

@@ -95,7 +95,6 @@ pub struct ComputeNode;
 
 enum Internal {
     Done { id: ExecutionId, outcome: Outcome },
-    Event(FromCompute),
 }
 
 struct Queued {
@@ -309,12 +308,8 @@ impl Runtime {
             for m in msgs.drain(..) {
                 self.handle(m.payload, &mut round);
             }
-            let mut events = Vec::new();
-            for d in done.drain(..) {
-                match d {
-                    Internal::Done { id, outcome } => self.finished(id, outcome, &mut round),
-                    Internal::Event(e) => events.push(e),
-                }
+            for Internal::Done { id, outcome } in done.drain(..) {
+                self.finished(id, outcome, &mut round);
             }
             let starts = self.schedule(&mut round);
             if let Err(e) = self.commit(&round).await {
@@ -322,7 +317,7 @@ impl Runtime {
                 break;
             }
             self.sync_states();
-            for e in events.into_iter().chain(round.sends) {
+            for e in round.sends {
                 if self.endpoint.send(e).await.is_err() {
                     warn!("the orchestrator is gone");
                     return;
@@ -540,15 +535,6 @@ impl Runtime {
             self.used = self.used.add(&needs);
             self.running.insert(q.id.clone(), (token.clone(), needs));
             self.set_state(&q.id, LocalExecutionState::Running, "running", round);
-            let (events_tx, mut events_rx) = mpsc::channel::<FromCompute>(16);
-            let internal = self.internal_tx.clone();
-            tokio::spawn(async move {
-                while let Some(e) = events_rx.recv().await {
-                    if internal.send(Internal::Event(e)).await.is_err() {
-                        break;
-                    }
-                }
-            });
             starts.push(RunPlan {
                 exec_dir: self.cfg.data_dir.join("executions").join(q.id.as_str()),
                 execution,
@@ -557,7 +543,7 @@ impl Runtime {
                 publisher,
                 resources: needs,
                 cancel: token,
-                events: events_tx,
+                events: self.endpoint.sender(),
             });
         }
         self.queue = keep;

@@ -9,9 +9,8 @@ use bacalhau_executor::{
     summarize, write_exit_code, Executor, ExecutorError, PreparedOutput, ResultFolder, RunRequest,
 };
 use bacalhau_model::{Execution, Resources};
-use bacalhau_protocol::FromCompute;
+use bacalhau_protocol::{ComputeSender, FromCompute};
 use bacalhau_storage::{InputProvider, Publisher};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::store::Outcome;
@@ -25,7 +24,7 @@ pub(crate) struct RunPlan {
     pub exec_dir: PathBuf,
     pub resources: Resources,
     pub cancel: CancellationToken,
-    pub events: mpsc::Sender<FromCompute>,
+    pub events: ComputeSender,
 }
 
 impl RunPlan {

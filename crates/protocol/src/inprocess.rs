@@ -50,6 +50,30 @@ impl ComputeEndpoint {
     }
 }
 
+/// A cloneable sender for a compute node's messages, for tasks other than the node's runtime.
+#[derive(Clone, Debug)]
+pub struct ComputeSender {
+    outbox: mpsc::Sender<OrchestratorInbound>,
+    node_id: NodeId,
+}
+
+impl ComputeSender {
+    /// Sends a message to the orchestrator, waiting if its inbox is full.
+    pub async fn send(&self, payload: FromCompute) -> Result<(), SendError> {
+        self.outbox
+            .send(OrchestratorInbound::Message(Envelope::new(self.node_id.clone(), payload)))
+            .await
+            .map_err(|_| SendError::Disconnected)
+    }
+}
+
+impl ComputeEndpoint {
+    /// A sender that shares this endpoint's connection.
+    pub fn sender(&self) -> ComputeSender {
+        ComputeSender { outbox: self.outbox.clone(), node_id: self.node_id.clone() }
+    }
+}
+
 /// Connects a compute node to an orchestrator's inbox in the same process.
 pub async fn connect_in_process(
     orchestrator: mpsc::Sender<OrchestratorInbound>,

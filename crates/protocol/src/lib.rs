@@ -12,7 +12,7 @@
 mod inprocess;
 mod message;
 
-pub use inprocess::{connect_in_process, ComputeEndpoint, InProcessLink};
+pub use inprocess::{connect_in_process, ComputeEndpoint, ComputeSender, InProcessLink};
 pub use message::{
     Envelope, ExecutionReport, FromCompute, LocalExecutionState, OrchestratorInbound, Outbound, SendError,
     ToCompute, PROTOCOL_VERSION,

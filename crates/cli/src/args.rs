@@ -1,0 +1,370 @@
+//! Every flag, defined once.
+
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+
+/// Compute over data: run jobs where the data is.
+#[derive(Debug, Parser)]
+#[command(name = "bacalhau", version, about, propagate_version = true)]
+pub struct Cli {
+    /// The API host to talk to (or listen on, for serve). Accepts a URL such as http://host:port.
+    #[arg(long, global = true, env = "BACALHAU_API_HOST", default_value = "127.0.0.1")]
+    pub api_host: String,
+    /// The API port.
+    #[arg(long, global = true, env = "BACALHAU_API_PORT", default_value_t = 1234)]
+    pub api_port: u16,
+    /// Where a node keeps its data (default ~/.bacalhau).
+    #[arg(long, global = true, env = "BACALHAU_DIR")]
+    pub data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a node: orchestrator and compute in one process by default.
+    Serve(ServeArgs),
+    /// Run WebAssembly programs.
+    #[command(subcommand)]
+    Wasm(WasmCommand),
+    /// Submit and inspect jobs.
+    #[command(subcommand)]
+    Job(JobCommand),
+    /// Inspect the network's nodes.
+    #[command(subcommand)]
+    Node(NodeCommand),
+    /// Ask the node serving the API about itself.
+    #[command(subcommand)]
+    Agent(AgentCommand),
+    /// Print client and server versions.
+    Version(OutputArgs),
+    /// List jobs (older form of `job list`).
+    List(LegacyListArgs),
+    /// Describe a job (older form of `job describe`).
+    Describe(DescribeArgs),
+    /// Download a job's results (older form of `job get`).
+    Get(GetArgs),
+    /// Print a job's logs (older form of `job logs`).
+    Logs(LogsArgs),
+    /// Stop a job (older form of `job stop`).
+    Cancel(StopArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Run the orchestrator (on by default together with --compute).
+    #[arg(long)]
+    pub orchestrator: bool,
+    /// Run a compute node (on by default together with --orchestrator).
+    #[arg(long)]
+    pub compute: bool,
+    /// The node's name; a generated n-<uuid> kept in the data dir by default.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Host paths jobs may mount as `local` inputs (globs; a :rw suffix allows writing).
+    #[arg(long, value_delimiter = ',')]
+    pub allow_listed_local_paths: Vec<String>,
+    /// Node labels, key=value (repeatable or comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub labels: Vec<String>,
+    /// Share of the machine's CPU, memory and disk offered to jobs.
+    #[arg(long, default_value_t = 80, value_parser = clap::value_parser!(u64).range(1..=100))]
+    pub capacity_percent: u64,
+    /// Default ExecutionTimeout in seconds for jobs that set none (0 = none).
+    #[arg(long, default_value_t = 0)]
+    pub default_execution_timeout: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WasmCommand {
+    /// Run a WASM module: a local .wasm file is shipped inline with the job.
+    Run(WasmRunArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct WasmRunArgs {
+    /// The entry module: a local .wasm file, or the target path of an --input.
+    pub module: String,
+    /// Arguments passed to the program.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
+    /// The function to call.
+    #[arg(long = "entry-point", default_value = "_start")]
+    pub entry_point: String,
+    /// Modules to link first (target paths of --input entries).
+    #[arg(short = 'I', long = "import-module")]
+    pub import_modules: Vec<String>,
+    #[command(flatten)]
+    pub job: JobFlags,
+    #[command(flatten)]
+    pub runtime: RuntimeFlags,
+}
+
+/// Job and task flags shared by the run commands.
+#[derive(Debug, Args, Clone, Default)]
+pub struct JobFlags {
+    /// The job's name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// The job's namespace.
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// How many executions to run (batch).
+    #[arg(long, default_value_t = 1)]
+    pub count: u32,
+    /// any: run Count times on any nodes (batch); all: run on every matching node (ops).
+    #[arg(long, value_enum, default_value_t = Target::Any)]
+    pub target: Target,
+    /// Node selection constraints, e.g. region=eu,gpu!=none.
+    #[arg(long, short = 's', visible_alias = "selector")]
+    pub constraints: Option<String>,
+    /// Job labels, key=value.
+    #[arg(long, short = 'l')]
+    pub labels: Vec<String>,
+    /// Job priority.
+    #[arg(long, default_value_t = 0)]
+    pub priority: i32,
+    /// Inputs: URI[:TARGET] or src=URI,dst=TARGET (ipfs://, file://, http(s)://, data:).
+    #[arg(long, short = 'i')]
+    pub input: Vec<String>,
+    /// Result paths, name:path.
+    #[arg(long, short = 'o')]
+    pub output: Vec<String>,
+    /// Publisher: local, noop or ipfs.
+    #[arg(long, short = 'p')]
+    pub publisher: Option<String>,
+    /// Environment variables, KEY=VALUE.
+    #[arg(long, short = 'e')]
+    pub env: Vec<String>,
+    /// CPU, e.g. 500m or 2.
+    #[arg(long)]
+    pub cpu: Option<String>,
+    /// Memory, e.g. 512Mb.
+    #[arg(long)]
+    pub memory: Option<String>,
+    /// Disk, e.g. 10Gb.
+    #[arg(long)]
+    pub disk: Option<String>,
+    /// GPUs.
+    #[arg(long)]
+    pub gpu: Option<String>,
+    /// Network: None, Host, Full, HTTP, Bridge.
+    #[arg(long)]
+    pub network: Option<String>,
+    /// Allowed domains (HTTP network).
+    #[arg(long)]
+    pub domain: Vec<String>,
+    /// Total timeout in seconds.
+    #[arg(long)]
+    pub timeout: Option<u64>,
+    /// Execution timeout in seconds.
+    #[arg(long)]
+    pub execution_timeout: Option<u64>,
+    /// How long the job may wait for a node, in seconds (0 = fail at once).
+    #[arg(long)]
+    pub queue_timeout: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, Default, PartialEq, Eq)]
+pub enum Target {
+    #[default]
+    Any,
+    All,
+}
+
+/// What to do after submitting.
+#[derive(Debug, Args, Clone)]
+pub struct RuntimeFlags {
+    /// Wait for the job to finish (--wait=false to return at once).
+    #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set)]
+    pub wait: bool,
+    /// How long to wait, in seconds.
+    #[arg(long, default_value_t = 600)]
+    pub wait_timeout_secs: u64,
+    /// Print only the job ID.
+    #[arg(long)]
+    pub id_only: bool,
+    /// Stream the job's output while it runs.
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    /// Print the job spec instead of submitting it.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum JobCommand {
+    /// Submit a job spec (YAML or JSON) from a file, or stdin.
+    Run(JobRunArgs),
+    /// List jobs.
+    List(ListArgs),
+    /// Describe a job.
+    Describe(DescribeArgs),
+    /// List a job's executions.
+    Executions(IdOutputArgs),
+    /// List a job's history.
+    History(HistoryArgs),
+    /// Print a job's logs.
+    Logs(LogsArgs),
+    /// Stop a job.
+    Stop(StopArgs),
+    /// Download a job's results.
+    Get(GetArgs),
+    /// Check a job spec without submitting it.
+    Validate(ValidateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct JobRunArgs {
+    /// The spec file; `-` or nothing reads stdin.
+    pub file: Option<PathBuf>,
+    #[command(flatten)]
+    pub runtime: RuntimeFlags,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// The spec file.
+    pub file: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq, Default)]
+pub enum Format {
+    #[default]
+    Table,
+    Json,
+    Yaml,
+    Csv,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct OutputArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub output: Format,
+    /// Do not cut long values in tables.
+    #[arg(long)]
+    pub wide: bool,
+    /// Leave out the table header.
+    #[arg(long)]
+    pub hide_header: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// How many jobs.
+    #[arg(long, default_value_t = 10)]
+    pub limit: usize,
+    /// Continue after a previous page.
+    #[arg(long, default_value = "")]
+    pub next_token: String,
+    /// Oldest first instead of newest first.
+    #[arg(long)]
+    pub order_reversed: bool,
+    /// Only jobs whose labels match this selector.
+    #[arg(long, default_value = "")]
+    pub labels: String,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct LegacyListArgs {
+    /// Only the job with this ID (or ID prefix).
+    #[arg(long)]
+    pub id_filter: Option<String>,
+    /// How many jobs.
+    #[arg(long, short = 'n', default_value_t = 10)]
+    pub number: usize,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct DescribeArgs {
+    /// Job ID, unique ID prefix, or name.
+    pub id: String,
+    /// json or yaml instead of the human view.
+    #[arg(long, value_enum)]
+    pub output: Option<Format>,
+}
+
+#[derive(Debug, Args)]
+pub struct IdOutputArgs {
+    /// Job ID, unique ID prefix, or name.
+    pub id: String,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Job ID, unique ID prefix, or name.
+    pub id: String,
+    /// all, job or execution.
+    #[arg(long, default_value = "all")]
+    pub event_type: String,
+    /// Only this execution.
+    #[arg(long, default_value = "")]
+    pub execution_id: String,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Job ID, unique ID prefix, or name.
+    pub id: String,
+    /// Keep printing until the execution ends.
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    /// Only this execution.
+    #[arg(long, short = 'e', default_value = "")]
+    pub execution_id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct StopArgs {
+    /// Job ID, unique ID prefix, or name.
+    pub id: String,
+    /// Print nothing.
+    #[arg(long)]
+    pub quiet: bool,
+    /// Why (recorded in the job's history).
+    #[arg(long, default_value = "")]
+    pub reason: String,
+}
+
+#[derive(Debug, Args)]
+pub struct GetArgs {
+    /// Job ID, unique ID prefix, or name.
+    pub id: String,
+    /// Where to write (default ./job-<id>).
+    #[arg(long)]
+    pub output_dir: Option<PathBuf>,
+    /// Keep each result in its own folder under raw/ instead of merging.
+    #[arg(long)]
+    pub raw: bool,
+    /// Give up downloading after this many seconds.
+    #[arg(long, default_value_t = 300)]
+    pub download_timeout_secs: u64,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// List nodes.
+    List(OutputArgs),
+    /// Describe a node.
+    Describe(DescribeArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentCommand {
+    /// Whether the node is alive.
+    Alive(OutputArgs),
+    /// The node's version.
+    Version(OutputArgs),
+    /// The node's info.
+    Node(OutputArgs),
+}

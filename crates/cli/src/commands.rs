@@ -1,0 +1,346 @@
+//! Command dispatch and the read-only commands.
+
+use std::io::Read;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use bacalhau_api::Client;
+use bacalhau_model::{
+    fmt_bytes, fmt_cpu, parse_job_spec, prepare_submission, Execution, Job, JobId, Resources, SubmissionDefaults,
+};
+
+use crate::args::{
+    AgentCommand, Cli, Command, DescribeArgs, Format, HistoryArgs, IdOutputArgs, JobCommand, JobRunArgs,
+    LegacyListArgs, ListArgs, LogsArgs, NodeCommand, OutputArgs, StopArgs, ValidateArgs, WasmCommand,
+};
+use crate::output::{clock, datetime, print_list, print_object, rfc_clock};
+use crate::{jobspec, results, serve, wait};
+
+/// Runs one command.
+pub async fn run(cli: Cli) -> Result<ExitCode> {
+    let client = Client::new(&cli.api_host, cli.api_port);
+    match cli.command {
+        Command::Serve(args) => {
+            init_logging();
+            serve::serve(&cli.api_host, cli.api_port, cli.data_dir, args).await?;
+        }
+        Command::Wasm(WasmCommand::Run(args)) => {
+            let job = jobspec::wasm_job(&args)?;
+            return wait::submit_and_wait(&client, &job, &args.runtime).await;
+        }
+        Command::Job(cmd) => return job_command(&client, cmd).await,
+        Command::Node(NodeCommand::List(out)) => node_list(&client, &out).await?,
+        Command::Node(NodeCommand::Describe(args)) => {
+            let node = client.node(&args.id).await?;
+            print_object(args.output.unwrap_or(Format::Yaml), &node)?;
+        }
+        Command::Agent(AgentCommand::Alive(o)) => print_object(o.output, &client.alive().await?)?,
+        Command::Agent(AgentCommand::Version(o)) => print_object(o.output, &client.version().await?)?,
+        Command::Agent(AgentCommand::Node(o)) => print_object(o.output, &client.agent_node().await?)?,
+        Command::Version(o) => version(&client, &o).await?,
+        Command::List(args) => legacy_list(&client, &args).await?,
+        Command::Describe(args) => describe(&client, &args).await?,
+        Command::Get(args) => get(&client, &args).await?,
+        Command::Logs(args) => logs(&client, &args).await?,
+        Command::Cancel(args) => stop(&client, &args).await?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BACALHAU_LOG").unwrap_or_else(|_| "info".into());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+async fn job_command(client: &Client, cmd: JobCommand) -> Result<ExitCode> {
+    match cmd {
+        JobCommand::Run(args) => return job_run(client, &args).await,
+        JobCommand::List(args) => job_list(client, &args).await?,
+        JobCommand::Describe(args) => describe(client, &args).await?,
+        JobCommand::Executions(args) => executions(client, &args).await?,
+        JobCommand::History(args) => history(client, &args).await?,
+        JobCommand::Logs(args) => logs(client, &args).await?,
+        JobCommand::Stop(args) => stop(client, &args).await?,
+        JobCommand::Get(args) => get(client, &args).await?,
+        JobCommand::Validate(args) => validate(&args)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Server-owned keys a spec file must not set (Bacalhau's CLI refuses them too).
+const SERVER_OWNED: [&str; 6] = ["ID", "State", "Version", "Revision", "CreateTime", "ModifyTime"];
+
+fn read_spec(file: Option<&std::path::Path>) -> Result<(String, String)> {
+    match file {
+        None => read_stdin(),
+        Some(p) if p.as_os_str() == "-" => read_stdin(),
+        Some(p) => Ok((
+            std::fs::read_to_string(p).with_context(|| format!("cannot read the job spec {}", p.display()))?,
+            p.display().to_string(),
+        )),
+    }
+}
+
+fn read_stdin() -> Result<(String, String)> {
+    let mut s = String::new();
+    std::io::stdin().read_to_string(&mut s).context("cannot read the job spec from stdin")?;
+    Ok((s, "stdin".into()))
+}
+
+/// Parses a spec file strictly: unknown and server-owned keys are errors.
+fn load_spec(text: &str, source: &str) -> Result<Job> {
+    let parsed = parse_job_spec(text).with_context(|| format!("in {source}"))?;
+    if !parsed.unknown_keys.is_empty() {
+        bail!(
+            "in {source}: unknown field(s) {}: check the spelling against Bacalhau's job spec",
+            parsed.unknown_keys.join(", ")
+        );
+    }
+    let value: serde_json::Value = if text.trim_start().starts_with('{') {
+        serde_json::from_str(text)?
+    } else {
+        yaml_serde::from_str(text)?
+    };
+    if let Some(map) = value.as_object() {
+        let owned: Vec<&str> =
+            SERVER_OWNED.iter().copied().filter(|k| map.keys().any(|m| m.eq_ignore_ascii_case(k))).collect();
+        if !owned.is_empty() {
+            bail!("in {source}: {} set by the server; remove them from the spec", owned.join(", ") + if owned.len() > 1 { " are" } else { " is" });
+        }
+    }
+    Ok(parsed.job)
+}
+
+async fn job_run(client: &Client, args: &JobRunArgs) -> Result<ExitCode> {
+    let (text, source) = read_spec(args.file.as_deref())?;
+    let job = load_spec(&text, &source)?;
+    wait::submit_and_wait(client, &job, &args.runtime).await
+}
+
+fn validate(args: &ValidateArgs) -> Result<()> {
+    let (text, source) = read_spec(Some(&args.file))?;
+    let job = load_spec(&text, &source)?;
+    prepare_submission(job, JobId::from("j-validate"), 0, &SubmissionDefaults::default())
+        .map_err(|e| anyhow::anyhow!("{source} is not a valid job: {e}"))?;
+    println!("The job spec in {source} is valid.");
+    Ok(())
+}
+
+fn job_summary(j: &Job) -> String {
+    j.task().map_or_else(String::new, |t| format!("{} {}", t.engine.type_name(), j.r#type))
+}
+
+fn job_rows(jobs: &[Job]) -> Vec<Vec<String>> {
+    jobs.iter()
+        .map(|j| {
+            vec![
+                datetime(j.create_time),
+                j.id.short().to_owned(),
+                j.name.clone(),
+                job_summary(j),
+                j.r#type.to_string(),
+                j.state.state_type.to_string(),
+            ]
+        })
+        .collect()
+}
+
+async fn job_list(client: &Client, args: &ListArgs) -> Result<()> {
+    let page = client.list_jobs(args.limit, &args.next_token, !args.order_reversed, &args.labels).await?;
+    print_list(&args.output, &["created", "id", "name", "job", "type", "state"], job_rows(&page.items), &page.items)?;
+    if !page.next_token.is_empty() && args.output.output == Format::Table {
+        println!("\nTo fetch more records use:\n\tbacalhau job list --next-token {}", page.next_token);
+    }
+    Ok(())
+}
+
+async fn legacy_list(client: &Client, args: &LegacyListArgs) -> Result<()> {
+    let jobs = match args.id_filter.as_deref().filter(|f| !f.is_empty()) {
+        Some(id) => vec![client.get_job(id, "").await?.job],
+        None => client.list_jobs(args.number, "", true, "").await?.items,
+    };
+    print_list(&args.output, &["created", "id", "name", "job", "type", "state"], job_rows(&jobs), &jobs)
+}
+
+fn exec_rows(execs: &[Execution]) -> Vec<Vec<String>> {
+    execs
+        .iter()
+        .map(|e| {
+            vec![
+                datetime(e.create_time),
+                clock(e.modify_time),
+                e.id.short().to_owned(),
+                e.node_id.to_string(),
+                e.revision.to_string(),
+                e.compute_state.state_type.name().to_owned(),
+                e.desired_state.state_type.name().to_owned(),
+                e.compute_state.message.clone(),
+            ]
+        })
+        .collect()
+}
+
+const EXEC_HEADERS: [&str; 8] = ["created", "modified", "id", "node id", "rev.", "state", "desired", "comment"];
+
+async fn executions(client: &Client, args: &IdOutputArgs) -> Result<()> {
+    let page = client.executions(&args.id).await?;
+    print_list(&args.output, &EXEC_HEADERS, exec_rows(&page.items), &page.items)
+}
+
+async fn history(client: &Client, args: &HistoryArgs) -> Result<()> {
+    let page = client.history(&args.id, &args.event_type, &args.execution_id, "").await?;
+    let rows = page
+        .items
+        .iter()
+        .map(|h| {
+            vec![
+                rfc_clock(&h.time),
+                format!("{:?}", h.r#type).replace("Level", ""),
+                h.execution_id.short().to_owned(),
+                h.event.topic.clone(),
+                h.event.message.clone(),
+            ]
+        })
+        .collect();
+    print_list(&args.output, &["time", "level", "exec. id", "topic", "event"], rows, &page.items)
+}
+
+async fn describe(client: &Client, args: &DescribeArgs) -> Result<()> {
+    let resp = client.get_job(&args.id, "history,executions").await?;
+    if let Some(format) = args.output {
+        return print_object(format, &resp);
+    }
+    let job = &resp.job;
+    let execs = resp.executions.map(|p| p.items).unwrap_or_default();
+    let history = resp.history.map(|p| p.items).unwrap_or_default();
+    let field = |k: &str, v: &str| println!("{:<14} = {v}", k);
+    field("ID", job.id.as_str());
+    field("Name", &job.name);
+    field("Namespace", &job.namespace);
+    field("Type", job.r#type.as_str());
+    field("State", &job.state.state_type.to_string());
+    if !job.state.message.is_empty() {
+        field("Message", &job.state.message);
+    }
+    field("Count", &job.count.to_string());
+    field("Created Time", &datetime(job.create_time));
+    field("Modified Time", &datetime(job.modify_time));
+    field("Version", &job.version.to_string());
+    if let Some(t) = job.task() {
+        field("Engine", &t.engine.type_name());
+        if !t.publisher.is_empty() {
+            field("Publisher", &t.publisher.type_name());
+        }
+    }
+    let mut counts = std::collections::BTreeMap::new();
+    for e in &execs {
+        *counts.entry(e.compute_state.state_type.name()).or_insert(0) += 1;
+    }
+    println!("\nSummary");
+    for (state, n) in counts {
+        println!("  {state:<12} : {n}");
+    }
+    println!("\nJob History");
+    let plain = OutputArgs { output: Format::Table, wide: true, hide_header: false };
+    let rows = history
+        .iter()
+        .filter(|h| h.execution_id.as_str().is_empty())
+        .map(|h| vec![rfc_clock(&h.time), h.event.topic.clone(), h.event.message.clone()])
+        .collect();
+    print_list(&plain, &["time", "topic", "event"], rows, &())?;
+    println!("\nExecutions");
+    print_list(&OutputArgs { wide: false, ..plain.clone() }, &EXEC_HEADERS, exec_rows(&execs), &())?;
+    for e in &execs {
+        println!("\nExecution {} History", e.id.short());
+        let rows = history
+            .iter()
+            .filter(|h| h.execution_id == e.id)
+            .map(|h| vec![rfc_clock(&h.time), h.event.topic.clone(), h.event.message.clone()])
+            .collect();
+        print_list(&plain, &["time", "topic", "event"], rows, &())?;
+    }
+    for e in &execs {
+        let Some(out) = &e.run_output else { continue };
+        println!("\nStandard Output ({})", e.id.short());
+        print!("{}", out.stdout);
+        if out.stdout_truncated {
+            println!("\n... output truncated: see `bacalhau job logs {}`", job.id);
+        }
+        if !out.stderr.is_empty() {
+            println!("\nStandard Error ({})", e.id.short());
+            print!("{}", out.stderr);
+        }
+        println!("\nExit Code: {}", out.exit_code);
+        if let Some(r) = &e.published_result {
+            println!("Published Result: {}", serde_json::to_string(r)?);
+        }
+    }
+    Ok(())
+}
+
+async fn logs(client: &Client, args: &LogsArgs) -> Result<()> {
+    if args.follow {
+        let job = client.get_job(&args.id, "").await?.job;
+        if args.execution_id.is_empty() {
+            return wait::follow_logs(client, job.id.as_str()).await;
+        }
+    }
+    client
+        .logs(&args.id, &args.execution_id, args.follow, |_, line| print!("{line}"))
+        .await
+        .with_context(|| format!("reading the logs of {}", args.id))
+}
+
+async fn stop(client: &Client, args: &StopArgs) -> Result<()> {
+    let job = client.get_job(&args.id, "").await?.job;
+    let r = client.stop(job.id.as_str(), &args.reason).await?;
+    if !args.quiet {
+        if r.evaluation_id.is_empty() {
+            println!("Job {} was already stopped.", job.id);
+        } else {
+            println!("Job stop successfully submitted with evaluation ID: {}", r.evaluation_id);
+        }
+    }
+    Ok(())
+}
+
+async fn get(client: &Client, args: &crate::args::GetArgs) -> Result<()> {
+    let dir = results::get(client, args).await?;
+    println!("Results for job '{}' have been written to...\n{}", args.id, dir.display());
+    Ok(())
+}
+
+async fn node_list(client: &Client, out: &OutputArgs) -> Result<()> {
+    let nodes = client.nodes().await?;
+    let rows = nodes
+        .iter()
+        .map(|n| {
+            let c = n.info.compute_node_info.clone().unwrap_or_default();
+            let max: Resources = c.max_capacity.into();
+            let free: Resources = c.available_capacity.into();
+            vec![
+                n.info.node_id.to_string(),
+                format!("{:?}", n.info.node_type),
+                format!("{:?}", n.membership).to_uppercase(),
+                format!("{:?}", n.connection).to_uppercase(),
+                c.execution_engines.join(" "),
+                format!("{} / {}", fmt_cpu(free.cpu_millis), fmt_cpu(max.cpu_millis)),
+                format!("{} / {}", fmt_bytes(free.memory_bytes), fmt_bytes(max.memory_bytes)),
+                n.info.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "),
+            ]
+        })
+        .collect();
+    print_list(out, &["id", "type", "approval", "status", "engines", "cpu free", "memory free", "labels"], rows, &nodes)
+}
+
+async fn version(client: &Client, out: &OutputArgs) -> Result<()> {
+    let client_version = serve::version_info();
+    let server = client.version().await.ok();
+    let rows = vec![vec![
+        client_version.git_version.clone(),
+        server.as_ref().map_or_else(|| "unreachable".to_owned(), |s| s.git_version.clone()),
+    ]];
+    let raw = serde_json::json!({ "clientVersion": client_version, "serverVersion": server });
+    print_list(out, &["client", "server"], rows, &raw)
+}
+

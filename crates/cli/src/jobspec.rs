@@ -1,0 +1,219 @@
+//! Turning run-command flags into a job spec.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use bacalhau_model::{
+    InputSource, Job, JobType, LabelSelectorRequirement, NetworkConfig, NetworkType, Operator, ResourcesConfig,
+    ResultPath, SpecConfig, Task, TimeoutConfig,
+};
+use base64::Engine as _;
+
+use crate::args::{JobFlags, Target, WasmRunArgs};
+
+/// Where a local entry module is placed for the program.
+const WASM_DIR: &str = "/wasm";
+
+/// Parses an `--input` value into an input source.
+pub fn parse_input(s: &str) -> Result<InputSource> {
+    let (uri, target) = if s.contains("src=") {
+        let mut src = None;
+        let mut dst = None;
+        for part in s.split(',') {
+            if let Some(v) = part.strip_prefix("src=") {
+                src = Some(v.to_owned());
+            } else if let Some(v) = part.strip_prefix("dst=") {
+                dst = Some(v.to_owned());
+            }
+        }
+        (src.with_context(|| format!("input {s:?} has no src=URI"))?, dst.unwrap_or_else(|| "/inputs".into()))
+    } else if s.starts_with("data:") {
+        (s.to_owned(), "/inputs".to_owned())
+    } else {
+        let after_scheme = s.find("://").map_or(0, |i| i + 3);
+        match s[after_scheme..].rfind(":/") {
+            Some(i) => (s[..after_scheme + i].to_owned(), s[after_scheme + i + 1..].to_owned()),
+            None => (s.to_owned(), "/inputs".to_owned()),
+        }
+    };
+    let source = source_for_uri(&uri)?;
+    Ok(InputSource { source, alias: String::new(), target })
+}
+
+fn source_for_uri(uri: &str) -> Result<SpecConfig> {
+    Ok(if let Some(cid) = uri.strip_prefix("ipfs://") {
+        SpecConfig::new("ipfs").with_param("CID", cid.trim_end_matches('/'))
+    } else if let Some(path) = uri.strip_prefix("file://") {
+        SpecConfig::new("local").with_param("SourcePath", path)
+    } else if uri.starts_with("http://") || uri.starts_with("https://") {
+        SpecConfig::new("urlDownload").with_param("URL", uri)
+    } else if uri.starts_with("data:") {
+        SpecConfig::new("inline").with_param("URL", uri)
+    } else if let Some(rest) = uri.strip_prefix("s3://") {
+        let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+        SpecConfig::new("s3").with_param("Bucket", bucket).with_param("Key", key)
+    } else {
+        bail!(
+            "input {uri:?} is not a URI this client understands: use ipfs://CID, file:///path, http(s)://..., s3://bucket/key or a data: URL"
+        )
+    })
+}
+
+fn key_value(s: &str, what: &str) -> Result<(String, String)> {
+    let (k, v) = s.split_once('=').with_context(|| format!("{what} {s:?} must be KEY=VALUE"))?;
+    Ok((k.trim().to_owned(), v.to_owned()))
+}
+
+/// Parses a selector like `region=eu,zone!=a,gpu` into requirements.
+pub fn parse_constraints(s: &str) -> Result<Vec<LabelSelectorRequirement>> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let req = if let Some((k, v)) = part.split_once("!=") {
+            (k, Operator::NotEquals, vec![v])
+        } else if let Some((k, v)) = part.split_once("==").or_else(|| part.split_once('=')) {
+            (k, Operator::Equals, vec![v])
+        } else if let Some((k, v)) = part.split_once('>') {
+            (k, Operator::GreaterThan, vec![v])
+        } else if let Some((k, v)) = part.split_once('<') {
+            (k, Operator::LessThan, vec![v])
+        } else if let Some(k) = part.strip_prefix('!') {
+            (k, Operator::DoesNotExist, vec![])
+        } else {
+            (part, Operator::Exists, vec![])
+        };
+        out.push(LabelSelectorRequirement {
+            key: req.0.trim().to_owned(),
+            operator: req.1,
+            values: req.2.into_iter().map(|v| v.trim().to_owned()).collect(),
+        });
+    }
+    Ok(out)
+}
+
+/// Builds the job and task shared by every run command around the given engine.
+pub fn build_job(flags: &JobFlags, engine: SpecConfig, mut inputs: Vec<InputSource>) -> Result<Job> {
+    for i in &flags.input {
+        inputs.push(parse_input(i)?);
+    }
+    let mut result_paths = Vec::new();
+    for o in &flags.output {
+        let (name, path) = o.split_once(':').with_context(|| format!("output {o:?} must be name:path, e.g. outputs:/outputs"))?;
+        result_paths.push(ResultPath { name: name.into(), path: path.into() });
+    }
+    let mut env = BTreeMap::new();
+    for e in &flags.env {
+        let (k, v) = key_value(e, "environment variable")?;
+        env.insert(k, v);
+    }
+    let mut labels = BTreeMap::new();
+    for l in &flags.labels {
+        let (k, v) = key_value(l, "label")?;
+        labels.insert(k, v);
+    }
+    let network = match &flags.network {
+        None => NetworkConfig::default(),
+        Some(n) => NetworkConfig {
+            r#type: NetworkType::parse(n)
+                .with_context(|| format!("--network {n:?} is not a network type: use None, Host, Full, HTTP or Bridge"))?,
+            domains: flags.domain.clone(),
+        },
+    };
+    let publisher = match flags.publisher.as_deref() {
+        None | Some("") => {
+            // Results written to a ResultPath must go somewhere; local keeps them on the node.
+            if result_paths.is_empty() { SpecConfig::default() } else { SpecConfig::new("local") }
+        }
+        Some(p) => SpecConfig::new(p.trim()),
+    };
+    let task = Task {
+        name: "main".into(),
+        engine,
+        publisher,
+        env,
+        input_sources: inputs,
+        result_paths,
+        resources: ResourcesConfig {
+            cpu: flags.cpu.clone().unwrap_or_default(),
+            memory: flags.memory.clone().unwrap_or_default(),
+            disk: flags.disk.clone().unwrap_or_default(),
+            gpu: flags.gpu.clone().unwrap_or_default(),
+        },
+        network,
+        timeouts: TimeoutConfig {
+            execution_timeout: flags.execution_timeout.unwrap_or(0),
+            queue_timeout: flags.queue_timeout.unwrap_or(0),
+            total_timeout: flags.timeout.unwrap_or(0),
+        },
+        ..Default::default()
+    };
+    Ok(Job {
+        name: flags.name.clone().unwrap_or_default(),
+        namespace: flags.namespace.clone().unwrap_or_default(),
+        r#type: if flags.target == Target::All { JobType::Ops } else { JobType::Batch },
+        priority: flags.priority,
+        count: if flags.target == Target::All { 0 } else { flags.count },
+        constraints: parse_constraints(flags.constraints.as_deref().unwrap_or(""))?,
+        labels,
+        tasks: vec![task],
+        ..Default::default()
+    })
+}
+
+/// The job for `wasm run`.
+pub fn wasm_job(args: &WasmRunArgs) -> Result<Job> {
+    let mut inputs = Vec::new();
+    let local = Path::new(&args.module);
+    let entry = if local.is_file() {
+        let bytes = std::fs::read(local).with_context(|| format!("cannot read {}", local.display()))?;
+        let name = local.file_name().map_or_else(|| "main.wasm".into(), |n| n.to_string_lossy().into_owned());
+        let target = format!("{WASM_DIR}/{name}");
+        let url = format!("data:application/wasm;base64,{}", base64::engine::general_purpose::STANDARD.encode(bytes));
+        inputs.push(InputSource { source: SpecConfig::new("inline").with_param("URL", url), alias: String::new(), target: target.clone() });
+        target
+    } else if args.module.contains("://") {
+        let target = format!("{WASM_DIR}/entry.wasm");
+        inputs.push(InputSource { source: source_for_uri(&args.module)?, alias: String::new(), target: target.clone() });
+        target
+    } else if args.job.input.iter().filter_map(|i| parse_input(i).ok()).any(|i| i.target == args.module) {
+        args.module.clone()
+    } else {
+        bail!(
+            "{} is not a local file, a URI, or the target of an --input: give the path of a .wasm file",
+            args.module
+        );
+    };
+    let engine = SpecConfig::new("wasm")
+        .with_param("EntryModule", entry)
+        .with_param("Entrypoint", args.entry_point.clone())
+        .with_param("Parameters", args.args.clone())
+        .with_param("ImportModules", args.import_modules.clone());
+    build_job(&args.job, engine, inputs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_input_forms() {
+        let i = parse_input("ipfs://QmX:/data").expect("ipfs");
+        assert_eq!(i.source.param_str("CID"), Some("QmX"));
+        assert_eq!(i.target, "/data");
+        let i = parse_input("file:///srv/in").expect("file");
+        assert_eq!(i.source.param_str("SourcePath"), Some("/srv/in"));
+        assert_eq!(i.target, "/inputs");
+        let i = parse_input("src=https://x.org/a.csv,dst=/in").expect("kv");
+        assert_eq!(i.source.type_name(), "urlDownload");
+        assert_eq!(i.target, "/in");
+        assert!(parse_input("gopher://x").is_err());
+    }
+
+    #[test]
+    fn parses_constraints() {
+        let c = parse_constraints("region=eu, zone!=a,gpu").expect("parse");
+        assert_eq!(c.len(), 3);
+        assert_eq!(c[1].operator, Operator::NotEquals);
+        assert_eq!(c[2].operator, Operator::Exists);
+    }
+}

@@ -1,0 +1,84 @@
+//! `job get`: fetch a job's published results into the result folder layout.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use bacalhau_api::Client;
+use bacalhau_executor::{EXIT_CODE_FILE, STDERR_FILE, STDOUT_FILE};
+use bacalhau_storage::unpack_tar_gz;
+
+use crate::args::GetArgs;
+
+/// Downloads and merges every result of the job; returns the folder written.
+pub async fn get(client: &Client, args: &GetArgs) -> Result<PathBuf> {
+    let job = client.get_job(&args.id, "").await?.job;
+    eprintln!("Fetching results of job '{}'...", job.id);
+    let results = client.results(job.id.as_str()).await?.items;
+    if results.is_empty() {
+        bail!(
+            "no results found for job {}: it has no publisher, or no execution completed yet.\nHint: see its output with `bacalhau job logs {}`",
+            job.id,
+            job.id
+        );
+    }
+    let out = args.output_dir.clone().unwrap_or_else(|| PathBuf::from(format!("job-{}", args.id)));
+    std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+    let raw = out.join("raw");
+    let timeout = Duration::from_secs(args.download_timeout_secs);
+    for (i, r) in results.iter().enumerate() {
+        if !r.is_type("urlDownload") {
+            bail!(
+                "result {i} is of type {}, which this client cannot download yet: {}",
+                r.type_name(),
+                serde_json::to_string(r)?
+            );
+        }
+        let url = r.param_str("URL").context("a urlDownload result has no URL")?;
+        let bytes = client.download(url, timeout).await?;
+        let archive = raw.join(format!("{i}.tar.gz"));
+        std::fs::create_dir_all(&raw)?;
+        std::fs::write(&archive, bytes).with_context(|| format!("cannot write {}", archive.display()))?;
+        let dir = raw.join(i.to_string());
+        let (a, d) = (archive.clone(), dir.clone());
+        tokio::task::spawn_blocking(move || unpack_tar_gz(&a, &d)).await??;
+        std::fs::remove_file(&archive)?;
+    }
+    if !args.raw {
+        for i in 0..results.len() {
+            merge(&raw.join(i.to_string()), &out, results.len() > 1)?;
+        }
+        std::fs::remove_dir_all(&raw)?;
+    }
+    let abs = std::fs::canonicalize(&out).unwrap_or(out);
+    Ok(abs)
+}
+
+/// Moves `from`'s contents into `to`. With several results, `stdout`, `stderr` and `exitCode`
+/// are appended; any other clash is an error, as in Bacalhau.
+fn merge(from: &Path, to: &Path, append: bool) -> Result<()> {
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let dest = to.join(&name);
+        let is_output_file = [STDOUT_FILE, STDERR_FILE, EXIT_CODE_FILE].iter().any(|f| name == *f);
+        if dest.exists() {
+            if append && is_output_file {
+                let mut existing = std::fs::read(&dest)?;
+                if name == EXIT_CODE_FILE {
+                    existing.push(b'\n');
+                }
+                existing.extend(std::fs::read(entry.path())?);
+                std::fs::write(&dest, existing)?;
+                continue;
+            }
+            if entry.path().is_dir() && dest.is_dir() {
+                merge(&entry.path(), &dest, false)?;
+                continue;
+            }
+            bail!("cannot merge results: {} already exists. Try --raw, or an empty --output-dir", dest.display());
+        }
+        std::fs::rename(entry.path(), &dest)?;
+    }
+    Ok(())
+}
