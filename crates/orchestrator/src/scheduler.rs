@@ -239,7 +239,15 @@ fn plan_batch(job: &Job, execs: &[Execution], nodes: &[NodeView], now: i64, cfg:
     if !remaining.is_empty() {
         let (ranked, rejected) = rank_nodes(job, execs, nodes);
         if ranked.is_empty() {
-            let reason = not_enough_nodes(remaining.len(), nodes.len(), 0, &rejected);
+            let mut reason = not_enough_nodes(remaining.len(), nodes.len(), 0, &rejected);
+            // When earlier attempts failed, their reason is what the user needs first.
+            let last_failure = execs
+                .iter()
+                .filter(|e| e.compute_state.state_type == ComputeStateType::Failed)
+                .max_by_key(|e| e.modify_time);
+            if let Some(f) = last_failure {
+                reason = format!("{}\nIt was not retried: {reason}", f.compute_state.message);
+            }
             queue_or_fail(job, execs, now, cfg, reason, plan);
             return;
         }

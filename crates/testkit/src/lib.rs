@@ -1,1 +1,262 @@
-//! placeholder
+//! Test helpers: WASM test programs and a real `bacalhau serve` process on a free port.
+//!
+//! Test programs are C compiled with Debian's clang for wasm32-wasi (installed by `.ci/run`),
+//! or WAT assembled with the `wat` crate; none are checked in as binaries.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+
+/// How long a test waits for a condition before failing.
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
+/// Compiles `wasm/<name>.c` to WASI once per source version and returns the module's path.
+pub fn c_program(name: &str) -> Result<PathBuf> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("wasm").join(format!("{name}.c"));
+    let text = std::fs::read(&src).with_context(|| format!("no test program {}", src.display()))?;
+    let hash = text.iter().fold(0xcbf29ce484222325u64, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x100000001b3));
+    let dir = std::env::temp_dir().join("bacalhau-test-wasm");
+    std::fs::create_dir_all(&dir)?;
+    let out = dir.join(format!("{name}-{hash:016x}.wasm"));
+    if out.exists() {
+        return Ok(out);
+    }
+    let tmp = dir.join(format!("{name}-{hash:016x}.{}.tmp", std::process::id()));
+    let status = Command::new("clang")
+        .args(["--target=wasm32-wasi", "--sysroot=/usr", "-O2", "-Wl,--strip-all", "-o"])
+        .arg(&tmp)
+        .arg(&src)
+        .status()
+        .context("cannot run clang: install it with `apt-get install clang lld wasi-libc libclang-rt-14-dev-wasm32`")?;
+    if !status.success() {
+        bail!("clang failed to build {}: install `clang lld wasi-libc libclang-rt-14-dev-wasm32`", src.display());
+    }
+    std::fs::rename(&tmp, &out)?;
+    Ok(out)
+}
+
+/// A WAT module that prints `Hello, world!` and returns.
+pub fn hello_wat() -> Result<Vec<u8>> {
+    Ok(wat::parse_str(
+        r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "Hello, world!\n")
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 16))
+    (i32.store (i32.const 4) (i32.const 14))
+    (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#,
+    )?)
+}
+
+/// A WAT module that exits with `code`.
+pub fn exit_wat(code: i32) -> Result<Vec<u8>> {
+    Ok(wat::parse_str(format!(
+        r#"(module
+  (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+  (memory (export "memory") 1)
+  (func (export "_start") (call $exit (i32.const {code}))))"#
+    ))?)
+}
+
+/// A WAT module that never ends.
+pub fn spin_wat() -> Result<Vec<u8>> {
+    Ok(wat::parse_str(r#"(module (memory (export "memory") 1) (func (export "_start") (loop $l (br $l))))"#)?)
+}
+
+/// A WAT module that grows its memory by `pages` 64 KiB pages and traps if refused.
+pub fn grow_wat(pages: u32) -> Result<Vec<u8>> {
+    Ok(wat::parse_str(format!(
+        r#"(module (memory (export "memory") 1)
+  (func (export "_start")
+    (if (i32.eq (memory.grow (i32.const {pages})) (i32.const -1)) (then unreachable))))"#
+    ))?)
+}
+
+/// A free loopback port (bound and released; good enough for tests).
+pub fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// Polls `f` until it returns `Some` or the deadline passes.
+pub fn wait_for<T>(what: &str, deadline: Duration, mut f: impl FnMut() -> Option<T>) -> Result<T> {
+    let end = Instant::now() + deadline;
+    loop {
+        if let Some(v) = f() {
+            return Ok(v);
+        }
+        if Instant::now() > end {
+            bail!("timed out after {deadline:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A `bacalhau serve` child process with its own data dir and port.
+#[derive(Debug)]
+pub struct Serve {
+    child: Option<Child>,
+    bin: PathBuf,
+    /// The API port.
+    pub port: u16,
+    /// The data dir (`BACALHAU_DIR`).
+    pub dir: PathBuf,
+    /// A scratch dir tests may use as the CLI's working directory.
+    pub work: PathBuf,
+    _tmp: tempfile::TempDir,
+    extra: Vec<String>,
+}
+
+impl Serve {
+    /// Starts `bin serve` on a free port with a fresh data dir.
+    pub fn start(bin: &Path, extra: &[&str]) -> Result<Self> {
+        let tmp = tempfile::tempdir()?;
+        let dir = tmp.path().join("data");
+        let work = tmp.path().join("work");
+        std::fs::create_dir_all(&work)?;
+        let mut s = Self {
+            child: None,
+            bin: bin.to_owned(),
+            port: free_port()?,
+            dir,
+            work,
+            _tmp: tmp,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        s.restart()?;
+        Ok(s)
+    }
+
+    /// (Re)starts the server on the same port and data dir, and waits until it answers.
+    pub fn restart(&mut self) -> Result<()> {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.work.join("serve.log"))?;
+        let child = Command::new(&self.bin)
+            .arg("serve")
+            .args(&self.extra)
+            .env("BACALHAU_DIR", &self.dir)
+            .env("BACALHAU_API_HOST", "127.0.0.1")
+            .env("BACALHAU_API_PORT", self.port.to_string())
+            .stdout(Stdio::from(log.try_clone()?))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .context("cannot start bacalhau serve")?;
+        self.child = Some(child);
+        let port = self.port;
+        wait_for("serve to answer /api/v1/agent/alive", DEADLINE, || {
+            http_get(port, "/api/v1/agent/alive").ok().filter(|b| b.contains("OK"))
+        })
+        .with_context(|| format!("serve log:\n{}", self.log()))?;
+        Ok(())
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.work.join("serve.log")).unwrap_or_default()
+    }
+
+    /// Kills the server with SIGKILL and reaps it.
+    pub fn kill9(&mut self) -> Result<()> {
+        if let Some(mut c) = self.child.take() {
+            c.kill()?;
+            c.wait()?;
+        }
+        Ok(())
+    }
+
+    /// Runs the CLI against this server from the work dir.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        self.cli_env(args, &[])
+    }
+
+    /// Runs the CLI with extra environment variables.
+    pub fn cli_env(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut cmd = Command::new(&self.bin);
+        cmd.args(args)
+            .current_dir(&self.work)
+            .env("BACALHAU_API_HOST", "127.0.0.1")
+            .env("BACALHAU_API_PORT", self.port.to_string())
+            .env_remove("BACALHAU_DIR");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        match cmd.output() {
+            Ok(o) => o,
+            Err(e) => panic!("cannot run the bacalhau CLI: {e}"),
+        }
+    }
+
+    /// Runs the CLI, fails the test if it fails, and returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(
+            out.status.success(),
+            "bacalhau {args:?} failed ({}):\nstdout:\n{stdout}\nstderr:\n{}\nserve log:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+        stdout
+    }
+
+    /// Runs the CLI expecting failure; returns stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(!out.status.success(), "bacalhau {args:?} should have failed; stdout:\n{}", String::from_utf8_lossy(&out.stdout));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    /// GET on the API, returning the body.
+    pub fn get(&self, path: &str) -> Result<String> {
+        http_get(self.port, path)
+    }
+
+    /// The job's state string, from `job describe --output json`.
+    pub fn job_state(&self, id: &str) -> Result<String> {
+        let out = self.cli(&["job", "describe", id, "--output", "json"]);
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+        Ok(v["Job"]["State"]["StateType"].as_str().unwrap_or_default().to_owned())
+    }
+
+    /// Waits until the job is in a terminal state and returns it.
+    pub fn wait_terminal(&self, id: &str) -> Result<String> {
+        wait_for(&format!("job {id} to finish"), DEADLINE, || {
+            self.job_state(id).ok().filter(|s| matches!(s.as_str(), "Completed" | "Failed" | "Stopped"))
+        })
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), nix::sys::signal::Signal::SIGTERM);
+            let end = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < end {
+                if let Ok(Some(_)) = c.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A minimal HTTP/1.0 GET over loopback, so the harness needs no HTTP client.
+pub fn http_get(port: u16, path: &str) -> Result<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf)?;
+    let (head, body) = buf.split_once("\r\n\r\n").unwrap_or((&buf, ""));
+    if !head.starts_with("HTTP/1.0 200") && !head.starts_with("HTTP/1.1 200") {
+        bail!("GET {path}: {}", head.lines().next().unwrap_or(""));
+    }
+    Ok(body.to_owned())
+}

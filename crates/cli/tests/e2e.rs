@@ -1,0 +1,308 @@
+//! End-to-end tests: a real `bacalhau serve` process on a free loopback port, driven through
+//! the CLI exactly as a user would.
+
+use std::path::{Path, PathBuf};
+
+use bacalhau_testkit::{c_program, exit_wat, grow_wat, spin_wat, wait_for, Serve, DEADLINE};
+use serde_json::Value;
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_bacalhau"))
+}
+
+fn serve() -> Serve {
+    match Serve::start(bin(), &[]) {
+        Ok(s) => s,
+        Err(e) => panic!("cannot start serve: {e:#}"),
+    }
+}
+
+fn program(name: &str) -> String {
+    match c_program(name) {
+        Ok(p) => p.display().to_string(),
+        Err(e) => panic!("{e:#}"),
+    }
+}
+
+fn write_module(s: &Serve, name: &str, bytes: anyhow::Result<Vec<u8>>) -> String {
+    let path = s.work.join(name);
+    std::fs::write(&path, bytes.expect("assemble WAT")).expect("write module");
+    path.display().to_string()
+}
+
+fn describe(s: &Serve, id: &str) -> Value {
+    serde_json::from_str(&s.ok(&["job", "describe", id, "--output", "json"])).expect("describe json")
+}
+
+fn submit(s: &Serve, args: &[&str]) -> String {
+    let mut full = vec!["wasm", "run", "--wait=false"];
+    full.extend_from_slice(args);
+    s.ok(&full).trim().to_owned()
+}
+
+#[test]
+fn hello_world_runs_and_its_output_is_visible() {
+    let s = serve();
+    let hello = program("hello");
+    let out = s.ok(&["wasm", "run", &hello]);
+    assert!(out.contains("Job successfully submitted. Job ID: j-"), "{out}");
+    assert!(out.contains("Completed successfully"), "{out}");
+    assert!(out.contains("bacalhau job describe j-"), "{out}");
+    let id = s.ok(&["wasm", "run", "--id-only", &hello]).trim().to_owned();
+    assert!(id.starts_with("j-") && !id.contains('\n'), "{id}");
+    // Unique prefixes work, with or without the j- prefix.
+    let human = s.ok(&["describe", &id[..10]]);
+    assert!(human.contains("State          = Completed"), "{human}");
+    assert!(human.contains("Hello, world!"), "{human}");
+    assert_eq!(s.ok(&["job", "logs", &id[2..12]]), "Hello, world!\n");
+    assert_eq!(s.ok(&["logs", &id]), "Hello, world!\n");
+    let list = s.ok(&["list", &format!("--id-filter={id}")]);
+    assert!(list.contains(&id[..10]) && list.contains("Completed"), "{list}");
+    let csv = s.ok(&["job", "list", "--output", "csv"]);
+    assert_eq!(csv.lines().count(), 3, "{csv}");
+    let execs: Value = serde_json::from_str(&s.ok(&["job", "executions", &id, "--output", "json"])).expect("json");
+    assert_eq!(execs[0]["ComputeState"]["StateType"], 7);
+}
+
+#[test]
+fn exit_code_and_environment_reach_the_program() {
+    let s = serve();
+    let env = program("env");
+    let out = s.cli(&["wasm", "run", "-e", "EXIT_CODE=5", "-e", "AWESOME=definitely", &env]);
+    assert!(out.status.success(), "a non-zero exit is still a completed job: {out:?}");
+    let id = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("Job successfully submitted. Job ID: ").map(str::to_owned))
+        .expect("job id");
+    let d = describe(&s, &id);
+    let exec = &d["Executions"]["Items"][0];
+    assert_eq!(exec["RunOutput"]["ExitCode"], 5);
+    let stdout = exec["RunOutput"]["Stdout"].as_str().expect("stdout");
+    assert!(stdout.contains("AWESOME=definitely"), "{stdout}");
+    assert!(stdout.contains(&format!("BACALHAU_JOB_ID={id}")), "{stdout}");
+    assert!(stdout.contains("BACALHAU_PARTITION_INDEX=0"), "{stdout}");
+    assert!(stdout.contains("BACALHAU_PARTITION_COUNT=1"), "{stdout}");
+    assert!(stdout.contains(&format!("BACALHAU_EXECUTION_ID={}", exec["ID"].as_str().expect("id"))), "{stdout}");
+}
+
+#[test]
+fn local_inputs_are_mounted_and_the_allow_list_is_enforced() {
+    let data = tempfile::tempdir().expect("tmp");
+    let allowed = std::fs::canonicalize(data.path()).expect("canon").join("allowed");
+    std::fs::create_dir_all(&allowed).expect("mkdir");
+    std::fs::write(allowed.join("hello.txt"), "hello world\n").expect("write");
+    let denied = data.path().join("denied");
+    std::fs::create_dir_all(&denied).expect("mkdir");
+    let s = Serve::start(bin(), &["--allow-listed-local-paths", &format!("{}", allowed.display())]).expect("serve");
+    let cat = program("cat");
+    let input = format!("file://{}:/in", allowed.display());
+    let id = submit(&s, &["-i", &input, &cat, "/in/hello.txt"]);
+    assert_eq!(s.wait_terminal(&id).expect("finish"), "Completed");
+    assert_eq!(s.ok(&["job", "logs", &id]), "hello world\n");
+
+    let input = format!("file://{}:/in", denied.display());
+    let id = submit(&s, &["-i", &input, &cat, "/in/x"]);
+    assert_eq!(s.wait_terminal(&id).expect("finish"), "Failed");
+    let msg = describe(&s, &id)["Job"]["State"]["Message"].as_str().unwrap_or_default().to_owned();
+    assert!(msg.contains("not allow-listed"), "{msg}");
+}
+
+#[test]
+fn result_paths_are_published_and_job_get_writes_the_contract_layout() {
+    let s = serve();
+    let write = program("write");
+    let id = submit(&s, &["-o", "outputs:/outputs", "-p", "local", &write, "/outputs/result.txt", "15"]);
+    assert_eq!(s.wait_terminal(&id).expect("finish"), "Completed");
+    let out = s.ok(&["job", "get", &id]);
+    assert!(out.contains("have been written to"), "{out}");
+    let dir = s.work.join(format!("job-{id}"));
+    assert_eq!(std::fs::read_to_string(dir.join("outputs/result.txt")).expect("result"), "15");
+    assert_eq!(std::fs::read_to_string(dir.join("stdout")).expect("stdout"), "wrote /outputs/result.txt\n");
+    assert_eq!(std::fs::read_to_string(dir.join("stderr")).expect("stderr"), "");
+    assert_eq!(std::fs::read_to_string(dir.join("exitCode")).expect("exitCode"), "0");
+    assert!(!dir.join("raw").exists());
+    let d = describe(&s, &id);
+    let url = d["Executions"]["Items"][0]["PublishedResult"]["Params"]["URL"].as_str().expect("url").to_owned();
+    assert!(url.starts_with(&format!("http://127.0.0.1:{}/api/v1/local-results/e-", s.port)), "{url}");
+
+    // A job without a publisher has nothing to get, and says so.
+    let hello = program("hello");
+    let plain = submit(&s, &[&hello]);
+    s.wait_terminal(&plain).expect("finish");
+    let err = s.fails(&["job", "get", &plain]);
+    assert!(err.contains("no results found") && err.contains("bacalhau job logs"), "{err}");
+}
+
+#[test]
+fn execution_timeout_fails_the_job_with_a_reason() {
+    let s = serve();
+    let spin = write_module(&s, "spin.wasm", spin_wat());
+    let id = submit(&s, &["--execution-timeout", "1", &spin]);
+    assert_eq!(s.wait_terminal(&id).expect("finish"), "Failed");
+    let d = describe(&s, &id);
+    let msg = d["Job"]["State"]["Message"].as_str().unwrap_or_default();
+    assert!(msg.contains("timed out after 1s"), "{msg}");
+    let execs = d["Executions"]["Items"].as_array().expect("execs");
+    assert!(!execs.is_empty() && execs.len() <= 3, "retries are bounded: {}", execs.len());
+}
+
+#[test]
+fn memory_limit_is_enforced() {
+    let s = serve();
+    let grow = write_module(&s, "grow.wasm", grow_wat(100));
+    let id = submit(&s, &["--memory", "1Mb", &grow]);
+    assert_eq!(s.wait_terminal(&id).expect("finish"), "Failed");
+    let msg = describe(&s, &id)["Job"]["State"]["Message"].as_str().unwrap_or_default().to_owned();
+    assert!(msg.contains("out of memory") && msg.contains("Resources.Memory"), "{msg}");
+}
+
+#[test]
+fn stop_interrupts_a_running_job() {
+    let s = serve();
+    let spin = write_module(&s, "spin.wasm", spin_wat());
+    let id = submit(&s, &[&spin]);
+    wait_for("the job to run", DEADLINE, || (s.job_state(&id).ok()? == "Running").then_some(())).expect("running");
+    let out = s.ok(&["job", "stop", &id]);
+    assert!(out.contains("Job stop successfully submitted"), "{out}");
+    assert_eq!(s.wait_terminal(&id).expect("finish"), "Stopped");
+    wait_for("the execution to be cancelled", DEADLINE, || {
+        let d = describe(&s, &id);
+        (d["Executions"]["Items"][0]["ComputeState"]["StateType"] == 9).then_some(())
+    })
+    .expect("cancelled");
+    // Stopping again is fine; stopping a completed job is a conflict with a reason.
+    assert!(s.ok(&["job", "stop", &id]).contains("already stopped"));
+    let exit = write_module(&s, "exit0.wasm", exit_wat(0));
+    let done = submit(&s, &[&exit]);
+    s.wait_terminal(&done).expect("finish");
+    let err = s.fails(&["cancel", &done]);
+    assert!(err.contains("cannot stop job") && err.contains("already completed"), "{err}");
+}
+
+fn spec_file(s: &Serve, name: &str, text: &str) -> PathBuf {
+    let p = s.work.join(name);
+    std::fs::write(&p, text).expect("write spec");
+    p
+}
+
+#[test]
+fn job_specs_in_yaml_run_and_bad_ones_are_rejected_precisely() {
+    let s = serve();
+    let module = std::fs::read(program("hello")).expect("module");
+    let b64 = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(module)
+    };
+    let good = spec_file(
+        &s,
+        "good.yaml",
+        &format!(
+            "name: hello-yaml\ntype: batch\ntasks:\n  - name: main\n    engine:\n      type: wasm\n      params:\n        entrymodule: /wasm/main.wasm\n    inputsources:\n      - target: /wasm/main.wasm\n        source:\n          type: inline\n          params:\n            url: \"data:application/wasm;base64,{b64}\"\n"
+        ),
+    );
+    let path = good.display().to_string();
+    assert!(s.ok(&["job", "validate", &path]).contains("is valid"));
+    let out = s.ok(&["job", "run", &path]);
+    assert!(out.contains("Completed successfully"), "{out}");
+    // Names resolve like IDs.
+    assert!(s.ok(&["job", "describe", "hello-yaml"]).contains("Hello, world!"));
+
+    let missing = spec_file(&s, "missing.yaml", "Type: batch\nTasks:\n  - Name: main\n    Engine:\n      Type: wasm\n");
+    let err = s.fails(&["job", "run", &missing.display().to_string()]);
+    assert!(err.contains("Tasks[0].Engine.Params.EntryModule is required"), "{err}");
+
+    let typo = spec_file(&s, "typo.yaml", "Type: batch\nTasks:\n  - Name: main\n    Engin:\n      Type: wasm\n");
+    let err = s.fails(&["job", "validate", &typo.display().to_string()]);
+    assert!(err.contains("unknown field(s) Tasks[0].Engin"), "{err}");
+
+    let owned = spec_file(&s, "owned.yaml", "ID: j-mine\nType: batch\nTasks: []\n");
+    let err = s.fails(&["job", "run", &owned.display().to_string()]);
+    assert!(err.contains("ID is set by the server"), "{err}");
+
+    let syntax = spec_file(&s, "syntax.yaml", "Type: [batch\n");
+    let err = s.fails(&["job", "run", &syntax.display().to_string()]);
+    assert!(err.contains("not valid Yaml"), "{err}");
+
+    let hello = program("hello");
+    let err = s.fails(&["wasm", "run", "--cpu", "lots", &hello]);
+    assert!(err.contains("Tasks[0].Resources.CPU is \"lots\""), "{err}");
+    let err = s.fails(&["wasm", "run", "./missing.wasm"]);
+    assert!(err.contains("./missing.wasm is not a local file"), "{err}");
+    let err = s.fails(&["wasm", "run", "--cpu", "64", &hello]);
+    assert!(err.contains("not enough nodes to run job") && err.contains("CPU 64 >"), "{err}");
+}
+
+#[test]
+fn a_missing_server_is_a_clear_error() {
+    let port = bacalhau_testkit::free_port().expect("port").to_string();
+    let out = std::process::Command::new(bin())
+        .args(["job", "list"])
+        .env("BACALHAU_API_PORT", &port)
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("cannot reach the bacalhau API at http://127.0.0.1:{port}")), "{err}");
+    assert!(err.contains("bacalhau serve"), "{err}");
+    // Flags win over the environment, in Bacalhau's `--flag=value` form too.
+    let out = std::process::Command::new(bin())
+        .args(["job", "list", "--api-port=1", "--api-host", "127.0.0.2"])
+        .output()
+        .expect("run");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("http://127.0.0.2:1"));
+}
+
+#[test]
+fn the_api_answers_in_bacalhaus_shapes() {
+    let s = serve();
+    let doc: Value = serde_json::from_str(&s.get("/api/v1/openapi.json").expect("openapi")).expect("json");
+    assert!(doc["paths"]["/api/v1/orchestrator/jobs/{id}/logs"]["get"].is_object());
+    let nodes: Value = serde_json::from_str(&s.get("/api/v1/orchestrator/nodes").expect("nodes")).expect("json");
+    assert_eq!(nodes["Nodes"].as_array().map(Vec::len), Some(1));
+    assert_eq!(nodes["nodes"], nodes["Nodes"], "both spellings for Go and Python clients");
+    assert_eq!(nodes["Nodes"][0]["Connection"], "CONNECTED");
+    assert!(nodes["Nodes"][0]["Info"]["ComputeNodeInfo"]["ExecutionEngines"].as_array().expect("engines").contains(&"wasm".into()));
+    let node = s.ok(&["node", "list"]);
+    assert!(node.contains("CONNECTED") && node.contains("wasm"), "{node}");
+    let alive = s.ok(&["agent", "alive", "--output", "json"]);
+    assert!(alive.contains("\"Status\": \"OK\""), "{alive}");
+    let id = submit(&s, &[&program("hello")]);
+    s.wait_terminal(&id).expect("finish");
+    // The 1.4 Python client reads logs with a plain GET.
+    assert_eq!(s.get(&format!("/api/v1/orchestrator/jobs/{id}/logs")).expect("logs"), "Hello, world!\n");
+    let list: Value =
+        serde_json::from_str(&s.get("/api/v1/orchestrator/jobs?limit=5&reverse=False&order_by=created_at&next_token=").expect("list"))
+            .expect("json");
+    assert_eq!(list["Items"][0]["ID"], Value::String(id.clone()));
+    let h: Value = serde_json::from_str(&s.get(&format!("/api/v1/orchestrator/jobs/{id}/history?event_type=execution")).expect("h"))
+        .expect("json");
+    assert!(h["Items"].as_array().expect("items").iter().all(|i| i["Type"] == "ExecutionLevel"));
+    let err = s.get("/api/v1/orchestrator/jobs/j-nope").expect_err("404");
+    assert!(err.to_string().contains("404"), "{err}");
+}
+
+#[test]
+fn jobs_in_flight_survive_kill_9_and_none_completes_twice() {
+    let mut s = serve();
+    let sleep = program("sleep");
+    let ids: Vec<String> = (0..4).map(|_| submit(&s, &["--cpu", "0.1", &sleep, "1500"])).collect();
+    wait_for("a job to run", DEADLINE, || ids.iter().any(|id| s.job_state(id).ok().as_deref() == Some("Running")).then_some(()))
+        .expect("running");
+    s.kill9().expect("kill -9");
+    s.restart().expect("restart");
+    for id in &ids {
+        assert_eq!(s.wait_terminal(id).expect("finish"), "Completed", "job {id}\n{}", s.log());
+        let d = describe(&s, id);
+        let completed = d["Executions"]["Items"]
+            .as_array()
+            .expect("execs")
+            .iter()
+            .filter(|e| e["ComputeState"]["StateType"] == 7)
+            .count();
+        assert_eq!(completed, 1, "job {id} completed {completed} times");
+        assert_eq!(s.ok(&["job", "logs", id]), "sleeping 1500 ms\ndone\n");
+    }
+    // Jobs submitted after the restart run too.
+    let after = submit(&s, &[&program("hello")]);
+    assert_eq!(s.wait_terminal(&after).expect("finish"), "Completed");
+}
