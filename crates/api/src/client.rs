@@ -87,7 +87,8 @@ impl Client {
     }
 
     async fn send<T: DeserializeOwned>(&self, req: reqwest::RequestBuilder, url: &str) -> Result<T, ClientError> {
-        let resp = req.send().await.map_err(|e| ClientError::Unreachable { url: self.base.clone(), cause: cause(&e) })?;
+        let resp =
+            req.send().await.map_err(|e| ClientError::Unreachable { url: self.base.clone(), cause: cause(&e) })?;
         let status = resp.status();
         let bytes = resp.bytes().await.map_err(|e| ClientError::Protocol { url: url.into(), cause: cause(&e) })?;
         if !status.is_success() {
@@ -117,7 +118,13 @@ impl Client {
     }
 
     /// A page of jobs.
-    pub async fn list_jobs(&self, limit: usize, next_token: &str, reverse: bool, labels: &str) -> Result<Page<Job>, ClientError> {
+    pub async fn list_jobs(
+        &self,
+        limit: usize,
+        next_token: &str,
+        reverse: bool,
+        labels: &str,
+    ) -> Result<Page<Job>, ClientError> {
         let q = [
             ("limit", limit.to_string()),
             ("next_token", next_token.to_owned()),
@@ -134,7 +141,13 @@ impl Client {
     }
 
     /// History entries after `next_token` (empty = from the start).
-    pub async fn history(&self, id: &str, event_type: &str, execution_id: &str, next_token: &str) -> Result<Page<JobHistory>, ClientError> {
+    pub async fn history(
+        &self,
+        id: &str,
+        event_type: &str,
+        execution_id: &str,
+        next_token: &str,
+    ) -> Result<Page<JobHistory>, ClientError> {
         let q = [
             ("event_type", event_type.to_owned()),
             ("execution_id", execution_id.to_owned()),
@@ -229,7 +242,11 @@ impl Client {
             .map_err(|e| ClientError::Unreachable { url: url.into(), cause: cause(&e) })?;
         let status = resp.status();
         if !status.is_success() {
-            return Err(ClientError::Api { status: status.as_u16(), message: format!("downloading {url} failed: {status}"), hint: String::new() });
+            return Err(ClientError::Api {
+                status: status.as_u16(),
+                message: format!("downloading {url} failed: {status}"),
+                hint: String::new(),
+            });
         }
         Ok(resp.bytes().await.map_err(|e| ClientError::Protocol { url: url.into(), cause: cause(&e) })?.to_vec())
     }

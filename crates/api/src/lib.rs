@@ -10,4 +10,4 @@ pub mod server;
 pub mod types;
 
 pub use client::{Client, ClientError};
-pub use server::{router, serve, ApiState};
+pub use server::{ApiState, router, serve};

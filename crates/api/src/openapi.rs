@@ -4,7 +4,7 @@
 //! the model crate stays free of UI/doc derives. A test checks that every route the router
 //! serves is listed here.
 
-use serde_json::{json, Value};
+use serde_json::{Value, json};
 
 /// Every (method, path) the server routes, as listed in the document.
 pub(crate) const ROUTES: &[(&str, &str, &str)] = &[
@@ -17,10 +17,18 @@ pub(crate) const ROUTES: &[(&str, &str, &str)] = &[
     ("post", "/api/v1/orchestrator/jobs", "Submit a job (same as PUT)"),
     ("get", "/api/v1/orchestrator/jobs/{id}", "Get a job by ID, ID prefix or name; include=history,executions"),
     ("delete", "/api/v1/orchestrator/jobs/{id}", "Stop a job; reason in the body or the query"),
-    ("get", "/api/v1/orchestrator/jobs/{id}/history", "A job's history: event_type, execution_id, node_id, limit, next_token"),
+    (
+        "get",
+        "/api/v1/orchestrator/jobs/{id}/history",
+        "A job's history: event_type, execution_id, node_id, limit, next_token",
+    ),
     ("get", "/api/v1/orchestrator/jobs/{id}/executions", "A job's executions: limit, reverse"),
     ("get", "/api/v1/orchestrator/jobs/{id}/results", "Published results of completed executions"),
-    ("get", "/api/v1/orchestrator/jobs/{id}/logs", "Logs: websocket of {value:{Type,Line}} frames, or plain text; execution_id, follow"),
+    (
+        "get",
+        "/api/v1/orchestrator/jobs/{id}/logs",
+        "Logs: websocket of {value:{Type,Line}} frames, or plain text; execution_id, follow",
+    ),
     ("get", "/api/v1/orchestrator/nodes", "List nodes"),
     ("get", "/api/v1/orchestrator/nodes/{id}", "Get a node by ID prefix"),
     ("get", "/api/v1/local-results/{file}", "Download a result archive kept by the local publisher"),

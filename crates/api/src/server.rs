@@ -6,14 +6,14 @@ use std::sync::Arc;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
-use axum::http::{header, StatusCode};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use bacalhau_compute::{ComputeHandle, LogLine};
 use bacalhau_model::{
-    parse_job_value, BuildVersionInfo, ComputeStateType, ExecutionId, HistoryType, LabelSelectorRequirement, NodeInfo,
-    Operator,
+    BuildVersionInfo, ComputeStateType, ExecutionId, HistoryType, LabelSelectorRequirement, NodeInfo, Operator,
+    parse_job_value,
 };
 use bacalhau_orchestrator::{ListJobsQuery, OrchestratorError, OrchestratorHandle};
 use serde_json::Value;
@@ -74,7 +74,9 @@ impl From<OrchestratorError> for ApiError {
             OrchestratorError::NotFound { .. } => {
                 (StatusCode::NOT_FOUND, "NotFound", "list jobs with `bacalhau job list` to find the ID")
             }
-            OrchestratorError::Ambiguous { .. } => (StatusCode::BAD_REQUEST, "BadRequest", "use a longer prefix of the ID"),
+            OrchestratorError::Ambiguous { .. } => {
+                (StatusCode::BAD_REQUEST, "BadRequest", "use a longer prefix of the ID")
+            }
             OrchestratorError::Conflict(_) => (StatusCode::CONFLICT, "ResourceInUse", ""),
             OrchestratorError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", "retry shortly"),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "InternalError", "check the server's log"),
@@ -85,7 +87,8 @@ impl From<OrchestratorError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody { status: self.status.as_u16(), message: self.message, code: self.code.into(), hint: self.hint };
+        let body =
+            ErrorBody { status: self.status.as_u16(), message: self.message, code: self.code.into(), hint: self.hint };
         (self.status, Json(body)).into_response()
     }
 }
@@ -148,7 +151,9 @@ fn flag(params: &HashMap<String, String>, key: &str) -> ApiResult<bool> {
         Some(v) => match v.to_ascii_lowercase().as_str() {
             "1" | "t" | "true" => Ok(true),
             "0" | "f" | "false" => Ok(false),
-            _ => Err(ApiError::bad_request(format!("query parameter {key}={v:?} is not a boolean"), "use true or false")),
+            _ => {
+                Err(ApiError::bad_request(format!("query parameter {key}={v:?} is not a boolean"), "use true or false"))
+            }
         },
     }
 }
@@ -168,7 +173,11 @@ fn parse_selector(s: &str) -> ApiResult<Vec<LabelSelectorRequirement>> {
     let mut out = Vec::new();
     for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let req = if let Some((k, v)) = part.split_once("!=") {
-            LabelSelectorRequirement { key: k.trim().into(), operator: Operator::NotEquals, values: vec![v.trim().into()] }
+            LabelSelectorRequirement {
+                key: k.trim().into(),
+                operator: Operator::NotEquals,
+                values: vec![v.trim().into()],
+            }
         } else if let Some((k, v)) = part.split_once("==").or_else(|| part.split_once('=')) {
             LabelSelectorRequirement { key: k.trim().into(), operator: Operator::Equals, values: vec![v.trim().into()] }
         } else if let Some(k) = part.strip_prefix('!') {
@@ -185,8 +194,9 @@ fn parse_selector(s: &str) -> ApiResult<Vec<LabelSelectorRequirement>> {
 }
 
 async fn put_job(State(s): St, body: axum::body::Bytes) -> ApiResult<Json<PutJobResponse>> {
-    let value: Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}"), "send {\"Job\": {...}}"))?;
+    let value: Value = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(format!("the request body is not valid JSON: {e}"), "send {\"Job\": {...}}")
+    })?;
     let Value::Object(map) = value else {
         return Err(ApiError::bad_request("the request body must be a JSON object", "send {\"Job\": {...}}"));
     };
@@ -197,7 +207,8 @@ async fn put_job(State(s): St, body: axum::body::Bytes) -> ApiResult<Json<PutJob
         .ok_or_else(|| ApiError::bad_request("the request has no Job", "send {\"Job\": {...}}"))?;
     let parsed = parse_job_value(job_value).map_err(|e| ApiError::bad_request(e.to_string(), "fix the job spec"))?;
     let result = s.orchestrator.submit(parsed.job).await?;
-    let mut warnings: Vec<String> = parsed.unknown_keys.iter().map(|k| format!("unknown field {k} was ignored")).collect();
+    let mut warnings: Vec<String> =
+        parsed.unknown_keys.iter().map(|k| format!("unknown field {k} was ignored")).collect();
     warnings.extend(result.warnings);
     Ok(Json(PutJobResponse { job_id: result.job_id.0, evaluation_id: result.evaluation_id.0, warnings }))
 }
@@ -234,9 +245,17 @@ async fn get_job(State(s): St, Path(id): Path<String>, Query(p): Params) -> ApiR
     Ok(Json(GetJobResponse { job, history, executions }))
 }
 
-async fn stop_job(State(s): St, Path(id): Path<String>, Query(p): Params, body: axum::body::Bytes) -> ApiResult<Json<StopJobResponse>> {
+async fn stop_job(
+    State(s): St,
+    Path(id): Path<String>,
+    Query(p): Params,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<StopJobResponse>> {
     let from_body = serde_json::from_slice::<Value>(&body).ok().and_then(|v| {
-        v.as_object()?.iter().find(|(k, _)| k.eq_ignore_ascii_case("reason")).and_then(|(_, v)| v.as_str().map(str::to_owned))
+        v.as_object()?
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("reason"))
+            .and_then(|(_, v)| v.as_str().map(str::to_owned))
     });
     // The 1.4 Python SDK sends the literal "None" when no reason is given.
     let reason = from_body.or_else(|| p.get("reason").cloned()).filter(|r| r != "None").unwrap_or_default();
@@ -244,7 +263,11 @@ async fn stop_job(State(s): St, Path(id): Path<String>, Query(p): Params, body: 
     Ok(Json(StopJobResponse { evaluation_id: r.evaluation_id }))
 }
 
-async fn job_history(State(s): St, Path(id): Path<String>, Query(p): Params) -> ApiResult<Json<Page<bacalhau_model::JobHistory>>> {
+async fn job_history(
+    State(s): St,
+    Path(id): Path<String>,
+    Query(p): Params,
+) -> ApiResult<Json<Page<bacalhau_model::JobHistory>>> {
     let job_id = s.orchestrator.resolve_job_id(&id).await?;
     let event_type = p.get("event_type").map(|v| v.to_ascii_lowercase()).unwrap_or_default();
     let wanted: Option<HistoryType> = match event_type.as_str() {
@@ -252,7 +275,10 @@ async fn job_history(State(s): St, Path(id): Path<String>, Query(p): Params) -> 
         "job" => Some(HistoryType::JobLevel),
         "execution" => Some(HistoryType::ExecutionLevel),
         other => {
-            return Err(ApiError::bad_request(format!("event_type={other:?} is not valid"), "use all, job or execution"));
+            return Err(ApiError::bad_request(
+                format!("event_type={other:?} is not valid"),
+                "use all, job or execution",
+            ));
         }
     };
     let exec = p.get("execution_id").filter(|v| !v.is_empty()).cloned();
@@ -276,7 +302,11 @@ async fn job_history(State(s): St, Path(id): Path<String>, Query(p): Params) -> 
     Ok(Json(Page { items, next_token }))
 }
 
-async fn job_executions(State(s): St, Path(id): Path<String>, Query(p): Params) -> ApiResult<Json<Page<bacalhau_model::Execution>>> {
+async fn job_executions(
+    State(s): St,
+    Path(id): Path<String>,
+    Query(p): Params,
+) -> ApiResult<Json<Page<bacalhau_model::Execution>>> {
     let job_id = s.orchestrator.resolve_job_id(&id).await?;
     let mut items = s.orchestrator.executions(&job_id).await?;
     if flag(&p, "reverse")? {
@@ -299,12 +329,20 @@ async fn job_results(State(s): St, Path(id): Path<String>) -> ApiResult<Json<Pag
     Ok(Json(Page { items, next_token: String::new() }))
 }
 
-async fn job_logs(State(s): St, Path(id): Path<String>, Query(p): Params, ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>) -> ApiResult<Response> {
+async fn job_logs(
+    State(s): St,
+    Path(id): Path<String>,
+    Query(p): Params,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> ApiResult<Response> {
     let job_id = s.orchestrator.resolve_job_id(&id).await?;
     let executions = s.orchestrator.executions(&job_id).await?;
     let execution = match p.get("execution_id").filter(|v| !v.is_empty()) {
         Some(want) => executions.iter().find(|e| e.id.as_str().starts_with(want.as_str())).ok_or_else(|| {
-            ApiError::not_found(format!("job {job_id} has no execution {want}"), format!("list them with `bacalhau job executions {job_id}`"))
+            ApiError::not_found(
+                format!("job {job_id} has no execution {want}"),
+                format!("list them with `bacalhau job executions {job_id}`"),
+            )
         })?,
         None => executions
             .iter()
@@ -325,7 +363,10 @@ async fn job_logs(State(s): St, Path(id): Path<String>, Query(p): Params, ws: Re
         .filter(|c| c.has_execution(&execution.id))
         .ok_or_else(|| {
             ApiError::not_found(
-                format!("the logs of execution {} are on node {}, which this server cannot reach", execution.id, execution.node_id),
+                format!(
+                    "the logs of execution {} are on node {}, which this server cannot reach",
+                    execution.id, execution.node_id
+                ),
                 "ask that node's API for them",
             )
         })?
@@ -386,7 +427,6 @@ async fn local_result(State(s): St, Path(file): Path<String>) -> ApiResult<Respo
     })?;
     Ok(([(header::CONTENT_TYPE, "application/gzip")], bytes).into_response())
 }
-
 
 /// Serves the API on `listener` until `shutdown` completes.
 pub async fn serve(

@@ -3,10 +3,10 @@
 use std::io::Read;
 use std::process::ExitCode;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 use bacalhau_api::Client;
 use bacalhau_model::{
-    fmt_bytes, fmt_cpu, parse_job_spec, prepare_submission, Execution, Job, JobId, Resources, SubmissionDefaults,
+    Execution, Job, JobId, Resources, SubmissionDefaults, fmt_bytes, fmt_cpu, parse_job_spec, prepare_submission,
 };
 
 use crate::args::{
@@ -96,16 +96,16 @@ fn load_spec(text: &str, source: &str) -> Result<Job> {
             parsed.unknown_keys.join(", ")
         );
     }
-    let value: serde_json::Value = if text.trim_start().starts_with('{') {
-        serde_json::from_str(text)?
-    } else {
-        yaml_serde::from_str(text)?
-    };
+    let value: serde_json::Value =
+        if text.trim_start().starts_with('{') { serde_json::from_str(text)? } else { yaml_serde::from_str(text)? };
     if let Some(map) = value.as_object() {
         let owned: Vec<&str> =
             SERVER_OWNED.iter().copied().filter(|k| map.keys().any(|m| m.eq_ignore_ascii_case(k))).collect();
         if !owned.is_empty() {
-            bail!("in {source}: {} set by the server; remove them from the spec", owned.join(", ") + if owned.len() > 1 { " are" } else { " is" });
+            bail!(
+                "in {source}: {} set by the server; remove them from the spec",
+                owned.join(", ") + if owned.len() > 1 { " are" } else { " is" }
+            );
         }
     }
     Ok(parsed.job)
@@ -343,4 +343,3 @@ async fn version(client: &Client, out: &OutputArgs) -> Result<()> {
     let raw = serde_json::json!({ "clientVersion": client_version, "serverVersion": server });
     print_list(out, &["client", "server"], rows, &raw)
 }
-

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 use bacalhau_model::{
     InputSource, Job, JobType, LabelSelectorRequirement, NetworkConfig, NetworkType, Operator, ResourcesConfig,
     ResultPath, SpecConfig, Task, TimeoutConfig,
@@ -98,7 +98,8 @@ pub fn build_job(flags: &JobFlags, engine: SpecConfig, mut inputs: Vec<InputSour
     }
     let mut result_paths = Vec::new();
     for o in &flags.output {
-        let (name, path) = o.split_once(':').with_context(|| format!("output {o:?} must be name:path, e.g. outputs:/outputs"))?;
+        let (name, path) =
+            o.split_once(':').with_context(|| format!("output {o:?} must be name:path, e.g. outputs:/outputs"))?;
         result_paths.push(ResultPath { name: name.into(), path: path.into() });
     }
     let mut env = BTreeMap::new();
@@ -114,8 +115,9 @@ pub fn build_job(flags: &JobFlags, engine: SpecConfig, mut inputs: Vec<InputSour
     let network = match &flags.network {
         None => NetworkConfig::default(),
         Some(n) => NetworkConfig {
-            r#type: NetworkType::parse(n)
-                .with_context(|| format!("--network {n:?} is not a network type: use None, Host, Full, HTTP or Bridge"))?,
+            r#type: NetworkType::parse(n).with_context(|| {
+                format!("--network {n:?} is not a network type: use None, Host, Full, HTTP or Bridge")
+            })?,
             domains: flags.domain.clone(),
         },
     };
@@ -169,19 +171,24 @@ pub fn wasm_job(args: &WasmRunArgs) -> Result<Job> {
         let name = local.file_name().map_or_else(|| "main.wasm".into(), |n| n.to_string_lossy().into_owned());
         let target = format!("{WASM_DIR}/{name}");
         let url = format!("data:application/wasm;base64,{}", base64::engine::general_purpose::STANDARD.encode(bytes));
-        inputs.push(InputSource { source: SpecConfig::new("inline").with_param("URL", url), alias: String::new(), target: target.clone() });
+        inputs.push(InputSource {
+            source: SpecConfig::new("inline").with_param("URL", url),
+            alias: String::new(),
+            target: target.clone(),
+        });
         target
     } else if args.module.contains("://") {
         let target = format!("{WASM_DIR}/entry.wasm");
-        inputs.push(InputSource { source: source_for_uri(&args.module)?, alias: String::new(), target: target.clone() });
+        inputs.push(InputSource {
+            source: source_for_uri(&args.module)?,
+            alias: String::new(),
+            target: target.clone(),
+        });
         target
     } else if args.job.input.iter().filter_map(|i| parse_input(i).ok()).any(|i| i.target == args.module) {
         args.module.clone()
     } else {
-        bail!(
-            "{} is not a local file, a URI, or the target of an --input: give the path of a .wasm file",
-            args.module
-        );
+        bail!("{} is not a local file, a URI, or the target of an --input: give the path of a .wasm file", args.module);
     };
     let engine = SpecConfig::new("wasm")
         .with_param("EntryModule", entry)

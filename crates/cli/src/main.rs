@@ -1,5 +1,8 @@
 //! `bacalhau`: the command line. Parses arguments, runs one command, prints the error chain.
 
+// Doc comments on clap structs are the CLI's help text, written for terminals, not rustdoc.
+#![allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)]
+
 mod args;
 mod commands;
 mod jobspec;

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 use bacalhau_api::Client;
 use bacalhau_executor::{EXIT_CODE_FILE, STDERR_FILE, STDOUT_FILE};
 use bacalhau_storage::unpack_tar_gz;

@@ -6,15 +6,17 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 use bacalhau_api::ApiState;
-use bacalhau_compute::{detect_capacity, ComputeConfig, ComputeNode};
+use bacalhau_compute::{ComputeConfig, ComputeNode, detect_capacity};
 use bacalhau_executor::Executor;
 use bacalhau_executor_wasm::WasmExecutor;
 use bacalhau_model::{BuildVersionInfo, NodeId, NodeInfo, NodeType, SubmissionDefaults};
 use bacalhau_orchestrator::{Orchestrator, OrchestratorConfig};
 use bacalhau_protocol::connect_in_process;
-use bacalhau_storage::{AllowedPath, InlineSource, InputProvider, LocalPublisher, LocalSource, NoopPublisher, Publisher};
+use bacalhau_storage::{
+    AllowedPath, InlineSource, InputProvider, LocalPublisher, LocalSource, NoopPublisher, Publisher,
+};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
@@ -55,10 +57,10 @@ fn node_id(dir: &Path, name: Option<String>) -> Result<NodeId> {
         return Ok(NodeId::from(n.trim()));
     }
     let file = dir.join("node_id");
-    if let Ok(id) = std::fs::read_to_string(&file) {
-        if !id.trim().is_empty() {
-            return Ok(NodeId::from(id.trim()));
-        }
+    if let Ok(id) = std::fs::read_to_string(&file)
+        && !id.trim().is_empty()
+    {
+        return Ok(NodeId::from(id.trim()));
     }
     let id = NodeId::generate();
     std::fs::write(&file, id.as_str()).with_context(|| format!("cannot write {}", file.display()))?;
@@ -98,7 +100,9 @@ pub async fn serve(host: &str, port: u16, data_dir_flag: Option<PathBuf>, args: 
         .collect::<Result<_, _>>()?;
 
     let listener = tokio::net::TcpListener::bind((host, port)).await.with_context(|| {
-        format!("cannot listen on {host}:{port}: is another bacalhau serve running? Choose another port with --api-port")
+        format!(
+            "cannot listen on {host}:{port}: is another bacalhau serve running? Choose another port with --api-port"
+        )
     })?;
     let bound = listener.local_addr()?;
     let cancel = CancellationToken::new();
@@ -114,7 +118,8 @@ pub async fn serve(host: &str, port: u16, data_dir_flag: Option<PathBuf>, args: 
     let inputs: Vec<Arc<dyn InputProvider>> = vec![Arc::new(InlineSource), Arc::new(LocalSource::new(allowed))];
     let results_dir = compute_dir.join("results");
     let advertised = if host == "0.0.0.0" { "127.0.0.1".to_owned() } else { host.to_owned() };
-    let local = LocalPublisher::new(results_dir.clone(), format!("http://{advertised}:{}/api/v1/local-results", bound.port()));
+    let local =
+        LocalPublisher::new(results_dir.clone(), format!("http://{advertised}:{}/api/v1/local-results", bound.port()));
     let publishers: Vec<Arc<dyn Publisher>> = vec![Arc::new(NoopPublisher), Arc::new(local)];
     let endpoint = connect_in_process(handle.inbound(), node_id.clone())
         .await
@@ -136,7 +141,10 @@ pub async fn serve(host: &str, port: u16, data_dir_flag: Option<PathBuf>, args: 
         node_info: NodeInfo { node_id: node_id.clone(), node_type: NodeType::Requester, ..Default::default() },
         local_results_dir: Some(results_dir),
     };
-    println!("bacalhau serve: node {node_id} (orchestrator + compute), API on http://{bound}, data in {}", dir.display());
+    println!(
+        "bacalhau serve: node {node_id} (orchestrator + compute), API on http://{bound}, data in {}",
+        dir.display()
+    );
     println!("export BACALHAU_API_HOST={}\nexport BACALHAU_API_PORT={}", bound.ip(), bound.port());
     let shutdown = cancel.clone();
     let server = bacalhau_api::serve(listener, state, async move { shutdown.cancelled().await });

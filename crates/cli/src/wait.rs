@@ -17,7 +17,14 @@ const POLL: Duration = Duration::from_millis(100);
 pub async fn submit_and_wait(client: &Client, job: &Job, flags: &RuntimeFlags) -> Result<ExitCode> {
     let value = serde_json::to_value(job)?;
     if flags.dry_run {
-        print!("{}", yaml_serde::to_string(&value)?);
+        // A spec the user can edit and pass to `job run`: no server-owned fields.
+        let mut spec = value.clone();
+        if let Some(map) = spec.as_object_mut() {
+            for k in ["ID", "State", "Version", "Revision", "CreateTime", "ModifyTime"] {
+                map.remove(k);
+            }
+        }
+        print!("{}", yaml_serde::to_string(&spec)?);
         return Ok(ExitCode::SUCCESS);
     }
     let resp = client.submit(&value).await?;
@@ -55,7 +62,13 @@ pub async fn submit_and_wait(client: &Client, job: &Job, flags: &RuntimeFlags) -
             if quiet || (h.r#type == HistoryType::JobLevel && !is_error && h.event.topic != "Submission") {
                 continue;
             }
-            println!(" {:<13} {:<11} {:<20} {}", rfc_clock(&h.time), h.execution_id.short(), h.event.topic, h.event.message);
+            println!(
+                " {:<13} {:<11} {:<20} {}",
+                rfc_clock(&h.time),
+                h.execution_id.short(),
+                h.event.topic,
+                h.event.message
+            );
         }
         let job = client.get_job(&resp.job_id, "").await?.job;
         if job.state.state_type.is_terminal() && page.next_token.is_empty() {
@@ -63,7 +76,13 @@ pub async fn submit_and_wait(client: &Client, job: &Job, flags: &RuntimeFlags) -
             let tail = client.history(&resp.job_id, "execution", "", &token).await?;
             if !quiet {
                 for h in &tail.items {
-                    println!(" {:<13} {:<11} {:<20} {}", rfc_clock(&h.time), h.execution_id.short(), h.event.topic, h.event.message);
+                    println!(
+                        " {:<13} {:<11} {:<20} {}",
+                        rfc_clock(&h.time),
+                        h.execution_id.short(),
+                        h.event.topic,
+                        h.event.message
+                    );
                 }
             }
             break job;
@@ -107,7 +126,9 @@ pub async fn follow_logs(client: &Client, job_id: &str) -> Result<()> {
             break;
         }
         if Instant::now() > deadline {
-            anyhow::bail!("job {job_id} was not scheduled within 10s; follow it later with `bacalhau job logs -f {job_id}`");
+            anyhow::bail!(
+                "job {job_id} was not scheduled within 10s; follow it later with `bacalhau job logs -f {job_id}`"
+            );
         }
         tokio::time::sleep(POLL).await;
     }

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use bacalhau_testkit::{c_program, exit_wat, grow_wat, spin_wat, wait_for, Serve, DEADLINE};
+use bacalhau_testkit::{DEADLINE, Serve, c_program, exit_wat, grow_wat, spin_wat, wait_for};
 use serde_json::Value;
 
 fn bin() -> &'static Path {
@@ -235,11 +235,8 @@ fn job_specs_in_yaml_run_and_bad_ones_are_rejected_precisely() {
 #[test]
 fn a_missing_server_is_a_clear_error() {
     let port = bacalhau_testkit::free_port().expect("port").to_string();
-    let out = std::process::Command::new(bin())
-        .args(["job", "list"])
-        .env("BACALHAU_API_PORT", &port)
-        .output()
-        .expect("run");
+    let out =
+        std::process::Command::new(bin()).args(["job", "list"]).env("BACALHAU_API_PORT", &port).output().expect("run");
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&format!("cannot reach the bacalhau API at http://127.0.0.1:{port}")), "{err}");
@@ -261,7 +258,12 @@ fn the_api_answers_in_bacalhaus_shapes() {
     assert_eq!(nodes["Nodes"].as_array().map(Vec::len), Some(1));
     assert_eq!(nodes["nodes"], nodes["Nodes"], "both spellings for Go and Python clients");
     assert_eq!(nodes["Nodes"][0]["Connection"], "CONNECTED");
-    assert!(nodes["Nodes"][0]["Info"]["ComputeNodeInfo"]["ExecutionEngines"].as_array().expect("engines").contains(&"wasm".into()));
+    assert!(
+        nodes["Nodes"][0]["Info"]["ComputeNodeInfo"]["ExecutionEngines"]
+            .as_array()
+            .expect("engines")
+            .contains(&"wasm".into())
+    );
     let node = s.ok(&["node", "list"]);
     assert!(node.contains("CONNECTED") && node.contains("wasm"), "{node}");
     let alive = s.ok(&["agent", "alive", "--output", "json"]);
@@ -270,12 +272,15 @@ fn the_api_answers_in_bacalhaus_shapes() {
     s.wait_terminal(&id).expect("finish");
     // The 1.4 Python client reads logs with a plain GET.
     assert_eq!(s.get(&format!("/api/v1/orchestrator/jobs/{id}/logs")).expect("logs"), "Hello, world!\n");
-    let list: Value =
-        serde_json::from_str(&s.get("/api/v1/orchestrator/jobs?limit=5&reverse=False&order_by=created_at&next_token=").expect("list"))
-            .expect("json");
+    let list: Value = serde_json::from_str(
+        &s.get("/api/v1/orchestrator/jobs?limit=5&reverse=False&order_by=created_at&next_token=").expect("list"),
+    )
+    .expect("json");
     assert_eq!(list["Items"][0]["ID"], Value::String(id.clone()));
-    let h: Value = serde_json::from_str(&s.get(&format!("/api/v1/orchestrator/jobs/{id}/history?event_type=execution")).expect("h"))
-        .expect("json");
+    let h: Value = serde_json::from_str(
+        &s.get(&format!("/api/v1/orchestrator/jobs/{id}/history?event_type=execution")).expect("h"),
+    )
+    .expect("json");
     assert!(h["Items"].as_array().expect("items").iter().all(|i| i["Type"] == "ExecutionLevel"));
     let err = s.get("/api/v1/orchestrator/jobs/j-nope").expect_err("404");
     assert!(err.to_string().contains("404"), "{err}");
@@ -286,8 +291,10 @@ fn jobs_in_flight_survive_kill_9_and_none_completes_twice() {
     let mut s = serve();
     let sleep = program("sleep");
     let ids: Vec<String> = (0..4).map(|_| submit(&s, &["--cpu", "0.1", &sleep, "1500"])).collect();
-    wait_for("a job to run", DEADLINE, || ids.iter().any(|id| s.job_state(id).ok().as_deref() == Some("Running")).then_some(()))
-        .expect("running");
+    wait_for("a job to run", DEADLINE, || {
+        ids.iter().any(|id| s.job_state(id).ok().as_deref() == Some("Running")).then_some(())
+    })
+    .expect("running");
     s.kill9().expect("kill -9");
     s.restart().expect("restart");
     for id in &ids {

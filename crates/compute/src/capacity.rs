@@ -19,9 +19,7 @@ pub fn detect(data_dir: &Path, percent: u64) -> Resources {
                 .and_then(|kb| kb.parse::<u64>().ok())
         })
         .map_or(0, |kb| kb * 1024);
-    let disk = nix::sys::statvfs::statvfs(data_dir)
-        .map(|s| s.blocks_available() as u64 * s.fragment_size() as u64)
-        .unwrap_or(0);
+    let disk = nix::sys::statvfs::statvfs(data_dir).map(|s| s.blocks_available() * s.fragment_size()).unwrap_or(0);
     let scale = |v: u64| v / 100 * percent + (v % 100) * percent / 100;
     Resources { cpu_millis: scale(cpus * 1000), memory_bytes: scale(memory), disk_bytes: scale(disk), gpu: 0 }
 }

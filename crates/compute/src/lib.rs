@@ -12,7 +12,7 @@ mod node;
 mod run;
 mod store;
 
-pub use capacity::{detect as detect_capacity, DEFAULT_ALLOCATION_PERCENT};
+pub use capacity::{DEFAULT_ALLOCATION_PERCENT, detect as detect_capacity};
 pub use logs::{LogLine, LogStreamKind};
 pub use node::{ComputeConfig, ComputeError, ComputeHandle, ComputeNode};
 pub use store::{ExecutionStore, Outcome, Record};

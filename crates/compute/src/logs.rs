@@ -44,10 +44,10 @@ pub(crate) async fn stream_files(
         // Read `done` before draining, so output written just before the end is not missed.
         let done = finished();
         for (kind, path, reader, partial) in readers.iter_mut() {
-            if reader.is_none() {
-                if let Ok(f) = tokio::fs::File::open(&*path).await {
-                    *reader = Some(BufReader::new(f));
-                }
+            if reader.is_none()
+                && let Ok(f) = tokio::fs::File::open(&*path).await
+            {
+                *reader = Some(BufReader::new(f));
             }
             let Some(r) = reader.as_mut() else { continue };
             loop {

@@ -7,8 +7,7 @@ use std::time::Duration;
 
 use bacalhau_executor::{Executor, RunRequest};
 use bacalhau_model::{
-    BuildVersionInfo, ComputeNodeInfo, Execution, ExecutionId, NodeId, NodeInfo, NodeType, Resources,
-    ResourcesWire,
+    BuildVersionInfo, ComputeNodeInfo, Execution, ExecutionId, NodeId, NodeInfo, NodeType, Resources, ResourcesWire,
 };
 use bacalhau_protocol::{ComputeEndpoint, Envelope, ExecutionReport, FromCompute, LocalExecutionState, ToCompute};
 use bacalhau_storage::{InputProvider, Publisher};
@@ -16,7 +15,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use crate::logs::{stream_files, LogLine};
+use crate::logs::{LogLine, stream_files};
 use crate::run::RunPlan;
 use crate::store::{ExecutionStore, Outcome, Record};
 
@@ -81,9 +80,7 @@ impl ComputeHandle {
         let results = RunPlan::results_dir(&self.data_dir.join("executions").join(id.as_str()));
         let states = self.states.clone();
         let id = id.clone();
-        let finished = move || {
-            states.read().map_or(true, |s| s.get(&id).is_none_or(|st| st.is_terminal()))
-        };
+        let finished = move || states.read().map_or(true, |s| s.get(&id).is_none_or(|st| st.is_terminal()));
         tokio::spawn(stream_files(results.join("stdout"), results.join("stderr"), follow, finished, tx));
         rx
     }
@@ -136,9 +133,8 @@ impl ComputeNode {
         endpoint: ComputeEndpoint,
         cancel: CancellationToken,
     ) -> Result<ComputeHandle, ComputeError> {
-        std::fs::create_dir_all(&cfg.data_dir).map_err(|e| {
-            crate::store::StoreError::from_io(format!("cannot create {}: {e}", cfg.data_dir.display()))
-        })?;
+        std::fs::create_dir_all(&cfg.data_dir)
+            .map_err(|e| crate::store::StoreError::from_io(format!("cannot create {}: {e}", cfg.data_dir.display())))?;
         let path = cfg.data_dir.join("executions.redb");
         let store = Arc::new(
             tokio::task::spawn_blocking(move || ExecutionStore::open(&path))
@@ -187,7 +183,10 @@ impl Runtime {
             .map_err(|e| crate::store::StoreError::from_io(e.to_string()))??;
         let mut changed = Vec::new();
         for mut r in all {
-            if matches!(r.state, LocalExecutionState::BidAccepted | LocalExecutionState::Running | LocalExecutionState::Publishing) {
+            if matches!(
+                r.state,
+                LocalExecutionState::BidAccepted | LocalExecutionState::Running | LocalExecutionState::Publishing
+            ) {
                 let message = "the compute node restarted while the execution was in progress".to_owned();
                 r.state = LocalExecutionState::Failed;
                 r.message = message.clone();
@@ -258,7 +257,7 @@ impl Runtime {
             .map(|r| ExecutionReport { execution_id: r.execution.id.clone(), state: r.state })
             .collect();
         self.endpoint
-            .send(FromCompute::Register { info, executions })
+            .send(FromCompute::Register { info: Box::new(info), executions })
             .await
             .map_err(|e| ComputeError::Transport(e.to_string()))?;
         // Results the orchestrator never acknowledged go again; it ignores duplicates.
@@ -357,22 +356,24 @@ impl Runtime {
     fn handle(&mut self, msg: ToCompute, round: &mut Round) {
         match msg {
             ToCompute::AskForBid { execution } => self.ask_for_bid(*execution, round),
-            ToCompute::BidAccepted { execution_id } => {
-                match self.records.get(&execution_id).map(|r| r.state) {
-                    Some(LocalExecutionState::AskForBidAccepted) => {
-                        self.set_state(&execution_id, LocalExecutionState::BidAccepted, "bid accepted", round);
-                        let priority = self.records.get(&execution_id).and_then(|r| r.execution.job.as_ref()).map_or(0, |j| j.priority);
-                        self.queue_seq += 1;
-                        self.queue.push(Queued { id: execution_id, priority, seq: self.queue_seq });
-                    }
-                    Some(s) if s.is_terminal() => {
-                        if let Some(m) = self.records.get(&execution_id).and_then(report) {
-                            round.sends.push(m);
-                        }
-                    }
-                    _ => debug!(%execution_id, "duplicate bid acceptance ignored"),
+            ToCompute::BidAccepted { execution_id } => match self.records.get(&execution_id).map(|r| r.state) {
+                Some(LocalExecutionState::AskForBidAccepted) => {
+                    self.set_state(&execution_id, LocalExecutionState::BidAccepted, "bid accepted", round);
+                    let priority = self
+                        .records
+                        .get(&execution_id)
+                        .and_then(|r| r.execution.job.as_ref())
+                        .map_or(0, |j| j.priority);
+                    self.queue_seq += 1;
+                    self.queue.push(Queued { id: execution_id, priority, seq: self.queue_seq });
                 }
-            }
+                Some(s) if s.is_terminal() => {
+                    if let Some(m) = self.records.get(&execution_id).and_then(report) {
+                        round.sends.push(m);
+                    }
+                }
+                _ => debug!(%execution_id, "duplicate bid acceptance ignored"),
+            },
             ToCompute::BidRejected { execution_id, reason } => {
                 if self.records.get(&execution_id).is_some_and(|r| r.state == LocalExecutionState::AskForBidAccepted) {
                     self.set_state(&execution_id, LocalExecutionState::BidRejected, &reason, round);
@@ -383,11 +384,12 @@ impl Runtime {
             }
             ToCompute::CancelExecution { execution_id, reason } => self.cancel(&execution_id, &reason, round),
             ToCompute::Ack { execution_id } => {
-                if let Some(r) = self.records.get_mut(&execution_id) {
-                    if !r.reported && r.state.is_terminal() {
-                        r.reported = true;
-                        round.writes.push(execution_id);
-                    }
+                if let Some(r) = self.records.get_mut(&execution_id)
+                    && !r.reported
+                    && r.state.is_terminal()
+                {
+                    r.reported = true;
+                    round.writes.push(execution_id);
                 }
             }
             ToCompute::Registered { accepted, reason } => {
@@ -483,7 +485,8 @@ impl Runtime {
             return;
         }
         self.queue.retain(|q| &q.id != id);
-        let message = if reason.is_empty() { "execution cancelled".to_owned() } else { format!("execution cancelled: {reason}") };
+        let message =
+            if reason.is_empty() { "execution cancelled".to_owned() } else { format!("execution cancelled: {reason}") };
         self.set_state(id, LocalExecutionState::Cancelled, &message, round);
         if let Some(r) = self.records.get_mut(id) {
             r.outcome = Some(Outcome::Failed { message, cancelled: true });
@@ -565,11 +568,9 @@ fn report(r: &Record) -> Option<FromCompute> {
         return None;
     }
     match r.outcome.clone()? {
-        Outcome::Completed { published_result, run_output } => Some(FromCompute::RunResult {
-            execution_id: r.execution.id.clone(),
-            published_result,
-            run_output,
-        }),
+        Outcome::Completed { published_result, run_output } => {
+            Some(FromCompute::RunResult { execution_id: r.execution.id.clone(), published_result, run_output })
+        }
         Outcome::Failed { message, cancelled } => {
             Some(FromCompute::ComputeError { execution_id: r.execution.id.clone(), message, cancelled })
         }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bacalhau_executor::{
-    summarize, write_exit_code, Executor, ExecutorError, PreparedOutput, ResultFolder, RunRequest,
+    Executor, ExecutorError, PreparedOutput, ResultFolder, RunRequest, summarize, write_exit_code,
 };
 use bacalhau_model::{Execution, Resources};
 use bacalhau_protocol::{ComputeSender, FromCompute};
@@ -73,7 +73,9 @@ impl RunPlan {
         let mut outputs = Vec::new();
         for rp in &task.result_paths {
             match folder.output_dir(&rp.name) {
-                Ok(host_path) => outputs.push(PreparedOutput { name: rp.name.clone(), path: rp.path.clone(), host_path }),
+                Ok(host_path) => {
+                    outputs.push(PreparedOutput { name: rp.name.clone(), path: rp.path.clone(), host_path })
+                }
                 Err(e) => return fail(format!("cannot create result folder {}: {e}", rp.name)),
             }
         }

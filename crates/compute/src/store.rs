@@ -68,8 +68,9 @@ pub struct ExecutionStore {
 impl ExecutionStore {
     /// Opens or creates the store.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = Database::create(path)
-            .map_err(|e| StoreError(format!("cannot open {}: {e} (is another bacalhau serve using this data dir?)", path.display())))?;
+        let db = Database::create(path).map_err(|e| {
+            StoreError(format!("cannot open {}: {e} (is another bacalhau serve using this data dir?)", path.display()))
+        })?;
         let tx = db.begin_write().map_err(err)?;
         tx.open_table(EXECUTIONS).map_err(err)?;
         tx.commit().map_err(err)?;

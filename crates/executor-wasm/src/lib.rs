@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bacalhau_executor::{ExecutorError, PreparedInput, RunOutcome, RunRequest, STDERR_FILE, STDOUT_FILE};
-use bacalhau_model::{EngineSpec, WasmEngineSpec, ENGINE_WASM};
+use bacalhau_model::{ENGINE_WASM, EngineSpec, WasmEngineSpec};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
@@ -110,7 +110,8 @@ impl WasmExecutor {
     pub fn new(cache_dir: Option<PathBuf>) -> Result<Self, ExecutorError> {
         let mut config = Config::new();
         config.epoch_interruption(true);
-        let engine = Engine::new(&config).map_err(|e| ExecutorError::Failed(format!("cannot start wasmtime: {e:#}")))?;
+        let engine =
+            Engine::new(&config).map_err(|e| ExecutorError::Failed(format!("cannot start wasmtime: {e:#}")))?;
         let mut linker: Linker<State> = Linker::new(&engine);
         wasmtime_wasi::p1::add_to_linker_sync(&mut linker, |s: &mut State| &mut s.wasi)
             .map_err(|e| ExecutorError::Failed(format!("cannot link WASI: {e:#}")))?;
@@ -128,24 +129,25 @@ impl WasmExecutor {
                 })
                 .map_err(|e| ExecutorError::Failed(format!("cannot start the epoch ticker: {e}")))?;
         }
-        if let Some(dir) = &cache_dir {
-            if let Err(e) = fs::create_dir_all(dir.join(CACHE_TAG)) {
-                warn!(dir = %dir.display(), error = %e, "module cache directory unavailable; compiling every time");
-            }
+        if let Some(dir) = &cache_dir
+            && let Err(e) = fs::create_dir_all(dir.join(CACHE_TAG))
+        {
+            warn!(dir = %dir.display(), error = %e, "module cache directory unavailable; compiling every time");
         }
-        Ok(Self { inner: Arc::new(Inner { engine, linker, modules: Mutex::new(HashMap::new()), cache_dir, ticker_stop }) })
+        Ok(Self {
+            inner: Arc::new(Inner { engine, linker, modules: Mutex::new(HashMap::new()), cache_dir, ticker_stop }),
+        })
     }
 
     fn spec(request: &bacalhau_executor::RunRequest) -> Result<WasmEngineSpec, ExecutorError> {
         match EngineSpec::decode(&request.engine, "Engine.Params") {
             Ok(EngineSpec::Wasm(w)) => Ok(w),
             Ok(EngineSpec::Other(t)) => Err(ExecutorError::InvalidSpec(format!("engine {t} is not wasm"))),
-            Err(errs) => Err(ExecutorError::InvalidSpec(
-                errs.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "),
-            )),
+            Err(errs) => {
+                Err(ExecutorError::InvalidSpec(errs.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")))
+            }
         }
     }
-
 }
 
 impl Inner {
@@ -170,8 +172,9 @@ impl Inner {
         let module = match module {
             Some(m) => m,
             None => {
-                let m = Module::new(&self.engine, bytes)
-                    .map_err(|e| ExecutorError::InvalidSpec(format!("the entry module is not valid WebAssembly: {e:#}")))?;
+                let m = Module::new(&self.engine, bytes).map_err(|e| {
+                    ExecutorError::InvalidSpec(format!("the entry module is not valid WebAssembly: {e:#}"))
+                })?;
                 if let Some(path) = &file {
                     match m.serialize() {
                         Ok(art) => {
@@ -219,22 +222,21 @@ impl Inner {
         for input in &request.inputs {
             if input.host_path.is_dir() {
                 let perms = if input.read_only { FsPerms::ReadOnly } else { FsPerms::ReadWrite };
-                wasi.preopened_dir(&input.host_path, &input.target, perms).map_err(|e| {
-                    ExecutorError::Failed(format!("cannot mount input at {}: {e:#}", input.target))
-                })?;
+                wasi.preopened_dir(&input.host_path, &input.target, perms)
+                    .map_err(|e| ExecutorError::Failed(format!("cannot mount input at {}: {e:#}", input.target)))?;
             } else if let Some(parent) = input.host_path.parent() {
                 // A single-file input: WASI mounts directories, so mount its folder at the
                 // target's parent; the file keeps its name there.
-                let guest_parent = Path::new(&input.target).parent().map_or("/".to_owned(), |p| p.display().to_string());
+                let guest_parent =
+                    Path::new(&input.target).parent().map_or("/".to_owned(), |p| p.display().to_string());
                 if let Err(e) = wasi.preopened_dir(parent, &guest_parent, FsPerms::ReadOnly) {
                     debug!(error = %e, target = %input.target, "single-file input not mounted");
                 }
             }
         }
         for out in &request.outputs {
-            wasi.preopened_dir(&out.host_path, &out.path, FsPerms::ReadWrite).map_err(|e| {
-                ExecutorError::Failed(format!("cannot mount result path {}: {e:#}", out.path))
-            })?;
+            wasi.preopened_dir(&out.host_path, &out.path, FsPerms::ReadWrite)
+                .map_err(|e| ExecutorError::Failed(format!("cannot mount result path {}: {e:#}", out.path)))?;
         }
         let max_bytes = (request.resources.memory_bytes > 0).then_some(request.resources.memory_bytes as usize);
         let state = State { wasi: wasi.build_p1(), limiter: Limiter { max_bytes, exceeded: None } };

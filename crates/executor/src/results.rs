@@ -5,7 +5,7 @@ use std::fs::{self, File};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
-use bacalhau_model::{RunCommandResult, RUN_OUTPUT_LIMIT_BYTES};
+use bacalhau_model::{RUN_OUTPUT_LIMIT_BYTES, RunCommandResult};
 
 /// The workload's standard output.
 pub const STDOUT_FILE: &str = "stdout";
@@ -63,7 +63,14 @@ fn head(path: &Path) -> io::Result<(String, bool)> {
 pub fn summarize(dir: &Path, exit_code: i32, error_msg: &str) -> io::Result<RunCommandResult> {
     let (stdout, stdout_truncated) = head(&dir.join(STDOUT_FILE))?;
     let (stderr, stderr_truncated) = head(&dir.join(STDERR_FILE))?;
-    Ok(RunCommandResult { stdout, stdout_truncated, stderr, stderr_truncated, exit_code, error_msg: error_msg.to_owned() })
+    Ok(RunCommandResult {
+        stdout,
+        stdout_truncated,
+        stderr,
+        stderr_truncated,
+        exit_code,
+        error_msg: error_msg.to_owned(),
+    })
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::spec_config::{SpecConfig, ENGINE_WASM};
+use crate::spec_config::{ENGINE_WASM, SpecConfig};
 use crate::validate::FieldError;
 
 /// The WASM engine's params (Bacalhau's current form).

@@ -55,10 +55,7 @@ impl ComputeStateType {
 
     /// Whether the execution can no longer change.
     pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            Self::AskForBidRejected | Self::BidRejected | Self::Completed | Self::Failed | Self::Cancelled
-        )
+        matches!(self, Self::AskForBidRejected | Self::BidRejected | Self::Completed | Self::Failed | Self::Cancelled)
     }
 
     /// Whether the execution's partition is free for another attempt.
@@ -125,10 +122,7 @@ macro_rules! int_serde {
     };
 }
 int_serde!(ComputeStateType, ComputeStateType::ALL);
-int_serde!(
-    DesiredStateType,
-    [DesiredStateType::Pending, DesiredStateType::Running, DesiredStateType::Stopped]
-);
+int_serde!(DesiredStateType, [DesiredStateType::Pending, DesiredStateType::Running, DesiredStateType::Stopped]);
 
 /// A state with the reason for it.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -237,8 +231,7 @@ mod tests {
     fn states_are_integers_with_v1_4_numbering() {
         let s = ExecutionState::new(ComputeStateType::Completed, "");
         assert_eq!(serde_json::to_string(&s).expect("json"), r#"{"StateType":7}"#);
-        let back: ExecutionState<ComputeStateType> =
-            serde_json::from_str(r#"{"StateType":9}"#).expect("json");
+        let back: ExecutionState<ComputeStateType> = serde_json::from_str(r#"{"StateType":9}"#).expect("json");
         assert_eq!(back.state_type, ComputeStateType::Cancelled);
         assert!(serde_json::from_str::<ComputeStateType>("42").is_err());
     }

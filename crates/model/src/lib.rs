@@ -26,24 +26,21 @@ mod validate;
 pub use engine::{EngineSpec, WasmEngineSpec};
 pub use evaluation::{Evaluation, EvaluationStatus, TriggeredBy};
 pub use execution::{
-    ComputeStateType, DesiredStateType, Execution, ExecutionState, RunCommandResult,
-    RUN_OUTPUT_LIMIT_BYTES,
+    ComputeStateType, DesiredStateType, Execution, ExecutionState, RUN_OUTPUT_LIMIT_BYTES, RunCommandResult,
 };
 pub use history::{Event, HistoryType, JobHistory, StateChange};
 pub use id::{EvaluationId, ExecutionId, JobId, NodeId};
 pub use job::{Job, JobState, JobStateType, JobType, LabelSelectorRequirement, Operator};
 pub use node::{
-    BuildVersionInfo, ComputeNodeInfo, NodeConnectionState, NodeInfo, NodeMembershipState,
-    NodeState, NodeType, ResourcesWire,
+    BuildVersionInfo, ComputeNodeInfo, NodeConnectionState, NodeInfo, NodeMembershipState, NodeState, NodeType,
+    ResourcesWire,
 };
-pub use parse::{parse_job_spec, parse_job_value, ParseError, ParsedJob, SpecFormat};
-pub use resources::{fmt_bytes, fmt_cpu, parse_bytes, parse_cpu, ResourceParseError, Resources};
+pub use parse::{ParseError, ParsedJob, SpecFormat, parse_job_spec, parse_job_value};
+pub use resources::{ResourceParseError, Resources, fmt_bytes, fmt_cpu, parse_bytes, parse_cpu};
 pub use spec_config::{
-    SpecConfig, ENGINE_DOCKER, ENGINE_NOOP, ENGINE_WASM, PUBLISHER_IPFS, PUBLISHER_LOCAL,
-    PUBLISHER_NOOP, SOURCE_INLINE, SOURCE_IPFS, SOURCE_LOCAL, SOURCE_URL,
+    ENGINE_DOCKER, ENGINE_NOOP, ENGINE_WASM, PUBLISHER_IPFS, PUBLISHER_LOCAL, PUBLISHER_NOOP, SOURCE_INLINE,
+    SOURCE_IPFS, SOURCE_LOCAL, SOURCE_URL, SpecConfig,
 };
-pub use task::{
-    InputSource, NetworkConfig, NetworkType, ResourcesConfig, ResultPath, Task, TimeoutConfig,
-};
+pub use task::{InputSource, NetworkConfig, NetworkType, ResourcesConfig, ResultPath, Task, TimeoutConfig};
 pub use time::format_rfc3339_nanos;
-pub use validate::{prepare_submission, validate, FieldError, SubmissionDefaults, ValidationError};
+pub use validate::{FieldError, SubmissionDefaults, ValidationError, prepare_submission, validate};

@@ -3,7 +3,7 @@
 use serde_json::Value;
 
 use crate::job::Job;
-use crate::keys::{canonicalize, JOB};
+use crate::keys::{JOB, canonicalize};
 
 /// The text format of a spec.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,10 +74,8 @@ pub fn parse_job_value(value: Value) -> Result<ParsedJob, ParseError> {
     if let Value::Object(map) = &mut value {
         map.entry("Count").or_insert(Value::from(1));
     }
-    let job: Job = serde_path_to_error::deserialize(value).map_err(|e| ParseError::Field {
-        path: e.path().to_string(),
-        message: e.inner().to_string(),
-    })?;
+    let job: Job = serde_path_to_error::deserialize(value)
+        .map_err(|e| ParseError::Field { path: e.path().to_string(), message: e.inner().to_string() })?;
     Ok(ParsedJob { job, unknown_keys })
 }
 

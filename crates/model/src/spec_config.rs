@@ -61,18 +61,12 @@ impl SpecConfig {
     /// The normalised type name: lower-case except Bacalhau's camel-case `urlDownload`.
     pub fn type_name(&self) -> String {
         let t = self.r#type.trim();
-        if t.eq_ignore_ascii_case(SOURCE_URL) {
-            SOURCE_URL.to_owned()
-        } else {
-            t.to_ascii_lowercase()
-        }
+        if t.eq_ignore_ascii_case(SOURCE_URL) { SOURCE_URL.to_owned() } else { t.to_ascii_lowercase() }
     }
 
     /// A param looked up case-insensitively, as Bacalhau decodes params.
     pub fn param(&self, key: &str) -> Option<&Value> {
-        self.params
-            .get(key)
-            .or_else(|| self.params.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v))
+        self.params.get(key).or_else(|| self.params.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v))
     }
 
     /// A string param (case-insensitive key); `None` when missing or not a string.

@@ -77,7 +77,12 @@ pub struct ResourcesConfig {
     #[serde(rename = "CPU", default, deserialize_with = "string_or_number", skip_serializing_if = "String::is_empty")]
     pub cpu: String,
     /// Memory, e.g. `512Mb`.
-    #[serde(rename = "Memory", default, deserialize_with = "string_or_number", skip_serializing_if = "String::is_empty")]
+    #[serde(
+        rename = "Memory",
+        default,
+        deserialize_with = "string_or_number",
+        skip_serializing_if = "String::is_empty"
+    )]
     pub memory: String,
     /// Disk, e.g. `10Gb`.
     #[serde(rename = "Disk", default, deserialize_with = "string_or_number", skip_serializing_if = "String::is_empty")]
@@ -166,9 +171,7 @@ impl<'de> Deserialize<'de> for NetworkType {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
         NetworkType::parse(&s).ok_or_else(|| {
-            serde::de::Error::custom(format!(
-                "unknown network type {s:?}: use one of None, Host, Full, HTTP, Bridge"
-            ))
+            serde::de::Error::custom(format!("unknown network type {s:?}: use one of None, Host, Full, HTTP, Bridge"))
         })
     }
 }

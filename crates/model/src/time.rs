@@ -8,12 +8,7 @@ pub fn format_rfc3339_nanos(unix_nanos: i64) -> String {
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z", rem / 3600, (rem % 3600) / 60, rem % 60)
 }
 
 /// Howard Hinnant's days-to-civil algorithm (proleptic Gregorian calendar).
@@ -38,9 +33,6 @@ mod tests {
     fn formats_known_instants() {
         assert_eq!(format_rfc3339_nanos(0), "1970-01-01T00:00:00.000000000Z");
         // 2024-02-29T12:34:56.5Z, a leap day.
-        assert_eq!(
-            format_rfc3339_nanos(1_709_210_096_500_000_000),
-            "2024-02-29T12:34:56.500000000Z"
-        );
+        assert_eq!(format_rfc3339_nanos(1_709_210_096_500_000_000), "2024-02-29T12:34:56.500000000Z");
     }
 }

@@ -8,8 +8,7 @@ use crate::id::JobId;
 use crate::job::{Job, JobState, JobStateType, JobType, Operator};
 use crate::resources::Resources;
 use crate::spec_config::{
-    SpecConfig, PUBLISHER_IPFS, PUBLISHER_LOCAL, PUBLISHER_NOOP, SOURCE_INLINE, SOURCE_IPFS, SOURCE_LOCAL,
-    SOURCE_URL,
+    PUBLISHER_IPFS, PUBLISHER_LOCAL, PUBLISHER_NOOP, SOURCE_INLINE, SOURCE_IPFS, SOURCE_LOCAL, SOURCE_URL, SpecConfig,
 };
 use crate::task::{NetworkType, Task};
 
@@ -102,7 +101,8 @@ pub fn prepare_submission(
         }
     }
     if job.tasks.len() > 1 {
-        warnings.push(format!("only one task per job is supported; {} extra task(s) were dropped", job.tasks.len() - 1));
+        warnings
+            .push(format!("only one task per job is supported; {} extra task(s) were dropped", job.tasks.len() - 1));
         job.tasks.truncate(1);
     }
     let reserved: Vec<String> = job.meta.keys().filter(|k| k.starts_with(RESERVED_META_PREFIX)).cloned().collect();
@@ -171,7 +171,10 @@ pub fn validate(job: &Job) -> Vec<FieldError> {
         }
         JobType::Ops | JobType::Daemon if job.count > 1 => errs.push(FieldError::new(
             "Count",
-            format!("must be 0 or 1 for a {} job, which runs once per matching node; use Constraints to choose nodes", job.r#type),
+            format!(
+                "must be 0 or 1 for a {} job, which runs once per matching node; use Constraints to choose nodes",
+                job.r#type
+            ),
         )),
         _ => {}
     }
@@ -185,9 +188,7 @@ pub fn validate(job: &Job) -> Vec<FieldError> {
             Operator::Equals | Operator::NotEquals if n != 1 => Some("needs exactly one value"),
             Operator::In | Operator::NotIn if n == 0 => Some("needs at least one value"),
             Operator::Exists | Operator::DoesNotExist if n != 0 => Some("takes no values"),
-            Operator::GreaterThan | Operator::LessThan
-                if n != 1 || c.values[0].parse::<f64>().is_err() =>
-            {
+            Operator::GreaterThan | Operator::LessThan if n != 1 || c.values[0].parse::<f64>().is_err() => {
                 Some("needs exactly one numeric value")
             }
             _ => None,
@@ -216,9 +217,8 @@ fn validate_task(task: &Task, errs: &mut Vec<FieldError>) {
             Err(e) => errs.extend(e),
             Ok(EngineSpec::Wasm(w)) => {
                 let targets: Vec<&str> = task.input_sources.iter().map(|i| i.target.as_str()).collect();
-                let resolves = |p: &str| {
-                    targets.iter().any(|t| *t == p || t.trim_start_matches('/') == p.trim_start_matches('/'))
-                };
+                let resolves =
+                    |p: &str| targets.iter().any(|t| *t == p || t.trim_start_matches('/') == p.trim_start_matches('/'));
                 if !w.entry_module.is_empty() && !resolves(&w.entry_module) {
                     errs.push(FieldError::new(
                         format!("{t}.Engine.Params.EntryModule"),
@@ -246,7 +246,7 @@ fn validate_task(task: &Task, errs: &mut Vec<FieldError>) {
             format!("is {:?}, which is not a publisher: use one of noop, local, ipfs, s3", task.publisher.r#type),
         ));
     }
-    for (name, _) in &task.env {
+    for name in task.env.keys() {
         let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
             && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
         if !valid {
@@ -265,13 +265,22 @@ fn validate_task(task: &Task, errs: &mut Vec<FieldError>) {
     for (i, input) in task.input_sources.iter().enumerate() {
         let f = format!("{t}.InputSources[{i}]");
         if input.target.trim().is_empty() {
-            errs.push(FieldError::new(format!("{f}.Target"), "is required: the absolute path to mount the input at, e.g. /inputs"));
+            errs.push(FieldError::new(
+                format!("{f}.Target"),
+                "is required: the absolute path to mount the input at, e.g. /inputs",
+            ));
         } else if !is_absolute(&input.target) {
-            errs.push(FieldError::new(format!("{f}.Target"), format!("is {:?}: it must be an absolute path", input.target)));
+            errs.push(FieldError::new(
+                format!("{f}.Target"),
+                format!("is {:?}: it must be an absolute path", input.target),
+            ));
         } else if input.target.split('/').any(|c| c == "..") {
             errs.push(FieldError::new(format!("{f}.Target"), format!("is {:?}: it must not contain ..", input.target)));
         } else if !targets.insert(input.target.trim_end_matches('/').to_owned()) {
-            errs.push(FieldError::new(format!("{f}.Target"), format!("is {:?}, which another input already uses", input.target)));
+            errs.push(FieldError::new(
+                format!("{f}.Target"),
+                format!("is {:?}, which another input already uses", input.target),
+            ));
         }
         validate_source(&input.source, &format!("{f}.Source"), errs);
     }
@@ -282,24 +291,36 @@ fn validate_task(task: &Task, errs: &mut Vec<FieldError>) {
         if rp.name.trim().is_empty() {
             errs.push(FieldError::new(format!("{f}.Name"), "is required: the folder name the results get"));
         } else if rp.name.contains('/') || rp.name == "." || rp.name == ".." {
-            errs.push(FieldError::new(format!("{f}.Name"), format!("is {:?}: use a plain folder name without /", rp.name)));
+            errs.push(FieldError::new(
+                format!("{f}.Name"),
+                format!("is {:?}: use a plain folder name without /", rp.name),
+            ));
         } else if RESERVED_RESULT_NAMES.contains(&rp.name.as_str()) {
             errs.push(FieldError::new(
                 format!("{f}.Name"),
                 format!("is {:?}, which the result folder uses for the program's output: choose another name", rp.name),
             ));
         } else if !names.insert(rp.name.clone()) {
-            errs.push(FieldError::new(format!("{f}.Name"), format!("is {:?}, which another result path already uses", rp.name)));
+            errs.push(FieldError::new(
+                format!("{f}.Name"),
+                format!("is {:?}, which another result path already uses", rp.name),
+            ));
         }
         if rp.path.trim().is_empty() {
-            errs.push(FieldError::new(format!("{f}.Path"), "is required: the absolute path the program writes results to"));
+            errs.push(FieldError::new(
+                format!("{f}.Path"),
+                "is required: the absolute path the program writes results to",
+            ));
         } else if !is_absolute(&rp.path) || rp.path.split('/').any(|c| c == "..") {
             errs.push(FieldError::new(
                 format!("{f}.Path"),
                 format!("is {:?}: it must be an absolute path without ..", rp.path),
             ));
         } else if !paths.insert(rp.path.trim_end_matches('/').to_owned()) {
-            errs.push(FieldError::new(format!("{f}.Path"), format!("is {:?}, which another result path already uses", rp.path)));
+            errs.push(FieldError::new(
+                format!("{f}.Path"),
+                format!("is {:?}, which another result path already uses", rp.path),
+            ));
         }
     }
     if !task.result_paths.is_empty() && task.publisher.is_empty() {
@@ -338,7 +359,10 @@ fn validate_source(src: &SpecConfig, f: &str, errs: &mut Vec<FieldError>) {
     if !KNOWN_SOURCES.contains(&kind.as_str()) {
         errs.push(FieldError::new(
             format!("{f}.Type"),
-            format!("is {:?}, which is not an input source: use one of ipfs, inline, local, urlDownload, s3", src.r#type),
+            format!(
+                "is {:?}, which is not an input source: use one of ipfs, inline, local, urlDownload, s3",
+                src.r#type
+            ),
         ));
         return;
     }
@@ -354,14 +378,20 @@ fn validate_source(src: &SpecConfig, f: &str, errs: &mut Vec<FieldError>) {
             if let Some(u) = src.param_str("URL").filter(|u| !u.trim().is_empty() && !u.starts_with("data:")) {
                 errs.push(FieldError::new(
                     format!("{f}.Params.URL"),
-                    format!("starts with {:?}: an inline input must be a data: URL", u.chars().take(12).collect::<String>()),
+                    format!(
+                        "starts with {:?}: an inline input must be a data: URL",
+                        u.chars().take(12).collect::<String>()
+                    ),
                 ));
             }
         }
         SOURCE_LOCAL | "localdirectory" => {
             require("SourcePath", "an absolute path on the compute node", errs);
             if let Some(p) = src.param_str("SourcePath").filter(|p| !p.is_empty() && !is_absolute(p)) {
-                errs.push(FieldError::new(format!("{f}.Params.SourcePath"), format!("is {p:?}: it must be an absolute path")));
+                errs.push(FieldError::new(
+                    format!("{f}.Params.SourcePath"),
+                    format!("is {p:?}: it must be an absolute path"),
+                ));
             }
         }
         SOURCE_URL => require("URL", "the http(s) URL to download", errs),

@@ -3,8 +3,8 @@
 use std::collections::BTreeMap;
 
 use bacalhau_model::{
-    parse_job_spec, parse_job_value, InputSource, Job, JobType, ResourcesConfig, ResultPath, SpecConfig, Task,
-    TimeoutConfig,
+    InputSource, Job, JobType, ResourcesConfig, ResultPath, SpecConfig, Task, TimeoutConfig, parse_job_spec,
+    parse_job_value,
 };
 use proptest::prelude::*;
 use serde_json::Value;
@@ -61,7 +61,13 @@ fn recase(v: Value, upper: bool, free: bool) -> Value {
             m.into_iter()
                 .map(|(k, v)| {
                     let child_free = matches!(k.as_str(), "Env" | "Params" | "Labels" | "Meta");
-                    let k = if free { k } else if upper { k.to_uppercase() } else { k.to_lowercase() };
+                    let k = if free {
+                        k
+                    } else if upper {
+                        k.to_uppercase()
+                    } else {
+                        k.to_lowercase()
+                    };
                     (k, recase(v, upper, child_free))
                 })
                 .collect(),

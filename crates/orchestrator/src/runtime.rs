@@ -12,14 +12,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bacalhau_model::{
-    format_rfc3339_nanos, prepare_submission, ComputeStateType, DesiredStateType, Evaluation, EvaluationId,
-    EvaluationStatus, Event, Execution, ExecutionId, ExecutionState, HistoryType, Job, JobHistory, JobId, JobState,
-    JobStateType, JobType, NodeConnectionState, NodeId, NodeInfo, NodeMembershipState, NodeState, Resources,
-    StateChange, SubmissionDefaults, TriggeredBy, ValidationError,
+    ComputeStateType, DesiredStateType, Evaluation, EvaluationId, EvaluationStatus, Event, Execution, ExecutionId,
+    ExecutionState, HistoryType, Job, JobHistory, JobId, JobState, JobStateType, JobType, NodeConnectionState, NodeId,
+    NodeInfo, NodeMembershipState, NodeState, Resources, StateChange, SubmissionDefaults, TriggeredBy, ValidationError,
+    format_rfc3339_nanos, prepare_submission,
 };
 use bacalhau_protocol::{
-    Envelope, ExecutionReport, FromCompute, LocalExecutionState, OrchestratorInbound, Outbound, SendError,
-    ToCompute, PROTOCOL_VERSION,
+    Envelope, ExecutionReport, FromCompute, LocalExecutionState, OrchestratorInbound, Outbound, PROTOCOL_VERSION,
+    SendError, ToCompute,
 };
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -372,10 +372,7 @@ impl OrchestratorHandle {
                 ns.as_ref().is_none_or(|n| &j.namespace == n) && q.labels.iter().all(|l| l.matches(&j.labels))
             };
             let (items, cursor) = s.list_jobs(order, after, q.limit.max(1), &keep)?;
-            Ok(ListJobsResult {
-                items,
-                next_token: cursor.map(|(t, id)| format!("{t}.{id}")).unwrap_or_default(),
-            })
+            Ok(ListJobsResult { items, next_token: cursor.map(|(t, id)| format!("{t}.{id}")).unwrap_or_default() })
         })
         .await
     }
@@ -572,13 +569,19 @@ impl Runtime {
             Command::Submit { job, warnings, reply } => {
                 let job = *job;
                 let eval = evaluation(&job, TriggeredBy::JobRegister, now);
-                let result =
-                    SubmitResult { job_id: job.id.clone(), evaluation_id: eval.id.clone(), warnings };
+                let result = SubmitResult { job_id: job.id.clone(), evaluation_id: eval.id.clone(), warnings };
                 round.batch.put_job(job.clone(), true);
                 round.batch.put_evaluation(eval);
                 let id = job.id.clone();
                 self.jobs.insert(id.clone(), Active { job, execs: Vec::new(), history_seq: 0, retry_at: None });
-                self.job_history(&id, now, "Submission", "Job submitted", Some((JobStateType::Undefined, JobStateType::Pending)), round);
+                self.job_history(
+                    &id,
+                    now,
+                    "Submission",
+                    "Job submitted",
+                    Some((JobStateType::Undefined, JobStateType::Pending)),
+                    round,
+                );
                 round.events.push(JobEvent { job_id: id.clone(), state: JobStateType::Pending });
                 self.dirty.insert(id);
                 round.replies.push(Reply::Submit(reply, result));
@@ -623,7 +626,11 @@ impl Runtime {
                 Some(NodeState {
                     info,
                     membership: NodeMembershipState::Approved,
-                    connection: if n.connected { NodeConnectionState::Connected } else { NodeConnectionState::Disconnected },
+                    connection: if n.connected {
+                        NodeConnectionState::Connected
+                    } else {
+                        NodeConnectionState::Disconnected
+                    },
                 })
             })
             .collect()
@@ -649,7 +656,7 @@ impl Runtime {
                     // reconnect loses nothing.
                 }
             }
-            OrchestratorInbound::Message(env) => self.handle_message(env, now, round),
+            OrchestratorInbound::Message(env) => self.handle_message(*env, now, round),
         }
     }
 
@@ -671,11 +678,8 @@ impl Runtime {
         match env.payload {
             FromCompute::Register { info, executions } => {
                 info!(%node_id, "compute node registered");
-                let available = info
-                    .compute_node_info
-                    .as_ref()
-                    .map(|c| Resources::from(c.available_capacity))
-                    .unwrap_or_default();
+                let available =
+                    info.compute_node_info.as_ref().map(|c| Resources::from(c.available_capacity)).unwrap_or_default();
                 let entry = self.nodes.entry(node_id.clone()).or_insert_with(|| NodeEntry {
                     info: None,
                     link: None,
@@ -683,7 +687,7 @@ impl Runtime {
                     last_seen: Instant::now(),
                     available,
                 });
-                entry.info = Some(info);
+                entry.info = Some(*info);
                 entry.connected = true;
                 entry.available = available;
                 round.sends.push((node_id.clone(), ToCompute::Registered { accepted: true, reason: String::new() }));
@@ -703,7 +707,16 @@ impl Runtime {
                     (ComputeStateType::AskForBidRejected, format!("node declined: {reason}"))
                 };
                 let from = [ComputeStateType::New, ComputeStateType::AskForBid];
-                self.update_execution(&execution_id, &from, state, if accepted { None } else { Some(DesiredStateType::Stopped) }, &msg, now, round, |_| {});
+                self.update_execution(
+                    &execution_id,
+                    &from,
+                    state,
+                    if accepted { None } else { Some(DesiredStateType::Stopped) },
+                    &msg,
+                    now,
+                    round,
+                    |_| {},
+                );
             }
             FromCompute::RunResult { execution_id, published_result, run_output } => {
                 let msg = if run_output.exit_code == 0 {
@@ -717,10 +730,19 @@ impl Runtime {
                     ComputeStateType::AskForBidAccepted,
                     ComputeStateType::BidAccepted,
                 ];
-                self.update_execution(&execution_id, &live, ComputeStateType::Completed, Some(DesiredStateType::Stopped), &msg, now, round, |e| {
-                    e.published_result = published_result;
-                    e.run_output = Some(run_output);
-                });
+                self.update_execution(
+                    &execution_id,
+                    &live,
+                    ComputeStateType::Completed,
+                    Some(DesiredStateType::Stopped),
+                    &msg,
+                    now,
+                    round,
+                    |e| {
+                        e.published_result = published_result;
+                        e.run_output = Some(run_output);
+                    },
+                );
                 round.sends.push((node_id, ToCompute::Ack { execution_id }));
             }
             FromCompute::ComputeError { execution_id, message, cancelled } => {
@@ -731,7 +753,16 @@ impl Runtime {
                     ComputeStateType::AskForBidAccepted,
                     ComputeStateType::BidAccepted,
                 ];
-                self.update_execution(&execution_id, &live, state, Some(DesiredStateType::Stopped), &message, now, round, |_| {});
+                self.update_execution(
+                    &execution_id,
+                    &live,
+                    state,
+                    Some(DesiredStateType::Stopped),
+                    &message,
+                    now,
+                    round,
+                    |_| {},
+                );
                 round.sends.push((node_id, ToCompute::Ack { execution_id }));
             }
             FromCompute::ExecutionEvent { execution_id, topic, message } => {
@@ -749,7 +780,8 @@ impl Runtime {
         let mut lost = Vec::new();
         let mut bid_updates = Vec::new();
         for active in self.jobs.values() {
-            for e in active.execs.iter().filter(|e| &e.node_id == node_id && !e.compute_state.state_type.is_terminal()) {
+            for e in active.execs.iter().filter(|e| &e.node_id == node_id && !e.compute_state.state_type.is_terminal())
+            {
                 let state = e.compute_state.state_type;
                 match reported.get(&e.id) {
                     None if matches!(state, ComputeStateType::New | ComputeStateType::AskForBid) => {
@@ -762,9 +794,14 @@ impl Runtime {
                         if e.desired_state.state_type == DesiredStateType::Stopped {
                             round.sends.push((
                                 node_id.clone(),
-                                ToCompute::CancelExecution { execution_id: e.id.clone(), reason: e.desired_state.message.clone() },
+                                ToCompute::CancelExecution {
+                                    execution_id: e.id.clone(),
+                                    reason: e.desired_state.message.clone(),
+                                },
                             ));
-                        } else if state == ComputeStateType::BidAccepted && *local == LocalExecutionState::AskForBidAccepted {
+                        } else if state == ComputeStateType::BidAccepted
+                            && *local == LocalExecutionState::AskForBidAccepted
+                        {
                             round.sends.push((node_id.clone(), ToCompute::BidAccepted { execution_id: e.id.clone() }));
                         } else if matches!(state, ComputeStateType::New | ComputeStateType::AskForBid) {
                             match local {
@@ -780,7 +817,16 @@ impl Runtime {
         for id in lost {
             let live = [ComputeStateType::AskForBidAccepted, ComputeStateType::BidAccepted];
             let msg = format!("node {node_id} restarted and has no record of the execution");
-            self.update_execution(&id, &live, ComputeStateType::Failed, Some(DesiredStateType::Stopped), &msg, now, round, |_| {});
+            self.update_execution(
+                &id,
+                &live,
+                ComputeStateType::Failed,
+                Some(DesiredStateType::Stopped),
+                &msg,
+                now,
+                round,
+                |_| {},
+            );
         }
         for (id, accepted) in bid_updates {
             let from = [ComputeStateType::New, ComputeStateType::AskForBid];
@@ -862,7 +908,8 @@ impl Runtime {
         let first_after_grace = grace_over && !self.grace_checked;
         self.grace_checked |= grace_over;
         for (id, a) in &mut self.jobs {
-            let timeouts = a.job.task().is_some_and(|t| t.timeouts.total_timeout > 0 || t.timeouts.execution_timeout > 0);
+            let timeouts =
+                a.job.task().is_some_and(|t| t.timeouts.total_timeout > 0 || t.timeouts.execution_timeout > 0);
             let retry = a.retry_at.is_some_and(|t| t <= now);
             let on_lost = a.execs.iter().any(|e| lost_nodes.contains(&e.node_id));
             if timeouts || retry || on_lost || first_after_grace {
@@ -878,12 +925,7 @@ impl Runtime {
         self.nodes
             .values()
             .filter_map(|n| {
-                Some(NodeView {
-                    info: n.info.clone()?,
-                    connected: n.connected,
-                    approved: true,
-                    available: n.available,
-                })
+                Some(NodeView { info: n.info.clone()?, connected: n.connected, approved: true, available: n.available })
             })
             .collect()
     }
@@ -925,13 +967,15 @@ impl Runtime {
             let exec_id = e.id.clone();
             round.batch.put_execution(e.clone());
             match u.notify {
-                Some(Notify::BidAccepted) => round.sends.push((node_id.clone(), ToCompute::BidAccepted { execution_id: exec_id.clone() })),
-                Some(Notify::BidRejected(reason)) => {
-                    round.sends.push((node_id.clone(), ToCompute::BidRejected { execution_id: exec_id.clone(), reason }))
+                Some(Notify::BidAccepted) => {
+                    round.sends.push((node_id.clone(), ToCompute::BidAccepted { execution_id: exec_id.clone() }))
                 }
-                Some(Notify::Cancel(reason)) => {
-                    round.sends.push((node_id.clone(), ToCompute::CancelExecution { execution_id: exec_id.clone(), reason }))
-                }
+                Some(Notify::BidRejected(reason)) => round
+                    .sends
+                    .push((node_id.clone(), ToCompute::BidRejected { execution_id: exec_id.clone(), reason })),
+                Some(Notify::Cancel(reason)) => round
+                    .sends
+                    .push((node_id.clone(), ToCompute::CancelExecution { execution_id: exec_id.clone(), reason })),
                 Some(Notify::AskForBid) | None => {}
             }
             let change = u.compute_state.filter(|s| *s != previous).map(|s| (previous, s));
@@ -976,10 +1020,10 @@ impl Runtime {
                 self.dirty.insert(job_id.clone());
             }
         }
-        if let Some(t) = plan.retry_at {
-            if let Some(a) = self.jobs.get_mut(job_id) {
-                a.retry_at = Some(t);
-            }
+        if let Some(t) = plan.retry_at
+            && let Some(a) = self.jobs.get_mut(job_id)
+        {
+            a.retry_at = Some(t);
         }
     }
 

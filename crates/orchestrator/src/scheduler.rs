@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use bacalhau_model::{ComputeStateType, DesiredStateType, Execution, ExecutionId, Job, JobStateType, JobType, NodeId};
 
-use crate::selection::{not_enough_nodes, rank_nodes, NodeView};
+use crate::selection::{NodeView, not_enough_nodes, rank_nodes};
 
 /// Scheduler settings.
 #[derive(Clone, Debug)]
@@ -83,7 +83,14 @@ pub struct Plan {
 }
 
 impl Plan {
-    fn update(&mut self, e: &Execution, compute: Option<ComputeStateType>, desired: DesiredStateType, msg: &str, notify: Option<Notify>) {
+    fn update(
+        &mut self,
+        e: &Execution,
+        compute: Option<ComputeStateType>,
+        desired: DesiredStateType,
+        msg: &str,
+        notify: Option<Notify>,
+    ) {
         self.updates.push(ExecutionUpdate {
             id: e.id.clone(),
             compute_state: compute,
@@ -100,9 +107,21 @@ impl Plan {
             return;
         }
         if state == ComputeStateType::AskForBidAccepted {
-            self.update(e, Some(ComputeStateType::BidRejected), DesiredStateType::Stopped, reason, Some(Notify::BidRejected(reason.into())));
+            self.update(
+                e,
+                Some(ComputeStateType::BidRejected),
+                DesiredStateType::Stopped,
+                reason,
+                Some(Notify::BidRejected(reason.into())),
+            );
         } else {
-            self.update(e, Some(ComputeStateType::Cancelled), DesiredStateType::Stopped, reason, Some(Notify::Cancel(reason.into())));
+            self.update(
+                e,
+                Some(ComputeStateType::Cancelled),
+                DesiredStateType::Stopped,
+                reason,
+                Some(Notify::Cancel(reason.into())),
+            );
         }
     }
 
@@ -140,7 +159,12 @@ pub fn plan(
 
     // Work on a copy whose states reflect this plan's decisions so far.
     let mut execs: Vec<Execution> = executions.to_vec();
-    let apply = |plan: &mut Plan, execs: &mut Vec<Execution>, idx: usize, state: ComputeStateType, msg: &str, notify: Option<Notify>| {
+    let apply = |plan: &mut Plan,
+                 execs: &mut Vec<Execution>,
+                 idx: usize,
+                 state: ComputeStateType,
+                 msg: &str,
+                 notify: Option<Notify>| {
         let e = &mut execs[idx];
         plan.update(e, Some(state), DesiredStateType::Stopped, msg, notify);
         e.compute_state.state_type = state;
@@ -149,8 +173,12 @@ pub fn plan(
 
     let total = task.timeouts.total_timeout as i64 * 1_000_000_000;
     if total > 0 && now - job.create_time > total {
-        let live: Vec<Execution> = execs.iter().filter(|e| !e.compute_state.state_type.is_terminal()).cloned().collect();
-        plan.fail_job(&live, format!("job timed out: it ran longer than its TotalTimeout of {}s", task.timeouts.total_timeout));
+        let live: Vec<Execution> =
+            execs.iter().filter(|e| !e.compute_state.state_type.is_terminal()).cloned().collect();
+        plan.fail_job(
+            &live,
+            format!("job timed out: it ran longer than its TotalTimeout of {}s", task.timeouts.total_timeout),
+        );
         return plan;
     }
 
@@ -174,7 +202,10 @@ pub fn plan(
             && exec_timeout > 0
             && now - e.modify_time > exec_timeout + cfg.execution_timeout_grace_nanos;
         if timed_out {
-            let msg = format!("execution timed out: it ran longer than its ExecutionTimeout of {}s", task.timeouts.execution_timeout);
+            let msg = format!(
+                "execution timed out: it ran longer than its ExecutionTimeout of {}s",
+                task.timeouts.execution_timeout
+            );
             apply(&mut plan, &mut execs, i, ComputeStateType::Failed, &msg, Some(Notify::Cancel(msg.clone())));
         }
     }
@@ -213,9 +244,17 @@ fn plan_batch(job: &Job, execs: &[Execution], nodes: &[NodeView], now: i64, cfg:
             for e in list.iter().filter(|e| e.compute_state.state_type != ComputeStateType::BidAccepted) {
                 plan.stop(e, "another execution already runs this partition");
             }
-        } else if let Some(winner) = list.iter().find(|e| e.compute_state.state_type == ComputeStateType::AskForBidAccepted) {
+        } else if let Some(winner) =
+            list.iter().find(|e| e.compute_state.state_type == ComputeStateType::AskForBidAccepted)
+        {
             any_running = true;
-            plan.update(winner, Some(ComputeStateType::BidAccepted), DesiredStateType::Running, "bid accepted", Some(Notify::BidAccepted));
+            plan.update(
+                winner,
+                Some(ComputeStateType::BidAccepted),
+                DesiredStateType::Running,
+                "bid accepted",
+                Some(Notify::BidAccepted),
+            );
             for e in list.iter().filter(|e| e.id != winner.id) {
                 plan.stop(e, "another node's bid was accepted");
             }
@@ -225,7 +264,8 @@ fn plan_batch(job: &Job, execs: &[Execution], nodes: &[NodeView], now: i64, cfg:
             let attempts = list.len();
             if attempts >= cfg.max_attempts_per_partition {
                 let last = list.last().map(|e| e.compute_state.message.clone()).unwrap_or_default();
-                let live: Vec<Execution> = execs.iter().filter(|e| !e.compute_state.state_type.is_terminal()).cloned().collect();
+                let live: Vec<Execution> =
+                    execs.iter().filter(|e| !e.compute_state.state_type.is_terminal()).cloned().collect();
                 plan.fail_job(&live, format!("job failed after {attempts} attempts; the last one ended with: {last}"));
                 return;
             }
@@ -272,7 +312,8 @@ fn queue_or_fail(job: &Job, execs: &[Execution], now: i64, cfg: &SchedulerConfig
             plan.job_state = Some((JobStateType::Queued, msg));
         }
     } else {
-        let live: Vec<Execution> = execs.iter().filter(|e| !e.compute_state.state_type.is_terminal()).cloned().collect();
+        let live: Vec<Execution> =
+            execs.iter().filter(|e| !e.compute_state.state_type.is_terminal()).cloned().collect();
         plan.fail_job(&live, reason);
     }
 }
@@ -293,7 +334,13 @@ fn plan_ops(job: &Job, execs: &[Execution], nodes: &[NodeView], now: i64, plan: 
     let mut running = false;
     for e in execs {
         if e.compute_state.state_type == ComputeStateType::AskForBidAccepted {
-            plan.update(e, Some(ComputeStateType::BidAccepted), DesiredStateType::Running, "bid accepted", Some(Notify::BidAccepted));
+            plan.update(
+                e,
+                Some(ComputeStateType::BidAccepted),
+                DesiredStateType::Running,
+                "bid accepted",
+                Some(Notify::BidAccepted),
+            );
             running = true;
         } else if e.compute_state.state_type == ComputeStateType::BidAccepted {
             running = true;
@@ -303,11 +350,15 @@ fn plan_ops(job: &Job, execs: &[Execution], nodes: &[NodeView], now: i64, plan: 
     let all_done = execs.iter().all(|e| e.compute_state.state_type.is_terminal() && !accepted_update(e));
     if all_done {
         if let Some(f) = execs.iter().find(|e| e.compute_state.state_type == ComputeStateType::Failed) {
-            plan.job_state = Some((JobStateType::Failed, format!("execution on node {} failed: {}", f.node_id, f.compute_state.message)));
+            plan.job_state = Some((
+                JobStateType::Failed,
+                format!("execution on node {} failed: {}", f.node_id, f.compute_state.message),
+            ));
         } else if execs.iter().any(|e| e.compute_state.state_type == ComputeStateType::Completed) {
             plan.job_state = Some((JobStateType::Completed, String::new()));
         } else {
-            let reasons: Vec<String> = execs.iter().map(|e| format!("\u{2022} Node {}: {}", e.node_id, e.compute_state.message)).collect();
+            let reasons: Vec<String> =
+                execs.iter().map(|e| format!("\u{2022} Node {}: {}", e.node_id, e.compute_state.message)).collect();
             plan.job_state = Some((JobStateType::Failed, format!("no node ran the job:\n{}", reasons.join("\n"))));
         }
     } else if running && job.state.state_type != JobStateType::Running {
@@ -427,7 +478,10 @@ mod tests {
         let nodes = vec![node("n-a", &["wasm"], &[]), node("n-b", &["wasm"], &[]), node("n-d", &["docker"], &[])];
         let p = plan(&job(0, JobType::Ops), &[], &nodes, 0, true, &SchedulerConfig::default());
         assert_eq!(p.new_executions.len(), 2);
-        let done = vec![exec("e-1", "n-a", 0, ComputeStateType::Completed), exec("e-2", "n-b", 1, ComputeStateType::Completed)];
+        let done = vec![
+            exec("e-1", "n-a", 0, ComputeStateType::Completed),
+            exec("e-2", "n-b", 1, ComputeStateType::Completed),
+        ];
         let p = plan(&job(0, JobType::Ops), &done, &nodes, 0, true, &SchedulerConfig::default());
         assert_eq!(p.job_state.expect("done").0, JobStateType::Completed);
     }

@@ -174,10 +174,7 @@ pub(crate) mod tests {
     }
 
     fn wasm_job() -> Job {
-        Job {
-            tasks: vec![Task { engine: SpecConfig::new("wasm"), ..Default::default() }],
-            ..Default::default()
-        }
+        Job { tasks: vec![Task { engine: SpecConfig::new("wasm"), ..Default::default() }], ..Default::default() }
     }
 
     #[test]

@@ -9,8 +9,8 @@ use std::path::Path;
 
 use bacalhau_model::{Evaluation, Execution, ExecutionId, Job, JobHistory, JobId};
 use redb::{Database, MultimapTableDefinition, ReadableDatabase, ReadableTable, TableDefinition};
-use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 const FORMAT_V1: u8 = 1;
 
@@ -96,6 +96,9 @@ impl WriteBatch {
     }
 }
 
+/// Where a job listing page ended: the last `(create_time, id)` returned.
+pub type JobCursor = (i64, String);
+
 /// Which way to order a job listing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum JobOrder {
@@ -115,7 +118,10 @@ impl JobStore {
     /// Opens (or creates) the store at `path`.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
         let db = Database::create(path).map_err(|e| {
-            StoreError::Db(format!("cannot open {}: {e} (is another bacalhau serve using this data dir?)", path.display()))
+            StoreError::Db(format!(
+                "cannot open {}: {e} (is another bacalhau serve using this data dir?)",
+                path.display()
+            ))
         })?;
         let tx = db.begin_write().map_err(db_err)?;
         {
@@ -211,10 +217,10 @@ impl JobStore {
     pub fn list_jobs(
         &self,
         order: JobOrder,
-        after: Option<(i64, String)>,
+        after: Option<JobCursor>,
         limit: usize,
         keep: &dyn Fn(&Job) -> bool,
-    ) -> Result<(Vec<Job>, Option<(i64, String)>), StoreError> {
+    ) -> Result<(Vec<Job>, Option<JobCursor>), StoreError> {
         let tx = self.db.begin_read().map_err(db_err)?;
         let index = tx.open_table(JOBS_BY_CREATE).map_err(db_err)?;
         let jobs = tx.open_table(JOBS).map_err(db_err)?;

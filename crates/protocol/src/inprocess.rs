@@ -44,7 +44,7 @@ impl ComputeEndpoint {
     /// Sends a message to the orchestrator, waiting if its inbox is full.
     pub async fn send(&self, payload: FromCompute) -> Result<(), SendError> {
         self.outbox
-            .send(OrchestratorInbound::Message(Envelope::new(self.node_id.clone(), payload)))
+            .send(OrchestratorInbound::Message(Box::new(Envelope::new(self.node_id.clone(), payload))))
             .await
             .map_err(|_| SendError::Disconnected)
     }
@@ -61,7 +61,7 @@ impl ComputeSender {
     /// Sends a message to the orchestrator, waiting if its inbox is full.
     pub async fn send(&self, payload: FromCompute) -> Result<(), SendError> {
         self.outbox
-            .send(OrchestratorInbound::Message(Envelope::new(self.node_id.clone(), payload)))
+            .send(OrchestratorInbound::Message(Box::new(Envelope::new(self.node_id.clone(), payload))))
             .await
             .map_err(|_| SendError::Disconnected)
     }

@@ -12,8 +12,8 @@
 mod inprocess;
 mod message;
 
-pub use inprocess::{connect_in_process, ComputeEndpoint, ComputeSender, InProcessLink};
+pub use inprocess::{ComputeEndpoint, ComputeSender, InProcessLink, connect_in_process};
 pub use message::{
-    Envelope, ExecutionReport, FromCompute, LocalExecutionState, OrchestratorInbound, Outbound, SendError,
-    ToCompute, PROTOCOL_VERSION,
+    Envelope, ExecutionReport, FromCompute, LocalExecutionState, OrchestratorInbound, Outbound, PROTOCOL_VERSION,
+    SendError, ToCompute,
 };

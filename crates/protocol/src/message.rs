@@ -53,10 +53,7 @@ pub enum LocalExecutionState {
 impl LocalExecutionState {
     /// Whether the execution is finished on the node.
     pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            Self::AskForBidRejected | Self::BidRejected | Self::Completed | Self::Failed | Self::Cancelled
-        )
+        matches!(self, Self::AskForBidRejected | Self::BidRejected | Self::Completed | Self::Failed | Self::Cancelled)
     }
 }
 
@@ -116,7 +113,7 @@ pub enum FromCompute {
     /// The handshake: who I am and what I hold.
     Register {
         /// Engines, capacity, labels.
-        info: NodeInfo,
+        info: Box<NodeInfo>,
         /// Every execution the node has not been told to forget.
         executions: Vec<ExecutionReport>,
     },
@@ -204,7 +201,7 @@ pub enum OrchestratorInbound {
         link: Arc<dyn Outbound>,
     },
     /// A message from a node.
-    Message(Envelope<FromCompute>),
+    Message(Box<Envelope<FromCompute>>),
     /// A node's connection ended.
     Disconnected {
         /// The node.

@@ -4,11 +4,11 @@
 
 use std::path::Path;
 
-use base64::Engine as _;
 use bacalhau_executor::PreparedInput;
 use bacalhau_model::{InputSource, SOURCE_INLINE};
+use base64::Engine as _;
 
-use crate::{publish::unpack_tar_gz_bytes, InputProvider, StorageError};
+use crate::{InputProvider, StorageError, publish::unpack_tar_gz_bytes};
 
 /// The largest inline payload accepted. Specs travel in API requests bounded at 10 MB; this
 /// leaves room for the rest of the spec and base64's expansion.
@@ -49,16 +49,18 @@ fn parse_data_url(url: &str) -> Result<DataUrl, StorageError> {
 }
 
 fn percent_decode(s: &str) -> Vec<u8> {
+    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
-                i += 3;
-                continue;
-            }
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let (Some(hi), Some(lo)) = (hex(b[i + 1]), hex(b[i + 2]))
+        {
+            out.push(hi * 16 + lo);
+            i += 3;
+            continue;
         }
         out.push(b[i]);
         i += 1;
@@ -81,22 +83,24 @@ impl InputProvider for InlineSource {
         let url = input.source.param_str("URL").unwrap_or_default().to_owned();
         let data = parse_data_url(&url)?;
         tokio::fs::create_dir_all(work_dir).await.map_err(StorageError::io("creating the input folder"))?;
-        let host_path = if matches!(data.media_type.as_str(), "application/gzip" | "application/x-gzip" | "application/x-tar+gzip") {
-            let dir = work_dir.join("inline");
-            let bytes = data.bytes;
-            let d = dir.clone();
-            tokio::task::spawn_blocking(move || unpack_tar_gz_bytes(&bytes, &d))
-                .await
-                .map_err(|e| StorageError::Invalid(format!("unpacking the inline archive failed: {e}")))??;
-            dir
-        } else {
-            let name = Path::new(&input.target)
-                .file_name()
-                .map_or_else(|| "data".to_owned(), |n| n.to_string_lossy().into_owned());
-            let file = work_dir.join(name);
-            tokio::fs::write(&file, &data.bytes).await.map_err(StorageError::io("writing the inline input"))?;
-            file
-        };
+        let host_path =
+            if matches!(data.media_type.as_str(), "application/gzip" | "application/x-gzip" | "application/x-tar+gzip")
+            {
+                let dir = work_dir.join("inline");
+                let bytes = data.bytes;
+                let d = dir.clone();
+                tokio::task::spawn_blocking(move || unpack_tar_gz_bytes(&bytes, &d))
+                    .await
+                    .map_err(|e| StorageError::Invalid(format!("unpacking the inline archive failed: {e}")))??;
+                dir
+            } else {
+                let name = Path::new(&input.target)
+                    .file_name()
+                    .map_or_else(|| "data".to_owned(), |n| n.to_string_lossy().into_owned());
+                let file = work_dir.join(name);
+                tokio::fs::write(&file, &data.bytes).await.map_err(StorageError::io("writing the inline input"))?;
+                file
+            };
         Ok(PreparedInput { host_path, target: input.target.clone(), read_only: true })
     }
 }

@@ -16,7 +16,7 @@ use bacalhau_model::{ExecutionId, InputSource, SpecConfig};
 
 pub use inline::InlineSource;
 pub use local::{AllowedPath, LocalSource};
-pub use publish::{unpack_tar_gz, LocalPublisher, NoopPublisher, RESULTS_ARCHIVE_SUFFIX};
+pub use publish::{LocalPublisher, NoopPublisher, RESULTS_ARCHIVE_SUFFIX, unpack_tar_gz};
 
 /// Why an input could not be prepared or a result published.
 #[derive(Debug, thiserror::Error)]
@@ -62,5 +62,6 @@ pub trait Publisher: Send + Sync + std::fmt::Debug {
     fn publisher_type(&self) -> &'static str;
 
     /// Publishes `results_dir` and returns where it went (`None` when it went nowhere).
-    async fn publish(&self, execution_id: &ExecutionId, results_dir: &Path) -> Result<Option<SpecConfig>, StorageError>;
+    async fn publish(&self, execution_id: &ExecutionId, results_dir: &Path)
+    -> Result<Option<SpecConfig>, StorageError>;
 }

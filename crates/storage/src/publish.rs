@@ -3,7 +3,7 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use bacalhau_model::{ExecutionId, SpecConfig, PUBLISHER_LOCAL, PUBLISHER_NOOP, SOURCE_URL};
+use bacalhau_model::{ExecutionId, PUBLISHER_LOCAL, PUBLISHER_NOOP, SOURCE_URL, SpecConfig};
 use flate2::read::GzDecoder;
 use flate2::write::GzEncoder;
 
@@ -53,7 +53,11 @@ impl Publisher for LocalPublisher {
         PUBLISHER_LOCAL
     }
 
-    async fn publish(&self, execution_id: &ExecutionId, results_dir: &Path) -> Result<Option<SpecConfig>, StorageError> {
+    async fn publish(
+        &self,
+        execution_id: &ExecutionId,
+        results_dir: &Path,
+    ) -> Result<Option<SpecConfig>, StorageError> {
         let name = format!("{execution_id}{RESULTS_ARCHIVE_SUFFIX}");
         let dest = self.dir.join(&name);
         let src = results_dir.to_owned();

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result, bail};
 
 /// How long a test waits for a condition before failing.
 pub const DEADLINE: Duration = Duration::from_secs(60);
@@ -206,7 +206,11 @@ impl Serve {
     /// Runs the CLI expecting failure; returns stderr.
     pub fn fails(&self, args: &[&str]) -> String {
         let out = self.cli(args);
-        assert!(!out.status.success(), "bacalhau {args:?} should have failed; stdout:\n{}", String::from_utf8_lossy(&out.stdout));
+        assert!(
+            !out.status.success(),
+            "bacalhau {args:?} should have failed; stdout:\n{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
         String::from_utf8_lossy(&out.stderr).into_owned()
     }
 
@@ -233,7 +237,8 @@ impl Serve {
 impl Drop for Serve {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), nix::sys::signal::Signal::SIGTERM);
+            let _ =
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), nix::sys::signal::Signal::SIGTERM);
             let end = Instant::now() + Duration::from_secs(5);
             while Instant::now() < end {
                 if let Ok(Some(_)) = c.try_wait() {
