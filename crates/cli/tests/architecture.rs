@@ -1,0 +1,30 @@
+//! The dependency rules of ARCHITECTURE.md, checked against the crates' manifests.
+
+use std::path::Path;
+
+fn deps(krate: &str) -> Vec<String> {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(krate).join("Cargo.toml");
+    let text = std::fs::read_to_string(&manifest).unwrap_or_else(|e| panic!("{}: {e}", manifest.display()));
+    let deps = text.split("[dependencies]").nth(1).unwrap_or("");
+    let deps = deps.split("\n[").next().unwrap_or("");
+    deps.lines().filter_map(|l| l.split('=').next()).map(|k| k.trim().to_owned()).filter(|k| !k.is_empty()).collect()
+}
+
+#[test]
+fn layers_depend_only_downward() {
+    let heavy = ["wasmtime", "wasmtime-wasi", "bollard", "axum", "reqwest", "bacalhau-executor-wasm", "bacalhau-api"];
+    for krate in ["model", "protocol", "executor", "storage", "compute", "orchestrator"] {
+        let d = deps(krate);
+        for h in heavy {
+            assert!(!d.contains(&h.to_owned()), "{krate} must not depend on {h}");
+        }
+    }
+    assert!(!deps("model").iter().any(|d| d == "tokio" || d.starts_with("bacalhau-")), "model is pure");
+    assert!(!deps("orchestrator").contains(&"bacalhau-compute".to_owned()), "orchestrator knows compute only through protocol");
+    assert!(!deps("compute").contains(&"bacalhau-orchestrator".to_owned()), "compute knows the orchestrator only through protocol");
+    for krate in ["model", "protocol", "executor", "storage", "compute", "orchestrator", "api", "cli"] {
+        let has_wasmtime = deps(krate).iter().any(|d| d == "wasmtime");
+        assert!(!has_wasmtime, "only executor-wasm may depend on wasmtime, not {krate}");
+    }
+    assert!(deps("executor-wasm").contains(&"wasmtime".to_owned()));
+}
