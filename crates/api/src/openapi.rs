@@ -1,8 +1,8 @@
 //! The OpenAPI document served at `/api/v1/openapi.json`.
 //!
 //! Written out rather than derived: the wire shapes are Bacalhau's, fixed by its clients, and
-//! the model crate stays free of UI/doc derives. A test checks that every route the router
-//! serves is listed here.
+//! the model crate stays free of UI/doc derives. An end-to-end test requests every GET route
+//! listed here and checks that the router serves it.
 
 use serde_json::{Value, json};
 

@@ -1,1 +1,239 @@
-fn main() {}
+//! Benchmark: trivial WASM jobs through a single-process node (orchestrator + compute + redb
+//! stores), side by side with the same module run directly on the WASM executor.
+//!
+//! Reports submit→Completed latency (one job at a time: p50/p99) and throughput (a burst of
+//! jobs in flight at once: jobs/s and p50/p99), and the ratio to the raw executor run.
+//! `BENCH_JOBS` sets the burst size (default 2000).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bacalhau_compute::{ComputeConfig, ComputeNode};
+use bacalhau_executor::{Executor, ResultFolder, RunRequest};
+use bacalhau_executor_wasm::WasmExecutor;
+use bacalhau_model::{
+    BuildVersionInfo, InputSource, Job, JobStateType, NodeId, Resources, ResourcesConfig, SpecConfig, Task,
+};
+use bacalhau_orchestrator::{Orchestrator, OrchestratorConfig, OrchestratorHandle};
+use bacalhau_protocol::connect_in_process;
+use bacalhau_storage::{InlineSource, InputProvider, NoopPublisher, Publisher};
+use base64::Engine as _;
+use tokio_util::sync::CancellationToken;
+
+const HELLO: &str = r#"(module
+  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 16) "Hello, world!\n")
+  (func (export "_start")
+    (i32.store (i32.const 0) (i32.const 16))
+    (i32.store (i32.const 4) (i32.const 14))
+    (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#;
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn job(module_url: &str) -> Job {
+    Job {
+        r#type: bacalhau_model::JobType::Batch,
+        count: 1,
+        tasks: vec![Task {
+            name: "main".into(),
+            engine: SpecConfig::new("wasm").with_param("EntryModule", "/wasm/hello.wasm"),
+            input_sources: vec![InputSource {
+                source: SpecConfig::new("inline").with_param("URL", module_url),
+                alias: String::new(),
+                target: "/wasm/hello.wasm".into(),
+            }],
+            resources: ResourcesConfig { cpu: "10m".into(), memory: "16Mb".into(), ..Default::default() },
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+async fn raw_runs(exec: &WasmExecutor, dir: &std::path::Path, module: &std::path::Path, n: usize) -> Vec<Duration> {
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let results = dir.join(format!("raw-{i}"));
+        let start = Instant::now();
+        let folder = ResultFolder::create(&results).expect("result folder");
+        let req = RunRequest {
+            job_id: "j-raw".into(),
+            execution_id: format!("e-raw-{i}").into(),
+            engine: SpecConfig::new("wasm").with_param("EntryModule", "/wasm/hello.wasm"),
+            inputs: vec![bacalhau_executor::PreparedInput {
+                host_path: module.to_owned(),
+                target: "/wasm/hello.wasm".into(),
+                read_only: true,
+            }],
+            outputs: vec![],
+            env: Default::default(),
+            resources: Resources { memory_bytes: 16_000_000, ..Default::default() },
+            network: Default::default(),
+            timeout: None,
+            results_dir: folder.dir().to_owned(),
+            cancel: CancellationToken::new(),
+        };
+        let r = exec.run(req).await.expect("raw run");
+        assert_eq!(r.exit_code, 0);
+        out.push(start.elapsed());
+    }
+    out
+}
+
+async fn run_job(
+    h: &OrchestratorHandle,
+    events: &mut tokio::sync::broadcast::Receiver<bacalhau_orchestrator::JobEvent>,
+    j: Job,
+) -> Duration {
+    let start = Instant::now();
+    let id = h.submit(j).await.expect("submit").job_id;
+    loop {
+        match events.recv().await {
+            Ok(e) if e.job_id == id && e.state.is_terminal() => {
+                assert_eq!(e.state, JobStateType::Completed, "job {id}");
+                return start.elapsed();
+            }
+            Ok(_) => {}
+            Err(e) => panic!("event stream: {e}"),
+        }
+    }
+}
+
+fn main() {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    rt.block_on(bench());
+}
+
+async fn bench() {
+    let n: usize = std::env::var("BENCH_JOBS").ok().and_then(|v| v.parse().ok()).unwrap_or(2000);
+    let tmp = tempfile::tempdir().expect("tmp");
+    let wasm = wat::parse_str(HELLO).expect("wat");
+    let module_path = tmp.path().join("hello.wasm");
+    std::fs::write(&module_path, &wasm).expect("write module");
+    let url = format!("data:application/wasm;base64,{}", base64::engine::general_purpose::STANDARD.encode(&wasm));
+
+    // Reference: the same module on the executor directly.
+    let raw_exec = WasmExecutor::new(None).expect("executor");
+    raw_runs(&raw_exec, tmp.path(), &module_path, 20).await; // warm up
+    let mut raw = raw_runs(&raw_exec, tmp.path(), &module_path, 300).await;
+    raw.sort();
+
+    // The node.
+    let cancel = CancellationToken::new();
+    let orch = Orchestrator::start(OrchestratorConfig::new(tmp.path().join("jobs.redb")), cancel.child_token())
+        .await
+        .expect("orchestrator");
+    let h = orch.handle();
+    let node_id = NodeId::from("n-bench");
+    let endpoint = connect_in_process(h.inbound(), node_id.clone()).await.expect("connect");
+    let executors: Vec<Arc<dyn Executor>> = vec![Arc::new(WasmExecutor::new(None).expect("executor"))];
+    let inputs: Vec<Arc<dyn InputProvider>> = vec![Arc::new(InlineSource)];
+    let publishers: Vec<Arc<dyn Publisher>> = vec![Arc::new(NoopPublisher)];
+    let cfg = ComputeConfig {
+        node_id,
+        data_dir: tmp.path().join("compute"),
+        capacity: bacalhau_compute::detect_capacity(tmp.path(), 80),
+        labels: Default::default(),
+        heartbeat_interval: Duration::from_secs(5),
+        version: BuildVersionInfo::default(),
+    };
+    ComputeNode::start(cfg, executors, inputs, publishers, endpoint, cancel.child_token()).await.expect("compute");
+    // Wait for the node to register.
+    while h.nodes().await.expect("nodes").is_empty() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    let mut events = h.subscribe();
+    for _ in 0..20 {
+        run_job(&h, &mut events, job(&url)).await;
+    }
+    let mut single = Vec::new();
+    for _ in 0..200 {
+        single.push(run_job(&h, &mut events, job(&url)).await);
+    }
+    single.sort();
+
+    // Burst: every job in flight at once.
+    let mut events = h.subscribe();
+    let start = Instant::now();
+    let mut submitted = HashMap::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..n {
+        let h = h.clone();
+        let j = job(&url);
+        tasks.spawn(async move {
+            let t = Instant::now();
+            (h.submit(j).await.expect("submit").job_id, t)
+        });
+    }
+    let mut latencies = Vec::with_capacity(n);
+    let mut done = 0;
+    let mut early: HashMap<bacalhau_model::JobId, Instant> = HashMap::new();
+    while done < n {
+        tokio::select! {
+            Some(r) = tasks.join_next(), if !tasks.is_empty() => {
+                let (id, t) = r.expect("join");
+                if let Some(end) = early.remove(&id) {
+                    latencies.push(end - t);
+                    done += 1;
+                } else {
+                    submitted.insert(id, t);
+                }
+            }
+            e = events.recv() => {
+                let e = e.expect("events (raise EVENT_CAPACITY if lagging)");
+                if e.state.is_terminal() {
+                    assert_eq!(e.state, JobStateType::Completed);
+                    match submitted.remove(&e.job_id) {
+                        Some(t) => { latencies.push(t.elapsed()); done += 1; }
+                        None => { early.insert(e.job_id, Instant::now()); }
+                    }
+                }
+            }
+        }
+    }
+    let wall = start.elapsed();
+    latencies.sort();
+    cancel.cancel();
+
+    let rate = n as f64 / wall.as_secs_f64();
+    println!(
+        "WASM jobs through a single-process node (hello world, WAT, {} cores)",
+        std::thread::available_parallelism().map_or(1, |c| c.get())
+    );
+    println!("{:<44} {:>9} {:>9}", "", "p50 ms", "p99 ms");
+    println!(
+        "{:<44} {:>9.3} {:>9.3}",
+        "raw executor run (reference, 300 runs)",
+        ms(percentile(&raw, 0.5)),
+        ms(percentile(&raw, 0.99))
+    );
+    println!(
+        "{:<44} {:>9.3} {:>9.3}",
+        "node, one job at a time (200 jobs)",
+        ms(percentile(&single, 0.5)),
+        ms(percentile(&single, 0.99))
+    );
+    println!(
+        "{:<44} {:>9.3} {:>9.3}",
+        format!("node, burst of {n} jobs"),
+        ms(percentile(&latencies, 0.5)),
+        ms(percentile(&latencies, 0.99))
+    );
+    println!("burst throughput: {rate:.0} jobs/s ({n} jobs in {:.2} s)", wall.as_secs_f64());
+    println!(
+        "ratio node/raw at p50: {:.1}x (orchestration overhead {:.3} ms)",
+        percentile(&single, 0.5).as_secs_f64() / percentile(&raw, 0.5).as_secs_f64(),
+        ms(percentile(&single, 0.5)) - ms(percentile(&raw, 0.5))
+    );
+}

@@ -20,8 +20,14 @@ fn layers_depend_only_downward() {
         }
     }
     assert!(!deps("model").iter().any(|d| d == "tokio" || d.starts_with("bacalhau-")), "model is pure");
-    assert!(!deps("orchestrator").contains(&"bacalhau-compute".to_owned()), "orchestrator knows compute only through protocol");
-    assert!(!deps("compute").contains(&"bacalhau-orchestrator".to_owned()), "compute knows the orchestrator only through protocol");
+    assert!(
+        !deps("orchestrator").contains(&"bacalhau-compute".to_owned()),
+        "orchestrator knows compute only through protocol"
+    );
+    assert!(
+        !deps("compute").contains(&"bacalhau-orchestrator".to_owned()),
+        "compute knows the orchestrator only through protocol"
+    );
     for krate in ["model", "protocol", "executor", "storage", "compute", "orchestrator", "api", "cli"] {
         let has_wasmtime = deps(krate).iter().any(|d| d == "wasmtime");
         assert!(!has_wasmtime, "only executor-wasm may depend on wasmtime, not {krate}");

@@ -284,6 +284,20 @@ fn the_api_answers_in_bacalhaus_shapes() {
     assert!(h["Items"].as_array().expect("items").iter().all(|i| i["Type"] == "ExecutionLevel"));
     let err = s.get("/api/v1/orchestrator/jobs/j-nope").expect_err("404");
     assert!(err.to_string().contains("404"), "{err}");
+    // Every GET route the document lists is served (the fallback answers "no API route").
+    let d = describe(&s, &id);
+    let exec = d["Executions"]["Items"][0]["ID"].as_str().expect("exec").to_owned();
+    let node = nodes["Nodes"][0]["Info"]["NodeID"].as_str().expect("node").to_owned();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        if item.get("get").is_none() {
+            continue;
+        }
+        let url = path
+            .replace("{file}", &format!("{exec}.tar.gz"))
+            .replace("{id}", if path.contains("/nodes/") { &node } else { &id });
+        let body = bacalhau_testkit::http_get(s.port, &url).unwrap_or_else(|e| e.to_string());
+        assert!(!body.contains("no API route"), "{url}: {body}");
+    }
 }
 
 #[test]

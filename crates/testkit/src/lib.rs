@@ -261,7 +261,7 @@ pub fn http_get(port: u16, path: &str) -> Result<String> {
     s.read_to_string(&mut buf)?;
     let (head, body) = buf.split_once("\r\n\r\n").unwrap_or((&buf, ""));
     if !head.starts_with("HTTP/1.0 200") && !head.starts_with("HTTP/1.1 200") {
-        bail!("GET {path}: {}", head.lines().next().unwrap_or(""));
+        bail!("GET {path}: {}\n{body}", head.lines().next().unwrap_or(""));
     }
     Ok(body.to_owned())
 }
