@@ -3,7 +3,8 @@
 //!
 //! Reports submit→Completed latency (one job at a time: p50/p99) and throughput (a burst of
 //! jobs in flight at once: jobs/s and p50/p99), and the ratio to the raw executor run.
-//! `BENCH_JOBS` sets the burst size (default 2000).
+//! `BENCH_JOBS` sets the burst size (default 2000). Under `cargo test` (no `--bench` argument)
+//! it runs a small smoke version, so the benchmark's code stays exercised.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -115,7 +116,10 @@ fn main() {
 }
 
 async fn bench() {
-    let n: usize = std::env::var("BENCH_JOBS").ok().and_then(|v| v.parse().ok()).unwrap_or(2000);
+    let smoke = !std::env::args().any(|a| a == "--bench");
+    let default_jobs = if smoke { 50 } else { 2000 };
+    let n: usize = std::env::var("BENCH_JOBS").ok().and_then(|v| v.parse().ok()).unwrap_or(default_jobs);
+    let (raw_runs_n, single_n) = if smoke { (20, 20) } else { (300, 200) };
     let tmp = tempfile::tempdir().expect("tmp");
     let wasm = wat::parse_str(HELLO).expect("wat");
     let module_path = tmp.path().join("hello.wasm");
@@ -125,7 +129,7 @@ async fn bench() {
     // Reference: the same module on the executor directly.
     let raw_exec = WasmExecutor::new(None).expect("executor");
     raw_runs(&raw_exec, tmp.path(), &module_path, 20).await; // warm up
-    let mut raw = raw_runs(&raw_exec, tmp.path(), &module_path, 300).await;
+    let mut raw = raw_runs(&raw_exec, tmp.path(), &module_path, raw_runs_n).await;
     raw.sort();
 
     // The node.
@@ -158,7 +162,7 @@ async fn bench() {
         run_job(&h, &mut events, job(&url)).await;
     }
     let mut single = Vec::new();
-    for _ in 0..200 {
+    for _ in 0..single_n {
         single.push(run_job(&h, &mut events, job(&url)).await);
     }
     single.sort();
@@ -214,13 +218,13 @@ async fn bench() {
     println!("{:<44} {:>9} {:>9}", "", "p50 ms", "p99 ms");
     println!(
         "{:<44} {:>9.3} {:>9.3}",
-        "raw executor run (reference, 300 runs)",
+        format!("raw executor run (reference, {raw_runs_n} runs)"),
         ms(percentile(&raw, 0.5)),
         ms(percentile(&raw, 0.99))
     );
     println!(
         "{:<44} {:>9.3} {:>9.3}",
-        "node, one job at a time (200 jobs)",
+        format!("node, one job at a time ({single_n} jobs)"),
         ms(percentile(&single, 0.5)),
         ms(percentile(&single, 0.99))
     );

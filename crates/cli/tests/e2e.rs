@@ -147,6 +147,19 @@ fn execution_timeout_fails_the_job_with_a_reason() {
 }
 
 #[test]
+fn an_unschedulable_job_queues_until_its_queue_timeout() {
+    let s = serve();
+    let hello = program("hello");
+    let id = submit(&s, &["--cpu", "64", "--queue-timeout", "2", &hello]);
+    wait_for("the job to queue", DEADLINE, || (s.job_state(&id).ok()? == "Queued").then_some(())).expect("queued");
+    let queued = describe(&s, &id)["Job"]["State"]["Message"].as_str().unwrap_or_default().to_owned();
+    assert!(queued.starts_with("Job queued. not enough nodes to run job"), "{queued}");
+    assert_eq!(s.wait_terminal(&id).expect("finish"), "Failed");
+    let msg = describe(&s, &id)["Job"]["State"]["Message"].as_str().unwrap_or_default().to_owned();
+    assert!(msg.contains("job needs more than the node can ever give: CPU 64 >"), "{msg}");
+}
+
+#[test]
 fn memory_limit_is_enforced() {
     let s = serve();
     let grow = write_module(&s, "grow.wasm", grow_wat(100));

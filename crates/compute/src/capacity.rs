@@ -21,7 +21,23 @@ pub fn detect(data_dir: &Path, percent: u64) -> Resources {
         .map_or(0, |kb| kb * 1024);
     let disk = nix::sys::statvfs::statvfs(data_dir).map(|s| s.blocks_available() * s.fragment_size()).unwrap_or(0);
     let scale = |v: u64| v / 100 * percent + (v % 100) * percent / 100;
-    Resources { cpu_millis: scale(cpus * 1000), memory_bytes: scale(memory), disk_bytes: scale(disk), gpu: 0 }
+    // GPUs are whole devices: all of them are offered, as Bacalhau's default GPU share is 100%.
+    Resources {
+        cpu_millis: scale(cpus * 1000),
+        memory_bytes: scale(memory),
+        disk_bytes: scale(disk),
+        gpu: nvidia_gpus(),
+    }
+}
+
+/// NVIDIA GPUs as listed by `nvidia-smi -L`; none when the tool is absent or fails.
+fn nvidia_gpus() -> u64 {
+    std::process::Command::new("nvidia-smi")
+        .arg("-L")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map_or(0, |o| String::from_utf8_lossy(&o.stdout).lines().filter(|l| l.starts_with("GPU ")).count() as u64)
 }
 
 #[cfg(test)]
