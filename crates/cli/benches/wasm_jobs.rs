@@ -22,15 +22,6 @@ use bacalhau_storage::{InlineSource, InputProvider, NoopPublisher, Publisher};
 use base64::Engine as _;
 use tokio_util::sync::CancellationToken;
 
-const HELLO: &str = r#"(module
-  (import "wasi_snapshot_preview1" "fd_write" (func $w (param i32 i32 i32 i32) (result i32)))
-  (memory (export "memory") 1)
-  (data (i32.const 16) "Hello, world!\n")
-  (func (export "_start")
-    (i32.store (i32.const 0) (i32.const 16))
-    (i32.store (i32.const 4) (i32.const 14))
-    (drop (call $w (i32.const 1) (i32.const 0) (i32.const 1) (i32.const 8)))))"#;
-
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     if sorted.is_empty() {
         return Duration::ZERO;
@@ -121,7 +112,7 @@ async fn bench() {
     let n: usize = std::env::var("BENCH_JOBS").ok().and_then(|v| v.parse().ok()).unwrap_or(default_jobs);
     let (raw_runs_n, single_n) = if smoke { (20, 20) } else { (300, 200) };
     let tmp = tempfile::tempdir().expect("tmp");
-    let wasm = wat::parse_str(HELLO).expect("wat");
+    let wasm = bacalhau_testkit::hello_wat().expect("wat");
     let module_path = tmp.path().join("hello.wasm");
     std::fs::write(&module_path, &wasm).expect("write module");
     let url = format!("data:application/wasm;base64,{}", base64::engine::general_purpose::STANDARD.encode(&wasm));

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use bacalhau_api::Client;
-use bacalhau_model::{HistoryType, Job, JobStateType};
+use bacalhau_model::{HistoryType, Job, JobHistory, JobStateType};
 
 use crate::args::RuntimeFlags;
 use crate::output::rfc_clock;
@@ -62,13 +62,7 @@ pub async fn submit_and_wait(client: &Client, job: &Job, flags: &RuntimeFlags) -
             if quiet || (h.r#type == HistoryType::JobLevel && !is_error && h.event.topic != "Submission") {
                 continue;
             }
-            println!(
-                " {:<13} {:<11} {:<20} {}",
-                rfc_clock(&h.time),
-                h.execution_id.short(),
-                h.event.topic,
-                h.event.message
-            );
+            print_event(h);
         }
         let job = client.get_job(&resp.job_id, "").await?.job;
         if job.state.state_type.is_terminal() && page.next_token.is_empty() {
@@ -76,13 +70,7 @@ pub async fn submit_and_wait(client: &Client, job: &Job, flags: &RuntimeFlags) -
             let tail = client.history(&resp.job_id, "execution", "", &token).await?;
             if !quiet {
                 for h in &tail.items {
-                    println!(
-                        " {:<13} {:<11} {:<20} {}",
-                        rfc_clock(&h.time),
-                        h.execution_id.short(),
-                        h.event.topic,
-                        h.event.message
-                    );
+                    print_event(h);
                 }
             }
             break job;
@@ -94,6 +82,10 @@ pub async fn submit_and_wait(client: &Client, job: &Job, flags: &RuntimeFlags) -
         tokio::time::sleep(POLL).await;
     };
     finish(&job, quiet)
+}
+
+fn print_event(h: &JobHistory) {
+    println!(" {:<13} {:<11} {:<20} {}", rfc_clock(&h.time), h.execution_id.short(), h.event.topic, h.event.message);
 }
 
 fn finish(job: &Job, quiet: bool) -> Result<ExitCode> {

@@ -36,6 +36,13 @@ const COMMAND_CAPACITY: usize = 8192;
 const INBOUND_CAPACITY: usize = 65_536;
 /// The most work items taken in one round: bounds the size of one transaction.
 const MAX_ROUND: usize = 4096;
+/// The execution states a result report may move an execution out of.
+const NOT_TERMINAL: [ComputeStateType; 4] = [
+    ComputeStateType::New,
+    ComputeStateType::AskForBid,
+    ComputeStateType::AskForBidAccepted,
+    ComputeStateType::BidAccepted,
+];
 /// Job events kept for slow subscribers before they start missing some.
 const EVENT_CAPACITY: usize = 16_384;
 
@@ -724,15 +731,9 @@ impl Runtime {
                 } else {
                     format!("Completed with exit code {}", run_output.exit_code)
                 };
-                let live = [
-                    ComputeStateType::New,
-                    ComputeStateType::AskForBid,
-                    ComputeStateType::AskForBidAccepted,
-                    ComputeStateType::BidAccepted,
-                ];
                 self.update_execution(
                     &execution_id,
-                    &live,
+                    &NOT_TERMINAL,
                     ComputeStateType::Completed,
                     Some(DesiredStateType::Stopped),
                     &msg,
@@ -747,15 +748,9 @@ impl Runtime {
             }
             FromCompute::ComputeError { execution_id, message, cancelled } => {
                 let state = if cancelled { ComputeStateType::Cancelled } else { ComputeStateType::Failed };
-                let live = [
-                    ComputeStateType::New,
-                    ComputeStateType::AskForBid,
-                    ComputeStateType::AskForBidAccepted,
-                    ComputeStateType::BidAccepted,
-                ];
                 self.update_execution(
                     &execution_id,
-                    &live,
+                    &NOT_TERMINAL,
                     state,
                     Some(DesiredStateType::Stopped),
                     &message,
@@ -1060,23 +1055,7 @@ impl Runtime {
         change: Option<(JobStateType, JobStateType)>,
         round: &mut Round,
     ) {
-        let Some((seq, revision)) = self.next_seq(job_id) else {
-            return;
-        };
-        let is_error = change.is_some_and(|c| c.1 == JobStateType::Failed);
-        round.batch.add_history(JobHistory {
-            seq_num: seq,
-            r#type: HistoryType::JobLevel,
-            job_id: job_id.clone(),
-            node_id: NodeId::default(),
-            execution_id: ExecutionId::default(),
-            job_state: change.map(|(previous, new)| StateChange { previous, new }),
-            execution_state: None,
-            new_revision: revision,
-            comment: message.to_owned(),
-            event: event(topic, message, now, is_error),
-            time: format_rfc3339_nanos(now),
-        });
+        self.add_history(job_id, now, topic, message, Subject::Job(change), round);
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1091,24 +1070,59 @@ impl Runtime {
         change: Option<(ComputeStateType, ComputeStateType)>,
         round: &mut Round,
     ) {
+        self.add_history(job_id, now, topic, message, Subject::Execution(exec_id, node_id, change), round);
+    }
+
+    fn add_history(
+        &mut self,
+        job_id: &JobId,
+        now: i64,
+        topic: &str,
+        message: &str,
+        subject: Subject<'_>,
+        round: &mut Round,
+    ) {
         let Some((seq, revision)) = self.next_seq(job_id) else {
             return;
         };
-        let is_error = change.is_some_and(|c| c.1 == ComputeStateType::Failed);
+        let (r#type, execution_id, node_id, job_state, execution_state, is_error) = match subject {
+            Subject::Job(change) => (
+                HistoryType::JobLevel,
+                ExecutionId::default(),
+                NodeId::default(),
+                change.map(|(previous, new)| StateChange { previous, new }),
+                None,
+                change.is_some_and(|c| c.1 == JobStateType::Failed),
+            ),
+            Subject::Execution(exec, node, change) => (
+                HistoryType::ExecutionLevel,
+                exec.clone(),
+                node.clone(),
+                None,
+                change.map(|(previous, new)| StateChange { previous, new }),
+                change.is_some_and(|c| c.1 == ComputeStateType::Failed),
+            ),
+        };
         round.batch.add_history(JobHistory {
             seq_num: seq,
-            r#type: HistoryType::ExecutionLevel,
+            r#type,
             job_id: job_id.clone(),
-            node_id: node_id.clone(),
-            execution_id: exec_id.clone(),
-            job_state: None,
-            execution_state: change.map(|(previous, new)| StateChange { previous, new }),
+            node_id,
+            execution_id,
+            job_state,
+            execution_state,
             new_revision: revision,
             comment: message.to_owned(),
             event: event(topic, message, now, is_error),
             time: format_rfc3339_nanos(now),
         });
     }
+}
+
+/// What a history entry is about.
+enum Subject<'a> {
+    Job(Option<(JobStateType, JobStateType)>),
+    Execution(&'a ExecutionId, &'a NodeId, Option<(ComputeStateType, ComputeStateType)>),
 }
 
 fn event(topic: &str, message: &str, now: i64, is_error: bool) -> Event {
