@@ -160,6 +160,19 @@ fn an_unschedulable_job_queues_until_its_queue_timeout() {
 }
 
 #[test]
+fn follow_streams_output_while_the_job_runs() {
+    let s = serve();
+    let sleep = program("sleep");
+    let out = s.ok(&["wasm", "run", "-f", "--id-only", &sleep, "300"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(lines[0].starts_with("j-"), "{out}");
+    assert_eq!(&lines[1..], ["sleeping 300 ms", "done"], "{out}");
+    let id = submit(&s, &[&sleep, "500"]);
+    let logs = s.ok(&["job", "logs", "--follow", &id]);
+    assert_eq!(logs, "sleeping 500 ms\ndone\n");
+}
+
+#[test]
 fn memory_limit_is_enforced() {
     let s = serve();
     let grow = write_module(&s, "grow.wasm", grow_wat(100));
