@@ -30,6 +30,9 @@ pub enum Command {
     /// Run WebAssembly programs.
     #[command(subcommand)]
     Wasm(WasmCommand),
+    /// Run Docker containers.
+    #[command(subcommand)]
+    Docker(DockerCommand),
     /// Submit and inspect jobs.
     #[command(subcommand)]
     Job(JobCommand),
@@ -97,6 +100,34 @@ pub struct WasmRunArgs {
     /// Modules to link first (target paths of --input entries).
     #[arg(short = 'I', long = "import-module")]
     pub import_modules: Vec<String>,
+    #[command(flatten)]
+    pub job: JobFlags,
+    #[command(flatten)]
+    pub runtime: RuntimeFlags,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DockerCommand {
+    /// Run a container: `docker run [flags] IMAGE [COMMAND] [ARG...]`.
+    Run(DockerRunArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DockerRunArgs {
+    /// The image, e.g. ubuntu:24.04.
+    pub image: String,
+    /// The command and its arguments (after the image, or after --).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+    /// Override the image's ENTRYPOINT (repeatable for several words).
+    #[arg(long)]
+    pub entrypoint: Vec<String>,
+    /// Working directory inside the container (absolute).
+    #[arg(long, short = 'w')]
+    pub workdir: Option<String>,
+    /// Mount a CID, the seed's form: CID:/path (same as -i ipfs://CID:/path).
+    #[arg(long, short = 'v')]
+    pub volume: Vec<String>,
     #[command(flatten)]
     pub job: JobFlags,
     #[command(flatten)]

@@ -10,7 +10,7 @@ use bacalhau_model::{
 };
 
 use crate::args::{
-    AgentCommand, Cli, Command, DescribeArgs, Format, HistoryArgs, IdOutputArgs, JobCommand, JobRunArgs,
+    AgentCommand, Cli, Command, DescribeArgs, DockerCommand, Format, HistoryArgs, IdOutputArgs, JobCommand, JobRunArgs,
     LegacyListArgs, ListArgs, LogsArgs, NodeCommand, OutputArgs, StopArgs, ValidateArgs, WasmCommand,
 };
 use crate::output::{clock, datetime, print_list, print_object, rfc_clock};
@@ -23,6 +23,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Serve(args) => {
             init_logging();
             serve::serve(&cli.api_host, cli.api_port, cli.data_dir, args).await?;
+        }
+        Command::Docker(DockerCommand::Run(args)) => {
+            let job = jobspec::docker_job(&args)?;
+            return wait::submit_and_wait(&client, &job, &args.runtime).await;
         }
         Command::Wasm(WasmCommand::Run(args)) => {
             let job = jobspec::wasm_job(&args)?;

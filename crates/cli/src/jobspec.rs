@@ -10,7 +10,7 @@ use bacalhau_model::{
 };
 use base64::Engine as _;
 
-use crate::args::{JobFlags, Target, WasmRunArgs};
+use crate::args::{DockerRunArgs, JobFlags, Target, WasmRunArgs};
 
 /// Where a local entry module is placed for the program.
 const WASM_DIR: &str = "/wasm";
@@ -195,6 +195,34 @@ pub fn wasm_job(args: &WasmRunArgs) -> Result<Job> {
         .with_param("Entrypoint", args.entry_point.clone())
         .with_param("Parameters", args.args.clone())
         .with_param("ImportModules", args.import_modules.clone());
+    build_job(&args.job, engine, inputs)
+}
+
+/// The job for `docker run`.
+pub fn docker_job(args: &DockerRunArgs) -> Result<Job> {
+    let mut inputs = Vec::new();
+    for v in &args.volume {
+        let (cid, target) =
+            v.split_once(':').with_context(|| format!("volume {v:?} must be CID:/path, e.g. QmX...:/inputs"))?;
+        if !target.starts_with('/') {
+            bail!("volume {v:?}: the mount path {target:?} must be absolute");
+        }
+        inputs.push(InputSource {
+            source: SpecConfig::new("ipfs").with_param("CID", cid),
+            alias: String::new(),
+            target: target.to_owned(),
+        });
+    }
+    let mut engine = SpecConfig::new("docker").with_param("Image", args.image.clone());
+    if !args.command.is_empty() {
+        engine = engine.with_param("Parameters", args.command.clone());
+    }
+    if !args.entrypoint.is_empty() {
+        engine = engine.with_param("Entrypoint", args.entrypoint.clone());
+    }
+    if let Some(w) = &args.workdir {
+        engine = engine.with_param("WorkingDirectory", w.clone());
+    }
     build_job(&args.job, engine, inputs)
 }
 

@@ -10,6 +10,7 @@ use anyhow::{Context, Result, bail};
 use bacalhau_api::ApiState;
 use bacalhau_compute::{ComputeConfig, ComputeNode, detect_capacity};
 use bacalhau_executor::Executor;
+use bacalhau_executor_docker::DockerExecutor;
 use bacalhau_executor_wasm::WasmExecutor;
 use bacalhau_model::{BuildVersionInfo, NodeId, NodeInfo, NodeType, SubmissionDefaults};
 use bacalhau_orchestrator::{Orchestrator, OrchestratorConfig};
@@ -22,6 +23,8 @@ use tracing::info;
 
 use crate::args::ServeArgs;
 
+/// How long the Docker engine gets to answer at start-up before docker jobs are disabled.
+const DOCKER_PROBE: Duration = Duration::from_secs(5);
 /// How long in-flight requests get to finish at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -114,7 +117,17 @@ pub async fn serve(host: &str, port: u16, data_dir_flag: Option<PathBuf>, args: 
 
     let compute_dir = dir.join("compute");
     let wasm = WasmExecutor::new(Some(compute_dir.join("wasm-cache")))?;
-    let executors: Vec<Arc<dyn Executor>> = vec![Arc::new(wasm)];
+    let mut executors: Vec<Arc<dyn Executor>> = vec![Arc::new(wasm)];
+    // Docker is offered only when the engine answers.
+    match tokio::time::timeout(DOCKER_PROBE, DockerExecutor::connect(node_id.as_str())).await {
+        Ok(Ok(docker)) => {
+            docker.remove_orphans().await;
+            executors.push(Arc::new(docker));
+        }
+        Ok(Err(e)) => info!("docker engine unavailable, not offering docker jobs: {e}"),
+        Err(_) => info!("docker engine did not answer within {DOCKER_PROBE:?}; not offering docker jobs"),
+    }
+    let executors_names: Vec<String> = executors.iter().map(|e| e.engine_type().to_owned()).collect();
     let inputs: Vec<Arc<dyn InputProvider>> = vec![Arc::new(InlineSource), Arc::new(LocalSource::new(allowed))];
     let results_dir = compute_dir.join("results");
     let advertised = if host == "0.0.0.0" { "127.0.0.1".to_owned() } else { host.to_owned() };
@@ -142,7 +155,8 @@ pub async fn serve(host: &str, port: u16, data_dir_flag: Option<PathBuf>, args: 
         local_results_dir: Some(results_dir),
     };
     println!(
-        "bacalhau serve: node {node_id} (orchestrator + compute), API on http://{bound}, data in {}",
+        "bacalhau serve: node {node_id} (orchestrator + compute; engines: {}), API on http://{bound}, data in {}",
+        executors_names.join(", "),
         dir.display()
     );
     println!("export BACALHAU_API_HOST={}\nexport BACALHAU_API_PORT={}", bound.ip(), bound.port());

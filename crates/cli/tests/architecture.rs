@@ -33,4 +33,7 @@ fn layers_depend_only_downward() {
         assert!(!has_wasmtime, "only executor-wasm may depend on wasmtime, not {krate}");
     }
     assert!(deps("executor-wasm").contains(&"wasmtime".to_owned()));
+    for krate in ["model", "protocol", "executor", "storage", "compute", "orchestrator", "api", "executor-wasm"] {
+        assert!(!deps(krate).iter().any(|d| d == "bollard"), "only executor-docker may depend on bollard, not {krate}");
+    }
 }

@@ -142,7 +142,7 @@ impl WasmExecutor {
     fn spec(request: &bacalhau_executor::RunRequest) -> Result<WasmEngineSpec, ExecutorError> {
         match EngineSpec::decode(&request.engine, "Engine.Params") {
             Ok(EngineSpec::Wasm(w)) => Ok(w),
-            Ok(EngineSpec::Other(t)) => Err(ExecutorError::InvalidSpec(format!("engine {t} is not wasm"))),
+            Ok(_) => Err(ExecutorError::InvalidSpec(format!("engine {} is not wasm", request.engine.type_name()))),
             Err(errs) => {
                 Err(ExecutorError::InvalidSpec(errs.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")))
             }

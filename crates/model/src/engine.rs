@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::spec_config::{ENGINE_WASM, SpecConfig};
+use crate::spec_config::{ENGINE_DOCKER, ENGINE_WASM, SpecConfig};
 use crate::validate::FieldError;
 
 /// The WASM engine's params (Bacalhau's current form).
@@ -18,11 +18,28 @@ pub struct WasmEngineSpec {
     pub import_modules: Vec<String>,
 }
 
+/// The Docker engine's params.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DockerEngineSpec {
+    /// The image, with tag or digest.
+    pub image: String,
+    /// Overrides the image's ENTRYPOINT when non-empty.
+    pub entrypoint: Vec<String>,
+    /// The command (the image's CMD when empty).
+    pub parameters: Vec<String>,
+    /// `KEY=VALUE` pairs.
+    pub environment_variables: Vec<String>,
+    /// Absolute working directory (the image's when empty).
+    pub working_directory: String,
+}
+
 /// An engine's params, by engine.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum EngineSpec {
     /// `wasm`.
     Wasm(WasmEngineSpec),
+    /// `docker`.
+    Docker(DockerEngineSpec),
     /// Any other engine type: its params are checked by that engine.
     Other(String),
 }
@@ -47,6 +64,9 @@ fn string_list(config: &SpecConfig, key: &str, path: &str) -> Result<Vec<String>
 impl EngineSpec {
     /// Decodes the params of a task's engine; `path` prefixes field names in errors.
     pub fn decode(config: &SpecConfig, path: &str) -> Result<Self, Vec<FieldError>> {
+        if config.is_type(ENGINE_DOCKER) {
+            return decode_docker(config, path).map(EngineSpec::Docker);
+        }
         if !config.is_type(ENGINE_WASM) {
             return Ok(EngineSpec::Other(config.type_name()));
         }
@@ -91,6 +111,48 @@ impl EngineSpec {
     }
 }
 
+fn decode_docker(config: &SpecConfig, path: &str) -> Result<DockerEngineSpec, Vec<FieldError>> {
+    let mut errors = Vec::new();
+    let mut list = |key: &str| {
+        string_list(config, key, path).unwrap_or_else(|e| {
+            errors.push(e);
+            Vec::new()
+        })
+    };
+    let entrypoint = list("Entrypoint");
+    let parameters = list("Parameters");
+    let environment_variables = list("EnvironmentVariables");
+    let image = config.param_str("Image").map(str::trim).unwrap_or_default().to_owned();
+    if image.is_empty() {
+        errors.push(FieldError::new(format!("{path}.Image"), "is required: name the image to run, e.g. ubuntu:24.04"));
+    }
+    let working_directory = config.param_str("WorkingDirectory").map(str::trim).unwrap_or_default().to_owned();
+    if !working_directory.is_empty() && !working_directory.starts_with('/') {
+        errors.push(FieldError::new(
+            format!("{path}.WorkingDirectory"),
+            format!("is {working_directory:?}: it must be an absolute path"),
+        ));
+    }
+    for (i, kv) in environment_variables.iter().enumerate() {
+        match kv.split_once('=') {
+            None => errors.push(FieldError::new(
+                format!("{path}.EnvironmentVariables[{i}]"),
+                format!("is {kv:?}: write KEY=VALUE"),
+            )),
+            Some((k, _)) if k.to_ascii_uppercase().starts_with("BACALHAU_") => errors.push(FieldError::new(
+                format!("{path}.EnvironmentVariables[{i}]"),
+                "uses the reserved prefix BACALHAU_, which the system sets itself: rename the variable",
+            )),
+            _ => {}
+        }
+    }
+    if errors.is_empty() {
+        Ok(DockerEngineSpec { image, entrypoint, parameters, environment_variables, working_directory })
+    } else {
+        Err(errors)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -106,6 +168,23 @@ mod tests {
         assert_eq!(w.entry_module, "/app/main.wasm");
         assert_eq!(w.entrypoint, "_start");
         assert_eq!(w.parameters, vec!["a", "1"]);
+    }
+
+    #[test]
+    fn decodes_docker_params() {
+        let c = SpecConfig::new("Docker")
+            .with_param("image", "busybox")
+            .with_param("Parameters", serde_json::json!(["echo", "hi"]));
+        let EngineSpec::Docker(d) = EngineSpec::decode(&c, "P").expect("valid") else { panic!("not docker") };
+        assert_eq!(d.image, "busybox");
+        assert_eq!(d.parameters, vec!["echo", "hi"]);
+        let bad = SpecConfig::new("docker")
+            .with_param("WorkingDirectory", "rel")
+            .with_param("EnvironmentVariables", serde_json::json!(["X"]));
+        let errs = EngineSpec::decode(&bad, "P").expect_err("invalid");
+        let text: Vec<String> = errs.iter().map(ToString::to_string).collect();
+        assert_eq!(text.len(), 3, "{text:?}");
+        assert!(text[0].starts_with("P.Image is required"), "{text:?}");
     }
 
     #[test]

@@ -23,7 +23,7 @@ mod task;
 mod time;
 mod validate;
 
-pub use engine::{EngineSpec, WasmEngineSpec};
+pub use engine::{DockerEngineSpec, EngineSpec, WasmEngineSpec};
 pub use evaluation::{Evaluation, EvaluationStatus, TriggeredBy};
 pub use execution::{
     ComputeStateType, DesiredStateType, Execution, ExecutionState, RUN_OUTPUT_LIMIT_BYTES, RunCommandResult,

@@ -237,7 +237,7 @@ fn validate_task(task: &Task, errs: &mut Vec<FieldError>) {
                     }
                 }
             }
-            Ok(EngineSpec::Other(_)) => {}
+            Ok(EngineSpec::Docker(_) | EngineSpec::Other(_)) => {}
         }
     }
     if !task.publisher.is_empty() && !KNOWN_PUBLISHERS.contains(&task.publisher.type_name().as_str()) {

@@ -1,0 +1,182 @@
+//! End-to-end tests of Docker jobs: a real `bacalhau serve` with the real Docker engine and
+//! the `busybox` image that `scripts/test-images` builds with `docker import`.
+//! Containers run with no network; nothing here pulls from a registry.
+
+use std::path::Path;
+use std::process::Command;
+
+use bacalhau_testkit::{DEADLINE, Serve, free_port, wait_for};
+use serde_json::Value;
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_bacalhau"))
+}
+
+/// A serve that offers docker; fails the test if the engine or the image is missing.
+fn serve(extra: &[&str]) -> Serve {
+    let s = Serve::start(bin(), extra).expect("serve");
+    let out = Command::new("docker").args(["image", "inspect", "busybox:latest"]).output().expect("docker");
+    assert!(out.status.success(), "busybox:latest is missing: run scripts/test-images");
+    let nodes: Value = serde_json::from_str(&s.get("/api/v1/orchestrator/nodes").expect("nodes")).expect("json");
+    let engines = nodes["Nodes"][0]["Info"]["ComputeNodeInfo"]["ExecutionEngines"].clone();
+    assert!(
+        engines.as_array().expect("engines").contains(&"docker".into()),
+        "docker not offered: {engines}\n{}",
+        s.log()
+    );
+    s
+}
+
+fn submit(s: &Serve, args: &[&str]) -> String {
+    let mut full = vec!["docker", "run", "--wait=false"];
+    full.extend_from_slice(args);
+    s.ok(&full).trim().to_owned()
+}
+
+fn describe(s: &Serve, id: &str) -> Value {
+    serde_json::from_str(&s.ok(&["job", "describe", id, "--output", "json"])).expect("describe json")
+}
+
+fn message(s: &Serve, id: &str) -> String {
+    describe(s, id)["Job"]["State"]["Message"].as_str().unwrap_or_default().to_owned()
+}
+
+fn containers_of(node_label_value: &str) -> String {
+    let out = Command::new("docker")
+        .args(["ps", "-a", "-q", "--filter", &format!("label=org.bacalhau-rs.node={node_label_value}")])
+        .output()
+        .expect("docker ps");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+fn node_id(s: &Serve) -> String {
+    std::fs::read_to_string(s.dir.join("node_id")).expect("node id")
+}
+
+#[test]
+fn the_seed_commands_work_as_typed() {
+    let s = serve(&[]);
+    let out = s.ok(&["docker", "run", "busybox", "echo", "Hello", "World"]);
+    assert!(out.contains("Completed successfully"), "{out}");
+    let id =
+        out.lines().find_map(|l| l.strip_prefix("Job successfully submitted. Job ID: ")).expect("job id").to_owned();
+    let list = s.ok(&["list", &format!("--id-filter={id}")]);
+    assert!(list.contains(&id[..10]) && list.contains("docker") && list.contains("Completed"), "{list}");
+    assert_eq!(s.ok(&["logs", &id]), "Hello World\n");
+    assert_eq!(containers_of(&node_id(&s)), "", "containers are removed");
+}
+
+#[test]
+fn exit_codes_env_workdir_and_entrypoint() {
+    let s = serve(&[]);
+    let id = submit(&s, &["busybox", "sh", "-c", "exit 3"]);
+    assert_eq!(s.wait_terminal(&id).expect("finish"), "Completed");
+    assert_eq!(describe(&s, &id)["Executions"]["Items"][0]["RunOutput"]["ExitCode"], 3);
+
+    let id = submit(
+        &s,
+        &[
+            "-e",
+            "FOO=bar",
+            "-w",
+            "/tmp",
+            "--entrypoint",
+            "/bin/sh",
+            "busybox",
+            "--",
+            "-c",
+            "echo $FOO $(pwd) $BACALHAU_JOB_ID",
+        ],
+    );
+    assert_eq!(s.wait_terminal(&id).expect("finish"), "Completed");
+    assert_eq!(s.ok(&["logs", &id]), format!("bar /tmp {id}\n"));
+}
+
+#[test]
+fn inputs_are_read_only_and_results_are_published() {
+    let data = tempfile::tempdir().expect("tmp");
+    let dir = std::fs::canonicalize(data.path()).expect("canon");
+    std::fs::write(dir.join("in.txt"), "kiwi is delicious\n").expect("write");
+    let s = serve(&["--allow-listed-local-paths", &dir.display().to_string()]);
+    let input = format!("file://{}:/in", dir.display());
+    let script =
+        "cat /in/in.txt; echo 15 > /outputs/x.txt; touch /in/nope 2>/dev/null && echo writable || echo read-only";
+    let id = submit(&s, &["-i", &input, "-o", "outputs:/outputs", "busybox", "sh", "-c", script]);
+    assert_eq!(s.wait_terminal(&id).expect("finish"), "Completed", "{}", message(&s, &id));
+    assert_eq!(s.ok(&["logs", &id]), "kiwi is delicious\nread-only\n");
+    s.ok(&["job", "get", &id, "--output-dir", "res"]);
+    assert_eq!(std::fs::read_to_string(s.work.join("res/outputs/x.txt")).expect("result"), "15\n");
+    assert_eq!(std::fs::read_to_string(s.work.join("res/exitCode")).expect("exit"), "0");
+}
+
+#[test]
+fn limits_timeouts_and_stop() {
+    let s = serve(&[]);
+    let oom = submit(&s, &["--memory", "20Mb", "busybox", "sh", "-c", "x=a; while true; do x=$x$x; done"]);
+    assert_eq!(s.wait_terminal(&oom).expect("finish"), "Failed");
+    let m = message(&s, &oom);
+    assert!(m.starts_with("out of memory") && m.contains("exit code 137"), "{m}");
+
+    let slow = submit(&s, &["--execution-timeout", "1", "busybox", "sleep", "30"]);
+    assert_eq!(s.wait_terminal(&slow).expect("finish"), "Failed");
+    assert!(message(&s, &slow).starts_with("execution timed out after 1s"), "{}", message(&s, &slow));
+
+    let long = submit(&s, &["busybox", "sleep", "300"]);
+    wait_for("the container to run", DEADLINE, || (!containers_of(&node_id(&s)).is_empty()).then_some(()))
+        .expect("run");
+    s.ok(&["job", "stop", &long]);
+    assert_eq!(s.wait_terminal(&long).expect("finish"), "Stopped");
+    wait_for("the container to go", DEADLINE, || containers_of(&node_id(&s)).is_empty().then_some(()))
+        .expect("removed");
+}
+
+#[test]
+fn no_network_by_default() {
+    let s = serve(&[]);
+    let id = submit(&s, &["busybox", "ls", "/sys/class/net"]);
+    assert_eq!(s.wait_terminal(&id).expect("finish"), "Completed");
+    assert_eq!(s.ok(&["logs", &id]), "lo\n", "only loopback inside the container");
+}
+
+#[test]
+fn bad_images_and_paths_are_clear_errors() {
+    let s = serve(&[]);
+    // A registry on a closed loopback port: the engine tries it and fails without leaving
+    // the machine.
+    let image = format!("127.0.0.1:{}/nosuch:1", free_port().expect("port"));
+    let id = submit(&s, &[&image, "true"]);
+    assert_eq!(s.wait_terminal(&id).expect("finish"), "Failed");
+    let m = message(&s, &id);
+    assert!(m.starts_with(&format!("image {image} is not available locally and could not be pulled:")), "{m}");
+
+    let err = s.fails(&["docker", "run", "-o", "x:/outputs/../etc", "busybox", "true"]);
+    assert!(
+        err.contains("Tasks[0].ResultPaths[0].Path is \"/outputs/../etc\": it must be an absolute path without .."),
+        "{err}"
+    );
+    let err = s.fails(&["docker", "run", "-w", "relative", "busybox", "true"]);
+    assert!(err.contains("Engine.Params.WorkingDirectory is \"relative\""), "{err}");
+}
+
+#[test]
+fn containers_left_by_a_crash_are_removed_at_start() {
+    let mut s = serve(&[]);
+    let node = node_id(&s);
+    s.kill9().expect("kill");
+    let out = Command::new("docker")
+        .args([
+            "create",
+            "--label",
+            &format!("org.bacalhau-rs.node={node}"),
+            "--label",
+            "org.bacalhau-rs.execution=e-orphan",
+            "busybox",
+            "true",
+        ])
+        .output()
+        .expect("docker create");
+    assert!(out.status.success(), "{out:?}");
+    assert!(!containers_of(&node).is_empty());
+    s.restart().expect("restart");
+    wait_for("the orphan to go", DEADLINE, || containers_of(&node).is_empty().then_some(())).expect("orphan removed");
+}

@@ -1,0 +1,280 @@
+//! The Docker engine: runs a task as a container on the Docker Engine API (bollard).
+//!
+//! Inputs are bind-mounted read-only at their Target and each ResultPath read-write at its
+//! Path; stdout and stderr are streamed into the result folder as the container writes them.
+//! Containers get no network unless the job asks (`Network: None` is the default here, so a
+//! job cannot reach anything it was not allowed to), are labelled with their execution, and
+//! are always removed; containers left by a crash are removed when the executor starts.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::Path;
+use std::time::Duration;
+
+use bacalhau_executor::{Executor, ExecutorError, RunOutcome, RunRequest, STDERR_FILE, STDOUT_FILE};
+use bacalhau_model::{DockerEngineSpec, ENGINE_DOCKER, EngineSpec, NetworkType};
+use bollard::Docker;
+use bollard::container::LogOutput;
+use bollard::errors::Error as DockerError;
+use bollard::models::{ContainerCreateBody, DeviceRequest, HostConfig, Mount, MountType};
+use bollard::query_parameters::{
+    CreateContainerOptions, CreateImageOptions, KillContainerOptions, ListContainersOptions, LogsOptions,
+    RemoveContainerOptions, WaitContainerOptions,
+};
+use futures::StreamExt;
+use tokio::io::AsyncWriteExt;
+use tracing::{debug, warn};
+
+/// The label every container we create carries, with its execution ID as value.
+pub const EXECUTION_LABEL: &str = "org.bacalhau-rs.execution";
+/// The label with the job ID.
+const JOB_LABEL: &str = "org.bacalhau-rs.job";
+/// The label with the ID of the node that created the container: orphan clean-up only touches
+/// its own node's containers, so nodes sharing an engine leave each other alone.
+pub const NODE_LABEL: &str = "org.bacalhau-rs.node";
+/// How long one Engine API request may take before its response headers arrive. Waits and
+/// log streams are not affected (their headers come at once); a pull's first byte is.
+const REQUEST_TIMEOUT_SECS: u64 = 300;
+
+/// The Docker executor.
+#[derive(Clone)]
+pub struct DockerExecutor {
+    docker: Docker,
+    node_id: String,
+}
+
+impl fmt::Debug for DockerExecutor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DockerExecutor").finish_non_exhaustive()
+    }
+}
+
+fn failed(context: &str) -> impl Fn(DockerError) -> ExecutorError + '_ {
+    move |e| ExecutorError::Failed(format!("{context}: {e}"))
+}
+
+impl DockerExecutor {
+    /// Connects to the engine (`DOCKER_HOST`, else the local socket), agreeing on an API
+    /// version, and checks that it answers. Containers are labelled with `node_id`.
+    pub async fn connect(node_id: &str) -> Result<Self, ExecutorError> {
+        let docker = Docker::connect_with_defaults()
+            .map_err(failed("cannot connect to the Docker engine"))?
+            .with_timeout(Duration::from_secs(REQUEST_TIMEOUT_SECS));
+        let docker = docker.negotiate_version().await.map_err(failed("the Docker engine does not answer"))?;
+        docker.ping().await.map_err(failed("the Docker engine does not answer"))?;
+        Ok(Self { docker, node_id: node_id.to_owned() })
+    }
+
+    /// Removes containers a previous run of this node left behind (after a crash).
+    pub async fn remove_orphans(&self) -> usize {
+        let filters = HashMap::from([("label".to_owned(), vec![format!("{NODE_LABEL}={}", self.node_id)])]);
+        let opts = ListContainersOptions { all: true, filters: Some(filters), ..Default::default() };
+        let Ok(list) = self.docker.list_containers(Some(opts)).await else {
+            return 0;
+        };
+        let mut removed = 0;
+        for c in list {
+            if let Some(id) = c.id
+                && self.remove(&id).await
+            {
+                removed += 1;
+            }
+        }
+        if removed > 0 {
+            warn!(removed, "removed containers left by an earlier run");
+        }
+        removed
+    }
+
+    async fn remove(&self, id: &str) -> bool {
+        let opts = RemoveContainerOptions { force: true, v: true, ..Default::default() };
+        match self.docker.remove_container(id, Some(opts)).await {
+            Ok(()) => true,
+            Err(e) => {
+                debug!(container = id, error = %e, "could not remove container");
+                false
+            }
+        }
+    }
+
+    fn spec(request: &RunRequest) -> Result<DockerEngineSpec, ExecutorError> {
+        match EngineSpec::decode(&request.engine, "Engine.Params") {
+            Ok(EngineSpec::Docker(d)) => Ok(d),
+            Ok(_) => Err(ExecutorError::InvalidSpec(format!("engine {} is not docker", request.engine.type_name()))),
+            Err(errs) => {
+                Err(ExecutorError::InvalidSpec(errs.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")))
+            }
+        }
+    }
+
+    /// Uses a local image when present; otherwise tries to pull it.
+    async fn ensure_image(&self, image: &str) -> Result<(), ExecutorError> {
+        if self.docker.inspect_image(image).await.is_ok() {
+            return Ok(());
+        }
+        let opts = CreateImageOptions { from_image: Some(image.to_owned()), ..Default::default() };
+        let mut pull = self.docker.create_image(Some(opts), None, None);
+        while let Some(item) = pull.next().await {
+            if let Err(e) = item {
+                return Err(ExecutorError::InvalidSpec(format!(
+                    "image {image} is not available locally and could not be pulled: {e}"
+                )));
+            }
+        }
+        self.docker.inspect_image(image).await.map(|_| ()).map_err(|e| {
+            ExecutorError::InvalidSpec(format!("image {image} is not available locally and could not be pulled: {e}"))
+        })
+    }
+
+    fn container_body(
+        &self,
+        request: &RunRequest,
+        spec: &DockerEngineSpec,
+    ) -> Result<ContainerCreateBody, ExecutorError> {
+        let mut env: Vec<String> = request.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        env.extend(spec.environment_variables.iter().cloned());
+        let bind = |source: &Path, target: &str, read_only: bool| Mount {
+            source: Some(source.display().to_string()),
+            target: Some(target.to_owned()),
+            typ: Some(MountType::BIND),
+            read_only: Some(read_only),
+            ..Default::default()
+        };
+        let mut mounts: Vec<Mount> =
+            request.inputs.iter().map(|i| bind(&i.host_path, &i.target, i.read_only)).collect();
+        mounts.extend(request.outputs.iter().map(|o| bind(&o.host_path, &o.path, false)));
+        let network_mode = match request.network.r#type {
+            NetworkType::Default | NetworkType::None => "none",
+            NetworkType::Host | NetworkType::Full => "host",
+            NetworkType::Bridge => "bridge",
+            NetworkType::Http => {
+                return Err(ExecutorError::InvalidSpec(
+                    "Network HTTP (a domain allow-list) is not supported by this node yet: use None, Bridge or Full"
+                        .into(),
+                ));
+            }
+        };
+        let r = request.resources;
+        let host_config = HostConfig {
+            mounts: Some(mounts),
+            network_mode: Some(network_mode.to_owned()),
+            nano_cpus: (r.cpu_millis > 0).then(|| (r.cpu_millis as i64).saturating_mul(1_000_000)),
+            memory: (r.memory_bytes > 0).then_some(r.memory_bytes as i64),
+            // Equal to memory: no swap, so the limit is a real limit.
+            memory_swap: (r.memory_bytes > 0).then_some(r.memory_bytes as i64),
+            device_requests: (r.gpu > 0).then(|| {
+                vec![DeviceRequest {
+                    driver: Some("nvidia".into()),
+                    count: Some(r.gpu as i64),
+                    capabilities: Some(vec![vec!["gpu".into()]]),
+                    ..Default::default()
+                }]
+            }),
+            ..Default::default()
+        };
+        let labels = HashMap::from([
+            (EXECUTION_LABEL.to_owned(), request.execution_id.0.clone()),
+            (JOB_LABEL.to_owned(), request.job_id.0.clone()),
+            (NODE_LABEL.to_owned(), self.node_id.clone()),
+        ]);
+        Ok(ContainerCreateBody {
+            image: Some(spec.image.clone()),
+            entrypoint: (!spec.entrypoint.is_empty()).then(|| spec.entrypoint.clone()),
+            cmd: (!spec.parameters.is_empty()).then(|| spec.parameters.clone()),
+            env: Some(env),
+            working_dir: (!spec.working_directory.is_empty()).then(|| spec.working_directory.clone()),
+            labels: Some(labels),
+            host_config: Some(host_config),
+            ..Default::default()
+        })
+    }
+
+    async fn run_container(&self, id: &str, request: &RunRequest) -> Result<RunOutcome, ExecutorError> {
+        self.docker.start_container(id, None).await.map_err(failed("cannot start the container"))?;
+        let logs = tokio::spawn(copy_logs(self.docker.clone(), id.to_owned(), request.results_dir.clone()));
+        let mut wait = self.docker.wait_container(id, Some(WaitContainerOptions { condition: "not-running".into() }));
+        let timeout = async {
+            match request.timeout {
+                Some(t) => tokio::time::sleep(t).await,
+                None => std::future::pending().await,
+            }
+        };
+        let ended = tokio::select! {
+            r = wait.next() => Ok(r),
+            () = timeout => Err(ExecutorError::TimedOut(request.timeout.unwrap_or_default())),
+            () = request.cancel.cancelled() => Err(ExecutorError::Cancelled),
+        };
+        let exit_code = match ended {
+            Ok(Some(Ok(resp))) => resp.status_code,
+            // bollard reports a non-zero exit as an error; it is a normal end with that code.
+            Ok(Some(Err(DockerError::DockerContainerWaitError { code, .. }))) => code,
+            Ok(Some(Err(e))) => return Err(ExecutorError::Failed(format!("waiting for the container failed: {e}"))),
+            Ok(None) => return Err(ExecutorError::Failed("the Docker engine ended the wait without a result".into())),
+            Err(stop) => {
+                let _ = self.docker.kill_container(id, Some(KillContainerOptions { signal: "SIGKILL".into() })).await;
+                let _ = logs.await;
+                return Err(stop);
+            }
+        };
+        // The log stream ends when the container stops; wait so no output is lost.
+        if let Ok(Err(e)) = logs.await {
+            warn!(container = id, error = %e, "could not save all container output");
+        }
+        let state = self.docker.inspect_container(id, None).await.ok().and_then(|c| c.state);
+        if state.as_ref().and_then(|s| s.oom_killed).unwrap_or(false) {
+            return Err(ExecutorError::OutOfMemory(format!(
+                "out of memory: the container was killed at its memory limit of {} bytes (exit code {exit_code}); raise Resources.Memory",
+                request.resources.memory_bytes
+            )));
+        }
+        Ok(RunOutcome { exit_code: i32::try_from(exit_code).unwrap_or(i32::MAX) })
+    }
+}
+
+/// Streams the container's stdout and stderr into the result folder until it stops.
+async fn copy_logs(docker: Docker, id: String, dir: std::path::PathBuf) -> std::io::Result<()> {
+    let mut opts = tokio::fs::OpenOptions::new();
+    opts.append(true).create(true);
+    let mut out = opts.open(dir.join(STDOUT_FILE)).await?;
+    let mut err = opts.open(dir.join(STDERR_FILE)).await?;
+    let logs = LogsOptions { follow: true, stdout: true, stderr: true, ..Default::default() };
+    let mut stream = docker.logs(&id, Some(logs));
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(LogOutput::StdErr { message }) => err.write_all(&message).await?,
+            Ok(LogOutput::StdOut { message } | LogOutput::Console { message }) => out.write_all(&message).await?,
+            Ok(LogOutput::StdIn { .. }) => {}
+            Err(e) => return Err(std::io::Error::other(e.to_string())),
+        }
+        out.flush().await?;
+        err.flush().await?;
+    }
+    Ok(())
+}
+
+#[async_trait::async_trait]
+impl Executor for DockerExecutor {
+    fn engine_type(&self) -> &'static str {
+        ENGINE_DOCKER
+    }
+
+    fn validate(&self, request: &RunRequest) -> Result<(), ExecutorError> {
+        let spec = Self::spec(request)?;
+        self.container_body(request, &spec).map(|_| ())
+    }
+
+    async fn run(&self, request: RunRequest) -> Result<RunOutcome, ExecutorError> {
+        let spec = Self::spec(&request)?;
+        self.ensure_image(&spec.image).await?;
+        let body = self.container_body(&request, &spec)?;
+        let name = format!("bacalhau-{}", request.execution_id);
+        // A container of this name can only be a leftover of this execution's earlier attempt.
+        self.remove(&name).await;
+        let opts = CreateContainerOptions { name: Some(name.clone()), ..Default::default() };
+        let created =
+            self.docker.create_container(Some(opts), body).await.map_err(failed("cannot create the container"))?;
+        let result = self.run_container(&created.id, &request).await;
+        self.remove(&created.id).await;
+        result
+    }
+}
