@@ -6,32 +6,18 @@
 //! `BENCH_JOBS` sets the burst size (default 2000). Under `cargo test` (no `--bench` argument)
 //! it runs a small smoke version, so the benchmark's code stays exercised.
 
+mod common;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bacalhau_compute::{ComputeConfig, ComputeNode};
 use bacalhau_executor::{Executor, ResultFolder, RunRequest};
 use bacalhau_executor_wasm::WasmExecutor;
-use bacalhau_model::{
-    BuildVersionInfo, InputSource, Job, JobStateType, NodeId, Resources, ResourcesConfig, SpecConfig, Task,
-};
-use bacalhau_orchestrator::{Orchestrator, OrchestratorConfig, OrchestratorHandle};
-use bacalhau_protocol::connect_in_process;
-use bacalhau_storage::{InlineSource, InputProvider, NoopPublisher, Publisher};
+use bacalhau_model::{InputSource, Job, JobStateType, Resources, ResourcesConfig, SpecConfig, Task};
 use base64::Engine as _;
+use common::{is_bench, ms, percentile, run_job, start_node};
 use tokio_util::sync::CancellationToken;
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
-}
 
 fn job(module_url: &str) -> Job {
     Job {
@@ -82,32 +68,13 @@ async fn raw_runs(exec: &WasmExecutor, dir: &std::path::Path, module: &std::path
     out
 }
 
-async fn run_job(
-    h: &OrchestratorHandle,
-    events: &mut tokio::sync::broadcast::Receiver<bacalhau_orchestrator::JobEvent>,
-    j: Job,
-) -> Duration {
-    let start = Instant::now();
-    let id = h.submit(j).await.expect("submit").job_id;
-    loop {
-        match events.recv().await {
-            Ok(e) if e.job_id == id && e.state.is_terminal() => {
-                assert_eq!(e.state, JobStateType::Completed, "job {id}");
-                return start.elapsed();
-            }
-            Ok(_) => {}
-            Err(e) => panic!("event stream: {e}"),
-        }
-    }
-}
-
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     rt.block_on(bench());
 }
 
 async fn bench() {
-    let smoke = !std::env::args().any(|a| a == "--bench");
+    let smoke = !is_bench();
     let default_jobs = if smoke { 50 } else { 2000 };
     let n: usize = std::env::var("BENCH_JOBS").ok().and_then(|v| v.parse().ok()).unwrap_or(default_jobs);
     let (raw_runs_n, single_n) = if smoke { (20, 20) } else { (300, 200) };
@@ -125,28 +92,8 @@ async fn bench() {
 
     // The node.
     let cancel = CancellationToken::new();
-    let orch = Orchestrator::start(OrchestratorConfig::new(tmp.path().join("jobs.redb")), cancel.child_token())
-        .await
-        .expect("orchestrator");
-    let h = orch.handle();
-    let node_id = NodeId::from("n-bench");
-    let endpoint = connect_in_process(h.inbound(), node_id.clone()).await.expect("connect");
     let executors: Vec<Arc<dyn Executor>> = vec![Arc::new(WasmExecutor::new(None).expect("executor"))];
-    let inputs: Vec<Arc<dyn InputProvider>> = vec![Arc::new(InlineSource)];
-    let publishers: Vec<Arc<dyn Publisher>> = vec![Arc::new(NoopPublisher)];
-    let cfg = ComputeConfig {
-        node_id,
-        data_dir: tmp.path().join("compute"),
-        capacity: bacalhau_compute::detect_capacity(tmp.path(), 80),
-        labels: Default::default(),
-        heartbeat_interval: Duration::from_secs(5),
-        version: BuildVersionInfo::default(),
-    };
-    ComputeNode::start(cfg, executors, inputs, publishers, endpoint, cancel.child_token()).await.expect("compute");
-    // Wait for the node to register.
-    while h.nodes().await.expect("nodes").is_empty() {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let h = start_node(tmp.path(), executors, &cancel).await;
 
     let mut events = h.subscribe();
     for _ in 0..20 {

@@ -12,11 +12,13 @@ fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_bacalhau"))
 }
 
-/// A serve that offers docker; fails the test if the engine or the image is missing.
+/// A serve that offers docker; fails the test if the engine or an image is missing.
 fn serve(extra: &[&str]) -> Serve {
     let s = Serve::start(bin(), extra).expect("serve");
-    let out = Command::new("docker").args(["image", "inspect", "busybox:latest"]).output().expect("docker");
-    assert!(out.status.success(), "busybox:latest is missing: run scripts/test-images");
+    for image in ["busybox:latest", "ubuntu:latest"] {
+        let out = Command::new("docker").args(["image", "inspect", image]).output().expect("docker");
+        assert!(out.status.success(), "{image} is missing: run scripts/test-images");
+    }
     let nodes: Value = serde_json::from_str(&s.get("/api/v1/orchestrator/nodes").expect("nodes")).expect("json");
     let engines = nodes["Nodes"][0]["Info"]["ComputeNodeInfo"]["ExecutionEngines"].clone();
     assert!(
@@ -63,7 +65,28 @@ fn the_seed_commands_work_as_typed() {
     let list = s.ok(&["list", &format!("--id-filter={id}")]);
     assert!(list.contains(&id[..10]) && list.contains("docker") && list.contains("Completed"), "{list}");
     assert_eq!(s.ok(&["logs", &id]), "Hello World\n");
-    assert_eq!(containers_of(&node_id(&s)), "", "containers are removed");
+    wait_for("the container to be removed", DEADLINE, || containers_of(&node_id(&s)).is_empty().then_some(()))
+        .expect("containers are removed");
+}
+
+#[test]
+fn the_seed_ubuntu_command_and_python_example() {
+    let data = tempfile::tempdir().expect("tmp");
+    let code = std::fs::canonicalize(data.path()).expect("canon");
+    std::fs::write(code.join("count.py"), "for i in range(101):\n    print(i)\n").expect("script");
+    let s = serve(&["--allow-listed-local-paths", &code.display().to_string()]);
+    let out = s.ok(&["docker", "run", "ubuntu", "echo", "Hello", "World"]);
+    assert!(out.contains("Completed successfully"), "{out}");
+    let id = out.lines().find_map(|l| l.strip_prefix("Job successfully submitted. Job ID: ")).expect("id").to_owned();
+    assert_eq!(s.ok(&["logs", &id]), "Hello World\n");
+
+    // The seed's Python example, with the script mounted from the node (IPFS comes later).
+    let input = format!("file://{}:/code", code.display());
+    let id = submit(&s, &["-i", &input, "-p", "local", "ubuntu", "python3", "/code/count.py"]);
+    assert_eq!(s.wait_terminal(&id).expect("finish"), "Completed", "{}", message(&s, &id));
+    s.ok(&["job", "get", &id, "--output-dir", "py"]);
+    let expected: String = (0..=100).map(|i| format!("{i}\n")).collect();
+    assert_eq!(std::fs::read_to_string(s.work.join("py/stdout")).expect("stdout"), expected);
 }
 
 #[test]

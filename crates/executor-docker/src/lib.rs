@@ -274,7 +274,10 @@ impl Executor for DockerExecutor {
         let created =
             self.docker.create_container(Some(opts), body).await.map_err(failed("cannot create the container"))?;
         let result = self.run_container(&created.id, &request).await;
-        self.remove(&created.id).await;
+        // Removal is not on the job's path: the outcome is final once the container stopped
+        // and its output is saved. If the node dies first, start-up clean-up removes it.
+        let this = self.clone();
+        tokio::spawn(async move { this.remove(&created.id).await });
         result
     }
 }
