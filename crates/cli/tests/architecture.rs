@@ -13,7 +13,7 @@ fn deps(krate: &str) -> Vec<String> {
 #[test]
 fn layers_depend_only_downward() {
     let heavy = ["wasmtime", "wasmtime-wasi", "bollard", "axum", "reqwest", "bacalhau-executor-wasm", "bacalhau-api"];
-    for krate in ["model", "protocol", "executor", "storage", "compute", "orchestrator"] {
+    for krate in ["model", "protocol", "executor", "storage", "compute", "orchestrator", "ipfs"] {
         let d = deps(krate);
         for h in heavy {
             assert!(!d.contains(&h.to_owned()), "{krate} must not depend on {h}");

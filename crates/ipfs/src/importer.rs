@@ -1,0 +1,343 @@
+//! kubo's `ipfs add`: chunk, build the balanced DAG, encode, hand each block to a sink.
+
+use std::io::{self, Read};
+use std::path::Path;
+
+use crate::cid::{CODEC_DAG_PB, CODEC_RAW, Cid};
+use crate::dagpb::{Link, encode_node, unixfs_directory, unixfs_file, unixfs_symlink};
+
+/// kubo's default chunk size.
+const CHUNK_SIZE: usize = 256 * 1024;
+/// kubo's default maximum links per node.
+const MAX_LINKS: usize = 174;
+
+/// How to import.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ImportOptions {
+    /// 0 (kubo's default) or 1.
+    pub cid_version: u8,
+    /// Leaves as raw blocks (kubo's default with CIDv1).
+    pub raw_leaves: bool,
+    /// Include names starting with `.` (kubo's `--hidden`).
+    pub hidden: bool,
+}
+
+impl ImportOptions {
+    /// `ipfs add` defaults: CIDv0, dag-pb leaves.
+    pub fn v0() -> Self {
+        Self { cid_version: 0, raw_leaves: false, hidden: false }
+    }
+
+    /// `ipfs add --cid-version=1`: CIDv1 with raw leaves.
+    pub fn v1() -> Self {
+        Self { cid_version: 1, raw_leaves: true, hidden: false }
+    }
+}
+
+/// An encoded block and its CID.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Block {
+    /// Its CID.
+    pub cid: Cid,
+    /// Its bytes.
+    pub data: Vec<u8>,
+}
+
+/// The root of an imported file or folder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Imported {
+    /// The root CID.
+    pub cid: Cid,
+    /// Cumulative size of the DAG (what a parent link's Tsize says).
+    pub tsize: u64,
+    /// Bytes of file content below it.
+    pub filesize: u64,
+}
+
+/// Reads fixed-size chunks with one chunk of look-ahead, so the builder knows whether more
+/// data follows without holding more than two chunks.
+struct Chunker<R> {
+    reader: R,
+    next: Option<Vec<u8>>,
+    done: bool,
+}
+
+impl<R: Read> Chunker<R> {
+    fn new(reader: R) -> Self {
+        Self { reader, next: None, done: false }
+    }
+
+    fn fill(&mut self) -> io::Result<()> {
+        if self.next.is_some() || self.done {
+            return Ok(());
+        }
+        let mut buf = vec![0u8; CHUNK_SIZE];
+        let mut n = 0;
+        while n < CHUNK_SIZE {
+            match self.reader.read(&mut buf[n..]) {
+                Ok(0) => break,
+                Ok(k) => n += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if n == 0 {
+            self.done = true;
+        } else {
+            buf.truncate(n);
+            self.next = Some(buf);
+        }
+        Ok(())
+    }
+
+    fn has_more(&mut self) -> io::Result<bool> {
+        self.fill()?;
+        Ok(self.next.is_some())
+    }
+
+    fn take(&mut self) -> io::Result<Option<Vec<u8>>> {
+        self.fill()?;
+        Ok(self.next.take())
+    }
+}
+
+/// Imports content, handing every block to `sink` as it is made.
+pub struct Importer<F: FnMut(Block) -> io::Result<()>> {
+    options: ImportOptions,
+    sink: F,
+}
+
+impl<F: FnMut(Block) -> io::Result<()>> std::fmt::Debug for Importer<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Importer").field("options", &self.options).finish_non_exhaustive()
+    }
+}
+
+impl<F: FnMut(Block) -> io::Result<()>> Importer<F> {
+    /// An importer with these options and block sink.
+    pub fn new(options: ImportOptions, sink: F) -> Self {
+        Self { options, sink }
+    }
+
+    fn emit(&mut self, codec: u64, data: Vec<u8>) -> io::Result<Cid> {
+        let cid = Cid::of(self.options.cid_version, codec, &data);
+        (self.sink)(Block { cid, data })?;
+        Ok(cid)
+    }
+
+    fn leaf(&mut self, chunk: &[u8]) -> io::Result<Imported> {
+        let filesize = chunk.len() as u64;
+        if self.options.raw_leaves {
+            let cid = self.emit(CODEC_RAW, chunk.to_vec())?;
+            return Ok(Imported { cid, tsize: filesize, filesize });
+        }
+        let block = encode_node(&[], Some(&unixfs_file(chunk, filesize, &[])));
+        let tsize = block.len() as u64;
+        let cid = self.emit(CODEC_DAG_PB, block)?;
+        Ok(Imported { cid, tsize, filesize })
+    }
+
+    fn commit(&mut self, children: &[Imported]) -> io::Result<Imported> {
+        let links: Vec<Link> =
+            children.iter().map(|c| Link { hash: c.cid.to_bytes(), name: String::new(), tsize: c.tsize }).collect();
+        let sizes: Vec<u64> = children.iter().map(|c| c.filesize).collect();
+        let filesize = sizes.iter().sum();
+        let block = encode_node(&links, Some(&unixfs_file(&[], filesize, &sizes)));
+        let tsize = block.len() as u64 + children.iter().map(|c| c.tsize).sum::<u64>();
+        let cid = self.emit(CODEC_DAG_PB, block)?;
+        Ok(Imported { cid, tsize, filesize })
+    }
+
+    /// Fills a node of the given depth (1 = parent of leaves) with as many children as fit.
+    fn fill<R: Read>(
+        &mut self,
+        chunks: &mut Chunker<R>,
+        mut children: Vec<Imported>,
+        depth: u32,
+    ) -> io::Result<Imported> {
+        while children.len() < MAX_LINKS && chunks.has_more()? {
+            let child = if depth == 1 {
+                let chunk = chunks.take()?.unwrap_or_default();
+                self.leaf(&chunk)?
+            } else {
+                self.fill(chunks, Vec::new(), depth - 1)?
+            };
+            children.push(child);
+        }
+        self.commit(&children)
+    }
+
+    /// Imports one file's content.
+    pub fn file(&mut self, reader: impl Read) -> io::Result<Imported> {
+        let mut chunks = Chunker::new(reader);
+        let first = chunks.take()?.unwrap_or_default();
+        let mut root = self.leaf(&first)?;
+        let mut depth = 1;
+        while chunks.has_more()? {
+            root = self.fill(&mut chunks, vec![root], depth)?;
+            depth += 1;
+        }
+        Ok(root)
+    }
+
+    /// Imports a file, folder (recursively) or symlink at `path`, as `ipfs add -r` does.
+    pub fn path(&mut self, path: &Path) -> io::Result<Imported> {
+        let meta = std::fs::symlink_metadata(path)?;
+        if meta.file_type().is_symlink() {
+            let target = std::fs::read_link(path)?;
+            let block = encode_node(&[], Some(&unixfs_symlink(target.as_os_str().as_encoded_bytes())));
+            let tsize = block.len() as u64;
+            let cid = self.emit(CODEC_DAG_PB, block)?;
+            return Ok(Imported { cid, tsize, filesize: 0 });
+        }
+        if meta.is_file() {
+            return self.file(std::fs::File::open(path)?);
+        }
+        let mut entries = Vec::new();
+        for entry in std::fs::read_dir(path)? {
+            let entry = entry?;
+            let name = entry.file_name().into_string().map_err(|n| {
+                io::Error::new(io::ErrorKind::InvalidData, format!("{}: the name {n:?} is not UTF-8", path.display()))
+            })?;
+            if !self.options.hidden && name.starts_with('.') {
+                continue;
+            }
+            entries.push((name, entry.path()));
+        }
+        // kubo sorts links by the bytes of their names.
+        entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+        let mut links = Vec::with_capacity(entries.len());
+        let mut total = 0;
+        let mut filesize = 0;
+        for (name, p) in entries {
+            let child = self.path(&p)?;
+            total += child.tsize;
+            filesize += child.filesize;
+            links.push(Link { hash: child.cid.to_bytes(), name, tsize: child.tsize });
+        }
+        let block = encode_node(&links, Some(&unixfs_directory()));
+        let tsize = block.len() as u64 + total;
+        let cid = self.emit(CODEC_DAG_PB, block)?;
+        Ok(Imported { cid, tsize, filesize })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cid_of_bytes(data: &[u8], options: ImportOptions) -> String {
+        let mut imp = Importer::new(options, |_| Ok(()));
+        imp.file(data).expect("import").cid.to_string()
+    }
+
+    fn pattern(n: usize) -> Vec<u8> {
+        (0..n).map(|i| (i % 256) as u8).collect()
+    }
+
+    /// Vectors from shared/reference/ipfs.md §1.9 (kubo 0.22 for v0; reference importers for v1).
+    #[test]
+    fn files_match_kubo() {
+        let k = 256 * 1024;
+        let cases: [(Vec<u8>, &str, &str); 8] = [
+            (
+                vec![],
+                "QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH",
+                "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku",
+            ),
+            (
+                b"hello world\n".to_vec(),
+                "QmT78zSuBmuS4z925WZfrqQ1qHaJ56DQaTfyMUF7F8ff5o",
+                "bafkreifjjcie6lypi6ny7amxnfftagclbuxndqonfipmb64f2km2devei4",
+            ),
+            (
+                b"hello world".to_vec(),
+                "Qmf412jQZiuVUtdgnB36FXFX7xg5V6KEbSJ4dpQuhkLyfD",
+                "bafkreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e",
+            ),
+            (
+                pattern(1),
+                "QmS9JArPwa55ePgDnyg6TzX24mYTS1b1vLqWNebyVotKxQ",
+                "bafkreidogqfzz75tpkmjzjke425xqcrmpcib2p5tg44hnbirumdbpl5adu",
+            ),
+            (
+                pattern(k - 1),
+                "QmUKUVJYQZHH3bVPKxnTUX8T5JJeejDVfqxuKJSr2bV3ey",
+                "bafkreibc7q5r37m3unuq5urr2wrquow77mloszqwjclfgqax5f3indtzai",
+            ),
+            (
+                pattern(k),
+                "QmST7dgog87n3RYz743DBMy6Z38VVF1432NLrwvqA4NJsE",
+                "bafkreibdci4uxwmvixm54ey4etx3paphmwwbv3beh4xnsndvs6tzhjav5e",
+            ),
+            (
+                pattern(k + 1),
+                "QmRZxDLdjSMPrpDsSJ4vucbwMSa6RogubGfDrt5g6w996b",
+                "bafybeibp4affrl5svfd2wwp3l2srpu76awzmvyc37zmrtap5iqydfxffuy",
+            ),
+            (
+                pattern(4 * k),
+                "QmNVwWg6N5yixbSukgRFyXez5HdRY52RhEbg823ejW3cHn",
+                "bafybeiclphklsx6bfzfb5aezogjldbkeicyyvma6wrfnielfg7haplwahy",
+            ),
+        ];
+        for (data, v0, v1) in cases {
+            assert_eq!(cid_of_bytes(&data, ImportOptions::v0()), v0, "v0 of {} bytes", data.len());
+            assert_eq!(cid_of_bytes(&data, ImportOptions::v1()), v1, "v1 of {} bytes", data.len());
+        }
+    }
+
+    #[test]
+    fn a_two_level_tree_matches_kubo() {
+        let data = pattern(174 * 256 * 1024 + 1);
+        assert_eq!(cid_of_bytes(&data, ImportOptions::v0()), "QmZXcrPgxjJduiNd6Rx4oUXLiqBmpgKxLGSZpyPXuegcib");
+        assert_eq!(
+            cid_of_bytes(&data, ImportOptions::v1()),
+            "bafybeifesat4tfkoyjquv3u4ptxx43lfa3xewmq4wlbn6gmosvp7ov6nfy"
+        );
+    }
+
+    #[test]
+    fn folders_match_kubo() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let two = tmp.path().join("twofiles");
+        std::fs::create_dir_all(&two).expect("mkdir");
+        std::fs::write(two.join("a.txt"), "alpha\n").expect("write");
+        std::fs::write(two.join("b.txt"), "beta\n").expect("write");
+        let tree = tmp.path().join("tree");
+        std::fs::create_dir_all(tree.join("b")).expect("mkdir");
+        std::fs::create_dir_all(tree.join("empty")).expect("mkdir");
+        std::fs::write(tree.join("a.txt"), "alpha\n").expect("write");
+        std::fs::write(tree.join("b/c.txt"), "gamma\n").expect("write");
+        std::fs::write(tree.join("empty.bin"), "").expect("write");
+        std::fs::write(tree.join("ünïcödé-名前.txt"), "unicode\n").expect("write");
+        std::os::unix::fs::symlink("a.txt", tree.join("link")).expect("symlink");
+        let empty = tmp.path().join("emptydir");
+        std::fs::create_dir_all(&empty).expect("mkdir");
+        let cid = |p: &Path, o: ImportOptions| Importer::new(o, |_| Ok(())).path(p).expect("import").cid.to_string();
+        assert_eq!(cid(&two, ImportOptions::v0()), "QmcRxtLdAF6i26r7UsSpo9VBvbZw78RgH92eLS39tgFKjp");
+        assert_eq!(cid(&two, ImportOptions::v1()), "bafybeifoos2adidtglsomha5477xn3ychdnkth6qneqfarpaspmlymjcie");
+        assert_eq!(cid(&tree, ImportOptions::v0()), "QmNxz3kfJckYisCyPAqgSqynCy6di9pwjD6oHjnezsCFwy");
+        assert_eq!(cid(&tree, ImportOptions::v1()), "bafybeifw7zqcyp6tmtlgr44cfbj5ppucsxnlu33bgitb26uqqjc6jmkhsi");
+        assert_eq!(cid(&empty, ImportOptions::v0()), "QmUNLLsPACCz1vLxQVkXqqLX5R1X345qqfHbsf67hvA3Nn");
+        assert_eq!(cid(&empty, ImportOptions::v1()), "bafybeiczsscdsbs7ffqz55asqdf3smv6klcw3gofszvwlyarci47bgf354");
+    }
+
+    #[test]
+    fn every_block_reaches_the_sink_and_hashes_to_its_cid() {
+        let mut blocks = Vec::new();
+        let root = Importer::new(ImportOptions::v0(), |b| {
+            blocks.push(b);
+            Ok(())
+        })
+        .file(&pattern(4 * 256 * 1024)[..])
+        .expect("import");
+        // Four identical leaves and the root.
+        assert_eq!(blocks.len(), 5);
+        assert_eq!(blocks.last().map(|b| b.cid), Some(root.cid));
+        for b in &blocks {
+            assert_eq!(Cid::of(b.cid.version(), b.cid.codec(), &b.data), b.cid);
+        }
+        assert_eq!(root.filesize, 4 * 256 * 1024);
+    }
+}

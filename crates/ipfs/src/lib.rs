@@ -1,0 +1,17 @@
+//! IPFS content addressing, byte-compatible with kubo.
+//!
+//! - [`Cid`]: CIDv0 (base58btc `Qm…`) and CIDv1 (base32 `bafy…`/`bafk…`) over SHA-256.
+//! - [`dagpb`]: dag-pb and UnixFS encoding written by hand, because kubo writes a node's Links
+//!   before its Data and a tag-ordered protobuf encoder would not.
+//! - [`Importer`]: kubo's `ipfs add` for files, folders and symlinks: 256 KiB chunks, a
+//!   balanced DAG of at most 174 links per node, CIDv0 with dag-pb leaves by default, CIDv1 with
+//!   raw leaves on request. Streaming: memory does not grow with file size.
+//!
+//! Not here yet: HAMT-sharded folders, the exporter, the block store, CAR and the gateway.
+
+mod cid;
+pub mod dagpb;
+mod importer;
+
+pub use cid::{CODEC_DAG_PB, CODEC_RAW, Cid};
+pub use importer::{Block, ImportOptions, Imported, Importer};
