@@ -49,6 +49,86 @@ impl Cid {
     }
 }
 
+/// Why a CID could not be read.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{input:?} is not a CID this node can use: {reason}")]
+pub struct CidError {
+    input: String,
+    reason: &'static str,
+}
+
+fn read_varint(bytes: &[u8]) -> Option<(u64, usize)> {
+    let mut v = 0u64;
+    for (i, b) in bytes.iter().enumerate().take(10) {
+        v |= u64::from(b & 0x7f) << (7 * i);
+        if b & 0x80 == 0 {
+            return Some((v, i + 1));
+        }
+    }
+    None
+}
+
+impl Cid {
+    /// Parses the binary form at the start of `bytes`; returns the CID and its length.
+    pub fn read_bytes(bytes: &[u8]) -> Option<(Cid, usize)> {
+        if bytes.len() >= 34 && bytes[0] == SHA2_256 && bytes[1] == 32 {
+            let digest = bytes[2..34].try_into().ok()?;
+            return Some((Cid { version: 0, codec: CODEC_DAG_PB, digest }, 34));
+        }
+        let (version, a) = read_varint(bytes)?;
+        let (codec, b) = read_varint(bytes.get(a..)?)?;
+        let rest = bytes.get(a + b..)?;
+        if version != 1 || rest.len() < 34 || rest[0] != SHA2_256 || rest[1] != 32 {
+            return None;
+        }
+        let digest = rest[2..34].try_into().ok()?;
+        Some((Cid { version: 1, codec, digest }, a + b + 34))
+    }
+
+    /// Parses a CID string: `Qm…` (CIDv0) or multibase base32 `b…` (CIDv1), SHA-256 only.
+    pub fn parse(s: &str) -> Result<Cid, CidError> {
+        let err = |reason| CidError { input: s.to_owned(), reason };
+        let t = s.trim();
+        let bytes = if t.starts_with("Qm") {
+            bs58::decode(t).into_vec().map_err(|_| err("it is not valid base58"))?
+        } else if let Some(b32) = t.strip_prefix('b') {
+            base32_decode(b32).ok_or_else(|| err("it is not valid base32"))?
+        } else {
+            return Err(err("expected a CIDv0 (Qm...) or a base32 CIDv1 (b...)"));
+        };
+        match Cid::read_bytes(&bytes) {
+            Some((cid, n)) if n == bytes.len() && (cid.codec == CODEC_DAG_PB || cid.codec == CODEC_RAW) => Ok(cid),
+            Some(_) => Err(err("only dag-pb and raw CIDs with SHA-256 are supported")),
+            None => Err(err("it does not hold a SHA-256 multihash")),
+        }
+    }
+
+    /// Whether `block` hashes to this CID.
+    pub fn verifies(&self, block: &[u8]) -> bool {
+        let d: [u8; 32] = Sha256::digest(block).into();
+        d == self.digest
+    }
+}
+
+fn base32_decode(s: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(s.len() * 5 / 8);
+    let (mut buffer, mut bits) = (0u32, 0u32);
+    for c in s.bytes() {
+        let v = match c {
+            b'a'..=b'z' => c - b'a',
+            b'2'..=b'7' => c - b'2' + 26,
+            _ => return None,
+        };
+        buffer = (buffer << 5) | u32::from(v);
+        bits += 5;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((buffer >> bits) as u8);
+        }
+    }
+    Some(out)
+}
+
 /// RFC 4648 base32, lower case, no padding (multibase `b`).
 fn base32_lower(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
@@ -81,6 +161,20 @@ impl fmt::Display for Cid {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parses_what_it_prints() {
+        for s in [
+            "QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH",
+            "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku",
+            "bafybeiczsscdsbs7ffqz55asqdf3smv6klcw3gofszvwlyarci47bgf354",
+        ] {
+            assert_eq!(Cid::parse(s).expect("parse").to_string(), s);
+        }
+        assert!(Cid::parse("hello").is_err());
+        assert!(Cid::parse("Qm0000").is_err());
+        assert!(Cid::parse("bafy!!").is_err());
+    }
 
     #[test]
     fn prints_kubo_forms() {

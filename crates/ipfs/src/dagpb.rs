@@ -72,9 +72,164 @@ pub fn unixfs_symlink(target: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Why a block could not be decoded.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("malformed dag-pb/UnixFS block: {0}")]
+pub struct DecodeError(&'static str);
+
+/// A decoded dag-pb node.
+#[derive(Clone, Debug, PartialEq, Eq, Default)]
+pub struct Node {
+    /// Its links, in order.
+    pub links: Vec<(crate::Cid, String, u64)>,
+    /// Its data.
+    pub data: Vec<u8>,
+}
+
+/// The UnixFS node kinds this node can export.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UnixfsType {
+    /// Raw data.
+    Raw,
+    /// A folder.
+    Directory,
+    /// A file (or a chunk of one).
+    File,
+    /// A symbolic link.
+    Symlink,
+    /// A HAMT-sharded folder.
+    HamtShard,
+    /// Something else.
+    Other(u64),
+}
+
+/// Decoded UnixFS data.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unixfs {
+    /// What it is.
+    pub kind: UnixfsType,
+    /// Inline data (file bytes, symlink target).
+    pub data: Vec<u8>,
+}
+
+struct Reader<'a> {
+    b: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn varint(&mut self) -> Result<u64, DecodeError> {
+        let mut v = 0u64;
+        for i in 0..10 {
+            let (&byte, rest) = self.b.split_first().ok_or(DecodeError("truncated varint"))?;
+            self.b = rest;
+            v |= u64::from(byte & 0x7f) << (7 * i);
+            if byte & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(DecodeError("varint too long"))
+    }
+
+    fn bytes(&mut self) -> Result<&'a [u8], DecodeError> {
+        let n = usize::try_from(self.varint()?).map_err(|_| DecodeError("length too large"))?;
+        if n > self.b.len() {
+            return Err(DecodeError("length past the end of the block"));
+        }
+        let (head, rest) = self.b.split_at(n);
+        self.b = rest;
+        Ok(head)
+    }
+
+    fn skip(&mut self, wire: u64) -> Result<(), DecodeError> {
+        match wire {
+            0 => self.varint().map(|_| ()),
+            2 => self.bytes().map(|_| ()),
+            _ => Err(DecodeError("unsupported wire type")),
+        }
+    }
+}
+
+/// Decodes a dag-pb block. Never panics on malformed input.
+pub fn decode_node(block: &[u8]) -> Result<Node, DecodeError> {
+    let mut r = Reader { b: block };
+    let mut node = Node::default();
+    while !r.b.is_empty() {
+        let key = r.varint()?;
+        match key {
+            0x12 => {
+                let mut l = Reader { b: r.bytes()? };
+                let (mut hash, mut name, mut tsize) = (None, String::new(), 0);
+                while !l.b.is_empty() {
+                    match l.varint()? {
+                        0x0a => hash = Some(l.bytes()?),
+                        0x12 => {
+                            name = String::from_utf8(l.bytes()?.to_vec())
+                                .map_err(|_| DecodeError("link name is not UTF-8"))?
+                        }
+                        0x18 => tsize = l.varint()?,
+                        k => l.skip(k & 7)?,
+                    }
+                }
+                let hash = hash.ok_or(DecodeError("link without a hash"))?;
+                let (cid, n) = crate::Cid::read_bytes(hash).ok_or(DecodeError("link hash is not a CID"))?;
+                if n != hash.len() {
+                    return Err(DecodeError("link hash has trailing bytes"));
+                }
+                node.links.push((cid, name, tsize));
+            }
+            0x0a => node.data = r.bytes()?.to_vec(),
+            k => r.skip(k & 7)?,
+        }
+    }
+    Ok(node)
+}
+
+/// Decodes UnixFS data (the Data of a dag-pb node).
+pub fn decode_unixfs(data: &[u8]) -> Result<Unixfs, DecodeError> {
+    let mut r = Reader { b: data };
+    let mut kind = None;
+    let mut inline = Vec::new();
+    while !r.b.is_empty() {
+        match r.varint()? {
+            0x08 => {
+                kind = Some(match r.varint()? {
+                    0 => UnixfsType::Raw,
+                    1 => UnixfsType::Directory,
+                    2 => UnixfsType::File,
+                    4 => UnixfsType::Symlink,
+                    5 => UnixfsType::HamtShard,
+                    other => UnixfsType::Other(other),
+                })
+            }
+            0x12 => inline = r.bytes()?.to_vec(),
+            k => r.skip(k & 7)?,
+        }
+    }
+    Ok(Unixfs { kind: kind.ok_or(DecodeError("UnixFS data without a Type"))?, data: inline })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decodes_what_it_encodes_and_rejects_garbage() {
+        let leaf = encode_node(&[], Some(&unixfs_file(b"hi", 2, &[])));
+        let cid = crate::Cid::of(0, crate::CODEC_DAG_PB, &leaf);
+        let dir = encode_node(&[Link { hash: cid.to_bytes(), name: "a".into(), tsize: 9 }], Some(&unixfs_directory()));
+        let n = decode_node(&dir).expect("decode");
+        assert_eq!(n.links, vec![(cid, "a".to_owned(), 9)]);
+        assert_eq!(decode_unixfs(&n.data).expect("unixfs").kind, UnixfsType::Directory);
+        let l = decode_node(&leaf).expect("leaf");
+        assert_eq!(decode_unixfs(&l.data).expect("unixfs").data, b"hi");
+        for bad in [
+            &[0x12u8, 0x05, 0x0a][..],
+            &[0x0a, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff][..],
+            &[0x12, 0x02, 0x0a, 0x01][..],
+        ] {
+            assert!(decode_node(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn hello_world_leaf_matches_kubo() {

@@ -7,11 +7,18 @@
 //!   balanced DAG of at most 174 links per node, CIDv0 with dag-pb leaves by default, CIDv1 with
 //!   raw leaves on request. Streaming: memory does not grow with file size.
 //!
-//! Not here yet: HAMT-sharded folders, the exporter, the block store, CAR and the gateway.
+//! - [`BlockStore`]: blocks on disk, crash-safe (write then rename), verified on read.
+//! - [`export`] and [`cat`]: CID → file or folder, verifying every block.
+//!
+//! Not here yet: HAMT-sharded folders, pins and garbage collection, CAR, the gateway, bitswap.
 
+mod blockstore;
 mod cid;
 pub mod dagpb;
+mod exporter;
 mod importer;
 
-pub use cid::{CODEC_DAG_PB, CODEC_RAW, Cid};
+pub use blockstore::BlockStore;
+pub use cid::{CODEC_DAG_PB, CODEC_RAW, Cid, CidError};
+pub use exporter::{BlockSource, cat, export};
 pub use importer::{Block, ImportOptions, Imported, Importer};
