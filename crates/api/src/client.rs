@@ -231,6 +231,28 @@ impl Client {
         Ok(())
     }
 
+    /// A raw block from the node's IPFS store (`None` when it does not have it).
+    pub async fn raw_block(&self, cid: &str) -> Result<Option<Vec<u8>>, ClientError> {
+        let url = format!("{}/ipfs/{cid}?format=raw", self.base);
+        let resp = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| ClientError::Unreachable { url: self.base.clone(), cause: cause(&e) })?;
+        if resp.status().as_u16() == 404 {
+            return Ok(None);
+        }
+        if !resp.status().is_success() {
+            return Err(ClientError::Api {
+                status: resp.status().as_u16(),
+                message: format!("fetching block {cid} failed: {}", resp.status()),
+                hint: String::new(),
+            });
+        }
+        Ok(Some(resp.bytes().await.map_err(|e| ClientError::Protocol { url, cause: cause(&e) })?.to_vec()))
+    }
+
     /// Downloads a URL's body (results published by the local publisher).
     pub async fn download(&self, url: &str, timeout: Duration) -> Result<Vec<u8>, ClientError> {
         let resp = self

@@ -33,6 +33,7 @@ pub(crate) const ROUTES: &[(&str, &str, &str)] = &[
     ("get", "/api/v1/orchestrator/nodes/{id}", "Get a node by ID prefix"),
     ("get", "/api/v1/local-results/{file}", "Download a result archive kept by the local publisher"),
     ("get", "/api/v1/openapi.json", "This document"),
+    ("get", "/ipfs/{cid}", "A block (?format=raw) or a file's content from the node's IPFS store"),
 ];
 
 pub(crate) fn document() -> Value {
@@ -40,6 +41,8 @@ pub(crate) fn document() -> Value {
     for (method, path, summary) in ROUTES {
         let params: Vec<Value> = if path.contains("{id}") {
             vec![json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string"}})]
+        } else if path.contains("{cid}") {
+            vec![json!({"name": "cid", "in": "path", "required": true, "schema": {"type": "string"}})]
         } else if path.contains("{file}") {
             vec![json!({"name": "file", "in": "path", "required": true, "schema": {"type": "string"}})]
         } else {

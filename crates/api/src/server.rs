@@ -42,6 +42,8 @@ pub struct ApiState {
     pub node_info: NodeInfo,
     /// Where the local publisher keeps result archives.
     pub local_results_dir: Option<PathBuf>,
+    /// The node's IPFS block store, served at `/ipfs/{cid}`.
+    pub ipfs: Option<Arc<bacalhau_ipfs::BlockStore>>,
 }
 
 /// An error with a status, a message and a hint, answered as Bacalhau's JSON error body.
@@ -112,6 +114,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/orchestrator/nodes/{id}", get(get_node))
         .route("/api/v1/local-results/{file}", get(local_result))
         .route("/api/v1/openapi.json", get(openapi))
+        .route("/ipfs/{cid}", get(ipfs_get))
         .fallback(fallback)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(Arc::new(state))
@@ -426,6 +429,53 @@ async fn local_result(State(s): St, Path(file): Path<String>) -> ApiResult<Respo
         ApiError::not_found(format!("no local result {file} on this node"), "the result may have been removed")
     })?;
     Ok(([(header::CONTENT_TYPE, "application/gzip")], bytes).into_response())
+}
+
+/// `GET /ipfs/{cid}`: the raw block with `?format=raw` (or `Accept: application/vnd.ipld.raw`),
+/// otherwise a file's content.
+async fn ipfs_get(
+    State(s): St,
+    Path(cid): Path<String>,
+    Query(p): Params,
+    headers: axum::http::HeaderMap,
+) -> ApiResult<Response> {
+    let parsed = bacalhau_ipfs::Cid::parse(&cid)
+        .map_err(|e| ApiError::bad_request(e.to_string(), "give a CIDv0 (Qm...) or CIDv1 (b...)"))?;
+    let store = s.ipfs.clone().ok_or_else(|| ApiError::not_found("this node has no IPFS store", ""))?;
+    let raw = p.get("format").is_some_and(|f| f == "raw")
+        || headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| a.contains("application/vnd.ipld.raw"));
+    let result = tokio::task::spawn_blocking(move || -> std::io::Result<Option<Vec<u8>>> {
+        if raw {
+            store.get(&parsed)
+        } else if store.has(&parsed) {
+            let mut out = Vec::new();
+            bacalhau_ipfs::cat(store.as_ref(), &parsed, &mut out)?;
+            Ok(Some(out))
+        } else {
+            Ok(None)
+        }
+    })
+    .await
+    .map_err(|e| ApiError {
+        status: StatusCode::INTERNAL_SERVER_ERROR,
+        code: "InternalError",
+        message: e.to_string(),
+        hint: String::new(),
+    })?;
+    match result {
+        Ok(Some(bytes)) => {
+            let ct = if raw { "application/vnd.ipld.raw" } else { "application/octet-stream" };
+            Ok(([(header::CONTENT_TYPE, ct)], bytes).into_response())
+        }
+        Ok(None) => Err(ApiError::not_found(
+            format!("{cid} is not in this node's IPFS store"),
+            "add it with `bacalhau ipfs add`",
+        )),
+        Err(e) => Err(ApiError::bad_request(e.to_string(), "ask for ?format=raw to get the block itself")),
+    }
 }
 
 /// Serves the API on `listener` until `shutdown` completes.

@@ -39,6 +39,9 @@ pub enum Command {
     /// Inspect the network's nodes.
     #[command(subcommand)]
     Node(NodeCommand),
+    /// Put data into and take it out of the node's embedded IPFS store.
+    #[command(subcommand)]
+    Ipfs(IpfsCommand),
     /// Ask the node serving the API about itself.
     #[command(subcommand)]
     Agent(AgentCommand),
@@ -390,6 +393,49 @@ pub enum NodeCommand {
     List(OutputArgs),
     /// Describe a node.
     Describe(DescribeArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IpfsCommand {
+    /// Add a file or folder to the local node's store (the data dir), printing its CID.
+    Add(IpfsAddArgs),
+    /// Write a CID's file or folder to disk.
+    Get(IpfsGetArgs),
+    /// Print a CID's file content.
+    Cat(IpfsCatArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct IpfsAddArgs {
+    /// The file or folder.
+    pub path: PathBuf,
+    /// Add a folder recursively.
+    #[arg(short, long)]
+    pub recursive: bool,
+    /// CID version: 0 (kubo's default) or 1 (raw leaves).
+    #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=1))]
+    pub cid_version: u8,
+    /// Print only the root CID.
+    #[arg(short = 'Q', long)]
+    pub quieter: bool,
+    /// Include files whose names start with a dot.
+    #[arg(short = 'H', long)]
+    pub hidden: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct IpfsGetArgs {
+    /// The CID.
+    pub cid: String,
+    /// Where to write (default: the CID).
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct IpfsCatArgs {
+    /// The CID.
+    pub cid: String,
 }
 
 #[derive(Debug, Subcommand)]

@@ -33,6 +33,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             return wait::submit_and_wait(&client, &job, &args.runtime).await;
         }
         Command::Job(cmd) => return job_command(&client, cmd).await,
+        Command::Ipfs(cmd) => crate::ipfs::run(&client, &serve::data_dir(cli.data_dir)?, cmd).await?,
         Command::Node(NodeCommand::List(out)) => node_list(&client, &out).await?,
         Command::Node(NodeCommand::Describe(args)) => {
             let node = client.node(&args.id).await?;

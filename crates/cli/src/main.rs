@@ -5,6 +5,7 @@
 
 mod args;
 mod commands;
+mod ipfs;
 mod jobspec;
 mod output;
 mod results;

@@ -27,6 +27,14 @@ pub async fn get(client: &Client, args: &GetArgs) -> Result<PathBuf> {
     let raw = out.join("raw");
     let timeout = Duration::from_secs(args.download_timeout_secs);
     for (i, r) in results.iter().enumerate() {
+        if r.is_type("ipfs") {
+            let cid = bacalhau_ipfs::Cid::parse(r.param_str("CID").unwrap_or_default())?;
+            let store = bacalhau_ipfs::BlockStore::open(&raw.join(".blocks"))?;
+            crate::ipfs::fetch_dag(client, &store, &cid).await?;
+            bacalhau_ipfs::export(&store, &cid, &raw.join(i.to_string()))
+                .with_context(|| format!("writing result {cid}"))?;
+            continue;
+        }
         if !r.is_type("urlDownload") {
             bail!(
                 "result {i} is of type {}, which this client cannot download yet: {}",
@@ -44,6 +52,7 @@ pub async fn get(client: &Client, args: &GetArgs) -> Result<PathBuf> {
         tokio::task::spawn_blocking(move || unpack_tar_gz(&a, &d)).await??;
         std::fs::remove_file(&archive)?;
     }
+    let _ = std::fs::remove_dir_all(raw.join(".blocks"));
     if !args.raw {
         for i in 0..results.len() {
             merge(&raw.join(i.to_string()), &out, results.len() > 1)?;

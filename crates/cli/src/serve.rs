@@ -12,11 +12,13 @@ use bacalhau_compute::{ComputeConfig, ComputeNode, detect_capacity};
 use bacalhau_executor::Executor;
 use bacalhau_executor_docker::DockerExecutor;
 use bacalhau_executor_wasm::WasmExecutor;
+use bacalhau_ipfs::BlockStore;
 use bacalhau_model::{BuildVersionInfo, NodeId, NodeInfo, NodeType, SubmissionDefaults};
 use bacalhau_orchestrator::{Orchestrator, OrchestratorConfig};
 use bacalhau_protocol::connect_in_process;
 use bacalhau_storage::{
-    AllowedPath, InlineSource, InputProvider, LocalPublisher, LocalSource, NoopPublisher, Publisher,
+    AllowedPath, InlineSource, InputProvider, IpfsPublisher, IpfsSource, LocalPublisher, LocalSource, NoopPublisher,
+    Publisher,
 };
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -128,12 +130,15 @@ pub async fn serve(host: &str, port: u16, data_dir_flag: Option<PathBuf>, args: 
         Err(_) => info!("docker engine did not answer within {DOCKER_PROBE:?}; not offering docker jobs"),
     }
     let executors_names: Vec<String> = executors.iter().map(|e| e.engine_type().to_owned()).collect();
-    let inputs: Vec<Arc<dyn InputProvider>> = vec![Arc::new(InlineSource), Arc::new(LocalSource::new(allowed))];
+    let ipfs = Arc::new(BlockStore::open(&dir.join("ipfs"))?);
+    let inputs: Vec<Arc<dyn InputProvider>> =
+        vec![Arc::new(InlineSource), Arc::new(LocalSource::new(allowed)), Arc::new(IpfsSource::new(ipfs.clone()))];
     let results_dir = compute_dir.join("results");
     let advertised = if host == "0.0.0.0" { "127.0.0.1".to_owned() } else { host.to_owned() };
     let local =
         LocalPublisher::new(results_dir.clone(), format!("http://{advertised}:{}/api/v1/local-results", bound.port()));
-    let publishers: Vec<Arc<dyn Publisher>> = vec![Arc::new(NoopPublisher), Arc::new(local)];
+    let publishers: Vec<Arc<dyn Publisher>> =
+        vec![Arc::new(NoopPublisher), Arc::new(local), Arc::new(IpfsPublisher::new(ipfs.clone()))];
     let endpoint = connect_in_process(handle.inbound(), node_id.clone())
         .await
         .map_err(|e| anyhow::anyhow!("cannot connect the compute node: {e}"))?;
@@ -153,6 +158,7 @@ pub async fn serve(host: &str, port: u16, data_dir_flag: Option<PathBuf>, args: 
         version: version_info(),
         node_info: NodeInfo { node_id: node_id.clone(), node_type: NodeType::Requester, ..Default::default() },
         local_results_dir: Some(results_dir),
+        ipfs: Some(ipfs),
     };
     println!(
         "bacalhau serve: node {node_id} (orchestrator + compute; engines: {}), API on http://{bound}, data in {}",

@@ -89,6 +89,50 @@ fn the_seed_ubuntu_command_and_python_example() {
     assert_eq!(std::fs::read_to_string(s.work.join("py/stdout")).expect("stdout"), expected);
 }
 
+fn ipfs_add(s: &Serve, path: &Path) -> String {
+    let dir = s.dir.display().to_string();
+    let out = s.cli_env(&["ipfs", "add", "-r", "-Q", &path.display().to_string()], &[("BACALHAU_DIR", &dir)]);
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[test]
+fn the_seed_ipfs_command_and_python_example_through_ipfs() {
+    let s = serve(&[]);
+    let data = tempfile::tempdir().expect("tmp");
+    std::fs::write(data.path().join("x.txt"), "hello from ipfs\n").expect("write");
+    std::fs::write(data.path().join("count.py"), "for i in range(101):\n    print(i)\n").expect("write");
+    let cid = ipfs_add(&s, data.path());
+    assert!(cid.starts_with("Qm"), "{cid}");
+    // The seed's third command, verbatim.
+    let out = s.ok(&["docker", "run", "-v", &format!("{cid}:/files"), "ubuntu", "cat", "/files/x.txt"]);
+    assert!(out.contains("Completed successfully"), "{out}");
+    let id = out.lines().find_map(|l| l.strip_prefix("Job successfully submitted. Job ID: ")).expect("id").to_owned();
+    assert_eq!(s.ok(&["logs", &id]), "hello from ipfs\n");
+
+    // The Python example: script from IPFS, output published to IPFS, fetched by CID.
+    let id = submit(&s, &["-i", &format!("ipfs://{cid}:/code"), "-p", "ipfs", "ubuntu", "python3", "/code/count.py"]);
+    assert_eq!(s.wait_terminal(&id).expect("finish"), "Completed", "{}", message(&s, &id));
+    let result = describe(&s, &id)["Executions"]["Items"][0]["PublishedResult"].clone();
+    assert_eq!(result["Type"], "ipfs");
+    let result_cid = result["Params"]["CID"].as_str().expect("cid").to_owned();
+    assert!(s.ok(&["job", "describe", &id]).contains(&result_cid), "describe shows the result CID");
+    s.ok(&["job", "get", &id, "--output-dir", "py"]);
+    let expected: String = (0..=100).map(|i| format!("{i}\n")).collect();
+    assert_eq!(std::fs::read_to_string(s.work.join("py/stdout")).expect("stdout"), expected);
+    assert!(!s.work.join("py/raw").exists());
+
+    // A CID the node does not hold fails the job with a reason naming it.
+    let missing = "Qmf412jQZiuVUtdgnB36FXFX7xg5V6KEbSJ4dpQuhkLyfD"; // "hello world", never added here
+    let id = submit(&s, &["-v", &format!("{missing}:/in"), "busybox", "ls", "/in"]);
+    assert_eq!(s.wait_terminal(&id).expect("finish"), "Failed");
+    assert!(
+        message(&s, &id).contains(&format!("CID {missing} is not in this node's IPFS store")),
+        "{}",
+        message(&s, &id)
+    );
+}
+
 #[test]
 fn exit_codes_env_workdir_and_entrypoint() {
     let s = serve(&[]);

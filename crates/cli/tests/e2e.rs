@@ -134,6 +134,40 @@ fn result_paths_are_published_and_job_get_writes_the_contract_layout() {
 }
 
 #[test]
+fn ipfs_inputs_and_results_round_trip_through_a_wasm_job() {
+    let s = serve();
+    let data = tempfile::tempdir().expect("tmp");
+    let big: Vec<u8> = (0..600_000u32).map(|i| (i % 251) as u8).collect();
+    std::fs::create_dir_all(data.path().join("d")).expect("mkdir");
+    std::fs::write(data.path().join("d/big.bin"), &big).expect("write");
+    let dir = s.dir.display().to_string();
+    let out = s.cli_env(&["ipfs", "add", "-r", &data.path().display().to_string()], &[("BACALHAU_DIR", &dir)]);
+    assert!(out.status.success(), "{out:?}");
+    let line = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let cid = line.strip_prefix("added ").and_then(|l| l.split_whitespace().next()).expect("added line").to_owned();
+    // `ipfs cat` and `ipfs get` read it back through the node's gateway, from another store.
+    let other = tempfile::tempdir().expect("tmp");
+    let other_dir = other.path().display().to_string();
+    let cat = s
+        .cli_env(&["ipfs", "cat", &ipfs_file_cid(&s, &data.path().join("d/big.bin"))], &[("BACALHAU_DIR", &other_dir)]);
+    assert_eq!(cat.stdout, big);
+    // A WASM job copies the input into a result path, published to IPFS.
+    let write = program("cat");
+    let id = submit(&s, &["-i", &format!("ipfs://{cid}:/in"), "-o", "out:/out", "-p", "ipfs", &write, "/in/d/big.bin"]);
+    assert_eq!(s.wait_terminal(&id).expect("finish"), "Completed");
+    s.ok(&["job", "get", &id, "--output-dir", "res"]);
+    assert_eq!(std::fs::read(s.work.join("res/stdout")).expect("stdout"), big, "bytes survive the round trip");
+    let err = s.fails(&["ipfs", "cat", "not-a-cid"]);
+    assert!(err.contains("is not a CID"), "{err}");
+}
+
+fn ipfs_file_cid(s: &Serve, path: &Path) -> String {
+    let dir = s.dir.display().to_string();
+    let out = s.cli_env(&["ipfs", "add", "-Q", &path.display().to_string()], &[("BACALHAU_DIR", &dir)]);
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+#[test]
 fn execution_timeout_fails_the_job_with_a_reason() {
     let s = serve();
     let spin = write_module(&s, "spin.wasm", spin_wat());

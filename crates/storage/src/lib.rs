@@ -3,9 +3,11 @@
 //! [`InputProvider`]s materialise a task's input sources as local paths (read-only unless the
 //! spec and the node both allow writing); [`Publisher`]s take a finished result folder and
 //! put it somewhere a user can fetch it, returning the `PublishedResult` that says where.
-//! This issue ships `inline` and `local` inputs and the `local` and `noop` publishers.
+//! Inputs: `inline`, `local`, and `ipfs` from the node's own block store. Publishers: `local`,
+//! `noop`, and `ipfs` into the node's block store.
 
 mod inline;
+mod ipfs;
 mod local;
 mod publish;
 
@@ -15,6 +17,7 @@ use bacalhau_executor::PreparedInput;
 use bacalhau_model::{ExecutionId, InputSource, SpecConfig};
 
 pub use inline::InlineSource;
+pub use ipfs::{IpfsPublisher, IpfsSource};
 pub use local::{AllowedPath, LocalSource};
 pub use publish::{LocalPublisher, NoopPublisher, RESULTS_ARCHIVE_SUFFIX, unpack_tar_gz};
 
