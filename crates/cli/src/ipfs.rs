@@ -32,8 +32,9 @@ fn add(data_dir: &Path, a: &IpfsAddArgs) -> Result<()> {
     }
     let store = local_store(data_dir)?;
     let opts = ImportOptions { cid_version: a.cid_version, raw_leaves: a.cid_version == 1, hidden: a.hidden };
-    let root =
-        Importer::new(opts, |b| store.put(&b)).path(&a.path).with_context(|| format!("adding {}", a.path.display()))?;
+    let root = Importer::new(opts, |c, d| store.put_bytes(c, d))
+        .path(&a.path)
+        .with_context(|| format!("adding {}", a.path.display()))?;
     if a.quieter {
         println!("{}", root.cid);
     } else {

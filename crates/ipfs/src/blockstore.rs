@@ -35,14 +35,19 @@ impl BlockStore {
 
     /// Stores a block (a no-op when present).
     pub fn put(&self, block: &Block) -> io::Result<()> {
-        let path = self.path(&block.cid);
+        self.put_bytes(&block.cid, &block.data)
+    }
+
+    /// Stores a block given as CID and bytes (a no-op when present).
+    pub fn put_bytes(&self, cid: &Cid, data: &[u8]) -> io::Result<()> {
+        let path = self.path(cid);
         if path.exists() {
             return Ok(());
         }
         let parent = path.parent().ok_or_else(|| io::Error::other("block path has no parent"))?;
         std::fs::create_dir_all(parent)?;
         let tmp = parent.join(format!(".tmp-{}-{}", std::process::id(), self.tmp_seq.fetch_add(1, Ordering::Relaxed)));
-        std::fs::write(&tmp, &block.data)?;
+        std::fs::write(&tmp, data)?;
         std::fs::rename(&tmp, &path)
     }
 

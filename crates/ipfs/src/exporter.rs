@@ -101,7 +101,7 @@ mod tests {
         std::os::unix::fs::symlink("a.txt", src.join("link")).expect("ln");
         for opts in [ImportOptions::v0(), ImportOptions::v1()] {
             let store = BlockStore::open(&tmp.path().join(format!("store{}", opts.cid_version))).expect("store");
-            let root = Importer::new(opts, |b| store.put(&b)).path(&src).expect("import");
+            let root = Importer::new(opts, |c, d| store.put_bytes(c, d)).path(&src).expect("import");
             let out = tmp.path().join(format!("out{}", opts.cid_version));
             export(&store, &root.cid, &out).expect("export");
             assert_eq!(
@@ -118,7 +118,9 @@ mod tests {
     fn a_corrupted_block_is_refused() {
         let tmp = tempfile::tempdir().expect("tmp");
         let store = BlockStore::open(tmp.path()).expect("store");
-        let root = Importer::new(ImportOptions::v0(), |b| store.put(&b)).file(&b"hello world\n"[..]).expect("import");
+        let root = Importer::new(ImportOptions::v0(), |c, d| store.put_bytes(c, d))
+            .file(&b"hello world\n"[..])
+            .expect("import");
         let path = walk(tmp.path())
             .into_iter()
             .find(|p| p.file_name().is_some_and(|n| n.to_string_lossy() == root.cid.to_string()))

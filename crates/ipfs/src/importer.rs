@@ -55,86 +55,104 @@ pub struct Imported {
 }
 
 /// Reads fixed-size chunks with one chunk of look-ahead, so the builder knows whether more
-/// data follows without holding more than two chunks.
+/// data follows. Two buffers are reused for the whole file: no allocation per chunk.
 struct Chunker<R> {
     reader: R,
-    next: Option<Vec<u8>>,
+    cur: Vec<u8>,
+    next: Vec<u8>,
+    next_ready: bool,
     done: bool,
 }
 
 impl<R: Read> Chunker<R> {
     fn new(reader: R) -> Self {
-        Self { reader, next: None, done: false }
+        Self {
+            reader,
+            cur: Vec::with_capacity(CHUNK_SIZE),
+            next: Vec::with_capacity(CHUNK_SIZE),
+            next_ready: false,
+            done: false,
+        }
     }
 
     fn fill(&mut self) -> io::Result<()> {
-        if self.next.is_some() || self.done {
+        if self.next_ready || self.done {
             return Ok(());
         }
-        let mut buf = vec![0u8; CHUNK_SIZE];
+        self.next.resize(CHUNK_SIZE, 0);
         let mut n = 0;
         while n < CHUNK_SIZE {
-            match self.reader.read(&mut buf[n..]) {
+            match self.reader.read(&mut self.next[n..]) {
                 Ok(0) => break,
                 Ok(k) => n += k,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         }
+        self.next.truncate(n);
         if n == 0 {
             self.done = true;
         } else {
-            buf.truncate(n);
-            self.next = Some(buf);
+            self.next_ready = true;
         }
         Ok(())
     }
 
     fn has_more(&mut self) -> io::Result<bool> {
         self.fill()?;
-        Ok(self.next.is_some())
+        Ok(self.next_ready)
     }
 
-    fn take(&mut self) -> io::Result<Option<Vec<u8>>> {
+    /// The next chunk (empty at the end).
+    fn take(&mut self) -> io::Result<&[u8]> {
         self.fill()?;
-        Ok(self.next.take())
+        std::mem::swap(&mut self.cur, &mut self.next);
+        if !self.next_ready {
+            self.cur.clear();
+        }
+        self.next_ready = false;
+        Ok(&self.cur)
     }
 }
 
-/// Imports content, handing every block to `sink` as it is made.
-pub struct Importer<F: FnMut(Block) -> io::Result<()>> {
+/// Imports content, handing every block (CID and bytes) to `sink` as it is made.
+pub struct Importer<F: FnMut(&Cid, &[u8]) -> io::Result<()>> {
     options: ImportOptions,
     sink: F,
+    /// Reused to encode leaves without an allocation per chunk.
+    leaf_buf: Vec<u8>,
 }
 
-impl<F: FnMut(Block) -> io::Result<()>> std::fmt::Debug for Importer<F> {
+impl<F: FnMut(&Cid, &[u8]) -> io::Result<()>> std::fmt::Debug for Importer<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Importer").field("options", &self.options).finish_non_exhaustive()
     }
 }
 
-impl<F: FnMut(Block) -> io::Result<()>> Importer<F> {
+impl<F: FnMut(&Cid, &[u8]) -> io::Result<()>> Importer<F> {
     /// An importer with these options and block sink.
     pub fn new(options: ImportOptions, sink: F) -> Self {
-        Self { options, sink }
+        Self { options, sink, leaf_buf: Vec::new() }
     }
 
-    fn emit(&mut self, codec: u64, data: Vec<u8>) -> io::Result<Cid> {
-        let cid = Cid::of(self.options.cid_version, codec, &data);
-        (self.sink)(Block { cid, data })?;
+    fn emit(&mut self, codec: u64, data: &[u8]) -> io::Result<Cid> {
+        let cid = Cid::of(self.options.cid_version, codec, data);
+        (self.sink)(&cid, data)?;
         Ok(cid)
     }
 
     fn leaf(&mut self, chunk: &[u8]) -> io::Result<Imported> {
         let filesize = chunk.len() as u64;
         if self.options.raw_leaves {
-            let cid = self.emit(CODEC_RAW, chunk.to_vec())?;
+            let cid = self.emit(CODEC_RAW, chunk)?;
             return Ok(Imported { cid, tsize: filesize, filesize });
         }
-        let block = encode_node(&[], Some(&unixfs_file(chunk, filesize, &[])));
-        let tsize = block.len() as u64;
-        let cid = self.emit(CODEC_DAG_PB, block)?;
-        Ok(Imported { cid, tsize, filesize })
+        let mut buf = std::mem::take(&mut self.leaf_buf);
+        encode_leaf_into(&mut buf, chunk);
+        let result = self.emit(CODEC_DAG_PB, &buf);
+        let tsize = buf.len() as u64;
+        self.leaf_buf = buf;
+        Ok(Imported { cid: result?, tsize, filesize })
     }
 
     fn commit(&mut self, children: &[Imported]) -> io::Result<Imported> {
@@ -144,7 +162,7 @@ impl<F: FnMut(Block) -> io::Result<()>> Importer<F> {
         let filesize = sizes.iter().sum();
         let block = encode_node(&links, Some(&unixfs_file(&[], filesize, &sizes)));
         let tsize = block.len() as u64 + children.iter().map(|c| c.tsize).sum::<u64>();
-        let cid = self.emit(CODEC_DAG_PB, block)?;
+        let cid = self.emit(CODEC_DAG_PB, &block)?;
         Ok(Imported { cid, tsize, filesize })
     }
 
@@ -157,8 +175,8 @@ impl<F: FnMut(Block) -> io::Result<()>> Importer<F> {
     ) -> io::Result<Imported> {
         while children.len() < MAX_LINKS && chunks.has_more()? {
             let child = if depth == 1 {
-                let chunk = chunks.take()?.unwrap_or_default();
-                self.leaf(&chunk)?
+                let chunk = chunks.take()?;
+                self.leaf(chunk)?
             } else {
                 self.fill(chunks, Vec::new(), depth - 1)?
             };
@@ -170,8 +188,8 @@ impl<F: FnMut(Block) -> io::Result<()>> Importer<F> {
     /// Imports one file's content.
     pub fn file(&mut self, reader: impl Read) -> io::Result<Imported> {
         let mut chunks = Chunker::new(reader);
-        let first = chunks.take()?.unwrap_or_default();
-        let mut root = self.leaf(&first)?;
+        let first = chunks.take()?;
+        let mut root = self.leaf(first)?;
         let mut depth = 1;
         while chunks.has_more()? {
             root = self.fill(&mut chunks, vec![root], depth)?;
@@ -187,7 +205,7 @@ impl<F: FnMut(Block) -> io::Result<()>> Importer<F> {
             let target = std::fs::read_link(path)?;
             let block = encode_node(&[], Some(&unixfs_symlink(target.as_os_str().as_encoded_bytes())));
             let tsize = block.len() as u64;
-            let cid = self.emit(CODEC_DAG_PB, block)?;
+            let cid = self.emit(CODEC_DAG_PB, &block)?;
             return Ok(Imported { cid, tsize, filesize: 0 });
         }
         if meta.is_file() {
@@ -217,17 +235,51 @@ impl<F: FnMut(Block) -> io::Result<()>> Importer<F> {
         }
         let block = encode_node(&links, Some(&unixfs_directory()));
         let tsize = block.len() as u64 + total;
-        let cid = self.emit(CODEC_DAG_PB, block)?;
+        let cid = self.emit(CODEC_DAG_PB, &block)?;
         Ok(Imported { cid, tsize, filesize })
     }
+}
+
+fn varint_len(v: u64) -> usize {
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+}
+
+/// Encodes a dag-pb UnixFS file leaf into `buf` (reused), byte-identical to
+/// `encode_node(&[], Some(&unixfs_file(chunk, len, &[])))` with one copy of the chunk.
+fn encode_leaf_into(buf: &mut Vec<u8>, chunk: &[u8]) {
+    let len = chunk.len() as u64;
+    let data_field = if chunk.is_empty() { 0 } else { 1 + varint_len(len) + chunk.len() };
+    let unixfs_len = 2 + data_field + 1 + varint_len(len);
+    buf.clear();
+    buf.reserve(unixfs_len + 1 + varint_len(unixfs_len as u64));
+    buf.push(0x0a);
+    crate::dagpb::varint(buf, unixfs_len as u64);
+    buf.extend_from_slice(&[0x08, 0x02]);
+    if !chunk.is_empty() {
+        buf.push(0x12);
+        crate::dagpb::varint(buf, len);
+        buf.extend_from_slice(chunk);
+    }
+    buf.push(0x18);
+    crate::dagpb::varint(buf, len);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_fast_leaf_encoding_matches_the_general_one() {
+        for n in [0usize, 1, 127, 128, 300, 16_384, 262_144] {
+            let chunk = vec![7u8; n];
+            let mut fast = Vec::new();
+            encode_leaf_into(&mut fast, &chunk);
+            assert_eq!(fast, encode_node(&[], Some(&unixfs_file(&chunk, n as u64, &[]))), "{n} bytes");
+        }
+    }
+
     fn cid_of_bytes(data: &[u8], options: ImportOptions) -> String {
-        let mut imp = Importer::new(options, |_| Ok(()));
+        let mut imp = Importer::new(options, |_, _| Ok(()));
         imp.file(data).expect("import").cid.to_string()
     }
 
@@ -314,7 +366,7 @@ mod tests {
         std::os::unix::fs::symlink("a.txt", tree.join("link")).expect("symlink");
         let empty = tmp.path().join("emptydir");
         std::fs::create_dir_all(&empty).expect("mkdir");
-        let cid = |p: &Path, o: ImportOptions| Importer::new(o, |_| Ok(())).path(p).expect("import").cid.to_string();
+        let cid = |p: &Path, o: ImportOptions| Importer::new(o, |_, _| Ok(())).path(p).expect("import").cid.to_string();
         assert_eq!(cid(&two, ImportOptions::v0()), "QmcRxtLdAF6i26r7UsSpo9VBvbZw78RgH92eLS39tgFKjp");
         assert_eq!(cid(&two, ImportOptions::v1()), "bafybeifoos2adidtglsomha5477xn3ychdnkth6qneqfarpaspmlymjcie");
         assert_eq!(cid(&tree, ImportOptions::v0()), "QmNxz3kfJckYisCyPAqgSqynCy6di9pwjD6oHjnezsCFwy");
@@ -326,8 +378,8 @@ mod tests {
     #[test]
     fn every_block_reaches_the_sink_and_hashes_to_its_cid() {
         let mut blocks = Vec::new();
-        let root = Importer::new(ImportOptions::v0(), |b| {
-            blocks.push(b);
+        let root = Importer::new(ImportOptions::v0(), |cid, data| {
+            blocks.push(Block { cid: *cid, data: data.to_vec() });
             Ok(())
         })
         .file(&pattern(4 * 256 * 1024)[..])

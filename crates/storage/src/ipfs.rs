@@ -81,11 +81,12 @@ impl Publisher for IpfsPublisher {
     async fn publish(&self, _: &ExecutionId, results_dir: &Path) -> Result<Option<SpecConfig>, StorageError> {
         let store = self.store.clone();
         let dir = results_dir.to_owned();
-        let root =
-            tokio::task::spawn_blocking(move || Importer::new(ImportOptions::v0(), |b| store.put(&b)).path(&dir))
-                .await
-                .map_err(|e| StorageError::Invalid(format!("publishing crashed: {e}")))?
-                .map_err(StorageError::io("adding the results to IPFS"))?;
+        let root = tokio::task::spawn_blocking(move || {
+            Importer::new(ImportOptions::v0(), |c, d| store.put_bytes(c, d)).path(&dir)
+        })
+        .await
+        .map_err(|e| StorageError::Invalid(format!("publishing crashed: {e}")))?
+        .map_err(StorageError::io("adding the results to IPFS"))?;
         Ok(Some(SpecConfig::new(PUBLISHER_IPFS).with_param("CID", root.cid.to_string())))
     }
 }
