@@ -58,9 +58,10 @@ pub struct Imported {
 /// data follows. Two buffers are reused for the whole file: no allocation per chunk.
 struct Chunker<R> {
     reader: R,
-    cur: Vec<u8>,
-    next: Vec<u8>,
-    next_ready: bool,
+    cur: Box<[u8]>,
+    cur_len: usize,
+    next: Box<[u8]>,
+    next_len: usize,
     done: bool,
 }
 
@@ -68,18 +69,18 @@ impl<R: Read> Chunker<R> {
     fn new(reader: R) -> Self {
         Self {
             reader,
-            cur: Vec::with_capacity(CHUNK_SIZE),
-            next: Vec::with_capacity(CHUNK_SIZE),
-            next_ready: false,
+            cur: vec![0; CHUNK_SIZE].into_boxed_slice(),
+            cur_len: 0,
+            next: vec![0; CHUNK_SIZE].into_boxed_slice(),
+            next_len: 0,
             done: false,
         }
     }
 
     fn fill(&mut self) -> io::Result<()> {
-        if self.next_ready || self.done {
+        if self.next_len > 0 || self.done {
             return Ok(());
         }
-        self.next.resize(CHUNK_SIZE, 0);
         let mut n = 0;
         while n < CHUNK_SIZE {
             match self.reader.read(&mut self.next[n..]) {
@@ -89,29 +90,22 @@ impl<R: Read> Chunker<R> {
                 Err(e) => return Err(e),
             }
         }
-        self.next.truncate(n);
-        if n == 0 {
-            self.done = true;
-        } else {
-            self.next_ready = true;
-        }
+        self.next_len = n;
+        self.done = n == 0;
         Ok(())
     }
 
     fn has_more(&mut self) -> io::Result<bool> {
         self.fill()?;
-        Ok(self.next_ready)
+        Ok(self.next_len > 0)
     }
 
     /// The next chunk (empty at the end).
     fn take(&mut self) -> io::Result<&[u8]> {
         self.fill()?;
         std::mem::swap(&mut self.cur, &mut self.next);
-        if !self.next_ready {
-            self.cur.clear();
-        }
-        self.next_ready = false;
-        Ok(&self.cur)
+        self.cur_len = std::mem::take(&mut self.next_len);
+        Ok(&self.cur[..self.cur_len])
     }
 }
 
