@@ -190,7 +190,7 @@ impl Runtime {
                 let message = "the compute node restarted while the execution was in progress".to_owned();
                 r.state = LocalExecutionState::Failed;
                 r.message = message.clone();
-                r.outcome = Some(Outcome::Failed { message, cancelled: false });
+                r.outcome = Some(Outcome::Failed { message, cancelled: false, retryable: true });
                 r.reported = false;
                 changed.push(r.clone());
             }
@@ -489,7 +489,7 @@ impl Runtime {
             if reason.is_empty() { "execution cancelled".to_owned() } else { format!("execution cancelled: {reason}") };
         self.set_state(id, LocalExecutionState::Cancelled, &message, round);
         if let Some(r) = self.records.get_mut(id) {
-            r.outcome = Some(Outcome::Failed { message, cancelled: true });
+            r.outcome = Some(Outcome::Failed { message, cancelled: true, retryable: false });
             r.reported = false;
             round.sends.extend(report(r));
         }
@@ -501,7 +501,7 @@ impl Runtime {
         }
         let (state, message) = match &outcome {
             Outcome::Completed { .. } => (LocalExecutionState::Completed, "completed".to_owned()),
-            Outcome::Failed { cancelled: true, message } => (LocalExecutionState::Cancelled, message.clone()),
+            Outcome::Failed { cancelled: true, message, .. } => (LocalExecutionState::Cancelled, message.clone()),
             Outcome::Failed { message, .. } => (LocalExecutionState::Failed, message.clone()),
         };
         self.set_state(&id, state, &message, round);
@@ -571,8 +571,8 @@ fn report(r: &Record) -> Option<FromCompute> {
         Outcome::Completed { published_result, run_output } => {
             Some(FromCompute::RunResult { execution_id: r.execution.id.clone(), published_result, run_output })
         }
-        Outcome::Failed { message, cancelled } => {
-            Some(FromCompute::ComputeError { execution_id: r.execution.id.clone(), message, cancelled })
+        Outcome::Failed { message, cancelled, retryable } => {
+            Some(FromCompute::ComputeError { execution_id: r.execution.id.clone(), message, cancelled, retryable })
         }
     }
 }

@@ -46,7 +46,7 @@ impl RunPlan {
 
     /// Runs to the end and says how it ended; never panics on bad input.
     pub(crate) async fn run(self) -> Outcome {
-        let fail = |message: String| Outcome::Failed { message, cancelled: false };
+        let fail = |message: String| Outcome::Failed { message, cancelled: false, retryable: true };
         let Some(job) = self.execution.job.as_deref() else {
             return fail("the execution arrived without its job".into());
         };
@@ -105,7 +105,11 @@ impl RunPlan {
         let exit_code = match self.executor.run(request).await {
             Ok(o) => o.exit_code,
             Err(ExecutorError::Cancelled) => {
-                return Outcome::Failed { message: "execution cancelled".into(), cancelled: true };
+                return Outcome::Failed { message: "execution cancelled".into(), cancelled: true, retryable: false };
+            }
+            // These would fail the same way on another attempt.
+            Err(e @ (ExecutorError::InvalidSpec(_) | ExecutorError::OutOfMemory(_) | ExecutorError::TimedOut(_))) => {
+                return Outcome::Failed { message: e.to_string(), cancelled: false, retryable: false };
             }
             Err(e) => return fail(e.to_string()),
         };

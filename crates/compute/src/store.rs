@@ -26,7 +26,14 @@ pub enum Outcome {
         message: String,
         /// Whether by request.
         cancelled: bool,
+        /// Whether another attempt could succeed.
+        #[serde(default = "yes")]
+        retryable: bool,
     },
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// One execution as the compute node keeps it.

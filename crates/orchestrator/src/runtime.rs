@@ -746,7 +746,7 @@ impl Runtime {
                 );
                 round.sends.push((node_id, ToCompute::Ack { execution_id }));
             }
-            FromCompute::ComputeError { execution_id, message, cancelled } => {
+            FromCompute::ComputeError { execution_id, message, cancelled, retryable } => {
                 let state = if cancelled { ComputeStateType::Cancelled } else { ComputeStateType::Failed };
                 self.update_execution(
                     &execution_id,
@@ -758,6 +758,15 @@ impl Runtime {
                     round,
                     |_| {},
                 );
+                if !retryable && !cancelled {
+                    // Another attempt would fail the same way: fail the job now, with this reason.
+                    if let Some(job_id) = self.exec_index.get(&execution_id).cloned() {
+                        let live = self.jobs.get(&job_id).is_some_and(|a| !a.job.state.state_type.is_terminal());
+                        if live {
+                            self.set_job_state(&job_id, JobStateType::Failed, message.clone(), now, round);
+                        }
+                    }
+                }
                 round.sends.push((node_id, ToCompute::Ack { execution_id }));
             }
             FromCompute::ExecutionEvent { execution_id, topic, message } => {

@@ -154,6 +154,10 @@ pub enum FromCompute {
         message: String,
         /// Whether it ended because it was cancelled.
         cancelled: bool,
+        /// Whether another attempt could succeed. A bad spec, a missing image, running out of
+        /// memory or time would fail the same way again, so the job fails at once.
+        #[serde(default = "retryable_default")]
+        retryable: bool,
     },
     /// Progress worth showing in the job's history (`Running`, `Publishing results`).
     ExecutionEvent {
@@ -164,6 +168,10 @@ pub enum FromCompute {
         /// What happened.
         message: String,
     },
+}
+
+fn retryable_default() -> bool {
+    true
 }
 
 /// Why a message could not be handed to the transport.
