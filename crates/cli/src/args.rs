@@ -403,6 +403,8 @@ pub enum IpfsCommand {
     Get(IpfsGetArgs),
     /// Print a CID's file content.
     Cat(IpfsCatArgs),
+    /// List a folder's entries: CID, size and name (folders end with /).
+    Ls(IpfsCatArgs),
 }
 
 #[derive(Debug, Args)]

@@ -22,6 +22,7 @@ pub async fn run(client: &Client, data_dir: &Path, cmd: IpfsCommand) -> Result<(
         IpfsCommand::Add(a) => add(data_dir, &a),
         IpfsCommand::Get(a) => get(client, data_dir, &a).await,
         IpfsCommand::Cat(a) => cat(client, data_dir, &a).await,
+        IpfsCommand::Ls(a) => ls(client, data_dir, &a).await,
     }
 }
 
@@ -41,6 +42,52 @@ fn add(data_dir: &Path, a: &IpfsAddArgs) -> Result<()> {
         let name =
             a.path.file_name().map_or_else(|| a.path.display().to_string(), |n| n.to_string_lossy().into_owned());
         println!("added {} {name}", root.cid);
+    }
+    Ok(())
+}
+
+/// One block: from the local store, else from the node's gateway (verified, then kept).
+async fn block(client: &Client, store: &BlockStore, cid: &Cid) -> Result<Vec<u8>> {
+    if let Some(d) = store.get(cid)? {
+        return Ok(d);
+    }
+    let d = client
+        .raw_block(&cid.to_string())
+        .await?
+        .with_context(|| format!("block {cid} is neither here nor on the node at {}", client.base_url()))?;
+    if !cid.verifies(&d) {
+        bail!("the node sent a block that does not match {cid}; refusing it");
+    }
+    store.put_bytes(cid, &d)?;
+    Ok(d)
+}
+
+async fn ls(client: &Client, data_dir: &Path, a: &IpfsCatArgs) -> Result<()> {
+    let cid = Cid::parse(&a.cid)?;
+    let store = local_store(data_dir)?;
+    let root = block(client, &store, &cid).await?;
+    if cid.codec() == CODEC_RAW {
+        bail!("{cid} is a file, not a folder: print it with `bacalhau ipfs cat {cid}`");
+    }
+    let node = dagpb::decode_node(&root).with_context(|| format!("block {cid}"))?;
+    let fs = dagpb::decode_unixfs(&node.data).with_context(|| format!("block {cid}"))?;
+    if fs.kind != dagpb::UnixfsType::Directory {
+        bail!("{cid} is not a folder: print it with `bacalhau ipfs cat {cid}`");
+    }
+    for (child, name, _) in &node.links {
+        let data = block(client, &store, child).await?;
+        let (size, suffix) = if child.codec() == CODEC_RAW {
+            (data.len().to_string(), "")
+        } else {
+            let n = dagpb::decode_node(&data).with_context(|| format!("block {child}"))?;
+            let f = dagpb::decode_unixfs(&n.data).with_context(|| format!("block {child}"))?;
+            match f.kind {
+                dagpb::UnixfsType::Directory | dagpb::UnixfsType::HamtShard => ("-".to_owned(), "/"),
+                dagpb::UnixfsType::Symlink => (f.data.len().to_string(), ""),
+                _ => (f.filesize.unwrap_or(0).to_string(), ""),
+            }
+        };
+        println!("{child} {size} {name}{suffix}");
     }
     Ok(())
 }

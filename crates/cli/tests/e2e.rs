@@ -157,6 +157,9 @@ fn ipfs_inputs_and_results_round_trip_through_a_wasm_job() {
     assert_eq!(s.wait_terminal(&id).expect("finish"), "Completed");
     s.ok(&["job", "get", &id, "--output-dir", "res"]);
     assert_eq!(std::fs::read(s.work.join("res/stdout")).expect("stdout"), big, "bytes survive the round trip");
+    let ls = s.cli_env(&["ipfs", "ls", &cid], &[("BACALHAU_DIR", &other_dir)]);
+    let ls = String::from_utf8_lossy(&ls.stdout).into_owned();
+    assert!(ls.starts_with("Qm") && ls.trim_end().ends_with(" - d/"), "{ls}");
     let err = s.fails(&["ipfs", "cat", "not-a-cid"]);
     assert!(err.contains("is not a CID"), "{err}");
 }

@@ -110,6 +110,8 @@ pub struct Unixfs {
     pub kind: UnixfsType,
     /// Inline data (file bytes, symlink target).
     pub data: Vec<u8>,
+    /// Bytes of file content below this node, when recorded.
+    pub filesize: Option<u64>,
 }
 
 struct Reader<'a> {
@@ -189,6 +191,7 @@ pub fn decode_unixfs(data: &[u8]) -> Result<Unixfs, DecodeError> {
     let mut r = Reader { b: data };
     let mut kind = None;
     let mut inline = Vec::new();
+    let mut filesize = None;
     while !r.b.is_empty() {
         match r.varint()? {
             0x08 => {
@@ -202,10 +205,11 @@ pub fn decode_unixfs(data: &[u8]) -> Result<Unixfs, DecodeError> {
                 })
             }
             0x12 => inline = r.bytes()?.to_vec(),
+            0x18 => filesize = Some(r.varint()?),
             k => r.skip(k & 7)?,
         }
     }
-    Ok(Unixfs { kind: kind.ok_or(DecodeError("UnixFS data without a Type"))?, data: inline })
+    Ok(Unixfs { kind: kind.ok_or(DecodeError("UnixFS data without a Type"))?, data: inline, filesize })
 }
 
 #[cfg(test)]
