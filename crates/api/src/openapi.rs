@@ -33,7 +33,11 @@ pub(crate) const ROUTES: &[(&str, &str, &str)] = &[
     ("get", "/api/v1/orchestrator/nodes/{id}", "Get a node by ID prefix"),
     ("get", "/api/v1/local-results/{file}", "Download a result archive kept by the local publisher"),
     ("get", "/api/v1/openapi.json", "This document"),
-    ("get", "/ipfs/{cid}", "A block (?format=raw) or a file's content from the node's IPFS store"),
+    (
+        "get",
+        "/ipfs/{cid}",
+        "From the node's IPFS store: a block (?format=raw), the DAG as CAR v1 (?format=car), or a file's content (Range supported)",
+    ),
 ];
 
 pub(crate) fn document() -> Value {

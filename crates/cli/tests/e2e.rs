@@ -160,8 +160,31 @@ fn ipfs_inputs_and_results_round_trip_through_a_wasm_job() {
     let ls = s.cli_env(&["ipfs", "ls", &cid], &[("BACALHAU_DIR", &other_dir)]);
     let ls = String::from_utf8_lossy(&ls.stdout).into_owned();
     assert!(ls.starts_with("Qm") && ls.trim_end().ends_with(" - d/"), "{ls}");
+    // The gateway: Range on file content, CAR of the DAG, clear errors.
+    let file_cid = ipfs_file_cid(&s, &data.path().join("d/big.bin"));
+    let (head, body) = raw_get(s.port, &format!("/ipfs/{file_cid}"), "Range: bytes=10-19\r\n");
+    assert!(head.starts_with("http/1.1 206") && head.contains("content-range: bytes 10-19/600000"), "{head}");
+    assert_eq!(body, big[10..20].to_vec());
+    let (head, body) = raw_get(s.port, &format!("/ipfs/{file_cid}?format=car"), "");
+    assert!(head.contains("application/vnd.ipld.car"), "{head}");
+    assert!(body.len() > big.len(), "the CAR holds every block");
+    let (head, _) = raw_get(s.port, "/ipfs/QmNope", "");
+    assert!(head.starts_with("http/1.1 400"), "{head}");
+    let (head, _) = raw_get(s.port, "/ipfs/Qmf412jQZiuVUtdgnB36FXFX7xg5V6KEbSJ4dpQuhkLyfD", "");
+    assert!(head.starts_with("http/1.1 404"), "{head}");
     let err = s.fails(&["ipfs", "cat", "not-a-cid"]);
     assert!(err.contains("is not a CID"), "{err}");
+}
+
+/// A GET with extra headers; returns the head (lower-cased) and the body bytes.
+fn raw_get(port: u16, path: &str, headers: &str) -> (String, Vec<u8>) {
+    use std::io::{Read, Write};
+    let mut c = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    write!(c, "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{headers}\r\n").expect("write");
+    let mut buf = Vec::new();
+    c.read_to_end(&mut buf).expect("read");
+    let split = buf.windows(4).position(|w| w == b"\r\n\r\n").expect("head");
+    (String::from_utf8_lossy(&buf[..split]).to_lowercase(), buf[split + 4..].to_vec())
 }
 
 fn ipfs_file_cid(s: &Serve, path: &Path) -> String {

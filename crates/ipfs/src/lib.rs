@@ -10,15 +10,19 @@
 //! - [`BlockStore`]: blocks on disk, crash-safe (write then rename), verified on read.
 //! - [`export`] and [`cat`]: CID → file or folder, verifying every block.
 //!
-//! Not here yet: HAMT-sharded folders, pins and garbage collection, CAR, the gateway, bitswap.
+//! - [`export_car`]: a DAG as a CAR v1 stream.
+//!
+//! Not here yet: HAMT-sharded folders, pins and garbage collection, CAR import, bitswap.
 
 mod blockstore;
+mod car;
 mod cid;
 pub mod dagpb;
 mod exporter;
 mod importer;
 
 pub use blockstore::BlockStore;
+pub use car::export_car;
 pub use cid::{CODEC_DAG_PB, CODEC_RAW, Cid, CidError};
 pub use exporter::{BlockSource, cat, export};
 pub use importer::{Block, ImportOptions, Imported, Importer};
