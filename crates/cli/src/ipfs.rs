@@ -100,20 +100,7 @@ pub async fn fetch_dag(client: &Client, store: &BlockStore, root: &Cid) -> Resul
         if !seen.insert(cid) {
             continue;
         }
-        let data = match store.get(&cid)? {
-            Some(d) => d,
-            None => {
-                let d = client
-                    .raw_block(&cid.to_string())
-                    .await?
-                    .with_context(|| format!("block {cid} is neither here nor on the node at {}", client.base_url()))?;
-                if !cid.verifies(&d) {
-                    bail!("the node sent a block that does not match {cid}; refusing it");
-                }
-                store.put(&bacalhau_ipfs::Block { cid, data: d.clone() })?;
-                d
-            }
-        };
+        let data = block(client, store, &cid).await?;
         if cid.codec() != CODEC_RAW {
             let node = dagpb::decode_node(&data).with_context(|| format!("block {cid}"))?;
             todo.extend(node.links.iter().map(|l| l.0));
