@@ -273,6 +273,3 @@ impl Client {
         Ok(resp.bytes().await.map_err(|e| ClientError::Protocol { url: url.into(), cause: cause(&e) })?.to_vec())
     }
 }
-
-/// Returns `Some` of the stop response to keep the type in the public API.
-pub type StopResponse = StopJobResponse;

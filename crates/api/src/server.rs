@@ -12,8 +12,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use bacalhau_compute::{ComputeHandle, LogLine};
 use bacalhau_model::{
-    BuildVersionInfo, ComputeStateType, ExecutionId, HistoryType, LabelSelectorRequirement, NodeInfo, Operator,
-    parse_job_value,
+    BuildVersionInfo, ComputeStateType, ExecutionId, HistoryType, LabelSelectorRequirement, NodeInfo, parse_job_value,
 };
 use bacalhau_orchestrator::{ListJobsQuery, OrchestratorError, OrchestratorHandle};
 use serde_json::Value;
@@ -171,31 +170,6 @@ fn limit(params: &HashMap<String, String>) -> ApiResult<usize> {
     }
 }
 
-/// Parses a Kubernetes-style selector like `env=prod,tier!=web,gpu`.
-fn parse_selector(s: &str) -> ApiResult<Vec<LabelSelectorRequirement>> {
-    let mut out = Vec::new();
-    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let req = if let Some((k, v)) = part.split_once("!=") {
-            LabelSelectorRequirement {
-                key: k.trim().into(),
-                operator: Operator::NotEquals,
-                values: vec![v.trim().into()],
-            }
-        } else if let Some((k, v)) = part.split_once("==").or_else(|| part.split_once('=')) {
-            LabelSelectorRequirement { key: k.trim().into(), operator: Operator::Equals, values: vec![v.trim().into()] }
-        } else if let Some(k) = part.strip_prefix('!') {
-            LabelSelectorRequirement { key: k.trim().into(), operator: Operator::DoesNotExist, values: vec![] }
-        } else {
-            LabelSelectorRequirement { key: part.into(), operator: Operator::Exists, values: vec![] }
-        };
-        if req.key.is_empty() {
-            return Err(ApiError::bad_request(format!("label selector {s:?} has an empty key"), "write key=value"));
-        }
-        out.push(req);
-    }
-    Ok(out)
-}
-
 async fn put_job(State(s): St, body: axum::body::Bytes) -> ApiResult<Json<PutJobResponse>> {
     let value: Value = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(format!("the request body is not valid JSON: {e}"), "send {\"Job\": {...}}")
@@ -223,7 +197,8 @@ async fn list_jobs(State(s): St, Query(p): Params) -> ApiResult<Json<Page<bacalh
     }
     let query = ListJobsQuery {
         namespace: p.get("namespace").cloned(),
-        labels: parse_selector(p.get("labels").map_or("", |s| s.as_str()))?,
+        labels: LabelSelectorRequirement::parse_selector(p.get("labels").map_or("", |s| s.as_str()))
+            .map_err(|e| ApiError::bad_request(e, "use a selector such as env=prod,tier!=web"))?,
         limit: limit(&p)?,
         next_token: p.get("next_token").cloned(),
         reverse: flag(&p, "reverse")?,

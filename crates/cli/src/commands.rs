@@ -72,9 +72,6 @@ async fn job_command(client: &Client, cmd: JobCommand) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Server-owned keys a spec file must not set (Bacalhau's CLI refuses them too).
-const SERVER_OWNED: [&str; 6] = ["ID", "State", "Version", "Revision", "CreateTime", "ModifyTime"];
-
 fn read_spec(file: Option<&std::path::Path>) -> Result<(String, String)> {
     match file {
         None => read_stdin(),
@@ -104,8 +101,11 @@ fn load_spec(text: &str, source: &str) -> Result<Job> {
     let value: serde_json::Value =
         if text.trim_start().starts_with('{') { serde_json::from_str(text)? } else { yaml_serde::from_str(text)? };
     if let Some(map) = value.as_object() {
-        let owned: Vec<&str> =
-            SERVER_OWNED.iter().copied().filter(|k| map.keys().any(|m| m.eq_ignore_ascii_case(k))).collect();
+        let owned: Vec<&str> = bacalhau_model::SERVER_OWNED_FIELDS
+            .iter()
+            .copied()
+            .filter(|k| map.keys().any(|m| m.eq_ignore_ascii_case(k)))
+            .collect();
         if !owned.is_empty() {
             bail!(
                 "in {source}: {} set by the server; remove them from the spec",

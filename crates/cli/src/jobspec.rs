@@ -5,8 +5,8 @@ use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use bacalhau_model::{
-    InputSource, Job, JobType, LabelSelectorRequirement, NetworkConfig, NetworkType, Operator, ResourcesConfig,
-    ResultPath, SpecConfig, Task, TimeoutConfig,
+    InputSource, Job, JobType, LabelSelectorRequirement, NetworkConfig, NetworkType, ResourcesConfig, ResultPath,
+    SpecConfig, Task, TimeoutConfig,
 };
 use base64::Engine as _;
 
@@ -63,32 +63,6 @@ fn source_for_uri(uri: &str) -> Result<SpecConfig> {
 fn key_value(s: &str, what: &str) -> Result<(String, String)> {
     let (k, v) = s.split_once('=').with_context(|| format!("{what} {s:?} must be KEY=VALUE"))?;
     Ok((k.trim().to_owned(), v.to_owned()))
-}
-
-/// Parses a selector like `region=eu,zone!=a,gpu` into requirements.
-pub fn parse_constraints(s: &str) -> Result<Vec<LabelSelectorRequirement>> {
-    let mut out = Vec::new();
-    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let req = if let Some((k, v)) = part.split_once("!=") {
-            (k, Operator::NotEquals, vec![v])
-        } else if let Some((k, v)) = part.split_once("==").or_else(|| part.split_once('=')) {
-            (k, Operator::Equals, vec![v])
-        } else if let Some((k, v)) = part.split_once('>') {
-            (k, Operator::GreaterThan, vec![v])
-        } else if let Some((k, v)) = part.split_once('<') {
-            (k, Operator::LessThan, vec![v])
-        } else if let Some(k) = part.strip_prefix('!') {
-            (k, Operator::DoesNotExist, vec![])
-        } else {
-            (part, Operator::Exists, vec![])
-        };
-        out.push(LabelSelectorRequirement {
-            key: req.0.trim().to_owned(),
-            operator: req.1,
-            values: req.2.into_iter().map(|v| v.trim().to_owned()).collect(),
-        });
-    }
-    Ok(out)
 }
 
 /// Builds the job and task shared by every run command around the given engine.
@@ -155,7 +129,8 @@ pub fn build_job(flags: &JobFlags, engine: SpecConfig, mut inputs: Vec<InputSour
         r#type: if flags.target == Target::All { JobType::Ops } else { JobType::Batch },
         priority: flags.priority,
         count: if flags.target == Target::All { 0 } else { flags.count },
-        constraints: parse_constraints(flags.constraints.as_deref().unwrap_or(""))?,
+        constraints: LabelSelectorRequirement::parse_selector(flags.constraints.as_deref().unwrap_or(""))
+            .map_err(anyhow::Error::msg)?,
         labels,
         tasks: vec![task],
         ..Default::default()
@@ -242,13 +217,5 @@ mod tests {
         assert_eq!(i.source.type_name(), "urlDownload");
         assert_eq!(i.target, "/in");
         assert!(parse_input("gopher://x").is_err());
-    }
-
-    #[test]
-    fn parses_constraints() {
-        let c = parse_constraints("region=eu, zone!=a,gpu").expect("parse");
-        assert_eq!(c.len(), 3);
-        assert_eq!(c[1].operator, Operator::NotEquals);
-        assert_eq!(c[2].operator, Operator::Exists);
     }
 }

@@ -20,7 +20,7 @@ pub async fn submit_and_wait(client: &Client, job: &Job, flags: &RuntimeFlags) -
         // A spec the user can edit and pass to `job run`: no server-owned fields.
         let mut spec = value.clone();
         if let Some(map) = spec.as_object_mut() {
-            for k in ["ID", "State", "Version", "Revision", "CreateTime", "ModifyTime"] {
+            for k in bacalhau_model::SERVER_OWNED_FIELDS {
                 map.remove(k);
             }
         }

@@ -369,6 +369,10 @@ fn the_api_answers_in_bacalhaus_shapes() {
     )
     .expect("json");
     assert!(h["Items"].as_array().expect("items").iter().all(|i| i["Type"] == "ExecutionLevel"));
+    let err = s.get("/api/v1/orchestrator/jobs?labels=%3Deu").expect_err("400");
+    assert!(err.to_string().contains("has an empty key"), "{err}");
+    let err = s.fails(&["wasm", "run", "--constraints", "=eu", &program("hello")]);
+    assert!(err.contains("label selector \"=eu\" has an empty key"), "{err}");
     let err = s.get("/api/v1/orchestrator/jobs/j-nope").expect_err("404");
     assert!(err.to_string().contains("404"), "{err}");
     // Every GET route the document lists is served (the fallback answers "no API route").

@@ -134,12 +134,12 @@ impl ComputeNode {
         cancel: CancellationToken,
     ) -> Result<ComputeHandle, ComputeError> {
         std::fs::create_dir_all(&cfg.data_dir)
-            .map_err(|e| crate::store::StoreError::from_io(format!("cannot create {}: {e}", cfg.data_dir.display())))?;
+            .map_err(|e| crate::store::StoreError::new(format!("cannot create {}: {e}", cfg.data_dir.display())))?;
         let path = cfg.data_dir.join("executions.redb");
         let store = Arc::new(
             tokio::task::spawn_blocking(move || ExecutionStore::open(&path))
                 .await
-                .map_err(|e| crate::store::StoreError::from_io(e.to_string()))??,
+                .map_err(|e| crate::store::StoreError::new(e.to_string()))??,
         );
         let (internal_tx, internal_rx) = mpsc::channel(INTERNAL_CAPACITY);
         let info = Arc::new(RwLock::new(NodeInfo::default()));
@@ -168,19 +168,13 @@ impl ComputeNode {
     }
 }
 
-impl crate::store::StoreError {
-    pub(crate) fn from_io(msg: String) -> Self {
-        crate::store::StoreError::new(msg)
-    }
-}
-
 impl Runtime {
     /// Loads the store; anything that was running when the node stopped failed with it.
     async fn recover(&mut self) -> Result<(), ComputeError> {
         let store = self.store.clone();
         let all = tokio::task::spawn_blocking(move || store.all())
             .await
-            .map_err(|e| crate::store::StoreError::from_io(e.to_string()))??;
+            .map_err(|e| crate::store::StoreError::new(e.to_string()))??;
         let mut changed = Vec::new();
         for mut r in all {
             if matches!(
@@ -201,7 +195,7 @@ impl Runtime {
             let store = self.store.clone();
             tokio::task::spawn_blocking(move || store.put_all(&changed))
                 .await
-                .map_err(|e| crate::store::StoreError::from_io(e.to_string()))??;
+                .map_err(|e| crate::store::StoreError::new(e.to_string()))??;
         }
         self.sync_states();
         Ok(())
@@ -342,7 +336,7 @@ impl Runtime {
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || store.put_all(&records))
             .await
-            .map_err(|e| crate::store::StoreError::from_io(e.to_string()))?
+            .map_err(|e| crate::store::StoreError::new(e.to_string()))?
     }
 
     fn set_state(&mut self, id: &ExecutionId, state: LocalExecutionState, message: &str, round: &mut Round) {

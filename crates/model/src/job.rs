@@ -191,6 +191,36 @@ impl LabelSelectorRequirement {
         }
     }
 
+    /// Parses a Kubernetes-style selector such as `region=eu,zone!=a,gpu,cores>4`, as the
+    /// CLI's `--constraints` and the API's `labels` query take it.
+    pub fn parse_selector(s: &str) -> Result<Vec<Self>, String> {
+        let mut out = Vec::new();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (key, operator, values) = if let Some((k, v)) = part.split_once("!=") {
+                (k, Operator::NotEquals, vec![v])
+            } else if let Some((k, v)) = part.split_once("==").or_else(|| part.split_once('=')) {
+                (k, Operator::Equals, vec![v])
+            } else if let Some((k, v)) = part.split_once('>') {
+                (k, Operator::GreaterThan, vec![v])
+            } else if let Some((k, v)) = part.split_once('<') {
+                (k, Operator::LessThan, vec![v])
+            } else if let Some(k) = part.strip_prefix('!') {
+                (k, Operator::DoesNotExist, vec![])
+            } else {
+                (part, Operator::Exists, vec![])
+            };
+            if key.trim().is_empty() {
+                return Err(format!("label selector {s:?} has an empty key: write key=value"));
+            }
+            out.push(Self {
+                key: key.trim().to_owned(),
+                operator,
+                values: values.into_iter().map(|v| v.trim().to_owned()).collect(),
+            });
+        }
+        Ok(out)
+    }
+
     /// Whether this is a soft preference (`favour_` key prefix) rather than a requirement.
     pub fn is_preference(&self) -> bool {
         self.key.starts_with("favour_")
@@ -287,6 +317,17 @@ mod tests {
         assert!(!req("cores", Operator::LessThan, &["4"]).matches(&l));
         assert!(req("zone", Operator::DoesNotExist, &[]).matches(&l));
         assert!(req("favour_region", Operator::Equals, &["eu"]).matches(&l));
+    }
+
+    #[test]
+    fn parses_selectors() {
+        let c = LabelSelectorRequirement::parse_selector("region=eu, zone!=a,gpu,cores>4").expect("parse");
+        assert_eq!(c.len(), 4);
+        assert_eq!(c[1].operator, Operator::NotEquals);
+        assert_eq!(c[2].operator, Operator::Exists);
+        assert_eq!((c[3].operator, c[3].values.as_slice()), (Operator::GreaterThan, &["4".to_owned()][..]));
+        let e = LabelSelectorRequirement::parse_selector("=eu").expect_err("empty key");
+        assert!(e.contains("empty key"), "{e}");
     }
 
     #[test]

@@ -43,4 +43,6 @@ pub use spec_config::{
 };
 pub use task::{InputSource, NetworkConfig, NetworkType, ResourcesConfig, ResultPath, Task, TimeoutConfig};
 pub use time::format_rfc3339_nanos;
-pub use validate::{FieldError, SubmissionDefaults, ValidationError, prepare_submission, validate};
+pub use validate::{
+    FieldError, SERVER_OWNED_FIELDS, SubmissionDefaults, ValidationError, prepare_submission, validate,
+};

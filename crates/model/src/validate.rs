@@ -72,6 +72,9 @@ impl Default for SubmissionDefaults {
     }
 }
 
+/// Fields of a job that only the server sets; a spec file must not carry them.
+pub const SERVER_OWNED_FIELDS: [&str; 6] = ["ID", "State", "Version", "Revision", "CreateTime", "ModifyTime"];
+
 const RESERVED_META_PREFIX: &str = "bacalhau.org/";
 const RESERVED_RESULT_NAMES: [&str; 3] = ["stdout", "stderr", "exitCode"];
 const KNOWN_PUBLISHERS: [&str; 4] = [PUBLISHER_NOOP, PUBLISHER_LOCAL, PUBLISHER_IPFS, "s3"];

@@ -980,7 +980,7 @@ impl Runtime {
                 Some(Notify::Cancel(reason)) => round
                     .sends
                     .push((node_id.clone(), ToCompute::CancelExecution { execution_id: exec_id.clone(), reason })),
-                Some(Notify::AskForBid) | None => {}
+                None => {}
             }
             let change = u.compute_state.filter(|s| *s != previous).map(|s| (previous, s));
             self.exec_history(job_id, &exec_id, &node_id, now, "Scheduling", &u.message, change, round);

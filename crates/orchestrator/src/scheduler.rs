@@ -35,8 +35,6 @@ impl Default for SchedulerConfig {
 /// A message the runtime sends for an execution once the plan is stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Notify {
-    /// Ask the node to bid.
-    AskForBid,
     /// Tell the node its bid won.
     BidAccepted,
     /// Tell the node its bid lost.

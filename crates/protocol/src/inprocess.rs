@@ -43,11 +43,19 @@ pub struct ComputeEndpoint {
 impl ComputeEndpoint {
     /// Sends a message to the orchestrator, waiting if its inbox is full.
     pub async fn send(&self, payload: FromCompute) -> Result<(), SendError> {
-        self.outbox
-            .send(OrchestratorInbound::Message(Box::new(Envelope::new(self.node_id.clone(), payload))))
-            .await
-            .map_err(|_| SendError::Disconnected)
+        send(&self.outbox, &self.node_id, payload).await
     }
+}
+
+async fn send(
+    outbox: &mpsc::Sender<OrchestratorInbound>,
+    node_id: &NodeId,
+    payload: FromCompute,
+) -> Result<(), SendError> {
+    outbox
+        .send(OrchestratorInbound::Message(Box::new(Envelope::new(node_id.clone(), payload))))
+        .await
+        .map_err(|_| SendError::Disconnected)
 }
 
 /// A cloneable sender for a compute node's messages, for tasks other than the node's runtime.
@@ -60,10 +68,7 @@ pub struct ComputeSender {
 impl ComputeSender {
     /// Sends a message to the orchestrator, waiting if its inbox is full.
     pub async fn send(&self, payload: FromCompute) -> Result<(), SendError> {
-        self.outbox
-            .send(OrchestratorInbound::Message(Box::new(Envelope::new(self.node_id.clone(), payload))))
-            .await
-            .map_err(|_| SendError::Disconnected)
+        send(&self.outbox, &self.node_id, payload).await
     }
 }
 
