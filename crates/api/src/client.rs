@@ -9,7 +9,8 @@ use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::types::{
-    ErrorBody, GetJobResponse, GetNodeResponse, ListNodesResponse, LogFrame, Page, PutJobResponse, StopJobResponse,
+    CarImported, ErrorBody, GcResult, GetJobResponse, GetNodeResponse, ListNodesResponse, LogFrame, Page, PinInfo,
+    PutJobResponse, StopJobResponse,
 };
 
 /// How long a single API request may take (downloads have their own limit).
@@ -251,6 +252,54 @@ impl Client {
             });
         }
         Ok(Some(resp.bytes().await.map_err(|e| ClientError::Protocol { url, cause: cause(&e) })?.to_vec()))
+    }
+
+    /// Uploads a CAR file to the node's IPFS store, which verifies every block and pins the
+    /// roots with `label`.
+    pub async fn import_car(&self, car: &std::path::Path, label: &str) -> Result<CarImported, ClientError> {
+        let url = format!("{}/api/v1/ipfs/car", self.base);
+        let file = tokio::fs::File::open(car).await.map_err(|e| ClientError::Protocol {
+            url: url.clone(),
+            cause: format!("cannot read {}: {e}", car.display()),
+        })?;
+        let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(file, 1 << 20));
+        // Large uploads outlive the usual request timeout.
+        let req = self.http.post(&url).query(&[("label", label)]).timeout(Duration::from_secs(24 * 3600)).body(body);
+        self.send(req, &url).await
+    }
+
+    /// The node's IPFS pins.
+    pub async fn pins(&self) -> Result<Vec<PinInfo>, ClientError> {
+        self.get("/api/v1/ipfs/pins", &[]).await
+    }
+
+    /// Pins a DAG the node holds.
+    pub async fn pin(&self, cid: &str, label: &str) -> Result<PinInfo, ClientError> {
+        let url = format!("{}/api/v1/ipfs/pins/{cid}", self.base);
+        self.send(self.http.post(&url).query(&[("label", label)]), &url).await
+    }
+
+    /// Removes a pin (all its labels).
+    pub async fn unpin(&self, cid: &str) -> Result<(), ClientError> {
+        let url = format!("{}/api/v1/ipfs/pins/{cid}", self.base);
+        let resp = self
+            .http
+            .delete(&url)
+            .send()
+            .await
+            .map_err(|e| ClientError::Unreachable { url: self.base.clone(), cause: cause(&e) })?;
+        if resp.status().is_success() {
+            return Ok(());
+        }
+        let status = resp.status().as_u16();
+        let body: ErrorBody = resp.json().await.unwrap_or_default();
+        Err(ClientError::Api { status, message: body.message, hint: body.hint })
+    }
+
+    /// Runs garbage collection on the node's IPFS store.
+    pub async fn gc(&self) -> Result<GcResult, ClientError> {
+        let url = format!("{}/api/v1/ipfs/gc", self.base);
+        self.send(self.http.post(&url).timeout(Duration::from_secs(3600)), &url).await
     }
 
     /// Downloads a URL's body (results published by the local publisher).

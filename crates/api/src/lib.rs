@@ -5,6 +5,7 @@
 //! Response shapes follow Bacalhau's Go server and stay readable by its 1.4 Python client.
 
 pub mod client;
+mod ipfs;
 mod openapi;
 pub mod server;
 pub mod types;

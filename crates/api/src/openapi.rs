@@ -38,6 +38,16 @@ pub(crate) const ROUTES: &[(&str, &str, &str)] = &[
         "/ipfs/{cid}",
         "From the node's IPFS store: a block (?format=raw), the DAG as CAR v1 (?format=car), or a file's content (Range supported)",
     ),
+    (
+        "get",
+        "/ipfs/{cid}/{path}",
+        "The same for a path inside a folder (HAMT-sharded folders too); a CAR also carries the path's folder blocks",
+    ),
+    ("post", "/api/v1/ipfs/car", "Upload a CAR v1/v2 (body); every block verified, the roots pinned (?label=)"),
+    ("get", "/api/v1/ipfs/pins", "The store's pins: [{Cid, Labels}]"),
+    ("post", "/api/v1/ipfs/pins/{cid}", "Pin a DAG the store holds entirely (?label=)"),
+    ("delete", "/api/v1/ipfs/pins/{cid}", "Unpin (?label= removes one label)"),
+    ("post", "/api/v1/ipfs/gc", "Delete every block no pin reaches: {Kept, Removed, RemovedBytes}"),
 ];
 
 pub(crate) fn document() -> Value {
@@ -45,6 +55,11 @@ pub(crate) fn document() -> Value {
     for (method, path, summary) in ROUTES {
         let params: Vec<Value> = if path.contains("{id}") {
             vec![json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string"}})]
+        } else if path.contains("{path}") {
+            vec![
+                json!({"name": "cid", "in": "path", "required": true, "schema": {"type": "string"}}),
+                json!({"name": "path", "in": "path", "required": true, "schema": {"type": "string"}}),
+            ]
         } else if path.contains("{cid}") {
             vec![json!({"name": "cid", "in": "path", "required": true, "schema": {"type": "string"}})]
         } else if path.contains("{file}") {

@@ -48,18 +48,18 @@ pub struct ApiState {
 /// An error with a status, a message and a hint, answered as Bacalhau's JSON error body.
 #[derive(Debug)]
 pub struct ApiError {
-    status: StatusCode,
-    code: &'static str,
-    message: String,
-    hint: String,
+    pub(crate) status: StatusCode,
+    pub(crate) code: &'static str,
+    pub(crate) message: String,
+    pub(crate) hint: String,
 }
 
 impl ApiError {
-    fn bad_request(message: impl Into<String>, hint: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(message: impl Into<String>, hint: impl Into<String>) -> Self {
         Self { status: StatusCode::BAD_REQUEST, code: "BadRequest", message: message.into(), hint: hint.into() }
     }
 
-    fn not_found(message: impl Into<String>, hint: impl Into<String>) -> Self {
+    pub(crate) fn not_found(message: impl Into<String>, hint: impl Into<String>) -> Self {
         Self { status: StatusCode::NOT_FOUND, code: "NotFound", message: message.into(), hint: hint.into() }
     }
 }
@@ -94,7 +94,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-type ApiResult<T> = Result<T, ApiError>;
+pub(crate) type ApiResult<T> = Result<T, ApiError>;
 
 /// The API's routes.
 pub fn router(state: ApiState) -> Router {
@@ -113,14 +113,22 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/orchestrator/nodes/{id}", get(get_node))
         .route("/api/v1/local-results/{file}", get(local_result))
         .route("/api/v1/openapi.json", get(openapi))
-        .route("/ipfs/{cid}", get(ipfs_get))
+        .route("/ipfs/{cid}", get(crate::ipfs::gateway))
+        .route("/ipfs/{cid}/{*path}", get(crate::ipfs::gateway_path))
+        .route(
+            "/api/v1/ipfs/car",
+            axum::routing::post(crate::ipfs::import_car).layer(axum::extract::DefaultBodyLimit::disable()),
+        )
+        .route("/api/v1/ipfs/pins", get(crate::ipfs::list_pins))
+        .route("/api/v1/ipfs/pins/{cid}", axum::routing::post(crate::ipfs::pin).delete(crate::ipfs::unpin))
+        .route("/api/v1/ipfs/gc", axum::routing::post(crate::ipfs::gc))
         .fallback(fallback)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(Arc::new(state))
 }
 
-type St = State<Arc<ApiState>>;
-type Params = Query<HashMap<String, String>>;
+pub(crate) type St = State<Arc<ApiState>>;
+pub(crate) type Params = Query<HashMap<String, String>>;
 
 async fn fallback(uri: axum::http::Uri) -> ApiError {
     ApiError::not_found(format!("no API route {uri}"), "see /api/v1/openapi.json for the routes this server has")
@@ -406,105 +414,6 @@ async fn local_result(State(s): St, Path(file): Path<String>) -> ApiResult<Respo
     Ok(([(header::CONTENT_TYPE, "application/gzip")], bytes).into_response())
 }
 
-/// What a `/ipfs/{cid}` request asks for.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum IpfsFormat {
-    Raw,
-    Car,
-    Content,
-}
-
-/// Parses `Range: bytes=a-b` / `bytes=a-` / `bytes=-n` against a length; `Err` when unsatisfiable.
-fn byte_range(header: &str, len: usize) -> Result<(usize, usize), ()> {
-    let spec = header.trim().strip_prefix("bytes=").ok_or(())?;
-    let (a, b) = spec.split_once('-').ok_or(())?;
-    let (start, end) = match (a.trim(), b.trim()) {
-        ("", n) => {
-            let n: usize = n.parse().map_err(|_| ())?;
-            (len.saturating_sub(n), len.checked_sub(1).ok_or(())?)
-        }
-        (a, "") => (a.parse().map_err(|_| ())?, len.checked_sub(1).ok_or(())?),
-        (a, b) => (a.parse().map_err(|_| ())?, b.parse::<usize>().map_err(|_| ())?.min(len.saturating_sub(1))),
-    };
-    if start > end || start >= len {
-        return Err(());
-    }
-    Ok((start, end))
-}
-
-/// `GET /ipfs/{cid}`: the raw block (`?format=raw` or `Accept: application/vnd.ipld.raw`), the
-/// DAG as a CAR (`?format=car` or `Accept: application/vnd.ipld.car`), or a file's content
-/// (with `Range` support).
-async fn ipfs_get(
-    State(s): St,
-    Path(cid): Path<String>,
-    Query(p): Params,
-    headers: axum::http::HeaderMap,
-) -> ApiResult<Response> {
-    let parsed = bacalhau_ipfs::Cid::parse(&cid)
-        .map_err(|e| ApiError::bad_request(e.to_string(), "give a CIDv0 (Qm...) or CIDv1 (b...)"))?;
-    let store = s.ipfs.clone().ok_or_else(|| ApiError::not_found("this node has no IPFS store", ""))?;
-    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let format = match p.get("format").map(String::as_str) {
-        Some("raw") => IpfsFormat::Raw,
-        Some("car") => IpfsFormat::Car,
-        Some(other) if !other.is_empty() => {
-            return Err(ApiError::bad_request(
-                format!("format={other:?} is not supported"),
-                "use format=raw or format=car",
-            ));
-        }
-        _ if accept.contains("application/vnd.ipld.raw") => IpfsFormat::Raw,
-        _ if accept.contains("application/vnd.ipld.car") => IpfsFormat::Car,
-        _ => IpfsFormat::Content,
-    };
-    if !store.has(&parsed) {
-        return Err(ApiError::not_found(
-            format!("{cid} is not in this node's IPFS store"),
-            "add it with `bacalhau ipfs add`",
-        ));
-    }
-    let result = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
-        let mut out = Vec::new();
-        match format {
-            IpfsFormat::Raw => out = store.get(&parsed)?.unwrap_or_default(),
-            IpfsFormat::Car => bacalhau_ipfs::export_car(store.as_ref(), &parsed, &mut out)?,
-            IpfsFormat::Content => bacalhau_ipfs::cat(store.as_ref(), &parsed, &mut out)?,
-        }
-        Ok(out)
-    })
-    .await
-    .map_err(|e| ApiError {
-        status: StatusCode::INTERNAL_SERVER_ERROR,
-        code: "InternalError",
-        message: e.to_string(),
-        hint: String::new(),
-    })?
-    .map_err(|e| ApiError::bad_request(e.to_string(), "ask for ?format=raw or ?format=car to get blocks"))?;
-    let content_type = match format {
-        IpfsFormat::Raw => "application/vnd.ipld.raw",
-        IpfsFormat::Car => "application/vnd.ipld.car",
-        IpfsFormat::Content => "application/octet-stream",
-    };
-    if let (IpfsFormat::Content, Some(range)) = (format, headers.get(header::RANGE).and_then(|v| v.to_str().ok())) {
-        let len = result.len();
-        return match byte_range(range, len) {
-            Ok((start, end)) => Ok((
-                StatusCode::PARTIAL_CONTENT,
-                [
-                    (header::CONTENT_TYPE, content_type.to_owned()),
-                    (header::CONTENT_RANGE, format!("bytes {start}-{end}/{len}")),
-                ],
-                result[start..=end].to_vec(),
-            )
-                .into_response()),
-            Err(()) => Ok((StatusCode::RANGE_NOT_SATISFIABLE, [(header::CONTENT_RANGE, format!("bytes */{len}"))])
-                .into_response()),
-        };
-    }
-    Ok(([(header::CONTENT_TYPE, content_type)], result).into_response())
-}
-
 /// Serves the API on `listener` until `shutdown` completes.
 pub async fn serve(
     listener: tokio::net::TcpListener,
@@ -512,20 +421,4 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::byte_range;
-
-    #[test]
-    fn parses_byte_ranges() {
-        assert_eq!(byte_range("bytes=0-4", 10), Ok((0, 4)));
-        assert_eq!(byte_range("bytes=5-", 10), Ok((5, 9)));
-        assert_eq!(byte_range("bytes=-3", 10), Ok((7, 9)));
-        assert_eq!(byte_range("bytes=8-100", 10), Ok((8, 9)));
-        assert!(byte_range("bytes=10-12", 10).is_err());
-        assert!(byte_range("bytes=4-2", 10).is_err());
-        assert!(byte_range("items=0-1", 10).is_err());
-    }
 }

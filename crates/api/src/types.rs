@@ -128,3 +128,37 @@ pub struct ErrorBody {
     #[serde(rename = "Hint", default, skip_serializing_if = "String::is_empty")]
     pub hint: String,
 }
+
+/// `POST /api/v1/ipfs/car`: what a CAR upload brought in (its roots are pinned).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct CarImported {
+    /// The roots the CAR names.
+    pub roots: Vec<String>,
+    /// Blocks read, each verified.
+    pub blocks: u64,
+    /// Bytes of block data.
+    pub bytes: u64,
+}
+
+/// One pin of the node's IPFS store.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct PinInfo {
+    /// The pinned root.
+    pub cid: String,
+    /// Why it is pinned.
+    pub labels: Vec<String>,
+}
+
+/// `POST /api/v1/ipfs/gc`: what garbage collection did.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "PascalCase")]
+pub struct GcResult {
+    /// Blocks still reachable from a pin.
+    pub kept: u64,
+    /// Blocks deleted.
+    pub removed: u64,
+    /// Bytes freed.
+    pub removed_bytes: u64,
+}

@@ -397,14 +397,64 @@ pub enum NodeCommand {
 
 #[derive(Debug, Subcommand)]
 pub enum IpfsCommand {
-    /// Add a file or folder to the local node's store (the data dir), printing its CID.
+    /// Add a file or folder: to the local store, then to the node at --api-host if one runs.
     Add(IpfsAddArgs),
-    /// Write a CID's file or folder to disk.
+    /// Write a CID's file or folder (CID or CID/path) to disk.
     Get(IpfsGetArgs),
-    /// Print a CID's file content.
+    /// Print a file's content (CID or CID/path).
     Cat(IpfsCatArgs),
     /// List a folder's entries: CID, size and name (folders end with /).
     Ls(IpfsCatArgs),
+    /// CAR files: export a DAG, import blocks (as kubo's `ipfs dag export|import`).
+    #[command(subcommand)]
+    Dag(IpfsDagCommand),
+    /// The node's pins: what garbage collection keeps.
+    #[command(subcommand)]
+    Pin(IpfsPinCommand),
+    /// The node's block store.
+    #[command(subcommand)]
+    Repo(IpfsRepoCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IpfsDagCommand {
+    /// Write the DAG under a CID as a CAR v1 file (stdout by default).
+    Export(IpfsDagExportArgs),
+    /// Import CAR v1/v2 files into the node (or the local store), verifying every block and
+    /// pinning their roots.
+    Import(IpfsDagImportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct IpfsDagExportArgs {
+    /// The root CID.
+    pub cid: String,
+    /// Write here instead of stdout.
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct IpfsDagImportArgs {
+    /// CAR files.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IpfsPinCommand {
+    /// Pin a CID the node holds.
+    Add(IpfsCatArgs),
+    /// Unpin a CID.
+    Rm(IpfsCatArgs),
+    /// List pins and why they were made.
+    Ls(OutputArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IpfsRepoCommand {
+    /// Delete every block no pin reaches.
+    Gc,
 }
 
 #[derive(Debug, Args)]
@@ -414,20 +464,33 @@ pub struct IpfsAddArgs {
     /// Add a folder recursively.
     #[arg(short, long)]
     pub recursive: bool,
-    /// CID version: 0 (kubo's default) or 1 (raw leaves).
+    /// CID version: 0 (kubo's default) or 1 (raw leaves unless --raw-leaves=false).
     #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=1))]
     pub cid_version: u8,
+    /// Store file chunks as raw blocks (default: on with CIDv1).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub raw_leaves: Option<bool>,
+    /// A named import profile: unixfs-v0-2015 (kubo's default), unixfs-v1-2025 (IPIP-499), or
+    /// kubo-0.39 (kubo's default before 0.40: a folder of exactly 256 KiB of links is sharded).
+    #[arg(long, value_parser = ["unixfs-v0-2015", "legacy-cid-v0", "unixfs-v1-2025", "kubo-0.39"])]
+    pub profile: Option<String>,
+    /// Print only CIDs, one per item.
+    #[arg(short, long)]
+    pub quiet: bool,
     /// Print only the root CID.
     #[arg(short = 'Q', long)]
     pub quieter: bool,
     /// Include files whose names start with a dot.
     #[arg(short = 'H', long)]
     pub hidden: bool,
+    /// Do not show a progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
 }
 
 #[derive(Debug, Args)]
 pub struct IpfsGetArgs {
-    /// The CID.
+    /// The CID, or CID/path inside it.
     pub cid: String,
     /// Where to write (default: the CID).
     #[arg(short, long)]
@@ -436,7 +499,7 @@ pub struct IpfsGetArgs {
 
 #[derive(Debug, Args)]
 pub struct IpfsCatArgs {
-    /// The CID.
+    /// The CID, or CID/path inside it.
     pub cid: String,
 }
 

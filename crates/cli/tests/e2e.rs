@@ -143,7 +143,10 @@ fn ipfs_inputs_and_results_round_trip_through_a_wasm_job() {
     let dir = s.dir.display().to_string();
     let out = s.cli_env(&["ipfs", "add", "-r", &data.path().display().to_string()], &[("BACALHAU_DIR", &dir)]);
     assert!(out.status.success(), "{out:?}");
-    let line = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    // A line per item, the root last.
+    assert_eq!(stdout.lines().count(), 3, "{stdout}");
+    let line = stdout.lines().last().unwrap_or_default().to_owned();
     let cid = line.strip_prefix("added ").and_then(|l| l.split_whitespace().next()).expect("added line").to_owned();
     // `ipfs cat` and `ipfs get` read it back through the node's gateway, from another store.
     let other = tempfile::tempdir().expect("tmp");
@@ -174,6 +177,60 @@ fn ipfs_inputs_and_results_round_trip_through_a_wasm_job() {
     assert!(head.starts_with("http/1.1 404"), "{head}");
     let err = s.fails(&["ipfs", "cat", "not-a-cid"]);
     assert!(err.contains("is not a CID"), "{err}");
+}
+
+#[test]
+fn the_ipfs_store_adds_remotely_shards_pins_collects_and_moves_cars() {
+    let s = serve();
+    let data = tempfile::tempdir().expect("tmp");
+    // Past kubo's threshold: 4200 × (30 + 34) bytes of links > 256 KiB, so a HAMT.
+    let shard = data.path().join("many");
+    std::fs::create_dir_all(&shard).expect("mkdir");
+    for i in 0..4200 {
+        std::fs::write(shard.join(format!("{i:030}")), format!("file {i}\n")).expect("write");
+    }
+    // Added from another data dir: the blocks reach the node as a CAR and are pinned there.
+    let client = tempfile::tempdir().expect("tmp");
+    let client_dir = client.path().display().to_string();
+    let out = s.cli_env(&["ipfs", "add", "-r", "-Q", &shard.display().to_string()], &[("BACALHAU_DIR", &client_dir)]);
+    assert!(out.status.success(), "{out:?}");
+    let cid = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let pins = s.ok(&["ipfs", "pin", "ls"]);
+    assert!(pins.contains(&cid) && pins.contains("added by bacalhau ipfs add"), "{pins}");
+    // Paths resolve through the shard, on the CLI and on the gateway.
+    let name = format!("{:030}", 4117);
+    assert_eq!(s.ok(&["ipfs", "cat", &format!("{cid}/{name}")]), "file 4117\n");
+    let (head, body) = raw_get(s.port, &format!("/ipfs/{cid}/{name}"), "");
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert_eq!(body, b"file 4117\n");
+    let (head, car) = raw_get(s.port, &format!("/ipfs/{cid}/{name}?format=car"), "");
+    assert!(head.contains("application/vnd.ipld.car"), "{head}");
+    assert!(car.len() < 100_000, "a path CAR carries the shards on the way, not the whole folder: {}", car.len());
+    // A WASM job mounts the sharded folder and reads one file of it.
+    let id = submit(&s, &["-i", &format!("ipfs://{cid}:/in"), &program("cat"), &format!("/in/{name}")]);
+    assert_eq!(s.wait_terminal(&id).expect("finish"), "Completed");
+    assert_eq!(s.ok(&["job", "logs", &id]), "file 4117\n");
+    // Export a CAR, unpin, collect: the blocks are gone; importing the CAR brings them back.
+    let car_path = data.path().join("many.car");
+    s.ok(&["ipfs", "dag", "export", &cid, "-o", &car_path.display().to_string()]);
+    s.ok(&["ipfs", "pin", "rm", &cid]);
+    let gc = s.ok(&["ipfs", "repo", "gc"]);
+    assert!(gc.starts_with("removed ") && !gc.starts_with("removed 0 "), "{gc}");
+    let (head, _) = raw_get(s.port, &format!("/ipfs/{cid}/{name}"), "");
+    assert!(head.starts_with("http/1.1 404"), "collected: {head}");
+    let imported = s.ok(&["ipfs", "dag", "import", &car_path.display().to_string()]);
+    assert!(imported.contains(&format!("Pinned root {cid} success")), "{imported}");
+    let (_, body) = raw_get(s.port, &format!("/ipfs/{cid}/{name}"), "");
+    assert_eq!(body, b"file 4117\n");
+    // A tampered CAR is refused, and says why.
+    let mut bad = std::fs::read(&car_path).expect("read");
+    let at = bad.len() - 2;
+    bad[at] ^= 0xff;
+    std::fs::write(&car_path, bad).expect("write");
+    let err = s.fails(&["ipfs", "dag", "import", &car_path.display().to_string()]);
+    assert!(err.contains("does not match its CID"), "{err}");
+    let err = s.fails(&["ipfs", "pin", "add", "QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH"]);
+    assert!(err.contains("cannot pin"), "{err}");
 }
 
 /// A GET with extra headers; returns the head (lower-cased) and the body bytes.

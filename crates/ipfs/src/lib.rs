@@ -10,19 +10,23 @@
 //! - [`BlockStore`]: blocks on disk, crash-safe (write then rename), verified on read.
 //! - [`export`] and [`cat`]: CID → file or folder, verifying every block.
 //!
-//! - [`export_car`]: a DAG as a CAR v1 stream.
+//! - [`export_car`]: a DAG as a CAR v1 stream; [`read_dir`] and [`resolve`] for folders and paths.
 //!
-//! Not here yet: HAMT-sharded folders, pins and garbage collection, CAR import, bitswap.
+//! - [`hamt`]: HAMT-sharded folders past kubo's threshold (both of kubo's rules), written and read.
+//! - Pins and garbage collection in the [`BlockStore`]; CAR v1/v2 import ([`import_car`]).
+//!
+//! Not here yet: bitswap.
 
 mod blockstore;
 mod car;
 mod cid;
 pub mod dagpb;
 mod exporter;
+pub mod hamt;
 mod importer;
 
-pub use blockstore::BlockStore;
-pub use car::export_car;
+pub use blockstore::{BlockStore, GcReport, Pin, WriteGuard};
+pub use car::{CarImport, export_car, export_car_path, import_car};
 pub use cid::{CODEC_DAG_PB, CODEC_RAW, Cid, CidError};
-pub use exporter::{BlockSource, cat, export};
-pub use importer::{Block, ImportOptions, Imported, Importer};
+pub use exporter::{BlockSource, DirEntry, cat, export, file_size, read_dir, resolve, resolve_trail};
+pub use importer::{Block, ImportOptions, Imported, Importer, ShardRule, SizeEstimate};

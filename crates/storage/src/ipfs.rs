@@ -49,6 +49,8 @@ impl InputProvider for IpfsSource {
         let store = self.store.clone();
         let d = dest.clone();
         tokio::task::spawn_blocking(move || {
+            // Garbage collection must not delete the DAG while it is being copied out.
+            let _guard = store.writer()?;
             std::fs::create_dir_all(d.parent().unwrap_or(&d))?;
             bacalhau_ipfs::export(store.as_ref(), &cid, &d)
         })
@@ -59,7 +61,8 @@ impl InputProvider for IpfsSource {
     }
 }
 
-/// Adds the result folder to the node's block store; the result is its CID.
+/// Adds the result folder to the node's block store and pins it; the result is its CID.
+/// (Inputs are not pinned: they are copied out for the execution, under a writer guard.)
 #[derive(Debug)]
 pub struct IpfsPublisher {
     store: Arc<BlockStore>,
@@ -78,11 +81,15 @@ impl Publisher for IpfsPublisher {
         PUBLISHER_IPFS
     }
 
-    async fn publish(&self, _: &ExecutionId, results_dir: &Path) -> Result<Option<SpecConfig>, StorageError> {
+    async fn publish(&self, id: &ExecutionId, results_dir: &Path) -> Result<Option<SpecConfig>, StorageError> {
         let store = self.store.clone();
         let dir = results_dir.to_owned();
+        let label = format!("result of execution {id}");
         let root = tokio::task::spawn_blocking(move || {
-            Importer::new(ImportOptions::v0(), |c, d| store.put_bytes(c, d)).path(&dir)
+            let _guard = store.writer()?;
+            let root = Importer::new(ImportOptions::v0(), |c, d| store.put_bytes(c, d)).path(&dir)?;
+            store.pin(&root.cid, &label)?;
+            Ok::<_, std::io::Error>(root)
         })
         .await
         .map_err(|e| StorageError::Invalid(format!("publishing crashed: {e}")))?
