@@ -185,6 +185,9 @@ pub struct Importer<F: FnMut(&Cid, &[u8]) -> io::Result<()>> {
     sink: F,
     /// Reused to encode leaves without an allocation per chunk.
     leaf_buf: Vec<u8>,
+    /// Leaves encoded a batch at a time so their hashes can be computed on several cores.
+    batch: Vec<Vec<u8>>,
+    threads: usize,
 }
 
 impl<F: FnMut(&Cid, &[u8]) -> io::Result<()>> std::fmt::Debug for Importer<F> {
@@ -196,7 +199,8 @@ impl<F: FnMut(&Cid, &[u8]) -> io::Result<()>> std::fmt::Debug for Importer<F> {
 impl<F: FnMut(&Cid, &[u8]) -> io::Result<()>> Importer<F> {
     /// An importer with these options and block sink.
     pub fn new(options: ImportOptions, sink: F) -> Self {
-        Self { options, sink, leaf_buf: Vec::new() }
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+        Self { options, sink, leaf_buf: Vec::new(), batch: Vec::new(), threads }
     }
 
     fn emit(&mut self, codec: u64, data: &[u8]) -> io::Result<Cid> {
@@ -238,15 +242,72 @@ impl<F: FnMut(&Cid, &[u8]) -> io::Result<()>> Importer<F> {
         depth: u32,
     ) -> io::Result<Imported> {
         while children.len() < self.options.max_links && chunks.has_more()? {
-            let child = if depth == 1 {
-                let chunk = chunks.take()?;
-                self.leaf(chunk)?
+            if depth == 1 {
+                let room = self.options.max_links - children.len();
+                self.leaves(chunks, room, &mut children)?;
             } else {
-                self.fill(chunks, Vec::new(), depth - 1)?
-            };
-            children.push(child);
+                let child = self.fill(chunks, Vec::new(), depth - 1)?;
+                children.push(child);
+            }
         }
         self.commit(&children)
+    }
+
+    /// Encodes up to a batch of leaves (at most `room`), hashes them in parallel, and emits
+    /// them in order: hashing is most of an import's work, and leaves are independent.
+    fn leaves<R: Read>(
+        &mut self,
+        chunks: &mut Chunker<R>,
+        room: usize,
+        children: &mut Vec<Imported>,
+    ) -> io::Result<()> {
+        let want = (self.threads * 8).min(room).max(1);
+        let mut batch = std::mem::take(&mut self.batch);
+        batch.resize_with(want, Vec::new);
+        let mut sizes = Vec::with_capacity(want);
+        while sizes.len() < want && chunks.has_more()? {
+            let chunk = chunks.take()?;
+            let buf = &mut batch[sizes.len()];
+            if self.options.raw_leaves {
+                buf.clear();
+                buf.extend_from_slice(chunk);
+            } else {
+                encode_leaf_into(buf, chunk);
+            }
+            sizes.push(chunk.len() as u64);
+        }
+        let n = sizes.len();
+        let (version, codec) =
+            (self.options.cid_version, if self.options.raw_leaves { CODEC_RAW } else { CODEC_DAG_PB });
+        let mut cids = vec![None; n];
+        let per = n.div_ceil(self.threads);
+        std::thread::scope(|scope| {
+            let mut parts = batch[..n].chunks(per).zip(cids.chunks_mut(per));
+            let first = parts.next();
+            for (blocks, out) in parts {
+                scope.spawn(move || {
+                    for (b, o) in blocks.iter().zip(out) {
+                        *o = Some(Cid::of(version, codec, b));
+                    }
+                });
+            }
+            if let Some((blocks, out)) = first {
+                for (b, o) in blocks.iter().zip(out) {
+                    *o = Some(Cid::of(version, codec, b));
+                }
+            }
+        });
+        let mut result = Ok(());
+        for ((cid, block), filesize) in cids.into_iter().zip(&batch).zip(sizes) {
+            let Some(cid) = cid else { continue };
+            if let Err(e) = (self.sink)(&cid, block) {
+                result = Err(e);
+                break;
+            }
+            children.push(Imported { cid, tsize: block.len() as u64, filesize });
+        }
+        self.batch = batch;
+        result
     }
 
     /// Imports one file's content.
