@@ -198,11 +198,64 @@ fn limits_timeouts_and_stop() {
 }
 
 #[test]
+fn the_disk_limit_is_enforced() {
+    let s = serve(&[]);
+    // Stopped while running...
+    let id = submit(
+        &s,
+        &["--disk", "2mb", "-o", "out:/out", "busybox", "sh", "-c", "head -c 8000000 /dev/zero > /out/big; sleep 60"],
+    );
+    assert_eq!(s.wait_terminal(&id).expect("finish"), "Failed");
+    let m = message(&s, &id);
+    assert!(m.contains("disk limit exceeded") && m.contains("raise --disk"), "{m}");
+    // ...and caught at the end when it finished between two checks.
+    let id = submit(&s, &["--disk", "2mb", "busybox", "sh", "-c", "head -c 8000000 /dev/zero > /big"]);
+    assert_eq!(s.wait_terminal(&id).expect("finish"), "Failed");
+    assert!(message(&s, &id).contains("disk limit exceeded"));
+    let id = submit(&s, &["--disk", "20mb", "busybox", "sh", "-c", "head -c 1000000 /dev/zero > /small"]);
+    assert_eq!(s.wait_terminal(&id).expect("finish"), "Completed");
+}
+
+#[test]
 fn no_network_by_default() {
     let s = serve(&[]);
     let id = submit(&s, &["busybox", "ls", "/sys/class/net"]);
     assert_eq!(s.wait_terminal(&id).expect("finish"), "Completed");
     assert_eq!(s.ok(&["logs", &id]), "lo\n", "only loopback inside the container");
+}
+
+#[test]
+fn network_http_reaches_only_the_allowed_domains() {
+    // The "web": a server on this machine's loopback, reachable by the name localhost.
+    let origin = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = origin.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        for mut c in origin.incoming().flatten() {
+            let _ = c.read(&mut [0u8; 4096]);
+            let _ = c.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 16\r\nConnection: close\r\n\r\nallowed host hi\n");
+        }
+    });
+    let s = serve(&[]);
+    let script = format!(
+        r#"import urllib.request, urllib.error
+print("allowed:", urllib.request.urlopen("http://localhost:{port}/", timeout=20).read().decode().strip())
+try:
+    urllib.request.urlopen("http://example.com/", timeout=20)
+except urllib.error.HTTPError as e:
+    print("denied:", e.code)"#
+    );
+    let id = submit(&s, &["--network", "http", "--domain", "localhost", "ubuntu", "python3", "-c", &script]);
+    assert_eq!(s.wait_terminal(&id).expect("finish"), "Completed", "{}", s.ok(&["logs", &id]));
+    assert_eq!(s.ok(&["logs", &id]), "allowed: allowed host hi\ndenied: 403\n");
+    // Everything else is cut off by the network itself: internal (nothing forwarded beyond
+    // the bridge) and without traffic between containers.
+    let out = Command::new("docker")
+        .args(["network", "inspect", "bacalhau-rs-http", "--format"])
+        .arg(r#"{{.Internal}} {{index .Options "com.docker.network.bridge.enable_icc"}}"#)
+        .output()
+        .expect("docker network inspect");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "true false");
 }
 
 #[test]

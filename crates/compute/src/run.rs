@@ -108,7 +108,12 @@ impl RunPlan {
                 return Outcome::Failed { message: "execution cancelled".into(), cancelled: true, retryable: false };
             }
             // These would fail the same way on another attempt.
-            Err(e @ (ExecutorError::InvalidSpec(_) | ExecutorError::OutOfMemory(_) | ExecutorError::TimedOut(_))) => {
+            Err(
+                e @ (ExecutorError::InvalidSpec(_)
+                | ExecutorError::OutOfMemory(_)
+                | ExecutorError::DiskLimit(_)
+                | ExecutorError::TimedOut(_)),
+            ) => {
                 return Outcome::Failed { message: e.to_string(), cancelled: false, retryable: false };
             }
             Err(e) => return fail(e.to_string()),

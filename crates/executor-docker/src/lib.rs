@@ -5,6 +5,10 @@
 //! Containers get no network unless the job asks (`Network: None` is the default here, so a
 //! job cannot reach anything it was not allowed to), are labelled with their execution, and
 //! are always removed; containers left by a crash are removed when the executor starts.
+//! `Network: HTTP` puts the container on an internal network behind a per-execution proxy that
+//! lets through only the job's allowed domains ([`proxy`]).
+
+pub mod proxy;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -32,6 +36,9 @@ const JOB_LABEL: &str = "org.bacalhau-rs.job";
 /// The label with the ID of the node that created the container: orphan clean-up only touches
 /// its own node's containers, so nodes sharing an engine leave each other alone.
 pub const NODE_LABEL: &str = "org.bacalhau-rs.node";
+/// The internal network `Network: HTTP` containers join: no route out, no traffic between
+/// containers; the node's proxy listens on its gateway address.
+pub const HTTP_NETWORK: &str = "bacalhau-rs-http";
 /// How long one Engine API request may take before its response headers arrive. Waits and
 /// log streams are not affected (their headers come at once); a pull's first byte is.
 const REQUEST_TIMEOUT_SECS: u64 = 300;
@@ -126,13 +133,46 @@ impl DockerExecutor {
         })
     }
 
+    /// The gateway address of [`HTTP_NETWORK`], creating the network when it is missing.
+    async fn http_network(&self) -> Result<std::net::IpAddr, ExecutorError> {
+        if self.docker.inspect_network(HTTP_NETWORK, None).await.is_err() {
+            let create = bollard::models::NetworkCreateRequest {
+                name: HTTP_NETWORK.into(),
+                driver: Some("bridge".into()),
+                internal: Some(true),
+                options: Some(HashMap::from([("com.docker.network.bridge.enable_icc".into(), "false".into())])),
+                labels: Some(HashMap::from([(NODE_LABEL.to_owned(), self.node_id.clone())])),
+                ..Default::default()
+            };
+            // Another node on this engine may have just made it: that is fine.
+            if let Err(e) = self.docker.create_network(create).await {
+                debug!(error = %e, "creating the HTTP network");
+            }
+        }
+        let net =
+            self.docker.inspect_network(HTTP_NETWORK, None).await.map_err(failed("cannot set up Network HTTP"))?;
+        net.ipam
+            .and_then(|i| i.config)
+            .into_iter()
+            .flatten()
+            .find_map(|c| c.gateway.and_then(|g| g.parse().ok()))
+            .ok_or_else(|| ExecutorError::Failed(format!("the Docker network {HTTP_NETWORK} has no gateway address")))
+    }
+
     fn container_body(
         &self,
         request: &RunRequest,
         spec: &DockerEngineSpec,
+        proxy: Option<&str>,
     ) -> Result<ContainerCreateBody, ExecutorError> {
         let mut env: Vec<String> = request.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
         env.extend(spec.environment_variables.iter().cloned());
+        if let Some(url) = proxy {
+            // Both spellings: curl and wget read the lower-case ones, many runtimes the upper.
+            for key in ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"] {
+                env.push(format!("{key}={url}"));
+            }
+        }
         let bind = |source: &Path, target: &str, read_only: bool| Mount {
             source: Some(source.display().to_string()),
             target: Some(target.to_owned()),
@@ -147,12 +187,7 @@ impl DockerExecutor {
             NetworkType::Default | NetworkType::None => "none",
             NetworkType::Host | NetworkType::Full => "host",
             NetworkType::Bridge => "bridge",
-            NetworkType::Http => {
-                return Err(ExecutorError::InvalidSpec(
-                    "Network HTTP (a domain allow-list) is not supported by this node yet: use None, Bridge or Full"
-                        .into(),
-                ));
-            }
+            NetworkType::Http => HTTP_NETWORK,
         };
         let r = request.resources;
         let host_config = HostConfig {
@@ -199,8 +234,25 @@ impl DockerExecutor {
                 None => std::future::pending().await,
             }
         };
+        let disk_limit = request.resources.disk_bytes;
+        let disk_watch = async {
+            if disk_limit == 0 {
+                return std::future::pending().await;
+            }
+            let mut tick = tokio::time::interval(DISK_CHECK_EVERY);
+            loop {
+                tick.tick().await;
+                let used = self.disk_used(id, request).await;
+                if used > disk_limit {
+                    return used;
+                }
+            }
+        };
         let ended = tokio::select! {
             r = wait.next() => Ok(r),
+            used = disk_watch => Err(ExecutorError::DiskLimit(format!(
+                "disk limit exceeded: the job wrote {used} bytes (results, output and its container layer), over its Resources.Disk of {disk_limit} bytes; raise --disk"
+            ))),
             () = timeout => Err(ExecutorError::TimedOut(request.timeout.unwrap_or_default())),
             () = request.cancel.cancelled() => Err(ExecutorError::Cancelled),
         };
@@ -220,6 +272,15 @@ impl DockerExecutor {
         if let Ok(Err(e)) = logs.await {
             warn!(container = id, error = %e, "could not save all container output");
         }
+        // A job that wrote too much and ended between two checks is still over its limit.
+        if disk_limit > 0 {
+            let used = self.disk_used(id, request).await;
+            if used > disk_limit {
+                return Err(ExecutorError::DiskLimit(format!(
+                    "disk limit exceeded: the job wrote {used} bytes (results, output and its container layer), over its Resources.Disk of {disk_limit} bytes; raise --disk"
+                )));
+            }
+        }
         let state = self.docker.inspect_container(id, None).await.ok().and_then(|c| c.state);
         if state.as_ref().and_then(|s| s.oom_killed).unwrap_or(false) {
             return Err(ExecutorError::OutOfMemory(format!(
@@ -228,6 +289,31 @@ impl DockerExecutor {
             )));
         }
         Ok(RunOutcome { exit_code: i32::try_from(exit_code).unwrap_or(i32::MAX) })
+    }
+}
+
+/// How often a running container's disk use is measured against `Resources.Disk`.
+const DISK_CHECK_EVERY: Duration = Duration::from_secs(1);
+
+impl DockerExecutor {
+    /// Bytes a container has written: its result folder (result paths, stdout, stderr) and its
+    /// writable layer. The engine cannot cap either on most storage drivers, so it is measured.
+    async fn disk_used(&self, id: &str, request: &RunRequest) -> u64 {
+        let dir = request.results_dir.clone();
+        let files = tokio::task::spawn_blocking(move || dir_size(&dir)).await.unwrap_or(0);
+        let opts = bollard::query_parameters::InspectContainerOptions { size: true };
+        let layer = self.docker.inspect_container(id, Some(opts)).await.ok().and_then(|c| c.size_rw).unwrap_or(0);
+        files + u64::try_from(layer).unwrap_or(0)
+    }
+}
+
+fn dir_size(path: &Path) -> u64 {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => {
+            std::fs::read_dir(path).into_iter().flatten().flatten().map(|e| dir_size(&e.path())).sum()
+        }
+        Ok(m) => m.len(),
+        Err(_) => 0,
     }
 }
 
@@ -260,13 +346,25 @@ impl Executor for DockerExecutor {
 
     fn validate(&self, request: &RunRequest) -> Result<(), ExecutorError> {
         let spec = Self::spec(request)?;
-        self.container_body(request, &spec).map(|_| ())
+        self.container_body(request, &spec, None).map(|_| ())
     }
 
     async fn run(&self, request: RunRequest) -> Result<RunOutcome, ExecutorError> {
         let spec = Self::spec(&request)?;
         self.ensure_image(&spec.image).await?;
-        let body = self.container_body(&request, &spec)?;
+        // Lives until the container is done.
+        let proxy = match request.network.r#type {
+            NetworkType::Http => {
+                let gateway = self.http_network().await?;
+                let allow = proxy::AllowList::new(&request.network.domains);
+                let p = proxy::Proxy::start(gateway, allow).await.map_err(|e| {
+                    ExecutorError::Failed(format!("cannot start the HTTP proxy on {gateway} for Network HTTP: {e}"))
+                })?;
+                Some(p)
+            }
+            _ => None,
+        };
+        let body = self.container_body(&request, &spec, proxy.as_ref().map(proxy::Proxy::url).as_deref())?;
         let name = format!("bacalhau-{}", request.execution_id);
         // A container of this name can only be a leftover of this execution's earlier attempt.
         self.remove(&name).await;
@@ -274,6 +372,7 @@ impl Executor for DockerExecutor {
         let created =
             self.docker.create_container(Some(opts), body).await.map_err(failed("cannot create the container"))?;
         let result = self.run_container(&created.id, &request).await;
+        drop(proxy);
         // Removal is not on the job's path: the outcome is final once the container stopped
         // and its output is saved. If the node dies first, start-up clean-up removes it.
         let this = self.clone();

@@ -89,6 +89,9 @@ pub enum ExecutorError {
     /// It ran out of memory.
     #[error("{0}")]
     OutOfMemory(String),
+    /// It wrote more than its disk allowance and was stopped.
+    #[error("{0}")]
+    DiskLimit(String),
     /// The workload crashed or the runner failed.
     #[error("{0}")]
     Failed(String),
