@@ -142,6 +142,10 @@ impl Cbor<'_> {
             return Err(bad("header nested too deeply"));
         }
         let (major, n) = self.head()?;
+        // Every item takes at least a byte: a count past what is left is a lie.
+        if matches!(major, 4 | 5) && n > self.0.len() as u64 {
+            return Err(bad("a header list longer than the header"));
+        }
         match major {
             0 | 1 | 7 => Ok(()),
             2 | 3 => self.bytes(n).map(|_| ()),
@@ -350,6 +354,15 @@ mod tests {
         assert!(err.to_string().contains("cut short"), "{err}");
         let err = import_car(&b"\x05hello"[..], &mut |_, _| Ok(())).expect_err("garbage");
         assert!(err.to_string().contains("not a valid CAR"), "{err}");
+    }
+
+    #[test]
+    fn headers_with_impossible_lengths_are_refused() {
+        // Found by the fuzzer (fuzz/): a map claiming 2^64/2 entries overflowed a count.
+        let hex = "2db060606060608e606060606060606060bb9f9f9fb99f9fa26060606060606060606060606060606060316060606060606060606060ba6060603f6060606060603f";
+        let bytes: Vec<u8> =
+            (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap_or(0)).collect();
+        assert!(import_car(&bytes[..], &mut |_, _| Ok(())).is_err());
     }
 
     #[test]
