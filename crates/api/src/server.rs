@@ -31,8 +31,9 @@ const DEFAULT_LIMIT: usize = 100;
 /// What the handlers need.
 #[derive(Clone, Debug)]
 pub struct ApiState {
-    /// The orchestrator.
-    pub orchestrator: OrchestratorHandle,
+    /// The orchestrator; `None` on a compute-only node, which serves the agent, IPFS and
+    /// result routes but no jobs.
+    pub orchestrator: Option<OrchestratorHandle>,
     /// The compute node in this process, if any (logs and local results are served from it).
     pub compute: Option<ComputeHandle>,
     /// This build.
@@ -95,6 +96,16 @@ impl IntoResponse for ApiError {
 }
 
 pub(crate) type ApiResult<T> = Result<T, ApiError>;
+
+/// The orchestrator, or the error a compute-only node answers job routes with.
+fn orch(s: &ApiState) -> ApiResult<&OrchestratorHandle> {
+    s.orchestrator.as_ref().ok_or_else(|| {
+        ApiError::not_found(
+            "this is a compute-only node: it takes no jobs",
+            "point --api-host/--api-port at its orchestrator (the node was started with --orchestrators HOST:PORT)",
+        )
+    })
+}
 
 /// The API's routes.
 pub fn router(state: ApiState) -> Router {
@@ -191,7 +202,7 @@ async fn put_job(State(s): St, body: axum::body::Bytes) -> ApiResult<Json<PutJob
         .map(|(_, v)| v)
         .ok_or_else(|| ApiError::bad_request("the request has no Job", "send {\"Job\": {...}}"))?;
     let parsed = parse_job_value(job_value).map_err(|e| ApiError::bad_request(e.to_string(), "fix the job spec"))?;
-    let result = s.orchestrator.submit(parsed.job).await?;
+    let result = orch(&s)?.submit(parsed.job).await?;
     let mut warnings: Vec<String> =
         parsed.unknown_keys.iter().map(|k| format!("unknown field {k} was ignored")).collect();
     warnings.extend(result.warnings);
@@ -211,20 +222,20 @@ async fn list_jobs(State(s): St, Query(p): Params) -> ApiResult<Json<Page<bacalh
         next_token: p.get("next_token").cloned(),
         reverse: flag(&p, "reverse")?,
     };
-    let r = s.orchestrator.list_jobs(query).await?;
+    let r = orch(&s)?.list_jobs(query).await?;
     Ok(Json(Page { items: r.items, next_token: r.next_token }))
 }
 
 async fn get_job(State(s): St, Path(id): Path<String>, Query(p): Params) -> ApiResult<Json<GetJobResponse>> {
-    let job = s.orchestrator.get_job(&id).await?;
+    let job = orch(&s)?.get_job(&id).await?;
     let include = p.get("include").map(|v| v.to_ascii_lowercase()).unwrap_or_default();
     let history = if include.contains("history") {
-        Some(Page { items: s.orchestrator.history(&job.id).await?, next_token: String::new() })
+        Some(Page { items: orch(&s)?.history(&job.id).await?, next_token: String::new() })
     } else {
         None
     };
     let executions = if include.contains("executions") {
-        Some(Page { items: s.orchestrator.executions(&job.id).await?, next_token: String::new() })
+        Some(Page { items: orch(&s)?.executions(&job.id).await?, next_token: String::new() })
     } else {
         None
     };
@@ -245,7 +256,7 @@ async fn stop_job(
     });
     // The 1.4 Python SDK sends the literal "None" when no reason is given.
     let reason = from_body.or_else(|| p.get("reason").cloned()).filter(|r| r != "None").unwrap_or_default();
-    let r = s.orchestrator.stop(&id, &reason).await?;
+    let r = orch(&s)?.stop(&id, &reason).await?;
     Ok(Json(StopJobResponse { evaluation_id: r.evaluation_id }))
 }
 
@@ -254,7 +265,7 @@ async fn job_history(
     Path(id): Path<String>,
     Query(p): Params,
 ) -> ApiResult<Json<Page<bacalhau_model::JobHistory>>> {
-    let job_id = s.orchestrator.resolve_job_id(&id).await?;
+    let job_id = orch(&s)?.resolve_job_id(&id).await?;
     let event_type = p.get("event_type").map(|v| v.to_ascii_lowercase()).unwrap_or_default();
     let wanted: Option<HistoryType> = match event_type.as_str() {
         "" | "all" => None,
@@ -272,8 +283,7 @@ async fn job_history(
     // `next_token` is the last sequence number returned, so a poller sees each entry once.
     let after: u64 = p.get("next_token").and_then(|t| t.parse().ok()).unwrap_or(0);
     let lim = limit(&p)?;
-    let mut items: Vec<_> = s
-        .orchestrator
+    let mut items: Vec<_> = orch(&s)?
         .history(&job_id)
         .await?
         .into_iter()
@@ -293,8 +303,8 @@ async fn job_executions(
     Path(id): Path<String>,
     Query(p): Params,
 ) -> ApiResult<Json<Page<bacalhau_model::Execution>>> {
-    let job_id = s.orchestrator.resolve_job_id(&id).await?;
-    let mut items = s.orchestrator.executions(&job_id).await?;
+    let job_id = orch(&s)?.resolve_job_id(&id).await?;
+    let mut items = orch(&s)?.executions(&job_id).await?;
     if flag(&p, "reverse")? {
         items.reverse();
     }
@@ -303,9 +313,8 @@ async fn job_executions(
 }
 
 async fn job_results(State(s): St, Path(id): Path<String>) -> ApiResult<Json<Page<bacalhau_model::SpecConfig>>> {
-    let job_id = s.orchestrator.resolve_job_id(&id).await?;
-    let items = s
-        .orchestrator
+    let job_id = orch(&s)?.resolve_job_id(&id).await?;
+    let items = orch(&s)?
         .executions(&job_id)
         .await?
         .into_iter()
@@ -321,8 +330,8 @@ async fn job_logs(
     Query(p): Params,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> ApiResult<Response> {
-    let job_id = s.orchestrator.resolve_job_id(&id).await?;
-    let executions = s.orchestrator.executions(&job_id).await?;
+    let job_id = orch(&s)?.resolve_job_id(&id).await?;
+    let executions = orch(&s)?.executions(&job_id).await?;
     let execution = match p.get("execution_id").filter(|v| !v.is_empty()) {
         Some(want) => executions.iter().find(|e| e.id.as_str().starts_with(want.as_str())).ok_or_else(|| {
             ApiError::not_found(
@@ -343,20 +352,40 @@ async fn job_logs(
             })?,
     };
     let follow = flag(&p, "follow")?;
-    let compute = s
-        .compute
-        .as_ref()
-        .filter(|c| c.has_execution(&execution.id))
-        .ok_or_else(|| {
+    let Some(compute) = s.compute.as_ref().filter(|c| c.has_execution(&execution.id)).cloned() else {
+        // Another node ran it: what it reported when it finished is all this server has.
+        let out = execution.run_output.clone().ok_or_else(|| {
             ApiError::not_found(
                 format!(
-                    "the logs of execution {} are on node {}, which this server cannot reach",
+                    "execution {} runs on node {}; its output reaches this orchestrator when it finishes",
                     execution.id, execution.node_id
                 ),
-                "ask that node's API for them",
+                "wait for the job to finish, or ask that node's API",
             )
-        })?
-        .clone();
+        })?;
+        let lines: Vec<LogValue> = [(1u8, out.stdout), (2u8, out.stderr)]
+            .into_iter()
+            .flat_map(|(kind, text)| {
+                text.split_inclusive('\n').map(|l| LogValue { kind, line: l.to_owned() }).collect::<Vec<_>>()
+            })
+            .collect();
+        return Ok(match ws.ok() {
+            Some(upgrade) => upgrade.on_upgrade(move |mut socket| async move {
+                for value in lines {
+                    let frame = LogFrame { value: Some(value), error: String::new() };
+                    let Ok(text) = serde_json::to_string(&frame) else { continue };
+                    if socket.send(Message::Text(text.into())).await.is_err() {
+                        return;
+                    }
+                }
+                let _ = socket.send(Message::Close(Some(CloseFrame { code: 1000, reason: "".into() }))).await;
+            }),
+            None => {
+                let text: String = lines.into_iter().map(|l| l.line).collect();
+                ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
+            }
+        });
+    };
     let exec_id: ExecutionId = execution.id.clone();
     match ws.ok() {
         Some(upgrade) => Ok(upgrade.on_upgrade(move |socket| stream_ws(socket, compute, exec_id, follow))),
@@ -384,12 +413,12 @@ async fn stream_ws(mut socket: WebSocket, compute: ComputeHandle, id: ExecutionI
 }
 
 async fn list_nodes(State(s): St) -> ApiResult<Json<ListNodesResponse>> {
-    let nodes = s.orchestrator.nodes().await?;
+    let nodes = orch(&s)?.nodes().await?;
     Ok(Json(ListNodesResponse { nodes_lower: nodes.clone(), nodes, next_token: String::new() }))
 }
 
 async fn get_node(State(s): St, Path(id): Path<String>) -> ApiResult<Json<GetNodeResponse>> {
-    let nodes = s.orchestrator.nodes().await?;
+    let nodes = orch(&s)?.nodes().await?;
     let matches: Vec<_> = nodes.into_iter().filter(|n| n.info.node_id.as_str().starts_with(id.as_str())).collect();
     match matches.len() {
         0 => Err(ApiError::not_found(format!("node {id} not found"), "list nodes with `bacalhau node list`")),

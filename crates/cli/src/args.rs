@@ -82,6 +82,28 @@ pub struct ServeArgs {
     /// Default ExecutionTimeout in seconds for jobs that set none (0 = none).
     #[arg(long, default_value_t = 0)]
     pub default_execution_timeout: u64,
+    /// Seconds without a word from a compute node before it counts as disconnected and its
+    /// executions are rescheduled.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(6..))]
+    pub node_disconnect_timeout: u64,
+    /// The orchestrator's port for compute nodes (default 4222, Bacalhau's).
+    #[arg(long)]
+    pub node_port: Option<u16>,
+    /// A compute-only node's orchestrator(s), HOST:PORT of its node port (the first is used).
+    #[arg(long, value_delimiter = ',')]
+    pub orchestrators: Vec<String>,
+    /// The cluster token compute nodes present and the orchestrator checks.
+    #[arg(long, env = "BACALHAU_NODE_TOKEN", hide_env_values = true)]
+    pub node_token: Option<String>,
+    /// PEM certificate for the node port (TLS; with --tls-key).
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for the node port.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA certificate a compute node verifies its orchestrator with (dials TLS).
+    #[arg(long)]
+    pub tls_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -21,7 +21,7 @@ use bacalhau_storage::{
     Publisher,
 };
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
 
 use crate::args::ServeArgs;
 
@@ -84,17 +84,118 @@ fn parse_labels(labels: &[String]) -> Result<BTreeMap<String, String>> {
         .collect()
 }
 
-/// Runs the node until Ctrl-C or SIGTERM.
+/// Bacalhau's node port.
+pub const DEFAULT_NODE_PORT: u16 = 4222;
+
+/// What a compute node brings to the API server of its process.
+pub struct ComputeParts {
+    /// The running node.
+    pub handle: bacalhau_compute::ComputeHandle,
+    /// Where the local publisher keeps archives.
+    pub results_dir: PathBuf,
+    /// The node's block store.
+    pub ipfs: Arc<BlockStore>,
+    /// Engines offered.
+    pub engines: Vec<String>,
+}
+
+/// The settings a compute node takes from the command line.
+pub struct ComputeSettings<'a> {
+    /// Its data dir (`<dir>/compute` and `<dir>/ipfs` are used).
+    pub dir: &'a Path,
+    /// Its ID.
+    pub node_id: NodeId,
+    /// Its labels.
+    pub labels: BTreeMap<String, String>,
+    /// `local` inputs allowed.
+    pub allowed: Vec<AllowedPath>,
+    /// Share of the machine offered.
+    pub capacity_percent: u64,
+    /// Base URL of the API this node's local results are served from.
+    pub results_url: String,
+}
+
+/// Starts a compute node with every engine this machine offers, talking through `endpoint`.
+pub async fn start_compute(
+    settings: ComputeSettings<'_>,
+    endpoint: bacalhau_protocol::ComputeEndpoint,
+    cancel: CancellationToken,
+) -> Result<ComputeParts> {
+    let ComputeSettings { dir, node_id, labels, allowed, capacity_percent, results_url } = settings;
+    let compute_dir = dir.join("compute");
+    std::fs::create_dir_all(&compute_dir).with_context(|| format!("cannot create {}", compute_dir.display()))?;
+    let wasm = WasmExecutor::new(Some(compute_dir.join("wasm-cache")))?;
+    let mut executors: Vec<Arc<dyn Executor>> = vec![Arc::new(wasm)];
+    // Docker is offered only when the engine answers.
+    match tokio::time::timeout(DOCKER_PROBE, DockerExecutor::connect(node_id.as_str())).await {
+        Ok(Ok(docker)) => {
+            docker.remove_orphans().await;
+            executors.push(Arc::new(docker));
+        }
+        Ok(Err(e)) => info!("docker engine unavailable, not offering docker jobs: {e}"),
+        Err(_) => info!("docker engine did not answer within {DOCKER_PROBE:?}; not offering docker jobs"),
+    }
+    let engines: Vec<String> = executors.iter().map(|e| e.engine_type().to_owned()).collect();
+    let ipfs = Arc::new(BlockStore::open(&dir.join("ipfs"))?);
+    let inputs: Vec<Arc<dyn InputProvider>> =
+        vec![Arc::new(InlineSource), Arc::new(LocalSource::new(allowed)), Arc::new(IpfsSource::new(ipfs.clone()))];
+    let results_dir = compute_dir.join("results");
+    let local = LocalPublisher::new(results_dir.clone(), format!("{results_url}/api/v1/local-results"));
+    let publishers: Vec<Arc<dyn Publisher>> =
+        vec![Arc::new(NoopPublisher), Arc::new(local), Arc::new(IpfsPublisher::new(ipfs.clone()))];
+    let ccfg = ComputeConfig {
+        node_id,
+        data_dir: compute_dir,
+        capacity: detect_capacity(dir, capacity_percent),
+        labels,
+        heartbeat_interval: Duration::from_secs(5),
+        version: version_info(),
+    };
+    let handle = ComputeNode::start(ccfg, executors, inputs, publishers, endpoint, cancel).await?;
+    Ok(ComputeParts { handle, results_dir, ipfs, engines })
+}
+
+/// Listens for compute nodes on the node port, handing them to the orchestrator.
+pub async fn start_node_server(
+    listener: tokio::net::TcpListener,
+    handle: &bacalhau_orchestrator::OrchestratorHandle,
+    token: Option<String>,
+    tls: Option<(Vec<u8>, Vec<u8>)>,
+    cancel: CancellationToken,
+) {
+    let inbound = handle.inbound();
+    tokio::spawn(async move {
+        let cfg = bacalhau_transport::ServerConfig { token, tls };
+        if let Err(e) = bacalhau_transport::serve(listener, inbound, cfg, async move { cancel.cancelled().await }).await
+        {
+            tracing::error!("{e}");
+        }
+    });
+}
+
+fn read_pem(path: &Path, what: &str) -> Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("cannot read the {what} {}", path.display()))
+}
+
+/// Runs the node until Ctrl-C or SIGTERM: orchestrator and compute in one process (the
+/// default), or one role (`--orchestrator`, or `--compute --orchestrators HOST:PORT`).
 pub async fn serve(host: &str, port: u16, data_dir_flag: Option<PathBuf>, args: ServeArgs) -> Result<()> {
-    if args.orchestrator != args.compute {
+    let (run_orchestrator, run_compute) = match (args.orchestrator, args.compute) {
+        (false, false) => (true, true),
+        roles => roles,
+    };
+    if run_orchestrator && !args.orchestrators.is_empty() {
         bail!(
-            "--{} alone needs the network transport between orchestrator and compute nodes, which this build does not have yet: run `bacalhau serve` with no role flags for both roles in one process",
-            if args.orchestrator { "orchestrator" } else { "compute" }
+            "--orchestrators is for compute-only nodes: start this one with `serve --compute --orchestrators HOST:PORT`"
+        );
+    }
+    if run_compute && !run_orchestrator && args.orchestrators.is_empty() {
+        bail!(
+            "--compute alone needs its orchestrator: add --orchestrators HOST:PORT (the orchestrator's --node-port, 4222 by default)"
         );
     }
     let dir = data_dir(data_dir_flag)?;
-    std::fs::create_dir_all(dir.join("orchestrator")).with_context(|| format!("cannot create {}", dir.display()))?;
-    std::fs::create_dir_all(dir.join("compute"))?;
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let node_id = node_id(&dir, args.name.clone())?;
     let labels = parse_labels(&args.labels)?;
     let allowed: Vec<AllowedPath> = args
@@ -112,59 +213,89 @@ pub async fn serve(host: &str, port: u16, data_dir_flag: Option<PathBuf>, args: 
     let bound = listener.local_addr()?;
     let cancel = CancellationToken::new();
 
-    let mut ocfg = OrchestratorConfig::new(dir.join("orchestrator").join("jobs.redb"));
-    ocfg.defaults = SubmissionDefaults { execution_timeout: args.default_execution_timeout, ..Default::default() };
-    let orchestrator = Orchestrator::start(ocfg, cancel.child_token()).await?;
-    let handle = orchestrator.handle();
-
-    let compute_dir = dir.join("compute");
-    let wasm = WasmExecutor::new(Some(compute_dir.join("wasm-cache")))?;
-    let mut executors: Vec<Arc<dyn Executor>> = vec![Arc::new(wasm)];
-    // Docker is offered only when the engine answers.
-    match tokio::time::timeout(DOCKER_PROBE, DockerExecutor::connect(node_id.as_str())).await {
-        Ok(Ok(docker)) => {
-            docker.remove_orphans().await;
-            executors.push(Arc::new(docker));
+    let mut orchestrator = None;
+    let mut node_port = None;
+    if run_orchestrator {
+        std::fs::create_dir_all(dir.join("orchestrator"))?;
+        let mut ocfg = OrchestratorConfig::new(dir.join("orchestrator").join("jobs.redb"));
+        ocfg.defaults = SubmissionDefaults { execution_timeout: args.default_execution_timeout, ..Default::default() };
+        ocfg.node_disconnect_timeout = Duration::from_secs(args.node_disconnect_timeout);
+        let o = Orchestrator::start(ocfg, cancel.child_token()).await?;
+        let wanted = args.node_port.unwrap_or(DEFAULT_NODE_PORT);
+        let tls = match (&args.tls_cert, &args.tls_key) {
+            (Some(c), Some(k)) => Some((read_pem(c, "TLS certificate")?, read_pem(k, "TLS key")?)),
+            _ => None,
+        };
+        match tokio::net::TcpListener::bind((host, wanted)).await {
+            Ok(l) => {
+                node_port = Some(l.local_addr()?);
+                start_node_server(l, &o.handle(), args.node_token.clone(), tls, cancel.child_token()).await;
+            }
+            // With both roles in one process the node port is an extra: say so and go on.
+            Err(e) if run_compute && args.node_port.is_none() => {
+                warn!(
+                    "node port {host}:{wanted} unavailable ({e}); other compute nodes cannot join this one (set --node-port)"
+                )
+            }
+            Err(e) => bail!("cannot listen for compute nodes on {host}:{wanted}: {e}; choose another with --node-port"),
         }
-        Ok(Err(e)) => info!("docker engine unavailable, not offering docker jobs: {e}"),
-        Err(_) => info!("docker engine did not answer within {DOCKER_PROBE:?}; not offering docker jobs"),
+        orchestrator = Some(o);
     }
-    let executors_names: Vec<String> = executors.iter().map(|e| e.engine_type().to_owned()).collect();
-    let ipfs = Arc::new(BlockStore::open(&dir.join("ipfs"))?);
-    let inputs: Vec<Arc<dyn InputProvider>> =
-        vec![Arc::new(InlineSource), Arc::new(LocalSource::new(allowed)), Arc::new(IpfsSource::new(ipfs.clone()))];
-    let results_dir = compute_dir.join("results");
-    let advertised = if host == "0.0.0.0" { "127.0.0.1".to_owned() } else { host.to_owned() };
-    let local =
-        LocalPublisher::new(results_dir.clone(), format!("http://{advertised}:{}/api/v1/local-results", bound.port()));
-    let publishers: Vec<Arc<dyn Publisher>> =
-        vec![Arc::new(NoopPublisher), Arc::new(local), Arc::new(IpfsPublisher::new(ipfs.clone()))];
-    let endpoint = connect_in_process(handle.inbound(), node_id.clone())
-        .await
-        .map_err(|e| anyhow::anyhow!("cannot connect the compute node: {e}"))?;
-    let ccfg = ComputeConfig {
-        node_id: node_id.clone(),
-        data_dir: compute_dir,
-        capacity: detect_capacity(&dir, args.capacity_percent),
-        labels,
-        heartbeat_interval: Duration::from_secs(5),
-        version: version_info(),
-    };
-    let compute = ComputeNode::start(ccfg, executors, inputs, publishers, endpoint, cancel.child_token()).await?;
 
+    let advertised = if host == "0.0.0.0" { "127.0.0.1".to_owned() } else { host.to_owned() };
+    let compute = if run_compute {
+        let endpoint = match &orchestrator {
+            Some(o) => connect_in_process(o.handle().inbound(), node_id.clone())
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot connect the compute node: {e}"))?,
+            None => {
+                let tls_ca = args.tls_ca.as_deref().map(|p| read_pem(p, "TLS CA certificate")).transpose()?;
+                let cfg = bacalhau_transport::ClientConfig {
+                    orchestrator: args.orchestrators[0].trim().to_owned(),
+                    node_id: node_id.clone(),
+                    token: args.node_token.clone(),
+                    tls_ca,
+                };
+                bacalhau_transport::connect(cfg, cancel.child_token())?
+            }
+        };
+        let settings = ComputeSettings {
+            dir: &dir,
+            node_id: node_id.clone(),
+            labels,
+            allowed,
+            capacity_percent: args.capacity_percent,
+            results_url: format!("http://{advertised}:{}", bound.port()),
+        };
+        Some(start_compute(settings, endpoint, cancel.child_token()).await?)
+    } else {
+        None
+    };
+
+    let roles = match (&orchestrator, &compute) {
+        (Some(_), Some(c)) => format!("orchestrator + compute; engines: {}", c.engines.join(", ")),
+        (Some(_), None) => "orchestrator".to_owned(),
+        (None, Some(c)) => format!("compute for {}; engines: {}", args.orchestrators[0], c.engines.join(", ")),
+        (None, None) => unreachable!("at least one role runs"),
+    };
+    let ipfs = match &compute {
+        Some(c) => c.ipfs.clone(),
+        None => Arc::new(BlockStore::open(&dir.join("ipfs"))?),
+    };
     let state = ApiState {
-        orchestrator: handle,
-        compute: Some(compute),
+        orchestrator: orchestrator.as_ref().map(Orchestrator::handle),
+        compute: compute.as_ref().map(|c| c.handle.clone()),
         version: version_info(),
-        node_info: NodeInfo { node_id: node_id.clone(), node_type: NodeType::Requester, ..Default::default() },
-        local_results_dir: Some(results_dir),
+        node_info: NodeInfo {
+            node_id: node_id.clone(),
+            node_type: if orchestrator.is_some() { NodeType::Requester } else { NodeType::Compute },
+            ..Default::default()
+        },
+        local_results_dir: compute.as_ref().map(|c| c.results_dir.clone()),
         ipfs: Some(ipfs),
     };
-    println!(
-        "bacalhau serve: node {node_id} (orchestrator + compute; engines: {}), API on http://{bound}, data in {}",
-        executors_names.join(", "),
-        dir.display()
-    );
+    let nodes = node_port.map(|a| format!(", compute nodes join on {a}")).unwrap_or_default();
+    println!("bacalhau serve: node {node_id} ({roles}), API on http://{bound}{nodes}, data in {}", dir.display());
     println!("export BACALHAU_API_HOST={}\nexport BACALHAU_API_PORT={}", bound.ip(), bound.port());
     let shutdown = cancel.clone();
     let server = bacalhau_api::serve(listener, state, async move { shutdown.cancelled().await });
@@ -175,7 +306,9 @@ pub async fn serve(host: &str, port: u16, data_dir_flag: Option<PathBuf>, args: 
         signals.cancel();
     });
     server.await.context("the API server failed")?;
-    let _ = tokio::time::timeout(SHUTDOWN_GRACE, orchestrator.join()).await;
+    if let Some(o) = orchestrator {
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, o.join()).await;
+    }
     Ok(())
 }
 

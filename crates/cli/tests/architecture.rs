@@ -36,4 +36,14 @@ fn layers_depend_only_downward() {
     for krate in ["model", "protocol", "executor", "storage", "compute", "orchestrator", "api", "executor-wasm"] {
         assert!(!deps(krate).iter().any(|d| d == "bollard"), "only executor-docker may depend on bollard, not {krate}");
     }
+    // The network transport is a plug-in below cli: orchestrator and compute see only protocol.
+    for krate in ["model", "protocol", "executor", "storage", "compute", "orchestrator", "api", "ipfs"] {
+        let d = deps(krate);
+        assert!(
+            !d.iter().any(|d| d == "tonic" || d == "bacalhau-transport"),
+            "{krate} must not depend on the transport"
+        );
+    }
+    assert!(deps("transport").contains(&"tonic".to_owned()));
+    assert!(!deps("transport").iter().any(|d| d == "bacalhau-orchestrator" || d == "bacalhau-compute"));
 }

@@ -121,6 +121,8 @@ struct Runtime {
 struct Round {
     writes: Vec<ExecutionId>,
     sends: Vec<FromCompute>,
+    /// The transport re-connected: register again after this round.
+    reregister: bool,
 }
 
 impl ComputeNode {
@@ -310,6 +312,12 @@ impl Runtime {
                 break;
             }
             self.sync_states();
+            if round.reregister {
+                self.publish_info();
+                if let Err(e) = self.register().await {
+                    warn!(error = %e, "cannot register again with the orchestrator");
+                }
+            }
             for e in round.sends {
                 if self.endpoint.send(e).await.is_err() {
                     warn!("the orchestrator is gone");
@@ -386,6 +394,7 @@ impl Runtime {
                     round.writes.push(execution_id);
                 }
             }
+            ToCompute::Reconnected => round.reregister = true,
             ToCompute::Registered { accepted, reason } => {
                 if accepted {
                     info!("registered with the orchestrator");

@@ -902,9 +902,12 @@ impl Runtime {
         let timeout = self.cfg.node_disconnect_timeout;
         let mut lost_nodes = Vec::new();
         for (id, n) in &mut self.nodes {
-            if n.connected && n.link.is_none() && n.last_seen.elapsed() > timeout {
+            // A dropped stream or a silent one (a partition can leave TCP half-open): both
+            // count once the node has not been heard from for the timeout.
+            if n.connected && n.last_seen.elapsed() > timeout {
                 warn!(node_id = %id, "compute node disconnected");
                 n.connected = false;
+                n.link = None;
                 lost_nodes.push(id.clone());
             }
         }

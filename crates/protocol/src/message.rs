@@ -98,6 +98,9 @@ pub enum ToCompute {
         /// Which execution.
         execution_id: ExecutionId,
     },
+    /// Not from the orchestrator: the network transport says the stream to it was
+    /// re-established, so the node registers again and re-sends what was never acknowledged.
+    Reconnected,
     /// The handshake's answer.
     Registered {
         /// Whether the node may stay.

@@ -1,0 +1,133 @@
+//! Multi-node end-to-end tests: an orchestrator and compute nodes as separate `bacalhau serve`
+//! processes on loopback, joined over the gRPC node port, driven through the CLI.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::time::Duration;
+
+use bacalhau_testkit::{DEADLINE, Serve, c_program, free_port, wait_for};
+use serde_json::Value;
+
+const TOKEN: &str = "cluster-test-token";
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_bacalhau"))
+}
+
+fn program(name: &str) -> String {
+    c_program(name).expect("build the WASI program").display().to_string()
+}
+
+/// An orchestrator-only node; returns it and its node port.
+fn orchestrator(extra: &[&str]) -> (Serve, u16) {
+    let node_port = free_port().expect("port");
+    let port = node_port.to_string();
+    let mut args =
+        vec!["--orchestrator", "--node-port", &port, "--node-token", TOKEN, "--node-disconnect-timeout", "6"];
+    args.extend_from_slice(extra);
+    (Serve::start(bin(), &args).expect("orchestrator"), node_port)
+}
+
+fn compute(node_port: u16, token: &str) -> Serve {
+    let addr = format!("127.0.0.1:{node_port}");
+    Serve::start(bin(), &["--compute", "--orchestrators", &addr, "--node-token", token]).expect("compute node")
+}
+
+fn nodes(o: &Serve) -> Vec<Value> {
+    let v: Value = serde_json::from_str(&o.get("/api/v1/orchestrator/nodes").expect("nodes")).expect("json");
+    v["Nodes"].as_array().cloned().unwrap_or_default()
+}
+
+fn connected(o: &Serve) -> usize {
+    nodes(o).iter().filter(|n| n["Connection"] == "CONNECTED").count()
+}
+
+fn wait_connected(o: &Serve, n: usize) {
+    wait_for(&format!("{n} compute nodes to connect"), DEADLINE, || (connected(o) == n).then_some(()))
+        .unwrap_or_else(|e| panic!("{e}: {:?}\n{}", nodes(o), o.log()));
+}
+
+fn submit(o: &Serve, args: &[&str]) -> String {
+    let mut full = vec!["wasm", "run", "--wait=false"];
+    full.extend_from_slice(args);
+    o.ok(&full).trim().to_owned()
+}
+
+fn executions(o: &Serve, id: &str) -> Vec<Value> {
+    let v: Value = serde_json::from_str(&o.ok(&["job", "executions", id, "--output", "json"])).expect("json");
+    v.as_array().cloned().unwrap_or_default()
+}
+
+fn node_of_running(o: &Serve, id: &str) -> Option<String> {
+    executions(o, id)
+        .iter()
+        .find(|e| e["ComputeState"]["StateType"] == 5)
+        .and_then(|e| e["NodeID"].as_str().map(str::to_owned))
+}
+
+#[test]
+fn a_count_3_job_spreads_over_three_compute_nodes() {
+    let (o, port) = orchestrator(&[]);
+    let _c: Vec<Serve> = (0..3).map(|_| compute(port, TOKEN)).collect();
+    wait_connected(&o, 3);
+    let list = o.ok(&["node", "list"]);
+    assert_eq!(list.matches("CONNECTED").count(), 3, "{list}");
+    let id = submit(&o, &["--count", "3", &program("hello")]);
+    assert_eq!(o.wait_terminal(&id).expect("finish"), "Completed", "{}", o.log());
+    let on: BTreeSet<String> =
+        executions(&o, &id).iter().filter_map(|e| e["NodeID"].as_str().map(str::to_owned)).collect();
+    assert_eq!(on.len(), 3, "one execution per node: {on:?}");
+    // The output came back over the stream with the result.
+    assert!(o.ok(&["job", "logs", &id]).contains("Hello"), "logs through the orchestrator");
+}
+
+#[test]
+fn a_killed_compute_nodes_work_is_rescheduled_on_another() {
+    let (o, port) = orchestrator(&[]);
+    let mut a = compute(port, TOKEN);
+    let mut b = compute(port, TOKEN);
+    wait_connected(&o, 2);
+    let id = submit(&o, &[&program("sleep"), "4000"]);
+    let victim = wait_for("the execution to run", DEADLINE, || node_of_running(&o, &id)).expect("running");
+    let a_id = std::fs::read_to_string(a.dir.join("node_id")).expect("id");
+    if victim == a_id { a.kill9() } else { b.kill9() }.expect("kill -9");
+    assert_eq!(o.wait_terminal(&id).expect("finish"), "Completed", "{}", o.log());
+    let execs = executions(&o, &id);
+    let done: Vec<&Value> = execs.iter().filter(|e| e["ComputeState"]["StateType"] == 7).collect();
+    assert_eq!(done.len(), 1, "completed exactly once: {execs:?}");
+    assert_ne!(done[0]["NodeID"].as_str(), Some(victim.as_str()), "finished on the surviving node");
+    let list = o.ok(&["node", "list"]);
+    assert!(list.contains("DISCONNECTED"), "the killed node shows as gone: {list}");
+}
+
+#[test]
+fn results_arrive_across_an_orchestrator_restart() {
+    let (mut o, port) = orchestrator(&[]);
+    let _c = compute(port, TOKEN);
+    wait_connected(&o, 1);
+    let id = submit(&o, &[&program("sleep"), "3000"]);
+    wait_for("the execution to run", DEADLINE, || node_of_running(&o, &id)).expect("running");
+    o.kill9().expect("kill -9 the orchestrator");
+    std::thread::sleep(Duration::from_millis(500));
+    o.restart().expect("restart");
+    assert_eq!(o.wait_terminal(&id).expect("finish"), "Completed", "{}", o.log());
+    assert!(o.ok(&["job", "logs", &id]).contains("done"));
+    wait_connected(&o, 1);
+}
+
+#[test]
+fn a_wrong_token_is_refused_and_roles_are_checked() {
+    let (o, port) = orchestrator(&[]);
+    let bad = compute(port, "not-the-token");
+    wait_for("the refusal", DEADLINE, || bad.log().contains("wrong or missing cluster token").then_some(()))
+        .expect("the compute node says why it was refused");
+    assert_eq!(nodes(&o).len(), 0, "the refused node is not listed");
+    let out = std::process::Command::new(bin()).args(["serve", "--compute"]).output().expect("run");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--compute alone needs its orchestrator: add --orchestrators")
+    );
+    // A compute-only node answers its agent endpoints and points job requests elsewhere.
+    let err = bad.fails(&["job", "list"]);
+    assert!(err.contains("compute-only node"), "{err}");
+    assert!(bad.ok(&["agent", "alive"]).contains("OK"));
+}
