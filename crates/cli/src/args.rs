@@ -27,6 +27,8 @@ pub struct Cli {
 pub enum Command {
     /// Run a node: orchestrator and compute in one process by default.
     Serve(ServeArgs),
+    /// Run an orchestrator and N compute nodes on this machine, joined over the node port.
+    Devstack(DevstackArgs),
     /// Run WebAssembly programs.
     #[command(subcommand)]
     Wasm(WasmCommand),
@@ -104,6 +106,19 @@ pub struct ServeArgs {
     /// PEM CA certificate a compute node verifies its orchestrator with (dials TLS).
     #[arg(long)]
     pub tls_ca: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct DevstackArgs {
+    /// How many compute nodes.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub computes: u32,
+    /// The orchestrator's node port (a free one by default).
+    #[arg(long, default_value_t = 0)]
+    pub node_port: u16,
+    /// Seconds without a word from a compute node before its work is rescheduled.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(6..))]
+    pub node_disconnect_timeout: u64,
 }
 
 #[derive(Debug, Subcommand)]

@@ -24,6 +24,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             init_logging();
             serve::serve(&cli.api_host, cli.api_port, cli.data_dir, args).await?;
         }
+        Command::Devstack(args) => {
+            init_logging();
+            crate::devstack::run(&cli.api_host, cli.api_port, cli.data_dir, args).await?;
+        }
         Command::Docker(DockerCommand::Run(args)) => {
             let job = jobspec::docker_job(&args)?;
             return wait::submit_and_wait(&client, &job, &args.runtime).await;

@@ -5,6 +5,7 @@
 
 mod args;
 mod commands;
+mod devstack;
 mod ipfs;
 mod jobspec;
 mod output;

@@ -131,3 +131,44 @@ fn a_wrong_token_is_refused_and_roles_are_checked() {
     assert!(err.contains("compute-only node"), "{err}");
     assert!(bad.ok(&["agent", "alive"]).contains("OK"));
 }
+
+#[test]
+fn devstack_starts_a_cluster_the_cli_can_use() {
+    let port = free_port().expect("port");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let log = std::fs::File::create(tmp.path().join("devstack.log")).expect("log");
+    let mut child = std::process::Command::new(bin())
+        .args(["devstack", "--computes", "3", "--api-port", &port.to_string(), "--api-host", "127.0.0.1"])
+        .env("BACALHAU_DIR", tmp.path())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .expect("start devstack");
+    let cli = |args: &[&str]| {
+        let out = std::process::Command::new(bin())
+            .args(args)
+            .env("BACALHAU_API_HOST", "127.0.0.1")
+            .env("BACALHAU_API_PORT", port.to_string())
+            .output()
+            .expect("cli");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let ready = wait_for("devstack's 3 compute nodes", DEADLINE, || {
+        (cli(&["node", "list"]).matches("CONNECTED").count() == 3).then_some(())
+    });
+    let printed = std::fs::read_to_string(tmp.path().join("devstack.log")).unwrap_or_default();
+    if ready.is_err() {
+        let _ = child.kill();
+        panic!("devstack did not come up:\n{printed}");
+    }
+    assert!(printed.contains(&format!("export BACALHAU_API_PORT={port}")), "{printed}");
+    let out = cli(&["wasm", "run", "--count", "3", "--id-only", &program("hello")]);
+    let id = out.trim().to_owned();
+    let execs = cli(&["job", "executions", &id, "--output", "json"]);
+    let v: Value = serde_json::from_str(&execs).expect("json");
+    let on: BTreeSet<&str> = v.as_array().expect("list").iter().filter_map(|e| e["NodeID"].as_str()).collect();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(on.len(), 3, "{execs}");
+    assert!(on.iter().all(|n| n.starts_with("devstack-compute-")), "{on:?}");
+}
