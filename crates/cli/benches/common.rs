@@ -1,4 +1,6 @@
 //! Shared benchmark helpers: an in-process node and timing a job to completion.
+// Each bench includes this module and uses a subset of it.
+#![allow(dead_code)]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
