@@ -9,8 +9,8 @@ use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::types::{
-    CarImported, ErrorBody, GcResult, GetJobResponse, GetNodeResponse, ListNodesResponse, LogFrame, Page, PinInfo,
-    PutJobResponse, StopJobResponse,
+    CarImported, ErrorBody, GcResult, GetJobResponse, GetNodeResponse, ListNodesResponse, LogFrame, NodeActionRequest,
+    NodeActionResponse, Page, PinInfo, PutJobResponse, StopJobResponse,
 };
 
 /// How long a single API request may take (downloads have their own limit).
@@ -230,6 +230,18 @@ impl Client {
             }
         }
         Ok(())
+    }
+
+    /// Approves, rejects or deletes a node.
+    pub async fn node_action(
+        &self,
+        node_id: &str,
+        action: &str,
+        message: &str,
+    ) -> Result<NodeActionResponse, ClientError> {
+        let url = format!("{}/api/v1/orchestrator/nodes", self.base);
+        let body = NodeActionRequest { node_id: node_id.into(), action: action.into(), message: message.into() };
+        self.send(self.http.put(&url).json(&body), &url).await
     }
 
     /// A raw block from the node's IPFS store (`None` when it does not have it).

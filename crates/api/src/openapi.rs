@@ -31,6 +31,12 @@ pub(crate) const ROUTES: &[(&str, &str, &str)] = &[
     ),
     ("get", "/api/v1/orchestrator/nodes", "List nodes"),
     ("get", "/api/v1/orchestrator/nodes/{id}", "Get a node by ID prefix"),
+    (
+        "put",
+        "/api/v1/orchestrator/nodes",
+        "A node action: {\"NodeID\", \"Action\": approve|reject|delete, \"Message\"}",
+    ),
+    ("put", "/api/v1/orchestrator/nodes/{id}", "The same action with the node in the path"),
     ("get", "/api/v1/local-results/{file}", "Download a result archive kept by the local publisher"),
     ("get", "/api/v1/openapi.json", "This document"),
     (

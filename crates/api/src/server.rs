@@ -19,8 +19,8 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use crate::types::{
-    AliveResponse, ErrorBody, GetJobResponse, GetNodeResponse, ListNodesResponse, LogFrame, LogValue, Page,
-    PutJobResponse, StopJobResponse,
+    AliveResponse, ErrorBody, GetJobResponse, GetNodeResponse, ListNodesResponse, LogFrame, LogValue,
+    NodeActionRequest, NodeActionResponse, Page, PutJobResponse, StopJobResponse,
 };
 
 /// Largest request body accepted (Bacalhau's limit): a spec with an inline module fits.
@@ -120,8 +120,8 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/orchestrator/jobs/{id}/executions", get(job_executions))
         .route("/api/v1/orchestrator/jobs/{id}/results", get(job_results))
         .route("/api/v1/orchestrator/jobs/{id}/logs", get(job_logs))
-        .route("/api/v1/orchestrator/nodes", get(list_nodes))
-        .route("/api/v1/orchestrator/nodes/{id}", get(get_node))
+        .route("/api/v1/orchestrator/nodes", get(list_nodes).put(node_action))
+        .route("/api/v1/orchestrator/nodes/{id}", get(get_node).put(node_action_by_path))
         .route("/api/v1/local-results/{file}", get(local_result))
         .route("/api/v1/openapi.json", get(openapi))
         .route("/ipfs/{cid}", get(crate::ipfs::gateway))
@@ -415,6 +415,37 @@ async fn stream_ws(mut socket: WebSocket, compute: ComputeHandle, id: ExecutionI
 async fn list_nodes(State(s): St) -> ApiResult<Json<ListNodesResponse>> {
     let nodes = orch(&s)?.nodes().await?;
     Ok(Json(ListNodesResponse { nodes_lower: nodes.clone(), nodes, next_token: String::new() }))
+}
+
+async fn node_action(State(s): St, Json(req): Json<NodeActionRequest>) -> ApiResult<Json<NodeActionResponse>> {
+    let action = match req.action.to_ascii_lowercase().as_str() {
+        "approve" => bacalhau_orchestrator::NodeAction::Approve,
+        "reject" => bacalhau_orchestrator::NodeAction::Reject,
+        "delete" => bacalhau_orchestrator::NodeAction::Delete,
+        other => {
+            return Err(ApiError::bad_request(
+                format!("node action {other:?} is not one this orchestrator knows"),
+                "use approve, reject or delete",
+            ));
+        }
+    };
+    if req.node_id.trim().is_empty() {
+        return Err(ApiError::bad_request("NodeID is empty", "name the node, e.g. from `bacalhau node list`"));
+    }
+    let r = orch(&s)?.node_action(req.node_id.trim(), action).await;
+    Ok(Json(match r {
+        Ok(_) => NodeActionResponse { success: true, error: String::new() },
+        Err(e) => NodeActionResponse { success: false, error: e.to_string() },
+    }))
+}
+
+async fn node_action_by_path(
+    state: St,
+    Path(id): Path<String>,
+    Json(mut req): Json<NodeActionRequest>,
+) -> ApiResult<Json<NodeActionResponse>> {
+    req.node_id = id;
+    node_action(state, Json(req)).await
 }
 
 async fn get_node(State(s): St, Path(id): Path<String>) -> ApiResult<Json<GetNodeResponse>> {

@@ -162,3 +162,29 @@ pub struct GcResult {
     /// Bytes freed.
     pub removed_bytes: u64,
 }
+
+/// `PUT /api/v1/orchestrator/nodes`: an operator's action on a node.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct NodeActionRequest {
+    /// The node (or a unique prefix).
+    #[serde(rename = "NodeID", default)]
+    pub node_id: String,
+    /// `approve`, `reject` or `delete`.
+    #[serde(default)]
+    pub action: String,
+    /// Why.
+    #[serde(default)]
+    pub message: String,
+}
+
+/// The answer to a node action.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct NodeActionResponse {
+    /// Whether it was done.
+    pub success: bool,
+    /// Why not.
+    #[serde(default)]
+    pub error: String,
+}

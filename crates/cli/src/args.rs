@@ -88,6 +88,10 @@ pub struct ServeArgs {
     /// executions are rescheduled.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(6..))]
     pub node_disconnect_timeout: u64,
+    /// auto: new compute nodes may take work at once; manual: they wait as PENDING until
+    /// `bacalhau node approve`.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "manual"])]
+    pub node_approval: String,
     /// The orchestrator's port for compute nodes (default 4222, Bacalhau's).
     #[arg(long)]
     pub node_port: Option<u16>,
@@ -430,6 +434,21 @@ pub enum NodeCommand {
     List(OutputArgs),
     /// Describe a node.
     Describe(DescribeArgs),
+    /// Let a PENDING (or REJECTED) node take work.
+    Approve(NodeActionArgs),
+    /// Refuse a node: no new work, refused when it registers.
+    Reject(NodeActionArgs),
+    /// Forget a node; if it comes back it is new again.
+    Delete(NodeActionArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct NodeActionArgs {
+    /// The node's ID (or a unique prefix).
+    pub id: String,
+    /// Why, for the record.
+    #[arg(short, long, default_value = "")]
+    pub message: String,
 }
 
 #[derive(Debug, Subcommand)]

@@ -39,6 +39,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Job(cmd) => return job_command(&client, cmd).await,
         Command::Ipfs(cmd) => crate::ipfs::run(&client, &serve::data_dir(cli.data_dir)?, cmd).await?,
         Command::Node(NodeCommand::List(out)) => node_list(&client, &out).await?,
+        Command::Node(NodeCommand::Approve(a)) => node_action(&client, "approve", &a).await?,
+        Command::Node(NodeCommand::Reject(a)) => node_action(&client, "reject", &a).await?,
+        Command::Node(NodeCommand::Delete(a)) => node_action(&client, "delete", &a).await?,
         Command::Node(NodeCommand::Describe(args)) => {
             let node = client.node(&args.id).await?;
             print_object(args.output.unwrap_or(Format::Yaml), &node)?;
@@ -351,4 +354,18 @@ async fn version(client: &Client, out: &OutputArgs) -> Result<()> {
     ]];
     let raw = serde_json::json!({ "clientVersion": client_version, "serverVersion": server });
     print_list(out, &["client", "server"], rows, &raw)
+}
+
+async fn node_action(client: &Client, action: &str, a: &crate::args::NodeActionArgs) -> Result<()> {
+    let r = client.node_action(&a.id, action, &a.message).await?;
+    if !r.success {
+        anyhow::bail!("{}", r.error);
+    }
+    let done = match action {
+        "approve" => "approved",
+        "reject" => "rejected",
+        _ => "deleted",
+    };
+    println!("Node {} {done}.", a.id);
+    Ok(())
 }

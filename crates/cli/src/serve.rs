@@ -220,6 +220,7 @@ pub async fn serve(host: &str, port: u16, data_dir_flag: Option<PathBuf>, args: 
         let mut ocfg = OrchestratorConfig::new(dir.join("orchestrator").join("jobs.redb"));
         ocfg.defaults = SubmissionDefaults { execution_timeout: args.default_execution_timeout, ..Default::default() };
         ocfg.node_disconnect_timeout = Duration::from_secs(args.node_disconnect_timeout);
+        ocfg.manual_node_approval = args.node_approval == "manual";
         let o = Orchestrator::start(ocfg, cancel.child_token()).await?;
         let wanted = args.node_port.unwrap_or(DEFAULT_NODE_PORT);
         let tls = match (&args.tls_cert, &args.tls_key) {

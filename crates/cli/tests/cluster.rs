@@ -172,3 +172,33 @@ fn devstack_starts_a_cluster_the_cli_can_use() {
     assert_eq!(on.len(), 3, "{execs}");
     assert!(on.iter().all(|n| n.starts_with("devstack-compute-")), "{on:?}");
 }
+
+#[test]
+fn manual_approval_holds_new_nodes_until_an_operator_decides() {
+    let (o, port) = orchestrator(&["--node-approval", "manual"]);
+    let c = compute(port, TOKEN);
+    let node_id = std::fs::read_to_string(c.dir.join("node_id")).expect("id");
+    wait_connected(&o, 1);
+    assert_eq!(nodes(&o)[0]["Membership"], "PENDING");
+    // Work waits for an approved node...
+    let id = submit(&o, &["--queue-timeout", "60", &program("hello")]);
+    wait_for("the job to queue", DEADLINE, || {
+        let v: Value = serde_json::from_str(&o.ok(&["job", "describe", &id, "--output", "json"])).ok()?;
+        (v["Job"]["State"]["StateType"] == "Queued").then_some(())
+    })
+    .expect("queued while the only node is pending");
+    // ...and runs once the operator approves it (by a prefix of its ID).
+    let out = o.ok(&["node", "approve", &node_id[..12], "-m", "looks fine"]);
+    assert!(out.contains("approved"), "{out}");
+    assert_eq!(o.wait_terminal(&id).expect("finish"), "Completed");
+    assert_eq!(nodes(&o)[0]["Membership"], "APPROVED");
+    // Rejected: no new work.
+    o.ok(&["node", "reject", &node_id]);
+    assert_eq!(nodes(&o)[0]["Membership"], "REJECTED");
+    let id = submit(&o, &[&program("hello")]);
+    assert_eq!(o.wait_terminal(&id).expect("finish"), "Failed", "no approved node to run it");
+    let err = o.fails(&["node", "approve", "no-such-node"]);
+    assert!(err.contains("node no-such-node not found"), "{err}");
+    o.ok(&["node", "delete", &node_id]);
+    assert!(nodes(&o).iter().all(|n| n["Info"]["NodeID"] != node_id.as_str()), "deleted");
+}

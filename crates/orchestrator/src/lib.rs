@@ -14,6 +14,6 @@ pub mod selection;
 pub mod store;
 
 pub use runtime::{
-    JobEvent, ListJobsQuery, ListJobsResult, Orchestrator, OrchestratorConfig, OrchestratorError, OrchestratorHandle,
-    StopResult, SubmitResult,
+    JobEvent, ListJobsQuery, ListJobsResult, NodeAction, Orchestrator, OrchestratorConfig, OrchestratorError,
+    OrchestratorHandle, StopResult, SubmitResult,
 };

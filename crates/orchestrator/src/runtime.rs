@@ -57,6 +57,8 @@ pub struct OrchestratorConfig {
     pub scheduler: SchedulerConfig,
     /// A node that sends nothing for this long is disconnected and its work rescheduled.
     pub node_disconnect_timeout: Duration,
+    /// New nodes wait as PENDING until an operator approves them (`node approve`).
+    pub manual_node_approval: bool,
     /// How often timeouts and queued jobs are checked.
     pub housekeeping_interval: Duration,
     /// After a restart, how long nodes have to reconnect before their executions count as lost.
@@ -71,6 +73,7 @@ impl OrchestratorConfig {
             defaults: SubmissionDefaults::default(),
             scheduler: SchedulerConfig::default(),
             node_disconnect_timeout: Duration::from_secs(30),
+            manual_node_approval: false,
             housekeeping_interval: Duration::from_millis(500),
             restart_grace: Duration::from_secs(10),
         }
@@ -169,6 +172,18 @@ enum Command {
     Submit { job: Box<Job>, warnings: Vec<String>, reply: oneshot::Sender<Result<SubmitResult, OrchestratorError>> },
     Stop { job_id: JobId, reason: String, reply: oneshot::Sender<Result<StopResult, OrchestratorError>> },
     Nodes { reply: oneshot::Sender<Vec<NodeState>> },
+    NodeAction { node: String, action: NodeAction, reply: oneshot::Sender<Result<String, OrchestratorError>> },
+}
+
+/// What an operator does to a node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NodeAction {
+    /// PENDING (or REJECTED) → APPROVED: it may take work.
+    Approve,
+    /// → REJECTED: it gets no new work, and is refused when it registers.
+    Reject,
+    /// Forget it; if it comes back it is new again.
+    Delete,
 }
 
 /// A cheap, cloneable handle to a running orchestrator.
@@ -187,6 +202,7 @@ impl std::fmt::Debug for Command {
             Command::Submit { job, .. } => write!(f, "Submit({})", job.id),
             Command::Stop { job_id, .. } => write!(f, "Stop({job_id})"),
             Command::Nodes { .. } => f.write_str("Nodes"),
+            Command::NodeAction { node, action, .. } => write!(f, "NodeAction({node}, {action:?})"),
         }
     }
 }
@@ -212,6 +228,7 @@ impl Orchestrator {
             jobs: HashMap::new(),
             exec_index: HashMap::new(),
             nodes: BTreeMap::new(),
+            memberships: HashMap::new(),
             dirty: BTreeSet::new(),
             started: Instant::now(),
             grace_checked: false,
@@ -284,6 +301,14 @@ impl OrchestratorHandle {
         let (reply, rx) = oneshot::channel();
         self.commands.send(Command::Nodes { reply }).await.map_err(|_| OrchestratorError::ShuttingDown)?;
         rx.await.map_err(|_| OrchestratorError::ShuttingDown)
+    }
+
+    /// Approves, rejects or deletes the node whose ID starts with `node`; returns its full ID.
+    pub async fn node_action(&self, node: &str, action: NodeAction) -> Result<String, OrchestratorError> {
+        let (reply, rx) = oneshot::channel();
+        let cmd = Command::NodeAction { node: node.to_owned(), action, reply };
+        self.commands.send(cmd).await.map_err(|_| OrchestratorError::ShuttingDown)?;
+        rx.await.map_err(|_| OrchestratorError::ShuttingDown)?
     }
 
     /// Where transports deliver compute nodes' messages.
@@ -411,6 +436,7 @@ struct NodeEntry {
 enum Reply {
     Submit(oneshot::Sender<Result<SubmitResult, OrchestratorError>>, SubmitResult),
     Stop(oneshot::Sender<Result<StopResult, OrchestratorError>>, StopResult),
+    NodeAction(oneshot::Sender<Result<String, OrchestratorError>>, String),
 }
 
 #[derive(Default)]
@@ -427,6 +453,8 @@ struct Runtime {
     jobs: HashMap<JobId, Active>,
     exec_index: HashMap<ExecutionId, JobId>,
     nodes: BTreeMap<NodeId, NodeEntry>,
+    /// Every node's membership, persisted; nodes not here are new.
+    memberships: HashMap<NodeId, NodeMembershipState>,
     dirty: BTreeSet<JobId>,
     started: Instant,
     grace_checked: bool,
@@ -438,10 +466,31 @@ enum Work {
     Inbound(OrchestratorInbound),
 }
 
+fn membership_name(m: NodeMembershipState) -> &'static str {
+    match m {
+        NodeMembershipState::Pending => "PENDING",
+        NodeMembershipState::Approved => "APPROVED",
+        NodeMembershipState::Rejected => "REJECTED",
+    }
+}
+
 impl Runtime {
     async fn load(&mut self) -> Result<(), OrchestratorError> {
         let store = self.store.clone();
         let active = tokio::task::spawn_blocking(move || store.active_jobs()).await.map_err(join_err)??;
+        let store = self.store.clone();
+        let members = tokio::task::spawn_blocking(move || store.node_memberships()).await.map_err(join_err)??;
+        self.memberships = members
+            .into_iter()
+            .map(|(id, m)| {
+                let m = match m.as_str() {
+                    "PENDING" => NodeMembershipState::Pending,
+                    "REJECTED" => NodeMembershipState::Rejected,
+                    _ => NodeMembershipState::Approved,
+                };
+                (NodeId::from(id.as_str()), m)
+            })
+            .collect();
         self.jobs.clear();
         self.exec_index.clear();
         for (job, execs, seq) in active {
@@ -523,6 +572,9 @@ impl Runtime {
                 match r {
                     Reply::Submit(tx, _) => drop(tx.send(Err(OrchestratorError::Store(StoreError::Db(e.to_string()))))),
                     Reply::Stop(tx, _) => drop(tx.send(Err(OrchestratorError::Store(StoreError::Db(e.to_string()))))),
+                    Reply::NodeAction(tx, _) => {
+                        drop(tx.send(Err(OrchestratorError::Store(StoreError::Db(e.to_string())))))
+                    }
                 }
             }
             if let Err(e) = self.load().await {
@@ -537,6 +589,7 @@ impl Runtime {
             match r {
                 Reply::Submit(tx, v) => drop(tx.send(Ok(v))),
                 Reply::Stop(tx, v) => drop(tx.send(Ok(v))),
+                Reply::NodeAction(tx, v) => drop(tx.send(Ok(v))),
             }
         }
         for e in round.events {
@@ -619,7 +672,53 @@ impl Runtime {
             Command::Nodes { reply } => {
                 drop(reply.send(self.node_states()));
             }
+            Command::NodeAction { node, action, reply } => {
+                let known: BTreeSet<&NodeId> = self.nodes.keys().chain(self.memberships.keys()).collect();
+                let matches: Vec<NodeId> =
+                    known.into_iter().filter(|id| id.as_str().starts_with(node.as_str())).cloned().collect();
+                let id = match matches.as_slice() {
+                    [one] => one.clone(),
+                    [] => {
+                        drop(reply.send(Err(OrchestratorError::NotFound { what: "node", id: node })));
+                        return;
+                    }
+                    _ => {
+                        let ids: Vec<String> = matches.iter().map(ToString::to_string).collect();
+                        let msg = format!("{node} matches several nodes ({}): give more of the ID", ids.join(", "));
+                        drop(reply.send(Err(OrchestratorError::Conflict(msg))));
+                        return;
+                    }
+                };
+                match action {
+                    NodeAction::Approve | NodeAction::Reject => {
+                        let m = if action == NodeAction::Approve {
+                            NodeMembershipState::Approved
+                        } else {
+                            NodeMembershipState::Rejected
+                        };
+                        self.memberships.insert(id.clone(), m);
+                        round.batch.put_node_membership(id.as_str(), Some(membership_name(m)));
+                        if m == NodeMembershipState::Rejected {
+                            let reason = "this node was rejected by the orchestrator's operator".to_owned();
+                            round.sends.push((id.clone(), ToCompute::Registered { accepted: false, reason }));
+                        }
+                    }
+                    NodeAction::Delete => {
+                        self.memberships.remove(&id);
+                        self.nodes.remove(&id);
+                        round.batch.put_node_membership(id.as_str(), None);
+                    }
+                }
+                info!(node_id = %id, ?action, "node membership changed");
+                // Approval may be what queued jobs wait for.
+                self.dirty.extend(self.jobs.keys().cloned());
+                round.replies.push(Reply::NodeAction(reply, id.to_string()));
+            }
         }
+    }
+
+    fn membership(&self, id: &NodeId) -> NodeMembershipState {
+        self.memberships.get(id).copied().unwrap_or(NodeMembershipState::Pending)
     }
 
     fn node_states(&self) -> Vec<NodeState> {
@@ -631,8 +730,8 @@ impl Runtime {
                     c.available_capacity = n.available.into();
                 }
                 Some(NodeState {
+                    membership: self.membership(&info.node_id),
                     info,
-                    membership: NodeMembershipState::Approved,
                     connection: if n.connected {
                         NodeConnectionState::Connected
                     } else {
@@ -684,6 +783,25 @@ impl Runtime {
         }
         match env.payload {
             FromCompute::Register { info, executions } => {
+                match self.memberships.get(&node_id).copied() {
+                    Some(NodeMembershipState::Rejected) => {
+                        warn!(%node_id, "a rejected node tried to register");
+                        let reason = "this node was rejected by the orchestrator's operator (`bacalhau node approve` lets it in)".to_owned();
+                        round.sends.push((node_id, ToCompute::Registered { accepted: false, reason }));
+                        return;
+                    }
+                    Some(_) => {}
+                    None => {
+                        let m = if self.cfg.manual_node_approval {
+                            info!(%node_id, "new node waits for approval: `bacalhau node approve {node_id}`");
+                            NodeMembershipState::Pending
+                        } else {
+                            NodeMembershipState::Approved
+                        };
+                        self.memberships.insert(node_id.clone(), m);
+                        round.batch.put_node_membership(node_id.as_str(), Some(membership_name(m)));
+                    }
+                }
                 info!(%node_id, "compute node registered");
                 let available =
                     info.compute_node_info.as_ref().map(|c| Resources::from(c.available_capacity)).unwrap_or_default();
@@ -932,7 +1050,9 @@ impl Runtime {
         self.nodes
             .values()
             .filter_map(|n| {
-                Some(NodeView { info: n.info.clone()?, connected: n.connected, approved: true, available: n.available })
+                let info = n.info.clone()?;
+                let approved = self.membership(&info.node_id) == NodeMembershipState::Approved;
+                Some(NodeView { info, connected: n.connected, approved, available: n.available })
             })
             .collect()
     }

@@ -22,6 +22,8 @@ const EXECS_BY_JOB: MultimapTableDefinition<&str, &str> = MultimapTableDefinitio
 const EVALUATIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("evaluations");
 const HISTORY: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("history");
 const ACTIVE_JOBS: TableDefinition<&str, ()> = TableDefinition::new("active_jobs");
+/// Node ID → its membership (`APPROVED`, `PENDING`, `REJECTED`), which outlives restarts.
+const NODES: TableDefinition<&str, &str> = TableDefinition::new("node_membership");
 
 /// A store failure. Callers treat all of them as "retry later or give up"; none is a user error.
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +69,7 @@ pub struct WriteBatch {
     executions: Vec<Execution>,
     evaluations: Vec<Evaluation>,
     history: Vec<JobHistory>,
+    nodes: Vec<(String, Option<String>)>,
 }
 
 impl WriteBatch {
@@ -90,9 +93,18 @@ impl WriteBatch {
         self.history.push(entry);
     }
 
+    /// Records a node's membership (`None` forgets the node).
+    pub fn put_node_membership(&mut self, node_id: &str, membership: Option<&str>) {
+        self.nodes.push((node_id.to_owned(), membership.map(str::to_owned)));
+    }
+
     /// Whether there is nothing to write.
     pub fn is_empty(&self) -> bool {
-        self.jobs.is_empty() && self.executions.is_empty() && self.evaluations.is_empty() && self.history.is_empty()
+        self.jobs.is_empty()
+            && self.executions.is_empty()
+            && self.evaluations.is_empty()
+            && self.history.is_empty()
+            && self.nodes.is_empty()
     }
 }
 
@@ -133,6 +145,7 @@ impl JobStore {
             tx.open_table(EVALUATIONS).map_err(db_err)?;
             tx.open_table(HISTORY).map_err(db_err)?;
             tx.open_table(ACTIVE_JOBS).map_err(db_err)?;
+            tx.open_table(NODES).map_err(db_err)?;
         }
         tx.commit().map_err(db_err)?;
         Ok(Self { db })
@@ -175,8 +188,27 @@ impl JobStore {
             for h in &batch.history {
                 history.insert((h.job_id.as_str(), h.seq_num), encode(h)?.as_slice()).map_err(db_err)?;
             }
+            let mut nodes = tx.open_table(NODES).map_err(db_err)?;
+            for (id, m) in &batch.nodes {
+                match m {
+                    Some(m) => nodes.insert(id.as_str(), m.as_str()).map_err(db_err)?,
+                    None => nodes.remove(id.as_str()).map_err(db_err)?,
+                };
+            }
         }
         tx.commit().map_err(db_err)
+    }
+
+    /// Every node's recorded membership.
+    pub fn node_memberships(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let table = tx.open_table(NODES).map_err(db_err)?;
+        let mut out = Vec::new();
+        for row in table.iter().map_err(db_err)? {
+            let (k, v) = row.map_err(db_err)?;
+            out.push((k.value().to_owned(), v.value().to_owned()));
+        }
+        Ok(out)
     }
 
     /// A job by exact ID.
