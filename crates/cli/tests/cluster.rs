@@ -202,3 +202,58 @@ fn manual_approval_holds_new_nodes_until_an_operator_decides() {
     o.ok(&["node", "delete", &node_id]);
     assert!(nodes(&o).iter().all(|n| n["Info"]["NodeID"] != node_id.as_str()), "deleted");
 }
+
+/// A job spec for `job run`: the `wasm run` command's dry run, with another Type and Count.
+fn spec(o: &Serve, job_type: &str, count: u32, args: &[&str]) -> String {
+    let mut full = vec!["wasm", "run", "--dry-run"];
+    full.extend_from_slice(args);
+    let yaml = o
+        .ok(&full)
+        .replace("Type: batch", &format!("Type: {job_type}"))
+        .replace("Count: 1", &format!("Count: {count}"));
+    let path = o.work.join(format!("{job_type}.yaml"));
+    std::fs::write(&path, yaml).expect("write spec");
+    path.display().to_string()
+}
+
+fn live_executions(o: &Serve, id: &str) -> Vec<String> {
+    executions(o, id)
+        .iter()
+        .filter(|e| e["ComputeState"]["StateType"] == 5)
+        .filter_map(|e| e["NodeID"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn a_daemon_job_runs_on_every_node_including_late_joiners() {
+    let (o, port) = orchestrator(&[]);
+    let _a = compute(port, TOKEN);
+    let _b = compute(port, TOKEN);
+    wait_connected(&o, 2);
+    let path = spec(&o, "daemon", 1, &[&program("sleep"), "120000"]);
+    let id = o.ok(&["job", "run", "--wait=false", "--id-only", &path]).trim().to_owned();
+    wait_for("a daemon execution on both nodes", DEADLINE, || (live_executions(&o, &id).len() == 2).then_some(()))
+        .expect("two");
+    let _c = compute(port, TOKEN);
+    wait_for("the late joiner to get one", DEADLINE, || (live_executions(&o, &id).len() == 3).then_some(()))
+        .expect("three");
+    let nodes: BTreeSet<String> = live_executions(&o, &id).into_iter().collect();
+    assert_eq!(nodes.len(), 3, "one per node");
+    o.ok(&["job", "stop", &id]);
+    assert_eq!(o.wait_terminal(&id).expect("stopped"), "Stopped");
+}
+
+#[test]
+fn a_service_job_keeps_its_replicas_up() {
+    let (o, port) = orchestrator(&[]);
+    let _a = compute(port, TOKEN);
+    wait_connected(&o, 1);
+    // Each replica ends after 300 ms; the service replaces it, again and again.
+    let path = spec(&o, "service", 2, &[&program("sleep"), "300"]);
+    let id = o.ok(&["job", "run", "--wait=false", "--id-only", &path]).trim().to_owned();
+    wait_for("replicas to be replaced", DEADLINE, || (executions(&o, &id).len() >= 6).then_some(())).expect("restarts");
+    let v: Value = serde_json::from_str(&o.ok(&["job", "describe", &id, "--output", "json"])).expect("json");
+    assert_eq!(v["Job"]["State"]["StateType"], "Running", "a service does not complete");
+    o.ok(&["job", "stop", &id]);
+    assert_eq!(o.wait_terminal(&id).expect("stopped"), "Stopped");
+}

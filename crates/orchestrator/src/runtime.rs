@@ -13,8 +13,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bacalhau_model::{
     ComputeStateType, DesiredStateType, Evaluation, EvaluationId, EvaluationStatus, Event, Execution, ExecutionId,
-    ExecutionState, HistoryType, Job, JobHistory, JobId, JobState, JobStateType, JobType, NodeConnectionState, NodeId,
-    NodeInfo, NodeMembershipState, NodeState, Resources, StateChange, SubmissionDefaults, TriggeredBy, ValidationError,
+    ExecutionState, HistoryType, Job, JobHistory, JobId, JobState, JobStateType, NodeConnectionState, NodeId, NodeInfo,
+    NodeMembershipState, NodeState, Resources, StateChange, SubmissionDefaults, TriggeredBy, ValidationError,
     format_rfc3339_nanos, prepare_submission,
 };
 use bacalhau_protocol::{
@@ -271,12 +271,6 @@ impl OrchestratorHandle {
     /// Validates and stores a job, and schedules it.
     pub async fn submit(&self, job: Job) -> Result<SubmitResult, OrchestratorError> {
         let (job, warnings) = prepare_submission(job, JobId::generate(), now_nanos(), &self.defaults)?;
-        if matches!(job.r#type, JobType::Daemon | JobType::Service) {
-            return Err(OrchestratorError::Unsupported(format!(
-                "Type {} is not supported yet by this orchestrator: use batch (run Count times) or ops (run once on every matching node)",
-                job.r#type
-            )));
-        }
         let (reply, rx) = oneshot::channel();
         self.commands
             .send(Command::Submit { job: Box::new(job), warnings, reply })

@@ -210,6 +210,7 @@ pub fn plan(
 
     match job.r#type {
         JobType::Ops => plan_ops(job, &execs, nodes, now, &mut plan),
+        JobType::Daemon => plan_daemon(job, &execs, nodes, &mut plan),
         _ => plan_batch(job, &execs, nodes, now, cfg, &mut plan),
     }
     plan
@@ -225,6 +226,8 @@ fn plan_batch(job: &Job, execs: &[Execution], nodes: &[NodeView], now: i64, cfg:
     for e in execs {
         by_partition.entry(e.partition_index).or_default().push(e);
     }
+    // A service keeps Count replicas up: a replica that ends, however it ends, is replaced.
+    let service = job.r#type == JobType::Service;
     let mut completed = 0u32;
     let mut remaining = Vec::new();
     let mut any_running = false;
@@ -232,7 +235,7 @@ fn plan_batch(job: &Job, execs: &[Execution], nodes: &[NodeView], now: i64, cfg:
         let mut list = by_partition.remove(&p).unwrap_or_default();
         oldest_first(&mut list);
         let has = |s: ComputeStateType| list.iter().any(|e| e.compute_state.state_type == s);
-        if has(ComputeStateType::Completed) {
+        if !service && has(ComputeStateType::Completed) {
             completed += 1;
             for e in &list {
                 plan.stop(e, "another execution already completed this partition");
@@ -259,7 +262,13 @@ fn plan_batch(job: &Job, execs: &[Execution], nodes: &[NodeView], now: i64, cfg:
         } else if list.iter().any(|e| !e.compute_state.state_type.is_terminal()) {
             // Waiting for a bid.
         } else {
-            let attempts = list.len();
+            // A service replica that ran to its end was not a failed attempt; the failures
+            // since its last good run are what would make it hopeless.
+            let attempts = if service {
+                list.iter().rev().take_while(|e| e.compute_state.state_type != ComputeStateType::Completed).count()
+            } else {
+                list.len()
+            };
             if attempts >= cfg.max_attempts_per_partition {
                 let last = list.last().map(|e| e.compute_state.message.clone()).unwrap_or_default();
                 let live: Vec<Execution> =
@@ -313,6 +322,53 @@ fn queue_or_fail(job: &Job, execs: &[Execution], now: i64, cfg: &SchedulerConfig
         let live: Vec<Execution> =
             execs.iter().filter(|e| !e.compute_state.state_type.is_terminal()).cloned().collect();
         plan.fail_job(&live, reason);
+    }
+}
+
+/// A daemon runs on every matching node, including nodes that join later, until stopped.
+/// A node whose execution ended keeps it ended (no restart loop); one that failed there twice
+/// is ranked out by the selection.
+fn plan_daemon(job: &Job, execs: &[Execution], nodes: &[NodeView], plan: &mut Plan) {
+    let mut live = 0;
+    for e in execs {
+        match e.compute_state.state_type {
+            ComputeStateType::AskForBidAccepted => {
+                plan.update(
+                    e,
+                    Some(ComputeStateType::BidAccepted),
+                    DesiredStateType::Running,
+                    "bid accepted",
+                    Some(Notify::BidAccepted),
+                );
+                live += 1;
+            }
+            s if !s.is_terminal() => live += 1,
+            _ => {}
+        }
+    }
+    let covered: std::collections::BTreeSet<&NodeId> = execs
+        .iter()
+        .filter(|e| {
+            !e.compute_state.state_type.is_terminal() || e.compute_state.state_type == ComputeStateType::Completed
+        })
+        .map(|e| &e.node_id)
+        .collect();
+    let (ranked, rejected) = rank_nodes(job, execs, nodes);
+    let mut next = execs.iter().map(|e| e.partition_index + 1).max().unwrap_or(0);
+    for (node_id, _) in ranked {
+        if !covered.contains(&node_id) {
+            plan.new_executions.push(NewExecution { node_id, partition_index: next });
+            next += 1;
+            live += 1;
+        }
+    }
+    if live == 0 {
+        let msg = format!("Job queued. {}", not_enough_nodes(1, nodes.len(), 0, &rejected));
+        if job.state.state_type != JobStateType::Queued || job.state.message != msg {
+            plan.job_state = Some((JobStateType::Queued, msg));
+        }
+    } else if job.state.state_type != JobStateType::Running {
+        plan.job_state = Some((JobStateType::Running, String::new()));
     }
 }
 
@@ -390,6 +446,47 @@ mod tests {
             create_time: id.len() as i64,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_daemon_reaches_nodes_that_join_later() {
+        let two = vec![node("n-a", &["wasm"], &[]), node("n-b", &["wasm"], &[])];
+        let j = job(1, JobType::Daemon);
+        let p = plan(&j, &[], &two, 0, true, &SchedulerConfig::default());
+        let targets: Vec<&str> = p.new_executions.iter().map(|n| n.node_id.as_str()).collect();
+        assert_eq!(targets, vec!["n-a", "n-b"]);
+        let execs = vec![
+            exec("e-1", "n-a", 0, ComputeStateType::BidAccepted),
+            exec("e-2", "n-b", 1, ComputeStateType::Completed),
+        ];
+        let three = vec![two[0].clone(), two[1].clone(), node("n-c", &["wasm"], &[])];
+        let p = plan(&j, &execs, &three, 0, true, &SchedulerConfig::default());
+        let targets: Vec<&str> = p.new_executions.iter().map(|n| n.node_id.as_str()).collect();
+        assert_eq!(targets, vec!["n-c"], "only the newcomer; an ended execution is not restarted");
+        assert_eq!(p.new_executions[0].partition_index, 2);
+        assert!(p.job_state.is_none_or(|(s, _)| s == JobStateType::Running));
+    }
+
+    #[test]
+    fn a_service_replaces_replicas_that_end() {
+        let nodes = vec![node("n-a", &["wasm"], &[])];
+        let j = job(2, JobType::Service);
+        let execs = vec![
+            exec("e-1", "n-a", 0, ComputeStateType::Completed),
+            exec("e-2", "n-a", 1, ComputeStateType::BidAccepted),
+        ];
+        let p = plan(&j, &execs, &nodes, 0, true, &SchedulerConfig::default());
+        assert_eq!(p.new_executions.len(), 1, "the replica that ended is replaced");
+        assert_eq!(p.new_executions[0].partition_index, 0);
+        assert!(p.job_state.is_none_or(|(s, _)| s != JobStateType::Completed), "a service never completes");
+        // Three failures in a row since the last good run: hopeless.
+        let failing: Vec<Execution> = ["e-1", "e-22", "e-333"]
+            .iter()
+            .map(|id| exec(id, "n-a", 0, ComputeStateType::Failed))
+            .chain([exec("e-4444", "n-a", 1, ComputeStateType::BidAccepted)])
+            .collect();
+        let p = plan(&j, &failing, &nodes, 0, true, &SchedulerConfig::default());
+        assert_eq!(p.job_state.map(|(s, _)| s), Some(JobStateType::Failed));
     }
 
     #[test]
