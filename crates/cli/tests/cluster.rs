@@ -257,3 +257,34 @@ fn a_service_job_keeps_its_replicas_up() {
     o.ok(&["job", "stop", &id]);
     assert_eq!(o.wait_terminal(&id).expect("stopped"), "Stopped");
 }
+
+#[test]
+fn the_node_port_speaks_tls_when_given_a_certificate() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (cert, key) = (tmp.path().join("cert.pem"), tmp.path().join("key.pem"));
+    let out = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1"])
+        .args(["-subj", "/CN=bacalhau-test", "-addext", "subjectAltName=IP:127.0.0.1"])
+        // rustls refuses a CA certificate as a server's own (openssl's default is CA:TRUE).
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (cert, key) = (cert.display().to_string(), key.display().to_string());
+    let (o, port) = orchestrator(&["--tls-cert", &cert, "--tls-key", &key]);
+    let addr = format!("127.0.0.1:{port}");
+    let tls = Serve::start(bin(), &["--compute", "--orchestrators", &addr, "--node-token", TOKEN, "--tls-ca", &cert])
+        .expect("compute with TLS");
+    wait_connected(&o, 1);
+    // A node that dials in plain text gets nowhere.
+    let plain = compute(port, TOKEN);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(connected(&o), 1, "only the TLS node joined");
+    let id = submit(&o, &[&program("hello")]);
+    assert_eq!(o.wait_terminal(&id).expect("finish"), "Completed");
+    drop((tls, plain));
+}

@@ -79,7 +79,8 @@ async fn run(
     loop {
         let first = !connected_before;
         let attempt = async {
-            let channel = ep.connect().await.map_err(|e| format!("cannot reach {}: {e}", cfg.orchestrator))?;
+            let channel =
+                ep.connect().await.map_err(|e| format!("cannot reach {}: {}", cfg.orchestrator, chain(&e)))?;
             session(channel, &cfg, &inbox, &mut outbox, &mut connected_before).await
         };
         let result = tokio::select! {
@@ -112,6 +113,17 @@ async fn run(
         }
         backoff = (backoff * 2).min(Duration::from_secs(5));
     }
+}
+
+/// An error with its causes: tonic's top-level "transport error" alone says nothing.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(inner) = src {
+        s = format!("{s}: {inner}");
+        src = inner.source();
+    }
+    s
 }
 
 enum Session {
