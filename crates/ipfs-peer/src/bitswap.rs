@@ -213,6 +213,13 @@ impl Engine {
 
     /// Handles one message from `peer`.
     pub(crate) async fn handle(self: &Arc<Self>, peer: PeerId, msg: Message) {
+        tracing::trace!(
+            %peer,
+            blocks = msg.payload.len() + msg.blocks.len(),
+            presences = msg.block_presences.len(),
+            wants = msg.wantlist.as_ref().map_or(0, |w| w.entries.len()),
+            "bitswap message in"
+        );
         let blocks: Vec<(Vec<u8>, Bytes)> = msg
             .payload
             .into_iter()
@@ -396,6 +403,13 @@ async fn send_loop(engine: Arc<Engine>, peer: PeerId, mut rx: mpsc::UnboundedRec
             next = rx.try_recv().ok();
         }
         let sent_blocks = msg.payload.len() as u64;
+        tracing::trace!(
+            %peer,
+            blocks = sent_blocks,
+            presences = msg.block_presences.len(),
+            wants = msg.wantlist.as_ref().map_or(0, |w| w.entries.len()),
+            "bitswap message out"
+        );
         let mut attempts = 0;
         loop {
             attempts += 1;

@@ -6,6 +6,7 @@
 //! Peers named with `--ipfs-peers` are kept connected (re-dialled), as kubo's `Peering.Peers`.
 
 mod bitswap;
+mod inbound;
 pub mod message;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -75,6 +76,7 @@ struct Behaviour {
     identify: identify::Behaviour,
     ping: ping::Behaviour,
     stream: libp2p_stream::Behaviour,
+    bitswap: inbound::Behaviour,
 }
 
 enum Command {
@@ -140,6 +142,8 @@ impl Peer {
     pub async fn start(store: Arc<BlockStore>, cfg: PeerConfig) -> Result<Peer, PeerError> {
         let key = load_or_create_key(&cfg.key_file)?;
         let id = key.public().to_peer_id();
+        let (in_tx, mut in_rx) = mpsc::unbounded_channel();
+        let protocols: Vec<_> = std::iter::once(bitswap::PROTOCOL).chain(bitswap::OLDER_PROTOCOLS).collect();
         let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
             .with_tokio()
             .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
@@ -151,19 +155,18 @@ impl Peer {
                 ),
                 ping: ping::Behaviour::default(),
                 stream: libp2p_stream::Behaviour::new(),
+                bitswap: inbound::Behaviour::new(protocols, in_tx),
             })
             .map_err(|e| PeerError::Network(format!("setting up the host: {e}")))?
             // Bitswap streams come and go; the connection to a peer should not.
             .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(3600)))
             .build();
-        let mut control = swarm.behaviour().stream.new_control();
-        let engine = bitswap::Engine::new(store.clone(), control.clone(), cfg.fault);
-        for proto in std::iter::once(bitswap::PROTOCOL).chain(bitswap::OLDER_PROTOCOLS) {
-            let mut incoming =
-                control.accept(proto.clone()).map_err(|_| PeerError::Network(format!("{proto} registered twice")))?;
+        let control = swarm.behaviour().stream.new_control();
+        let engine = bitswap::Engine::new(store.clone(), control, cfg.fault);
+        {
             let engine = engine.clone();
             tokio::spawn(async move {
-                while let Some((peer, stream)) = incoming.next().await {
+                while let Some((peer, stream)) = in_rx.recv().await {
                     tokio::spawn(bitswap::read_loop(engine.clone(), peer, stream));
                 }
             });

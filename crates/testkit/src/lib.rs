@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod kubo;
+
 use anyhow::{Context, Result, bail};
 
 /// How long a test waits for a condition before failing.

