@@ -309,6 +309,12 @@ impl Client {
     }
 
     /// Runs garbage collection on the node's IPFS store.
+    /// The node's IPFS peer identity (kubo's `ipfs id` shape).
+    pub async fn ipfs_id(&self) -> Result<serde_json::Value, ClientError> {
+        self.get("/api/v1/ipfs/id", &[]).await
+    }
+
+    /// Runs garbage collection on the node's store.
     pub async fn gc(&self) -> Result<GcResult, ClientError> {
         let url = format!("{}/api/v1/ipfs/gc", self.base);
         self.send(self.http.post(&url).timeout(Duration::from_secs(3600)), &url).await

@@ -183,10 +183,20 @@ async fn serve(
         _ => Format::Content,
     };
     if !store.has(&root) {
-        return Err(ApiError::not_found(
-            format!("{cid} is not in this node's IPFS store"),
-            "add it with `bacalhau ipfs add`",
-        ));
+        let Some(peer) = &s.ipfs_peer else {
+            return Err(ApiError::not_found(
+                format!("{cid} is not in this node's IPFS store"),
+                "add it with `bacalhau ipfs add`",
+            ));
+        };
+        // The orchestrator knows which node published which result: ask those peers first.
+        let providers = s.orchestrator.as_ref().map(|o| o.providers(&root.to_string())).unwrap_or_default();
+        peer.fetcher.fetch(root, providers).await.map_err(|e| {
+            ApiError::not_found(
+                format!("{cid} is not in this node's IPFS store and could not be fetched from its peers: {e}"),
+                "check the CID, or connect a peer that has it (`serve --ipfs-peers MULTIADDR`)",
+            )
+        })?;
     }
     let st = store.clone();
     let (target, trail) = blocking(move || bacalhau_ipfs::resolve_trail(st.as_ref(), &root, &path))
@@ -338,6 +348,17 @@ pub(crate) async fn gc(State(s): St) -> ApiResult<Json<GcResult>> {
     let store = store(&s)?;
     let r = blocking(move || store.gc()).await?;
     Ok(Json(GcResult { kept: r.kept, removed: r.removed, removed_bytes: r.removed_bytes }))
+}
+
+/// `GET /api/v1/ipfs/id`: the peer's identity, shaped as kubo's `ipfs id`.
+pub(crate) async fn id(State(s): St) -> ApiResult<Json<serde_json::Value>> {
+    let peer = s.ipfs_peer.as_ref().ok_or_else(|| ApiError::not_found("this node runs no IPFS peer", ""))?;
+    Ok(Json(serde_json::json!({
+        "ID": peer.id,
+        "Addresses": peer.addrs,
+        "AgentVersion": format!("bacalhau-rs/{}", env!("CARGO_PKG_VERSION")),
+        "Protocols": ["/ipfs/bitswap/1.2.0", "/ipfs/bitswap/1.1.0", "/ipfs/bitswap/1.0.0", "/ipfs/id/1.0.0", "/ipfs/ping/1.0.0"],
+    })))
 }
 
 #[cfg(test)]

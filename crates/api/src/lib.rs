@@ -11,4 +11,4 @@ pub mod server;
 pub mod types;
 
 pub use client::{Client, ClientError};
-pub use server::{ApiState, router, serve};
+pub use server::{ApiState, IpfsPeer, router, serve};

@@ -54,6 +54,7 @@ pub(crate) const ROUTES: &[(&str, &str, &str)] = &[
     ("post", "/api/v1/ipfs/pins/{cid}", "Pin a DAG the store holds entirely (?label=)"),
     ("delete", "/api/v1/ipfs/pins/{cid}", "Unpin (?label= removes one label)"),
     ("post", "/api/v1/ipfs/gc", "Delete every block no pin reaches: {Kept, Removed, RemovedBytes}"),
+    ("get", "/api/v1/ipfs/id", "The embedded IPFS peer, as kubo's `ipfs id`: {ID, Addresses, AgentVersion, Protocols}"),
 ];
 
 pub(crate) fn document() -> Value {

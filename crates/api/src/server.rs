@@ -44,6 +44,19 @@ pub struct ApiState {
     pub local_results_dir: Option<PathBuf>,
     /// The node's IPFS block store, served at `/ipfs/{cid}`.
     pub ipfs: Option<Arc<bacalhau_ipfs::BlockStore>>,
+    /// The node's IPFS peer: the gateway fetches what the store lacks through it.
+    pub ipfs_peer: Option<IpfsPeer>,
+}
+
+/// What the API knows of the node's IPFS peer.
+#[derive(Clone, Debug)]
+pub struct IpfsPeer {
+    /// Its peer ID.
+    pub id: String,
+    /// Its listen multiaddrs, each ending in `/p2p/<ID>`.
+    pub addrs: Vec<String>,
+    /// Brings missing DAGs in from other peers.
+    pub fetcher: Arc<dyn bacalhau_ipfs::Fetcher>,
 }
 
 /// An error with a status, a message and a hint, answered as Bacalhau's JSON error body.
@@ -133,6 +146,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/ipfs/pins", get(crate::ipfs::list_pins))
         .route("/api/v1/ipfs/pins/{cid}", axum::routing::post(crate::ipfs::pin).delete(crate::ipfs::unpin))
         .route("/api/v1/ipfs/gc", axum::routing::post(crate::ipfs::gc))
+        .route("/api/v1/ipfs/id", get(crate::ipfs::id))
         .fallback(fallback)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(Arc::new(state))

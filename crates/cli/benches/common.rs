@@ -54,6 +54,7 @@ pub async fn start_node(
         labels: Default::default(),
         heartbeat_interval: Duration::from_secs(5),
         version: BuildVersionInfo::default(),
+        ipfs_addrs: Vec::new(),
     };
     ComputeNode::start(cfg, executors, inputs, publishers, endpoint, cancel.child_token()).await.expect("compute");
     while h.nodes().await.expect("nodes").is_empty() {

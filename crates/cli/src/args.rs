@@ -107,6 +107,17 @@ pub struct ServeArgs {
     /// PEM private key for the node port.
     #[arg(long, requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Multiaddrs the embedded IPFS peer listens on. Loopback by default (private); use e.g.
+    /// /ip4/0.0.0.0/tcp/4001 for peers on other machines.
+    #[arg(long = "ipfs-listen", value_delimiter = ',', default_value = "/ip4/127.0.0.1/tcp/0")]
+    pub ipfs_listen: Vec<String>,
+    /// IPFS peers to keep connected, as multiaddrs ending in /p2p/<peer ID> (a kubo's
+    /// `ipfs id` addresses). There are no bootstrap peers and no public DHT.
+    #[arg(long = "ipfs-peers", value_delimiter = ',')]
+    pub ipfs_peers: Vec<String>,
+    /// Test-only: `corrupt-blocks` makes the IPFS peer serve corrupted blocks.
+    #[arg(long = "ipfs-test-fault", hide = true)]
+    pub ipfs_test_fault: Option<String>,
     /// PEM CA certificate a compute node verifies its orchestrator with (dials TLS).
     #[arg(long)]
     pub tls_ca: Option<PathBuf>,
@@ -470,6 +481,8 @@ pub enum IpfsCommand {
     /// The node's block store.
     #[command(subcommand)]
     Repo(IpfsRepoCommand),
+    /// The node's IPFS peer: its peer ID and the multiaddrs it listens on (as `ipfs id`).
+    Id,
 }
 
 #[derive(Debug, Subcommand)]

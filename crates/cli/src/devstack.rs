@@ -3,19 +3,20 @@
 //! be, each with its own data dir and its own API (agent, logs, local results, IPFS).
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use bacalhau_api::ApiState;
-use bacalhau_ipfs::BlockStore;
 use bacalhau_model::{NodeId, NodeInfo, NodeType, SubmissionDefaults};
 use bacalhau_orchestrator::{Orchestrator, OrchestratorConfig};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::args::DevstackArgs;
-use crate::serve::{ComputeSettings, start_compute, start_node_server, version_info, wait_for_signal};
+use crate::serve::{ComputeSettings, start_compute, start_ipfs, start_node_server, version_info, wait_for_signal};
+
+/// Every devstack node's IPFS peer listens on a free loopback port.
+const LOOPBACK: &str = "/ip4/127.0.0.1/tcp/0";
 
 /// Runs until Ctrl-C or SIGTERM; data lives in `<data dir>/devstack` when a data dir is set
 /// (`--data-dir`, `BACALHAU_DIR`), else in a temporary dir removed at exit.
@@ -28,7 +29,9 @@ pub async fn run(host: &str, api_port: u16, data_dir: Option<PathBuf>, args: Dev
         .with_context(|| format!("cannot listen on {host}:{api_port}; choose another port with --api-port"))?;
     let api_addr = api.local_addr()?;
     std::fs::create_dir_all(dir.join("orchestrator"))?;
+    let ipfs = start_ipfs(&dir, &[LOOPBACK.to_owned()], &[], None).await?;
     let mut ocfg = OrchestratorConfig::new(dir.join("orchestrator").join("jobs.redb"));
+    ocfg.ipfs_addrs = ipfs.addrs();
     ocfg.defaults = SubmissionDefaults::default();
     ocfg.node_disconnect_timeout = Duration::from_secs(args.node_disconnect_timeout);
     let orchestrator = Orchestrator::start(ocfg, cancel.child_token()).await?;
@@ -62,6 +65,7 @@ pub async fn run(host: &str, api_port: u16, data_dir: Option<PathBuf>, args: Dev
             allowed: Vec::new(),
             capacity_percent: 80,
             results_url: format!("http://{advertised}:{}", addr.port()),
+            ipfs: start_ipfs(&node_dir, &[LOOPBACK.to_owned()], &[], None).await?,
         };
         let parts = start_compute(settings, endpoint, cancel.child_token()).await?;
         let state = ApiState {
@@ -70,7 +74,8 @@ pub async fn run(host: &str, api_port: u16, data_dir: Option<PathBuf>, args: Dev
             version: version_info(),
             node_info: NodeInfo { node_id: node_id.clone(), node_type: NodeType::Compute, ..Default::default() },
             local_results_dir: Some(parts.results_dir),
-            ipfs: Some(parts.ipfs),
+            ipfs: Some(parts.ipfs.store.clone()),
+            ipfs_peer: Some(parts.ipfs.api()),
         };
         let stop = cancel.clone();
         tokio::spawn(bacalhau_api::serve(listener, state, async move { stop.cancelled().await }));
@@ -86,7 +91,8 @@ pub async fn run(host: &str, api_port: u16, data_dir: Option<PathBuf>, args: Dev
             ..Default::default()
         },
         local_results_dir: None,
-        ipfs: Some(Arc::new(BlockStore::open(&dir.join("ipfs"))?)),
+        ipfs: Some(ipfs.store.clone()),
+        ipfs_peer: Some(ipfs.api()),
     };
     println!(
         "bacalhau devstack: an orchestrator (API on http://{api_addr}, compute nodes join on {node_addr}) and {} compute nodes:",

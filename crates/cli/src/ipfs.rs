@@ -54,6 +54,11 @@ pub async fn run(client: &Client, data_dir: &Path, cmd: IpfsCommand) -> Result<(
             let rows = pins.iter().map(|p| vec![p.cid.clone(), "recursive".into(), p.labels.join("; ")]).collect();
             crate::output::print_list(&o, &["CID", "TYPE", "WHY"], rows, &pins)
         }
+        IpfsCommand::Id => {
+            let id = client.ipfs_id().await?;
+            println!("{}", serde_json::to_string_pretty(&id)?);
+            Ok(())
+        }
         IpfsCommand::Repo(IpfsRepoCommand::Gc) => {
             let r = client.gc().await?;
             println!("removed {} blocks ({} bytes); {} pinned blocks kept", r.removed, r.removed_bytes, r.kept);

@@ -93,10 +93,66 @@ pub struct ComputeParts {
     pub handle: bacalhau_compute::ComputeHandle,
     /// Where the local publisher keeps archives.
     pub results_dir: PathBuf,
-    /// The node's block store.
-    pub ipfs: Arc<BlockStore>,
+    /// The node's block store and peer.
+    pub ipfs: IpfsNode,
     /// Engines offered.
     pub engines: Vec<String>,
+}
+
+/// A node's IPFS side: its block store and the peer that serves and fetches blocks.
+#[derive(Clone, Debug)]
+pub struct IpfsNode {
+    /// The block store.
+    pub store: Arc<BlockStore>,
+    /// The libp2p peer.
+    pub peer: bacalhau_ipfs_peer::Peer,
+}
+
+impl IpfsNode {
+    /// The peer's multiaddrs as strings.
+    pub fn addrs(&self) -> Vec<String> {
+        self.peer.addrs().iter().map(ToString::to_string).collect()
+    }
+
+    /// What the API needs of it.
+    pub fn api(&self) -> bacalhau_api::IpfsPeer {
+        bacalhau_api::IpfsPeer {
+            id: self.peer.id().to_string(),
+            addrs: self.addrs(),
+            fetcher: Arc::new(self.peer.clone()),
+        }
+    }
+}
+
+fn multiaddrs(values: &[String], flag: &str) -> Result<Vec<bacalhau_ipfs_peer::Addr>> {
+    values
+        .iter()
+        .map(|v| v.trim())
+        .filter(|v| !v.is_empty())
+        .map(|v| {
+            v.parse()
+                .with_context(|| format!("{flag} {v:?} is not a multiaddr (e.g. /ip4/127.0.0.1/tcp/4001/p2p/Qm...)"))
+        })
+        .collect()
+}
+
+/// Opens `<dir>/ipfs` and starts its peer (listening on `listen`, keeping `peers` connected).
+pub async fn start_ipfs(dir: &Path, listen: &[String], peers: &[String], fault: Option<&str>) -> Result<IpfsNode> {
+    let store = Arc::new(BlockStore::open(&dir.join("ipfs"))?);
+    let mut cfg = bacalhau_ipfs_peer::PeerConfig::loopback(&dir.join("ipfs"));
+    cfg.listen = multiaddrs(listen, "--ipfs-listen")?;
+    cfg.peers = multiaddrs(peers, "--ipfs-peers")?;
+    // A test-only fault mode: serve corrupted blocks, to prove peers refuse them.
+    match fault {
+        None => {}
+        Some("corrupt-blocks") => {
+            warn!("--ipfs-test-fault corrupt-blocks: this node serves corrupted blocks");
+            cfg.fault = bacalhau_ipfs_peer::Fault::CorruptBlocks;
+        }
+        Some(other) => bail!("--ipfs-test-fault {other:?} is unknown (the one fault is corrupt-blocks)"),
+    }
+    let peer = bacalhau_ipfs_peer::Peer::start(store.clone(), cfg).await.context("starting the IPFS peer")?;
+    Ok(IpfsNode { store, peer })
 }
 
 /// The settings a compute node takes from the command line.
@@ -113,6 +169,8 @@ pub struct ComputeSettings<'a> {
     pub capacity_percent: u64,
     /// Base URL of the API this node's local results are served from.
     pub results_url: String,
+    /// Its block store and IPFS peer.
+    pub ipfs: IpfsNode,
 }
 
 /// Starts a compute node with every engine this machine offers, talking through `endpoint`.
@@ -121,7 +179,7 @@ pub async fn start_compute(
     endpoint: bacalhau_protocol::ComputeEndpoint,
     cancel: CancellationToken,
 ) -> Result<ComputeParts> {
-    let ComputeSettings { dir, node_id, labels, allowed, capacity_percent, results_url } = settings;
+    let ComputeSettings { dir, node_id, labels, allowed, capacity_percent, results_url, ipfs: node_ipfs } = settings;
     let compute_dir = dir.join("compute");
     std::fs::create_dir_all(&compute_dir).with_context(|| format!("cannot create {}", compute_dir.display()))?;
     let wasm = WasmExecutor::new(Some(compute_dir.join("wasm-cache")))?;
@@ -136,9 +194,13 @@ pub async fn start_compute(
         Err(_) => info!("docker engine did not answer within {DOCKER_PROBE:?}; not offering docker jobs"),
     }
     let engines: Vec<String> = executors.iter().map(|e| e.engine_type().to_owned()).collect();
-    let ipfs = Arc::new(BlockStore::open(&dir.join("ipfs"))?);
-    let inputs: Vec<Arc<dyn InputProvider>> =
-        vec![Arc::new(InlineSource), Arc::new(LocalSource::new(allowed)), Arc::new(IpfsSource::new(ipfs.clone()))];
+    let ipfs = node_ipfs.store.clone();
+    let fetcher: Arc<dyn bacalhau_ipfs::Fetcher> = Arc::new(node_ipfs.peer.clone());
+    let inputs: Vec<Arc<dyn InputProvider>> = vec![
+        Arc::new(InlineSource),
+        Arc::new(LocalSource::new(allowed)),
+        Arc::new(IpfsSource::with_fetcher(ipfs.clone(), fetcher)),
+    ];
     let results_dir = compute_dir.join("results");
     let local = LocalPublisher::new(results_dir.clone(), format!("{results_url}/api/v1/local-results"));
     let publishers: Vec<Arc<dyn Publisher>> =
@@ -150,9 +212,10 @@ pub async fn start_compute(
         labels,
         heartbeat_interval: Duration::from_secs(5),
         version: version_info(),
+        ipfs_addrs: node_ipfs.addrs(),
     };
     let handle = ComputeNode::start(ccfg, executors, inputs, publishers, endpoint, cancel).await?;
-    Ok(ComputeParts { handle, results_dir, ipfs, engines })
+    Ok(ComputeParts { handle, results_dir, ipfs: node_ipfs, engines })
 }
 
 /// Listens for compute nodes on the node port, handing them to the orchestrator.
@@ -213,6 +276,7 @@ pub async fn serve(host: &str, port: u16, data_dir_flag: Option<PathBuf>, args: 
     let bound = listener.local_addr()?;
     let cancel = CancellationToken::new();
 
+    let ipfs = start_ipfs(&dir, &args.ipfs_listen, &args.ipfs_peers, args.ipfs_test_fault.as_deref()).await?;
     let mut orchestrator = None;
     let mut node_port = None;
     if run_orchestrator {
@@ -221,6 +285,7 @@ pub async fn serve(host: &str, port: u16, data_dir_flag: Option<PathBuf>, args: 
         ocfg.defaults = SubmissionDefaults { execution_timeout: args.default_execution_timeout, ..Default::default() };
         ocfg.node_disconnect_timeout = Duration::from_secs(args.node_disconnect_timeout);
         ocfg.manual_node_approval = args.node_approval == "manual";
+        ocfg.ipfs_addrs = ipfs.addrs();
         let o = Orchestrator::start(ocfg, cancel.child_token()).await?;
         let wanted = args.node_port.unwrap_or(DEFAULT_NODE_PORT);
         let tls = match (&args.tls_cert, &args.tls_key) {
@@ -267,6 +332,7 @@ pub async fn serve(host: &str, port: u16, data_dir_flag: Option<PathBuf>, args: 
             allowed,
             capacity_percent: args.capacity_percent,
             results_url: format!("http://{advertised}:{}", bound.port()),
+            ipfs: ipfs.clone(),
         };
         Some(start_compute(settings, endpoint, cancel.child_token()).await?)
     } else {
@@ -279,10 +345,6 @@ pub async fn serve(host: &str, port: u16, data_dir_flag: Option<PathBuf>, args: 
         (None, Some(c)) => format!("compute for {}; engines: {}", args.orchestrators[0], c.engines.join(", ")),
         (None, None) => unreachable!("at least one role runs"),
     };
-    let ipfs = match &compute {
-        Some(c) => c.ipfs.clone(),
-        None => Arc::new(BlockStore::open(&dir.join("ipfs"))?),
-    };
     let state = ApiState {
         orchestrator: orchestrator.as_ref().map(Orchestrator::handle),
         compute: compute.as_ref().map(|c| c.handle.clone()),
@@ -293,10 +355,12 @@ pub async fn serve(host: &str, port: u16, data_dir_flag: Option<PathBuf>, args: 
             ..Default::default()
         },
         local_results_dir: compute.as_ref().map(|c| c.results_dir.clone()),
-        ipfs: Some(ipfs),
+        ipfs: Some(ipfs.store.clone()),
+        ipfs_peer: Some(ipfs.api()),
     };
     let nodes = node_port.map(|a| format!(", compute nodes join on {a}")).unwrap_or_default();
     println!("bacalhau serve: node {node_id} ({roles}), API on http://{bound}{nodes}, data in {}", dir.display());
+    println!("IPFS peer {} listening on {}", ipfs.peer.id(), ipfs.addrs().join(", "));
     println!("export BACALHAU_API_HOST={}\nexport BACALHAU_API_PORT={}", bound.ip(), bound.port());
     let shutdown = cancel.clone();
     let server = bacalhau_api::serve(listener, state, async move { shutdown.cancelled().await });

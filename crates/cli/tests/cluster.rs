@@ -288,3 +288,38 @@ fn the_node_port_speaks_tls_when_given_a_certificate() {
     assert_eq!(o.wait_terminal(&id).expect("finish"), "Completed");
     drop((tls, plain));
 }
+
+#[test]
+fn ipfs_content_moves_between_nodes_by_the_orchestrators_routing() {
+    let (o, port) = orchestrator(&[]);
+    let addr = format!("127.0.0.1:{port}");
+    let node = |label: &str| {
+        Serve::start(bin(), &["--compute", "--orchestrators", &addr, "--node-token", TOKEN, "--labels", label])
+            .expect("compute node")
+    };
+    let (_a, _b) = (node("box=a"), node("box=b"));
+    wait_connected(&o, 2);
+    // Node A writes a file and publishes its result folder to its own IPFS store.
+    let first = submit(
+        &o,
+        &["--constraints", "box=a", "-o", "out:/out", "-p", "ipfs", &program("write"), "/out/x.txt", "from a"],
+    );
+    assert_eq!(o.wait_terminal(&first).expect("finish"), "Completed", "{}", o.log());
+    let results: Value =
+        serde_json::from_str(&o.get(&format!("/api/v1/orchestrator/jobs/{first}/results")).expect("results"))
+            .expect("json");
+    let cid = results["Items"][0]["Params"]["CID"].as_str().expect("an ipfs result").to_owned();
+    // Node B mounts it: the orchestrator tells B that A's peer holds it; B's peer knows no one else.
+    let second = submit(
+        &o,
+        &["--constraints", "box=b", "-i", &format!("ipfs://{cid}:/in"), "-p", "ipfs", &program("cat"), "/in/out/x.txt"],
+    );
+    assert_eq!(o.wait_terminal(&second).expect("finish"), "Completed", "{}", o.ok(&["job", "describe", &second]));
+    let on: Vec<String> =
+        executions(&o, &second).iter().filter_map(|e| e["NodeID"].as_str().map(str::to_owned)).collect();
+    assert_eq!(on.len(), 1);
+    // `job get` through the orchestrator, whose store has neither result: its gateway fetches
+    // from the node that published it.
+    o.ok(&["job", "get", &second, "--output-dir", "res"]);
+    assert_eq!(std::fs::read_to_string(o.work.join("res/stdout")).expect("stdout"), "from a");
+}

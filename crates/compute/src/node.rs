@@ -41,6 +41,8 @@ pub struct ComputeConfig {
     pub heartbeat_interval: Duration,
     /// This build.
     pub version: BuildVersionInfo,
+    /// Multiaddrs of the node's IPFS peer, advertised at registration.
+    pub ipfs_addrs: Vec<String>,
 }
 
 /// A compute node failure at start.
@@ -238,6 +240,7 @@ impl Runtime {
                 enqueued_executions: self.queue.len() as u32,
             }),
             bacalhau_version: self.cfg.version.clone(),
+            ipfs_addrs: self.cfg.ipfs_addrs.clone(),
         };
         if let Ok(mut i) = self.info.write() {
             *i = info;
@@ -357,7 +360,14 @@ impl Runtime {
 
     fn handle(&mut self, msg: ToCompute, round: &mut Round) {
         match msg {
-            ToCompute::AskForBid { execution } => self.ask_for_bid(*execution, round),
+            ToCompute::AskForBid { execution, providers } => {
+                if !providers.is_empty() {
+                    for input in &self.inputs {
+                        input.learn_providers(&providers);
+                    }
+                }
+                self.ask_for_bid(*execution, round)
+            }
             ToCompute::BidAccepted { execution_id } => match self.records.get(&execution_id).map(|r| r.state) {
                 Some(LocalExecutionState::AskForBidAccepted) => {
                     self.set_state(&execution_id, LocalExecutionState::BidAccepted, "bid accepted", round);

@@ -177,6 +177,15 @@ impl Engine {
                 w.asked = Some(peer);
             }
             self.send(st, peer, Out::Want { cid, want_type: message::WANT_BLOCK });
+        } else if !w.tried.is_empty() {
+            // Every connected peer said DontHave, dropped or misbehaved: say so now rather than
+            // at the stall timeout. (With nobody connected yet, wait: a peer may still come.)
+            let why = describe(w, &st.connected, &st.bad);
+            if let Some(w) = st.wants.remove(&cid) {
+                for t in w.waiters {
+                    let _ = t.send(Err(why.clone()));
+                }
+            }
         }
     }
 

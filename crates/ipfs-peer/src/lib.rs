@@ -57,12 +57,20 @@ pub struct PeerConfig {
     pub peers: Vec<Multiaddr>,
     /// Test-only misbehaviour.
     pub fault: Fault,
+    /// How long a fetch may go without a block arriving (the [`bacalhau_ipfs::Fetcher`] use).
+    pub stall: Duration,
 }
 
 impl PeerConfig {
     /// Listen on a free loopback port, keep the key in `dir`.
     pub fn loopback(dir: &Path) -> Self {
-        Self { key_file: dir.join("peer.key"), listen: vec![loopback_any()], peers: Vec::new(), fault: Fault::None }
+        Self {
+            key_file: dir.join("peer.key"),
+            listen: vec![loopback_any()],
+            peers: Vec::new(),
+            fault: Fault::None,
+            stall: DEFAULT_STALL,
+        }
     }
 }
 
@@ -102,6 +110,7 @@ pub struct Peer {
     cmd: mpsc::UnboundedSender<Command>,
     addrs: watch::Receiver<Vec<Multiaddr>>,
     store: Arc<BlockStore>,
+    stall: Duration,
 }
 
 fn load_or_create_key(path: &Path) -> Result<Keypair, PeerError> {
@@ -184,7 +193,7 @@ impl Peer {
                 .map_err(|_| PeerError::Network("the IPFS peer did not start listening within 10 s".into()))?
                 .map_err(|_| PeerError::Network("the IPFS peer stopped while starting".into()))?;
         }
-        Ok(Peer { id, engine, cmd, addrs, store })
+        Ok(Peer { id, engine, cmd, addrs, store, stall: cfg.stall })
     }
 
     /// This peer's ID.
@@ -234,13 +243,21 @@ impl Peer {
         providers: &[Multiaddr],
         stall: Duration,
     ) -> Result<FetchStats, PeerError> {
+        // Dial the providers together: one unreachable address must not hold up the rest.
+        let dials = futures::future::join_all(providers.iter().map(|a| self.connect(a))).await;
         let mut hints = Vec::new();
-        for addr in providers {
-            match self.connect(addr).await {
-                Ok(p) if p != self.id => hints.push(p),
+        for (addr, res) in providers.iter().zip(dials) {
+            match res {
+                Ok(p) if p != self.id && !hints.contains(&p) => hints.push(p),
                 Ok(_) => {}
                 Err(e) => tracing::info!("provider {addr} is unreachable: {e}"),
             }
+        }
+        if hints.is_empty() && self.connected().is_empty() && !self.store.has(&root) {
+            return Err(PeerError::Fetch(format!(
+                "{root} is not in this node's IPFS store and no IPFS peer is connected to fetch it from \
+                 (connect one with `serve --ipfs-peers MULTIADDR`)"
+            )));
         }
         let mut stats = FetchStats::default();
         let mut queue: VecDeque<(Cid, Vec<PeerId>)> = VecDeque::from([(root, hints)]);
@@ -378,5 +395,14 @@ async fn drive(
                 _ => {}
             }
         }
+    }
+}
+
+impl bacalhau_ipfs::Fetcher for Peer {
+    fn fetch(&self, root: Cid, providers: Vec<String>) -> bacalhau_ipfs::FetchFuture<'_> {
+        Box::pin(async move {
+            let addrs: Vec<Multiaddr> = providers.iter().filter_map(|a| a.parse().ok()).collect();
+            self.fetch_dag(root, &addrs, self.stall).await.map(drop).map_err(|e| e.to_string())
+        })
     }
 }

@@ -15,7 +15,8 @@
 //! - [`hamt`]: HAMT-sharded folders past kubo's threshold (both of kubo's rules), written and read.
 //! - Pins and garbage collection in the [`BlockStore`]; CAR v1/v2 import ([`import_car`]).
 //!
-//! Not here yet: bitswap.
+//! - [`Fetcher`]: what brings missing blocks in from other peers (bitswap lives in the
+//!   `ipfs-peer` crate, which implements it).
 
 mod blockstore;
 mod car;
@@ -30,3 +31,13 @@ pub use car::{CarImport, export_car, export_car_path, import_car};
 pub use cid::{CODEC_DAG_PB, CODEC_RAW, Cid, CidError};
 pub use exporter::{BlockSource, DirEntry, cat, export, file_size, read_dir, resolve, resolve_trail};
 pub use importer::{Block, ImportOptions, Imported, Importer, ShardRule, SizeEstimate};
+
+/// The future a [`Fetcher`] returns.
+pub type FetchFuture<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), String>> + Send + 'a>>;
+
+/// Brings every missing block of a DAG into the local store from other peers.
+pub trait Fetcher: Send + Sync + std::fmt::Debug {
+    /// Makes the whole DAG under `root` present; `providers` (multiaddrs) are asked first.
+    /// Fails, naming the CID and what the peers answered, when nothing arrives for a while.
+    fn fetch(&self, root: Cid, providers: Vec<String>) -> FetchFuture<'_>;
+}

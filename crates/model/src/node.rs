@@ -123,6 +123,10 @@ pub struct NodeInfo {
     /// Its build.
     #[serde(default)]
     pub bacalhau_version: BuildVersionInfo,
+    /// Multiaddrs of its IPFS peer (each ending in `/p2p/<peer ID>`), so other nodes can fetch
+    /// the blocks it holds over bitswap.
+    #[serde(rename = "IPFSAddrs", default, skip_serializing_if = "Vec::is_empty")]
+    pub ipfs_addrs: Vec<String>,
 }
 
 /// Whether the orchestrator lets a node take work.

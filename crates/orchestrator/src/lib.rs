@@ -8,6 +8,7 @@
 //!
 //! It knows compute nodes only through `bacalhau-protocol` messages; it never runs work itself.
 
+pub mod content;
 mod runtime;
 pub mod scheduler;
 pub mod selection;

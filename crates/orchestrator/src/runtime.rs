@@ -25,6 +25,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
+use crate::content::ContentIndex;
 use crate::scheduler::{self, Notify, Plan, SchedulerConfig};
 use crate::selection::NodeView;
 use crate::store::{JobOrder, JobStore, StoreError, WriteBatch};
@@ -63,6 +64,8 @@ pub struct OrchestratorConfig {
     pub housekeeping_interval: Duration,
     /// After a restart, how long nodes have to reconnect before their executions count as lost.
     pub restart_grace: Duration,
+    /// Multiaddrs of the orchestrator node's own IPFS peer, offered as a provider of inputs.
+    pub ipfs_addrs: Vec<String>,
 }
 
 impl OrchestratorConfig {
@@ -76,6 +79,7 @@ impl OrchestratorConfig {
             manual_node_approval: false,
             housekeeping_interval: Duration::from_millis(500),
             restart_grace: Duration::from_secs(10),
+            ipfs_addrs: Vec::new(),
         }
     }
 }
@@ -194,6 +198,7 @@ pub struct OrchestratorHandle {
     store: Arc<JobStore>,
     events: broadcast::Sender<JobEvent>,
     defaults: SubmissionDefaults,
+    content: Arc<std::sync::RwLock<ContentIndex>>,
 }
 
 impl std::fmt::Debug for Command {
@@ -222,7 +227,9 @@ impl Orchestrator {
         let (commands_tx, commands_rx) = mpsc::channel(COMMAND_CAPACITY);
         let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_CAPACITY);
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
+        let content = Arc::new(std::sync::RwLock::new(ContentIndex::new(config.ipfs_addrs.clone())));
         let mut runtime = Runtime {
+            content: content.clone(),
             store: store.clone(),
             cfg: config.clone(),
             jobs: HashMap::new(),
@@ -241,6 +248,7 @@ impl Orchestrator {
             store,
             events,
             defaults: config.defaults.clone(),
+            content,
         };
         let task = tokio::spawn(runtime.run(commands_rx, inbound_rx, cancel));
         Ok(Self { handle, task })
@@ -288,6 +296,11 @@ impl OrchestratorHandle {
             .await
             .map_err(|_| OrchestratorError::ShuttingDown)?;
         rx.await.map_err(|_| OrchestratorError::ShuttingDown)?
+    }
+
+    /// Multiaddrs of IPFS peers to ask for `cid`, best first (content routing without a DHT).
+    pub fn providers(&self, cid: &str) -> Vec<String> {
+        self.content.read().map(|c| c.providers(cid)).unwrap_or_default()
     }
 
     /// The nodes the orchestrator knows.
@@ -442,6 +455,7 @@ struct Round {
 }
 
 struct Runtime {
+    content: Arc<std::sync::RwLock<ContentIndex>>,
     store: Arc<JobStore>,
     cfg: OrchestratorConfig,
     jobs: HashMap<JobId, Active>,
@@ -614,6 +628,9 @@ impl Runtime {
             Err(SendError::Disconnected) => {
                 node.link = None;
                 node.connected = false;
+                if let Ok(mut c) = self.content.write() {
+                    c.node_down(node_id);
+                }
             }
         }
     }
@@ -797,6 +814,9 @@ impl Runtime {
                     }
                 }
                 info!(%node_id, "compute node registered");
+                if let Ok(mut c) = self.content.write() {
+                    c.node_up(&node_id, &info.ipfs_addrs);
+                }
                 let available =
                     info.compute_node_info.as_ref().map(|c| Resources::from(c.available_capacity)).unwrap_or_default();
                 let entry = self.nodes.entry(node_id.clone()).or_insert_with(|| NodeEntry {
@@ -838,6 +858,14 @@ impl Runtime {
                 );
             }
             FromCompute::RunResult { execution_id, published_result, run_output } => {
+                if let Some(cid) = published_result
+                    .as_ref()
+                    .filter(|p| p.r#type.eq_ignore_ascii_case(bacalhau_model::PUBLISHER_IPFS))
+                    .and_then(|p| p.param_str("CID"))
+                    && let Ok(mut c) = self.content.write()
+                {
+                    c.holds(&node_id, cid);
+                }
                 let msg = if run_output.exit_code == 0 {
                     "Completed successfully".to_owned()
                 } else {
@@ -903,7 +931,10 @@ impl Runtime {
                     None if matches!(state, ComputeStateType::New | ComputeStateType::AskForBid) => {
                         let mut with_job = e.clone();
                         with_job.job = Some(Box::new(active.job.clone()));
-                        round.sends.push((node_id.clone(), ToCompute::AskForBid { execution: Box::new(with_job) }));
+                        let providers = self.content.read().map(|c| c.for_job(&active.job)).unwrap_or_default();
+                        round
+                            .sends
+                            .push((node_id.clone(), ToCompute::AskForBid { execution: Box::new(with_job), providers }));
                     }
                     None => lost.push(e.id.clone()),
                     Some(local) => {
@@ -1020,6 +1051,9 @@ impl Runtime {
                 warn!(node_id = %id, "compute node disconnected");
                 n.connected = false;
                 n.link = None;
+                if let Ok(mut c) = self.content.write() {
+                    c.node_down(id);
+                }
                 lost_nodes.push(id.clone());
             }
         }
@@ -1127,7 +1161,8 @@ impl Runtime {
             let mut with_job = e.clone();
             with_job.job = Some(Box::new(job.clone()));
             round.batch.put_execution(e.clone());
-            round.sends.push((n.node_id.clone(), ToCompute::AskForBid { execution: Box::new(with_job) }));
+            let providers = self.content.read().map(|c| c.for_job(job)).unwrap_or_default();
+            round.sends.push((n.node_id.clone(), ToCompute::AskForBid { execution: Box::new(with_job), providers }));
             self.exec_index.insert(e.id.clone(), job_id.clone());
             let exec_id = e.id.clone();
             active.execs.push(e);

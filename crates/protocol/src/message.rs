@@ -73,6 +73,10 @@ pub enum ToCompute {
     AskForBid {
         /// The execution, with `job` set.
         execution: Box<Execution>,
+        /// For each IPFS input CID, the multiaddrs of peers known to hold it (content routing
+        /// through the control plane instead of a DHT).
+        #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+        providers: std::collections::BTreeMap<String, Vec<String>>,
     },
     /// Your bid won: run it.
     BidAccepted {

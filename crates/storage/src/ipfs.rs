@@ -1,10 +1,11 @@
 //! `ipfs` inputs and the `ipfs` publisher, on the node's embedded block store.
 
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bacalhau_executor::PreparedInput;
-use bacalhau_ipfs::{BlockStore, Cid, ImportOptions, Importer};
+use bacalhau_ipfs::{BlockStore, Cid, Fetcher, ImportOptions, Importer};
 use bacalhau_model::{ExecutionId, InputSource, PUBLISHER_IPFS, SOURCE_IPFS, SpecConfig};
 
 use crate::{InputProvider, Publisher, StorageError};
@@ -14,16 +15,25 @@ fn cid_param(input: &InputSource) -> Result<Cid, StorageError> {
     Cid::parse(raw).map_err(|e| StorageError::Invalid(e.to_string()))
 }
 
-/// Mounts a CID from the node's block store (exported to disk, every block verified).
+/// Mounts a CID from the node's block store (exported to disk, every block verified), first
+/// fetching the blocks it lacks from IPFS peers when it has a [`Fetcher`].
 #[derive(Debug)]
 pub struct IpfsSource {
     store: Arc<BlockStore>,
+    fetcher: Option<Arc<dyn Fetcher>>,
+    /// Peers the orchestrator said hold a CID.
+    providers: Mutex<HashMap<Cid, Vec<String>>>,
 }
 
 impl IpfsSource {
-    /// A source reading from `store`.
+    /// A source reading only from `store`.
     pub fn new(store: Arc<BlockStore>) -> Self {
-        Self { store }
+        Self { store, fetcher: None, providers: Mutex::default() }
+    }
+
+    /// A source that fetches what `store` lacks through `fetcher`.
+    pub fn with_fetcher(store: Arc<BlockStore>, fetcher: Arc<dyn Fetcher>) -> Self {
+        Self { store, fetcher: Some(fetcher), providers: Mutex::default() }
     }
 }
 
@@ -35,7 +45,7 @@ impl InputProvider for IpfsSource {
 
     fn validate(&self, input: &InputSource) -> Result<(), StorageError> {
         let cid = cid_param(input)?;
-        if !self.store.has(&cid) {
+        if self.fetcher.is_none() && !self.store.has(&cid) {
             return Err(StorageError::Invalid(format!(
                 "CID {cid} is not in this node's IPFS store: add it with `bacalhau ipfs add` on the node"
             )));
@@ -47,6 +57,19 @@ impl InputProvider for IpfsSource {
         let cid = cid_param(input)?;
         let dest = work_dir.join("ipfs");
         let store = self.store.clone();
+        // Garbage collection must not delete fetched blocks before they are copied out.
+        let s = store.clone();
+        let _guard = tokio::task::spawn_blocking(move || s.writer())
+            .await
+            .map_err(|e| StorageError::Invalid(format!("locking the IPFS store crashed: {e}")))?
+            .map_err(StorageError::io("locking the IPFS store"))?;
+        if let Some(fetcher) = &self.fetcher {
+            let hints = self.providers.lock().map(|m| m.get(&cid).cloned().unwrap_or_default()).unwrap_or_default();
+            fetcher
+                .fetch(cid, hints)
+                .await
+                .map_err(|e| StorageError::Invalid(format!("input CID {cid} could not be fetched: {e}")))?;
+        }
         let d = dest.clone();
         tokio::task::spawn_blocking(move || {
             // Garbage collection must not delete the DAG while it is being copied out.
@@ -58,6 +81,15 @@ impl InputProvider for IpfsSource {
         .map_err(|e| StorageError::Invalid(format!("exporting {cid} crashed: {e}")))?
         .map_err(StorageError::io(format!("fetching input CID {cid}")))?;
         Ok(PreparedInput { host_path: dest, target: input.target.clone(), read_only: true })
+    }
+
+    fn learn_providers(&self, providers: &BTreeMap<String, Vec<String>>) {
+        let Ok(mut known) = self.providers.lock() else { return };
+        for (cid, addrs) in providers {
+            if let Ok(cid) = Cid::parse(cid) {
+                known.insert(cid, addrs.clone());
+            }
+        }
     }
 }
 

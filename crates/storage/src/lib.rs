@@ -56,6 +56,9 @@ pub trait InputProvider: Send + Sync + std::fmt::Debug {
 
     /// Makes the input available under `work_dir` (or in place) and says where.
     async fn prepare(&self, input: &InputSource, work_dir: &Path) -> Result<PreparedInput, StorageError>;
+
+    /// Hints from the orchestrator: which peers hold which content (CID → multiaddrs).
+    fn learn_providers(&self, _providers: &std::collections::BTreeMap<String, Vec<String>>) {}
 }
 
 /// Publishes a result folder.

