@@ -259,11 +259,18 @@ async fn serve(
 pub(crate) async fn import_car(State(s): St, Query(p): Params, body: Body) -> ApiResult<Json<CarImported>> {
     let store = store(&s)?;
     let label = p.get("label").cloned().unwrap_or_else(|| "imported from a CAR".into());
+    import_stream(store, label, body.into_data_stream()).await
+}
+
+async fn import_stream<E: std::fmt::Display>(
+    store: Arc<BlockStore>,
+    label: String,
+    mut stream: impl futures::Stream<Item = Result<Bytes, E>> + Unpin,
+) -> ApiResult<Json<CarImported>> {
     let spool_dir = store.dir().join("incoming");
     tokio::fs::create_dir_all(&spool_dir).await.map_err(internal)?;
     let spool = spool_dir.join(format!("{}.car", spool_name()));
     let mut file = tokio::fs::File::create(&spool).await.map_err(internal)?;
-    let mut stream = body.into_data_stream();
     let copied = async {
         use tokio::io::AsyncWriteExt;
         while let Some(chunk) = stream.next().await {
@@ -359,6 +366,39 @@ pub(crate) async fn id(State(s): St) -> ApiResult<Json<serde_json::Value>> {
         "AgentVersion": format!("bacalhau-rs/{}", env!("CARGO_PKG_VERSION")),
         "Protocols": ["/ipfs/bitswap/1.2.0", "/ipfs/bitswap/1.1.0", "/ipfs/bitswap/1.0.0", "/ipfs/id/1.0.0", "/ipfs/ping/1.0.0"],
     })))
+}
+
+/// kubo's RPC `POST /api/v0/id`, so `--ipfs-connect` clients (and kubo tooling) can use a
+/// node as they would a kubo daemon.
+pub(crate) async fn kubo_id(s: St) -> ApiResult<Json<serde_json::Value>> {
+    id(s).await
+}
+
+/// kubo's RPC `POST /api/v0/dag/export?arg=CID`: the DAG as a CAR v1 stream.
+pub(crate) async fn kubo_dag_export(State(s): St, Query(p): Params) -> ApiResult<Response> {
+    let store = store(&s)?;
+    let arg = p.get("arg").cloned().unwrap_or_default();
+    let root = parse_cid(arg.trim_start_matches("/ipfs/"))?;
+    if !store.has(&root) {
+        return Err(ApiError::not_found(format!("{root} is not in this node's IPFS store"), ""));
+    }
+    let body = stream_body((0, u64::MAX), move |w| bacalhau_ipfs::export_car(store.as_ref(), &root, w));
+    Ok(([(header::CONTENT_TYPE, "application/vnd.ipld.car")], body).into_response())
+}
+
+/// kubo's RPC `POST /api/v0/dag/import` (multipart, one CAR per file part): every block
+/// verified and stored, the roots pinned; one `{"Root": {"Cid": {"/": CID}}}` line per root.
+pub(crate) async fn kubo_dag_import(State(s): St, mut form: axum::extract::Multipart) -> ApiResult<Response> {
+    let store = store(&s)?;
+    let mut lines = String::new();
+    while let Some(field) = form.next_field().await.map_err(|e| ApiError::bad_request(e.to_string(), ""))? {
+        let Json(got) = import_stream(store.clone(), "imported through /api/v0/dag/import".into(), field).await?;
+        for root in got.roots {
+            lines.push_str(&serde_json::json!({"Root": {"Cid": {"/": root}, "PinErrorMsg": ""}}).to_string());
+            lines.push('\n');
+        }
+    }
+    Ok(([(header::CONTENT_TYPE, "application/json")], lines).into_response())
 }
 
 #[cfg(test)]

@@ -54,6 +54,9 @@ pub(crate) const ROUTES: &[(&str, &str, &str)] = &[
     ("post", "/api/v1/ipfs/pins/{cid}", "Pin a DAG the store holds entirely (?label=)"),
     ("delete", "/api/v1/ipfs/pins/{cid}", "Unpin (?label= removes one label)"),
     ("post", "/api/v1/ipfs/gc", "Delete every block no pin reaches: {Kept, Removed, RemovedBytes}"),
+    ("post", "/api/v0/id", "kubo RPC: the IPFS peer's identity"),
+    ("post", "/api/v0/dag/export", "kubo RPC: ?arg=CID, the DAG as a CAR v1"),
+    ("post", "/api/v0/dag/import", "kubo RPC: multipart CAR files; blocks stored, roots pinned"),
     ("get", "/api/v1/ipfs/id", "The embedded IPFS peer, as kubo's `ipfs id`: {ID, Addresses, AgentVersion, Protocols}"),
 ];
 

@@ -147,6 +147,13 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/ipfs/pins/{cid}", axum::routing::post(crate::ipfs::pin).delete(crate::ipfs::unpin))
         .route("/api/v1/ipfs/gc", axum::routing::post(crate::ipfs::gc))
         .route("/api/v1/ipfs/id", get(crate::ipfs::id))
+        // The part of kubo's RPC API that `--ipfs-connect` uses, so a node can stand in for kubo.
+        .route("/api/v0/id", axum::routing::post(crate::ipfs::kubo_id))
+        .route("/api/v0/dag/export", axum::routing::post(crate::ipfs::kubo_dag_export))
+        .route(
+            "/api/v0/dag/import",
+            axum::routing::post(crate::ipfs::kubo_dag_import).layer(axum::extract::DefaultBodyLimit::disable()),
+        )
         .fallback(fallback)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(Arc::new(state))

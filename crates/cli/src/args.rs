@@ -115,6 +115,10 @@ pub struct ServeArgs {
     /// `ipfs id` addresses). There are no bootstrap peers and no public DHT.
     #[arg(long = "ipfs-peers", value_delimiter = ',')]
     pub ipfs_peers: Vec<String>,
+    /// Use an external kubo daemon through its RPC API (kubo's Addresses.API, e.g.
+    /// /ip4/127.0.0.1/tcp/5001) for IPFS inputs and the ipfs publisher, as Bacalhau does.
+    #[arg(long = "ipfs-connect", env = "BACALHAU_IPFS_CONNECT")]
+    pub ipfs_connect: Option<String>,
     /// Test-only: `corrupt-blocks` makes the IPFS peer serve corrupted blocks.
     #[arg(long = "ipfs-test-fault", hide = true)]
     pub ipfs_test_fault: Option<String>,

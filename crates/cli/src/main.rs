@@ -8,6 +8,7 @@ mod commands;
 mod devstack;
 mod ipfs;
 mod jobspec;
+mod kubo_rpc;
 mod output;
 mod results;
 mod serve;

