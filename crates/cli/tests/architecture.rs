@@ -45,5 +45,15 @@ fn layers_depend_only_downward() {
         );
     }
     assert!(deps("transport").contains(&"tonic".to_owned()));
+    // libp2p lives only in the IPFS peer; the rest reach it through `ipfs::Fetcher`.
+    for krate in ["model", "protocol", "executor", "storage", "compute", "orchestrator", "api", "ipfs", "transport"] {
+        let d = deps(krate);
+        assert!(
+            !d.iter().any(|d| d.starts_with("libp2p") || d == "bacalhau-ipfs-peer"),
+            "{krate} must not depend on libp2p or the IPFS peer"
+        );
+    }
+    assert!(deps("ipfs-peer").contains(&"libp2p".to_owned()));
+    assert!(!deps("ipfs-peer").iter().any(|d| d.starts_with("bacalhau-") && d != "bacalhau-ipfs"));
     assert!(!deps("transport").iter().any(|d| d == "bacalhau-orchestrator" || d == "bacalhau-compute"));
 }
