@@ -52,6 +52,7 @@ fn kubo_content_feeds_a_job_and_kubo_fetches_its_result() {
     std::fs::create_dir_all(&folder).expect("mkdir");
     let bytes = random(1_500_000, 5);
     std::fs::write(folder.join("data.bin"), &bytes).expect("write");
+    std::fs::write(folder.join("hello.txt"), "hello from kubo\n").expect("write");
     let cid = kubo.add(0, &folder).expect("kubo add");
 
     // Our node keeps kubo connected, as kubo's Peering.Peers would.
@@ -67,6 +68,24 @@ fn kubo_content_feeds_a_job_and_kubo_fetches_its_result() {
     assert_eq!(s.wait_terminal(&job).expect("finish"), "Completed", "{}", s.ok(&["job", "describe", &job]));
     s.ok(&["job", "get", &job, "--output-dir", "res"]);
     assert_eq!(std::fs::read(s.work.join("res/stdout")).expect("stdout"), bytes);
+
+    // The seed's form on Docker: -v CID:/path (busybox from scripts/test-images).
+    let docker = s.ok(&[
+        "docker",
+        "run",
+        "--wait=false",
+        "-v",
+        &format!("{cid}:/in"),
+        "-p",
+        "ipfs",
+        "busybox",
+        "cat",
+        "/in/hello.txt",
+    ]);
+    let docker = docker.trim().to_owned();
+    assert_eq!(s.wait_terminal(&docker).expect("finish"), "Completed", "{}", s.ok(&["job", "describe", &docker]));
+    s.ok(&["job", "get", &docker, "--output-dir", "res-docker"]);
+    assert_eq!(std::fs::read_to_string(s.work.join("res-docker/stdout")).expect("stdout"), "hello from kubo\n");
 
     // kubo fetches the job's result from us over bitswap; the bytes match.
     let result = result_cid(&s, &job);
