@@ -80,12 +80,12 @@ fn kubo_content_feeds_a_job_and_kubo_fetches_its_result() {
         "ipfs",
         "busybox",
         "cat",
-        "/in/hello.txt",
+        "/in/data.bin",
     ]);
     let docker = docker.trim().to_owned();
     assert_eq!(s.wait_terminal(&docker).expect("finish"), "Completed", "{}", s.ok(&["job", "describe", &docker]));
     s.ok(&["job", "get", &docker, "--output-dir", "res-docker"]);
-    assert_eq!(std::fs::read_to_string(s.work.join("res-docker/stdout")).expect("stdout"), "hello from kubo\n");
+    assert_eq!(std::fs::read(s.work.join("res-docker/stdout")).expect("stdout"), bytes, "binary output survives");
 
     // kubo fetches the job's result from us over bitswap; the bytes match.
     let result = result_cid(&s, &job);

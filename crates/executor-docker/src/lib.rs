@@ -22,8 +22,8 @@ use bollard::container::LogOutput;
 use bollard::errors::Error as DockerError;
 use bollard::models::{ContainerCreateBody, DeviceRequest, HostConfig, Mount, MountType};
 use bollard::query_parameters::{
-    CreateContainerOptions, CreateImageOptions, KillContainerOptions, ListContainersOptions, LogsOptions,
-    RemoveContainerOptions, WaitContainerOptions,
+    CreateContainerOptions, CreateImageOptions, KillContainerOptions, ListContainersOptions, RemoveContainerOptions,
+    WaitContainerOptions,
 };
 use futures::StreamExt;
 use tokio::io::AsyncWriteExt;
@@ -225,8 +225,23 @@ impl DockerExecutor {
     }
 
     async fn run_container(&self, id: &str, request: &RunRequest) -> Result<RunOutcome, ExecutorError> {
+        // Attached before start: the raw stream, byte for byte from the first write. (The `logs`
+        // API goes through the json-file driver, which stores lines as JSON strings and turns
+        // binary output into U+FFFD.)
+        let attach = bollard::query_parameters::AttachContainerOptions {
+            stdout: true,
+            stderr: true,
+            stream: true,
+            ..Default::default()
+        };
+        let output = self
+            .docker
+            .attach_container(id, Some(attach))
+            .await
+            .map_err(failed("cannot attach to the container"))?
+            .output;
         self.docker.start_container(id, None).await.map_err(failed("cannot start the container"))?;
-        let logs = tokio::spawn(copy_logs(self.docker.clone(), id.to_owned(), request.results_dir.clone()));
+        let logs = tokio::spawn(copy_logs(output, request.results_dir.clone()));
         let mut wait = self.docker.wait_container(id, Some(WaitContainerOptions { condition: "not-running".into() }));
         let timeout = async {
             match request.timeout {
@@ -318,13 +333,14 @@ fn dir_size(path: &Path) -> u64 {
 }
 
 /// Streams the container's stdout and stderr into the result folder until it stops.
-async fn copy_logs(docker: Docker, id: String, dir: std::path::PathBuf) -> std::io::Result<()> {
+async fn copy_logs(
+    mut stream: std::pin::Pin<Box<dyn futures::Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>>,
+    dir: std::path::PathBuf,
+) -> std::io::Result<()> {
     let mut opts = tokio::fs::OpenOptions::new();
     opts.append(true).create(true);
     let mut out = opts.open(dir.join(STDOUT_FILE)).await?;
     let mut err = opts.open(dir.join(STDERR_FILE)).await?;
-    let logs = LogsOptions { follow: true, stdout: true, stderr: true, ..Default::default() };
-    let mut stream = docker.logs(&id, Some(logs));
     while let Some(item) = stream.next().await {
         match item {
             Ok(LogOutput::StdErr { message }) => err.write_all(&message).await?,
