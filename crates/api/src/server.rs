@@ -335,13 +335,21 @@ async fn job_executions(
 
 async fn job_results(State(s): St, Path(id): Path<String>) -> ApiResult<Json<Page<bacalhau_model::SpecConfig>>> {
     let job_id = orch(&s)?.resolve_job_id(&id).await?;
+    let verified = orch(&s)?.get_job(job_id.as_str()).await?.verification.is_some();
     let items = orch(&s)?
         .executions(&job_id)
         .await?
         .into_iter()
         .filter(|e| e.compute_state.state_type == ComputeStateType::Completed)
+        // A verified job's result is the quorum's: dissenting and unverified copies are not.
+        .filter(|e| e.verification.as_deref().is_none_or(|v| v.starts_with("agreed")))
         .filter_map(|e| e.published_result)
-        .collect();
+        .collect::<Vec<_>>();
+    // The quorum's copies are one result.
+    let mut items = items;
+    if verified {
+        items.truncate(1);
+    }
     Ok(Json(Page { items, next_token: String::new() }))
 }
 

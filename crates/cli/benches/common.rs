@@ -55,6 +55,8 @@ pub async fn start_node(
         heartbeat_interval: Duration::from_secs(5),
         version: BuildVersionInfo::default(),
         ipfs_addrs: Vec::new(),
+        prices: None,
+        bid_policy: Default::default(),
     };
     ComputeNode::start(cfg, executors, inputs, publishers, endpoint, cancel.child_token()).await.expect("compute");
     while h.nodes().await.expect("nodes").is_empty() {

@@ -119,6 +119,37 @@ pub struct ServeArgs {
     /// /ip4/127.0.0.1/tcp/5001) for IPFS inputs and the ipfs publisher, as Bacalhau does.
     #[arg(long = "ipfs-connect", env = "BACALHAU_IPFS_CONNECT")]
     pub ipfs_connect: Option<String>,
+    /// Price per CPU core-second (setting any price makes this node charge).
+    #[arg(long)]
+    pub price_cpu_second: Option<f64>,
+    /// Price per GB of memory per second.
+    #[arg(long)]
+    pub price_memory_gb_second: Option<f64>,
+    /// Price per GPU-second.
+    #[arg(long)]
+    pub price_gpu_second: Option<f64>,
+    /// Price per GB of published output.
+    #[arg(long)]
+    pub price_output_gb: Option<f64>,
+    /// The least this node quotes or charges for any job.
+    #[arg(long)]
+    pub min_price: Option<f64>,
+    /// Decline jobs that ask for network access.
+    #[arg(long)]
+    pub reject_networked_jobs: bool,
+    /// Take only jobs whose IPFS inputs are already in this node's store.
+    #[arg(long)]
+    pub local_inputs_only: bool,
+    /// A command that decides whether to bid: it gets the job as JSON on stdin; exit 0 bids,
+    /// anything else declines (its output is the reason).
+    #[arg(long, value_name = "CMD")]
+    pub job_selection_probe_exec: Option<String>,
+    /// An http:// URL that decides whether to bid: POSTed the job as JSON, a 2xx bids.
+    #[arg(long, value_name = "URL")]
+    pub job_selection_probe_http: Option<String>,
+    /// Test-only: `tamper-results` makes this node alter every result before publishing it.
+    #[arg(long, hide = true)]
+    pub test_fault: Option<String>,
     /// Test-only: `corrupt-blocks` makes the IPFS peer serve corrupted blocks.
     #[arg(long = "ipfs-test-fault", hide = true)]
     pub ipfs_test_fault: Option<String>,
@@ -256,6 +287,18 @@ pub struct JobFlags {
     /// How long the job may wait for a node, in seconds (0 = fail at once).
     #[arg(long)]
     pub queue_timeout: Option<u64>,
+    /// The most the job may cost, in the nodes' price unit; nodes quoting more are passed over.
+    #[arg(long)]
+    pub max_price: Option<f64>,
+    /// How bids are chosen: cheapest, fastest or balanced.
+    #[arg(long)]
+    pub strategy: Option<String>,
+    /// Verify by CID consensus: run on N distinct nodes (publish to ipfs).
+    #[arg(long, value_name = "N")]
+    pub verify: Option<u32>,
+    /// With --verify: how many nodes must produce the same result CID (default: a majority).
+    #[arg(long, value_name = "K", requires = "verify")]
+    pub quorum: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, Default, PartialEq, Eq)]

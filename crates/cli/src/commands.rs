@@ -186,13 +186,25 @@ fn exec_rows(execs: &[Execution]) -> Vec<Vec<String>> {
                 e.revision.to_string(),
                 e.compute_state.state_type.name().to_owned(),
                 e.desired_state.state_type.name().to_owned(),
-                e.compute_state.message.clone(),
+                e.quote.map_or_else(|| "-".to_owned(), price),
+                e.cost.map_or_else(|| "-".to_owned(), price),
+                match (&e.verification, e.compute_state.message.as_str()) {
+                    (Some(v), m) if !m.is_empty() => format!("{m}; {v}"),
+                    (Some(v), _) => v.clone(),
+                    (None, m) => m.to_owned(),
+                },
             ]
         })
         .collect()
 }
 
-const EXEC_HEADERS: [&str; 8] = ["created", "modified", "id", "node id", "rev.", "state", "desired", "comment"];
+/// A price for humans: enough digits for small per-second prices.
+fn price(p: f64) -> String {
+    format!("{p:.6}").trim_end_matches('0').trim_end_matches('.').to_owned()
+}
+
+const EXEC_HEADERS: [&str; 10] =
+    ["created", "modified", "id", "node id", "rev.", "state", "desired", "quote", "cost", "comment"];
 
 async fn executions(client: &Client, args: &IdOutputArgs) -> Result<()> {
     let page = client.executions(&args.id).await?;
@@ -243,6 +255,17 @@ async fn describe(client: &Client, args: &DescribeArgs) -> Result<()> {
         if !t.publisher.is_empty() {
             field("Publisher", &t.publisher.type_name());
         }
+    }
+    if let Some(m) = &job.market {
+        let max = m.max_price.map_or_else(|| "none".to_owned(), price);
+        field("Market", &format!("MaxPrice {max}, strategy {:?}", m.strategy()).to_lowercase());
+    }
+    if let Some(v) = &job.verification {
+        field("Verification", &format!("{} replicas, quorum {}", v.replicas, v.quorum));
+    }
+    let cost: f64 = execs.iter().filter_map(|e| e.cost).sum();
+    if execs.iter().any(|e| e.cost.is_some()) {
+        field("Total Cost", &price(cost));
     }
     let mut counts = std::collections::BTreeMap::new();
     for e in &execs {
@@ -339,10 +362,28 @@ async fn node_list(client: &Client, out: &OutputArgs) -> Result<()> {
                 format!("{} / {}", fmt_cpu(free.cpu_millis), fmt_cpu(max.cpu_millis)),
                 format!("{} / {}", fmt_bytes(free.memory_bytes), fmt_bytes(max.memory_bytes)),
                 n.info.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(" "),
+                c.prices.map_or_else(
+                    || "free".to_owned(),
+                    |p| {
+                        format!(
+                            "cpu-s {} mem-GB-s {} gpu-s {} out-GB {} min {}",
+                            price(p.cpu_second),
+                            price(p.memory_gb_second),
+                            price(p.gpu_second),
+                            price(p.output_gb),
+                            price(p.min_price)
+                        )
+                    },
+                ),
             ]
         })
         .collect();
-    print_list(out, &["id", "type", "approval", "status", "engines", "cpu free", "memory free", "labels"], rows, &nodes)
+    print_list(
+        out,
+        &["id", "type", "approval", "status", "engines", "cpu free", "memory free", "labels", "prices"],
+        rows,
+        &nodes,
+    )
 }
 
 async fn version(client: &Client, out: &OutputArgs) -> Result<()> {

@@ -67,6 +67,9 @@ pub async fn run(host: &str, api_port: u16, data_dir: Option<PathBuf>, args: Dev
             results_url: format!("http://{advertised}:{}", addr.port()),
             ipfs: start_ipfs(&node_dir, &[LOOPBACK.to_owned()], &[], None).await?,
             kubo: None,
+            prices: None,
+            bid_policy: Default::default(),
+            tamper: false,
         };
         let parts = start_compute(settings, endpoint, cancel.child_token()).await?;
         let state = ApiState {

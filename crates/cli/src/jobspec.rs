@@ -133,6 +133,13 @@ pub fn build_job(flags: &JobFlags, engine: SpecConfig, mut inputs: Vec<InputSour
             .map_err(anyhow::Error::msg)?,
         labels,
         tasks: vec![task],
+        market: (flags.max_price.is_some() || flags.strategy.is_some()).then(|| bacalhau_model::Market {
+            max_price: flags.max_price,
+            strategy: flags.strategy.clone().unwrap_or_default(),
+        }),
+        verification: flags
+            .verify
+            .map(|n| bacalhau_model::Verification { replicas: n, quorum: flags.quorum.unwrap_or(n / 2 + 1) }),
         ..Default::default()
     })
 }

@@ -9,6 +9,7 @@ mod devstack;
 mod ipfs;
 mod jobspec;
 mod kubo_rpc;
+mod market;
 mod output;
 mod results;
 mod serve;

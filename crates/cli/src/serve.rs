@@ -173,6 +173,12 @@ pub struct ComputeSettings<'a> {
     pub ipfs: IpfsNode,
     /// With `--ipfs-connect`: the external kubo that inputs come from and results go to.
     pub kubo: Option<crate::kubo_rpc::KuboRpc>,
+    /// What it charges.
+    pub prices: Option<bacalhau_model::Prices>,
+    /// Which jobs it bids for.
+    pub bid_policy: bacalhau_compute::BidPolicy,
+    /// Test-only: alter results before publishing.
+    pub tamper: bool,
 }
 
 /// Starts a compute node with every engine this machine offers, talking through `endpoint`.
@@ -181,8 +187,19 @@ pub async fn start_compute(
     endpoint: bacalhau_protocol::ComputeEndpoint,
     cancel: CancellationToken,
 ) -> Result<ComputeParts> {
-    let ComputeSettings { dir, node_id, labels, allowed, capacity_percent, results_url, ipfs: node_ipfs, kubo } =
-        settings;
+    let ComputeSettings {
+        dir,
+        node_id,
+        labels,
+        allowed,
+        capacity_percent,
+        results_url,
+        ipfs: node_ipfs,
+        kubo,
+        prices,
+        bid_policy,
+        tamper,
+    } = settings;
     let compute_dir = dir.join("compute");
     std::fs::create_dir_all(&compute_dir).with_context(|| format!("cannot create {}", compute_dir.display()))?;
     let wasm = WasmExecutor::new(Some(compute_dir.join("wasm-cache")))?;
@@ -202,10 +219,14 @@ pub async fn start_compute(
         Some(k) => Arc::new(k.clone()),
         None => Arc::new(node_ipfs.peer.clone()),
     };
-    let ipfs_publisher: Arc<dyn Publisher> = match kubo {
+    let mut ipfs_publisher: Arc<dyn Publisher> = match kubo {
         Some(k) => Arc::new(crate::kubo_rpc::KuboPublisher::new(k)),
         None => Arc::new(IpfsPublisher::new(ipfs.clone())),
     };
+    if tamper {
+        warn!("--test-fault tamper-results: this node alters every result it publishes");
+        ipfs_publisher = Arc::new(crate::market::Tampering(ipfs_publisher));
+    }
     let inputs: Vec<Arc<dyn InputProvider>> = vec![
         Arc::new(InlineSource),
         Arc::new(LocalSource::new(allowed)),
@@ -222,6 +243,8 @@ pub async fn start_compute(
         heartbeat_interval: Duration::from_secs(5),
         version: version_info(),
         ipfs_addrs: node_ipfs.addrs(),
+        prices,
+        bid_policy,
     };
     let handle = ComputeNode::start(ccfg, executors, inputs, publishers, endpoint, cancel).await?;
     Ok(ComputeParts { handle, results_dir, ipfs: node_ipfs, engines })
@@ -345,6 +368,13 @@ pub async fn serve(host: &str, port: u16, data_dir_flag: Option<PathBuf>, args: 
             kubo: match &args.ipfs_connect {
                 Some(addr) => Some(crate::kubo_rpc::KuboRpc::connect(addr, ipfs.store.clone()).await?),
                 None => None,
+            },
+            prices: crate::market::prices(&args)?,
+            bid_policy: crate::market::bid_policy(&args)?,
+            tamper: match args.test_fault.as_deref() {
+                None => false,
+                Some("tamper-results") => true,
+                Some(other) => bail!("--test-fault {other:?} is unknown (the one fault is tamper-results)"),
             },
         };
         Some(start_compute(settings, endpoint, cancel.child_token()).await?)

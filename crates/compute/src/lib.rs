@@ -14,5 +14,5 @@ mod store;
 
 pub use capacity::{DEFAULT_ALLOCATION_PERCENT, detect as detect_capacity};
 pub use logs::{LogLine, LogStreamKind};
-pub use node::{ComputeConfig, ComputeError, ComputeHandle, ComputeNode};
+pub use node::{BidPolicy, BidProbe, ComputeConfig, ComputeError, ComputeHandle, ComputeNode};
 pub use store::{ExecutionStore, Outcome, Record};

@@ -43,6 +43,35 @@ pub struct ComputeConfig {
     pub version: BuildVersionInfo,
     /// Multiaddrs of the node's IPFS peer, advertised at registration.
     pub ipfs_addrs: Vec<String>,
+    /// What it charges (none: free).
+    pub prices: Option<bacalhau_model::Prices>,
+    /// Which jobs it bids for.
+    pub bid_policy: BidPolicy,
+}
+
+/// An outside check on a job: `Err(reason)` declines it.
+pub type BidProbe = Arc<dyn Fn(&bacalhau_model::Job) -> Result<(), String> + Send + Sync>;
+
+/// A compute node's rules for which jobs it bids on (beyond what it can run at all), as
+/// Bacalhau's job-selection flags.
+#[derive(Clone, Default)]
+pub struct BidPolicy {
+    /// Decline jobs that ask for any network.
+    pub reject_networked: bool,
+    /// Decline jobs whose IPFS inputs are not already in this node's store.
+    pub local_inputs_only: bool,
+    /// An outside check that may veto a job: given the job, `Err(reason)` declines it.
+    pub probe: Option<BidProbe>,
+}
+
+impl std::fmt::Debug for BidPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BidPolicy")
+            .field("reject_networked", &self.reject_networked)
+            .field("local_inputs_only", &self.local_inputs_only)
+            .field("probe", &self.probe.is_some())
+            .finish()
+    }
 }
 
 /// A compute node failure at start.
@@ -117,6 +146,8 @@ struct Runtime {
     used: Resources,
     states: Arc<RwLock<HashMap<ExecutionId, LocalExecutionState>>>,
     info: Arc<RwLock<NodeInfo>>,
+    /// The IPFS roots last told to the orchestrator.
+    reported_roots: Vec<String>,
 }
 
 #[derive(Default)]
@@ -158,6 +189,7 @@ impl ComputeNode {
             endpoint,
             internal_tx,
             queue: Vec::new(),
+            reported_roots: Vec::new(),
             queue_seq: 0,
             running: HashMap::new(),
             used: Resources::default(),
@@ -238,6 +270,8 @@ impl Runtime {
                 max_job_requirements: self.cfg.capacity.into(),
                 running_executions: self.running.len() as u32,
                 enqueued_executions: self.queue.len() as u32,
+                prices: self.cfg.prices,
+                ipfs_roots: self.inputs.iter().flat_map(|i| i.held()).collect(),
             }),
             bacalhau_version: self.cfg.version.clone(),
             ipfs_addrs: self.cfg.ipfs_addrs.clone(),
@@ -284,11 +318,17 @@ impl Runtime {
                 _ = heartbeat.tick() => {
                     self.publish_info();
                     let available: ResourcesWire = self.cfg.capacity.sub(&self.used).into();
+                    let roots: Vec<String> = self.inputs.iter().flat_map(|i| i.held()).collect();
+                    let changed = roots != self.reported_roots;
+                    if changed {
+                        self.reported_roots = roots.clone();
+                    }
                     let msg = FromCompute::Heartbeat {
                         available,
                         queued: ResourcesWire::default(),
                         running: self.running.len() as u32,
                         enqueued: self.queue.len() as u32,
+                        ipfs_roots: changed.then_some(roots),
                     };
                     if self.endpoint.send(msg).await.is_err() {
                         break;
@@ -423,17 +463,20 @@ impl Runtime {
                     execution_id: execution.id.clone(),
                     accepted: true,
                     reason: String::new(),
+                    quote: self.quote(&r.execution),
                 }),
                 LocalExecutionState::AskForBidRejected => round.sends.push(FromCompute::BidResult {
                     execution_id: execution.id.clone(),
                     accepted: false,
                     reason: r.message.clone(),
+                    quote: None,
                 }),
                 _ => round.sends.extend(report(r)),
             }
             return;
         }
         let decision = self.bid(&execution);
+        let quote = self.quote(&execution);
         let id = execution.id.clone();
         let (state, accepted, reason) = match decision {
             Ok(()) => (LocalExecutionState::AskForBidAccepted, true, String::new()),
@@ -444,7 +487,13 @@ impl Runtime {
             Record { execution, state, message: reason.clone(), outcome: None, reported: !accepted },
         );
         round.writes.push(id.clone());
-        round.sends.push(FromCompute::BidResult { execution_id: id, accepted, reason });
+        round.sends.push(FromCompute::BidResult { execution_id: id, accepted, reason, quote });
+    }
+
+    fn quote(&self, execution: &Execution) -> Option<f64> {
+        let prices = self.cfg.prices?;
+        let job = execution.job.as_deref()?;
+        Some(prices.quote(&job_resources_of(job), job.task().map_or(0, |t| t.timeouts.execution_timeout)))
     }
 
     /// Whether to bid: the node must have the engine, inputs and publisher, and the job must
@@ -469,6 +518,32 @@ impl Runtime {
         }
         if !task.publisher.is_empty() && !self.publishers.iter().any(|p| task.publisher.is_type(p.publisher_type())) {
             return Err(format!("this node does not support publisher {}", task.publisher.type_name()));
+        }
+        let policy = &self.cfg.bid_policy;
+        let networked =
+            !matches!(task.network.r#type, bacalhau_model::NetworkType::None | bacalhau_model::NetworkType::Default);
+        if policy.reject_networked && networked {
+            return Err("this node does not take networked jobs (--reject-networked-jobs)".into());
+        }
+        if policy.local_inputs_only {
+            for input in &task.input_sources {
+                let local =
+                    self.inputs.iter().find(|p| input.source.is_type(p.source_type())).and_then(|p| p.is_local(input));
+                if local == Some(false) {
+                    return Err(format!(
+                        "input {} is not in this node's store, and it takes only jobs whose inputs it holds (--local-inputs-only)",
+                        input.source.param_str("CID").unwrap_or(&input.target)
+                    ));
+                }
+            }
+        }
+        if let (Some(max), Some(q)) = (job.market.as_ref().and_then(|m| m.max_price), self.quote(execution))
+            && q > max
+        {
+            return Err(format!("this node quotes {q:.6}, above the job's MaxPrice {max}"));
+        }
+        if let Some(probe) = &policy.probe {
+            probe(job).map_err(|why| format!("the node's job-selection probe declined: {why}"))?;
         }
         let probe = RunRequest {
             job_id: job.id.clone(),
@@ -558,6 +633,7 @@ impl Runtime {
                 inputs: self.inputs.clone(),
                 publisher,
                 resources: needs,
+                prices: self.cfg.prices,
                 cancel: token,
                 events: self.endpoint.sender(),
             });
@@ -581,8 +657,8 @@ fn report(r: &Record) -> Option<FromCompute> {
         return None;
     }
     match r.outcome.clone()? {
-        Outcome::Completed { published_result, run_output } => {
-            Some(FromCompute::RunResult { execution_id: r.execution.id.clone(), published_result, run_output })
+        Outcome::Completed { published_result, run_output, cost } => {
+            Some(FromCompute::RunResult { execution_id: r.execution.id.clone(), published_result, run_output, cost })
         }
         Outcome::Failed { message, cancelled, retryable } => {
             Some(FromCompute::ComputeError { execution_id: r.execution.id.clone(), message, cancelled, retryable })

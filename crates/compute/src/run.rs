@@ -23,6 +23,7 @@ pub(crate) struct RunPlan {
     pub publisher: Option<Arc<dyn Publisher>>,
     pub exec_dir: PathBuf,
     pub resources: Resources,
+    pub prices: Option<bacalhau_model::Prices>,
     pub cancel: CancellationToken,
     pub events: ComputeSender,
 }
@@ -102,6 +103,7 @@ impl RunPlan {
             results_dir: results_dir.clone(),
             cancel: self.cancel.clone(),
         };
+        let started = std::time::Instant::now();
         let exit_code = match self.executor.run(request).await {
             Ok(o) => o.exit_code,
             Err(ExecutorError::Cancelled) => {
@@ -118,6 +120,7 @@ impl RunPlan {
             }
             Err(e) => return fail(e.to_string()),
         };
+        let wall = started.elapsed().as_secs_f64();
         if let Err(e) = write_exit_code(&results_dir, exit_code) {
             return fail(format!("cannot write exitCode: {e}"));
         }
@@ -132,8 +135,22 @@ impl RunPlan {
             }
         };
         match summarize(&results_dir, exit_code, "") {
-            Ok(run_output) => Outcome::Completed { published_result, run_output },
+            Ok(run_output) => {
+                let cost = self.prices.map(|p| p.cost(&self.resources, wall, dir_bytes(&results_dir)));
+                Outcome::Completed { published_result, run_output, cost }
+            }
             Err(e) => fail(format!("cannot read the result folder: {e}")),
         }
+    }
+}
+
+/// Bytes under `path` (the published output, for its price).
+fn dir_bytes(path: &std::path::Path) -> u64 {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => {
+            std::fs::read_dir(path).into_iter().flatten().flatten().map(|e| dir_bytes(&e.path())).sum()
+        }
+        Ok(m) => m.len(),
+        Err(_) => 0,
     }
 }

@@ -19,6 +19,9 @@ pub enum Outcome {
         published_result: Option<SpecConfig>,
         /// Output summary.
         run_output: RunCommandResult,
+        /// What it cost at this node's prices.
+        #[serde(default)]
+        cost: Option<f64>,
     },
     /// Failed or was cancelled.
     Failed {

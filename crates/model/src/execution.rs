@@ -205,6 +205,15 @@ pub struct Execution {
     /// Output summary.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub run_output: Option<RunCommandResult>,
+    /// The agreed price: the node's quote when its bid was accepted.
+    #[serde(rename = "Quote", default, skip_serializing_if = "Option::is_none")]
+    pub quote: Option<f64>,
+    /// What it cost, from measured use (wall time × resources, plus output), once it ended.
+    #[serde(rename = "Cost", default, skip_serializing_if = "Option::is_none")]
+    pub cost: Option<f64>,
+    /// For verified jobs: whether its result CID agreed with the quorum.
+    #[serde(rename = "Verification", default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<String>,
     /// Bumped on every change.
     #[serde(default)]
     pub revision: u64,

@@ -227,6 +227,61 @@ impl LabelSelectorRequirement {
     }
 }
 
+/// How the orchestrator picks among nodes' quotes (a reverse auction).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Strategy {
+    /// Price and speed (free capacity, locality, reputation) weighed together.
+    #[default]
+    Balanced,
+    /// The lowest quote wins.
+    Cheapest,
+    /// The best-placed node wins, whatever it charges (within MaxPrice).
+    Fastest,
+}
+
+impl Strategy {
+    /// Reads `cheapest|fastest|balanced` (any case; empty is balanced).
+    pub fn parse(s: &str) -> Option<Strategy> {
+        match s.to_ascii_lowercase().as_str() {
+            "" | "balanced" => Some(Strategy::Balanced),
+            "cheapest" => Some(Strategy::Cheapest),
+            "fastest" => Some(Strategy::Fastest),
+            _ => None,
+        }
+    }
+}
+
+/// The compute market's terms (our extension of Bacalhau's spec; clients that leave it out
+/// get the defaults: no price ceiling, balanced).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Market {
+    /// The most the job may cost, in the nodes' price unit; quotes above it are refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_price: Option<f64>,
+    /// `cheapest`, `fastest` or `balanced`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub strategy: String,
+}
+
+impl Market {
+    /// The strategy (balanced when unset or unknown; validation rejects unknown ones).
+    pub fn strategy(&self) -> Strategy {
+        Strategy::parse(&self.strategy).unwrap_or_default()
+    }
+}
+
+/// Verification by CID consensus: run on `Replicas` distinct nodes; the result CID that at
+/// least `Quorum` of them produced is the job's result.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Verification {
+    /// Distinct nodes to run on.
+    pub replicas: u32,
+    /// Agreeing results needed.
+    pub quorum: u32,
+}
+
 /// A job: a task to run, how many times, where, and its state.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
@@ -261,6 +316,12 @@ pub struct Job {
     /// Exactly one task.
     #[serde(default)]
     pub tasks: Vec<Task>,
+    /// Prices: the most it may cost and how bids are chosen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub market: Option<Market>,
+    /// Run on several nodes and keep the result most of them agree on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verification: Option<Verification>,
     /// Server-owned state.
     #[serde(default)]
     pub state: JobState,
@@ -286,6 +347,9 @@ impl Job {
 
     /// The number of partitions the scheduler keeps: Count, at least 1 for batch/service.
     pub fn partitions(&self) -> u32 {
+        if let Some(v) = &self.verification {
+            return v.replicas;
+        }
         match self.r#type {
             JobType::Batch | JobType::Service => self.count,
             JobType::Ops | JobType::Daemon => 1,

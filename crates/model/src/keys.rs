@@ -61,6 +61,8 @@ pub(crate) const JOB: Shape = Shape::Struct(&[
     ("Meta", Shape::Free),
     ("Labels", Shape::Free),
     ("Tasks", Shape::List(&TASK)),
+    ("Market", Shape::Struct(&[("MaxPrice", Shape::Free), ("Strategy", Shape::Free)])),
+    ("Verification", Shape::Struct(&[("Replicas", Shape::Free), ("Quorum", Shape::Free)])),
     ("State", Shape::Struct(&[("StateType", Shape::Free), ("Message", Shape::Free)])),
     ("Version", Shape::Free),
     ("Revision", Shape::Free),

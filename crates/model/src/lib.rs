@@ -30,10 +30,12 @@ pub use execution::{
 };
 pub use history::{Event, HistoryType, JobHistory, StateChange};
 pub use id::{EvaluationId, ExecutionId, JobId, NodeId};
-pub use job::{Job, JobState, JobStateType, JobType, LabelSelectorRequirement, Operator};
+pub use job::{
+    Job, JobState, JobStateType, JobType, LabelSelectorRequirement, Market, Operator, Strategy, Verification,
+};
 pub use node::{
-    BuildVersionInfo, ComputeNodeInfo, NodeConnectionState, NodeInfo, NodeMembershipState, NodeState, NodeType,
-    ResourcesWire,
+    BuildVersionInfo, ComputeNodeInfo, NodeConnectionState, NodeInfo, NodeMembershipState, NodeState, NodeType, Prices,
+    QUOTE_DEFAULT_SECONDS, ResourcesWire,
 };
 pub use parse::{ParseError, ParsedJob, SpecFormat, parse_job_spec, parse_job_value};
 pub use resources::{ResourceParseError, Resources, fmt_bytes, fmt_cpu, parse_bytes, parse_cpu};

@@ -74,6 +74,56 @@ pub struct ComputeNodeInfo {
     pub running_executions: u32,
     /// How many wait.
     pub enqueued_executions: u32,
+    /// What it charges (absent: free).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prices: Option<Prices>,
+    /// Root CIDs its IPFS store holds (pinned), for data-locality ranking; capped.
+    #[serde(rename = "IPFSRoots", default, skip_serializing_if = "Vec::is_empty")]
+    pub ipfs_roots: Vec<String>,
+}
+
+/// A compute node's price list, in one unit of account chosen by the operator.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Prices {
+    /// Per CPU core per second.
+    #[serde(rename = "CPUSecond", default)]
+    pub cpu_second: f64,
+    /// Per GB of memory per second.
+    #[serde(rename = "MemoryGBSecond", default)]
+    pub memory_gb_second: f64,
+    /// Per GPU per second.
+    #[serde(rename = "GPUSecond", default)]
+    pub gpu_second: f64,
+    /// Per GB of published output.
+    #[serde(rename = "OutputGB", default)]
+    pub output_gb: f64,
+    /// No job is quoted or charged less.
+    #[serde(default)]
+    pub min_price: f64,
+}
+
+/// How long a quote assumes a job without an ExecutionTimeout runs.
+pub const QUOTE_DEFAULT_SECONDS: u64 = 600;
+
+impl Prices {
+    fn rate(&self, r: &crate::Resources) -> f64 {
+        r.cpu_millis as f64 / 1000.0 * self.cpu_second
+            + r.memory_bytes as f64 / 1e9 * self.memory_gb_second
+            + r.gpu as f64 * self.gpu_second
+    }
+
+    /// The most `r` for `timeout_s` seconds (the job's ExecutionTimeout; 0 means
+    /// [`QUOTE_DEFAULT_SECONDS`]) can cost, before output.
+    pub fn quote(&self, r: &crate::Resources, timeout_s: u64) -> f64 {
+        let secs = if timeout_s == 0 { QUOTE_DEFAULT_SECONDS } else { timeout_s };
+        (self.rate(r) * secs as f64).max(self.min_price)
+    }
+
+    /// What a run cost: the resources for the wall time it took, plus its output.
+    pub fn cost(&self, r: &crate::Resources, wall_s: f64, output_bytes: u64) -> f64 {
+        (self.rate(r) * wall_s + output_bytes as f64 / 1e9 * self.output_gb).max(self.min_price)
+    }
 }
 
 /// Build information.

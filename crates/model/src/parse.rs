@@ -108,6 +108,18 @@ mod tests {
     }
 
     #[test]
+    fn the_market_and_verification_sections_parse_in_any_key_case() {
+        let p = parse_job_spec(
+            "type: batch\ncount: 1\nmarket:\n  maxprice: 0.5\n  strategy: Cheapest\nverification:\n  replicas: 3\n  quorum: 2\ntasks:\n  - name: main\n    engine:\n      type: wasm\n",
+        )
+        .expect("parse");
+        let m = p.job.market.clone().expect("market");
+        assert_eq!((m.max_price, m.strategy()), (Some(0.5), crate::Strategy::Cheapest));
+        assert_eq!(p.job.verification, Some(crate::Verification { replicas: 3, quorum: 2 }));
+        assert_eq!(p.job.partitions(), 3);
+    }
+
+    #[test]
     fn field_errors_name_the_path() {
         let e = parse_job_spec(r#"{"Type":"batch","Tasks":[{"Timeouts":{"ExecutionTimeout":"soon"}}]}"#)
             .expect_err("bad type");

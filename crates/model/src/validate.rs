@@ -181,6 +181,37 @@ pub fn validate(job: &Job) -> Vec<FieldError> {
         )),
         _ => {}
     }
+    if let Some(m) = &job.market {
+        if m.max_price.is_some_and(|p| !p.is_finite() || p < 0.0) {
+            errs.push(FieldError::new("Market.MaxPrice", "must be a number of at least 0"));
+        }
+        if crate::Strategy::parse(&m.strategy).is_none() {
+            errs.push(FieldError::new(
+                "Market.Strategy",
+                format!("{:?} is not a strategy: use cheapest, fastest or balanced", m.strategy),
+            ));
+        }
+    }
+    if let Some(v) = &job.verification {
+        if job.r#type != JobType::Batch {
+            errs.push(FieldError::new("Verification", "is only for batch jobs"));
+        }
+        if job.task().is_some_and(|t| !t.publisher.type_name().eq_ignore_ascii_case("ipfs")) {
+            errs.push(FieldError::new(
+                "Verification",
+                "needs the ipfs publisher: results are compared by their CIDs (add -p ipfs)",
+            ));
+        }
+        if v.replicas < 2 {
+            errs.push(FieldError::new("Verification.Replicas", "must be at least 2 to compare results"));
+        }
+        if v.quorum == 0 || v.quorum > v.replicas {
+            errs.push(FieldError::new(
+                "Verification.Quorum",
+                format!("must be between 1 and Replicas ({}); a majority is {}", v.replicas, v.replicas / 2 + 1),
+            ));
+        }
+    }
     for (i, c) in job.constraints.iter().enumerate() {
         let field = format!("Constraints[{i}]");
         if c.key.trim().is_empty() {

@@ -41,6 +41,11 @@ impl ContentIndex {
         self.holders.entry(cid.to_owned()).or_default().insert(node.clone());
     }
 
+    /// The CIDs `node` is known to have published.
+    pub fn held_by(&self, node: &NodeId) -> Vec<String> {
+        self.holders.iter().filter(|(_, n)| n.contains(node)).map(|(c, _)| c.clone()).collect()
+    }
+
     /// Peers to ask for `cid`, best first: the nodes known to hold it, then the orchestrator's
     /// own peer, then every other connected node (any of them may have it cached).
     pub fn providers(&self, cid: &str) -> Vec<String> {

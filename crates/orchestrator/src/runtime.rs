@@ -230,6 +230,7 @@ impl Orchestrator {
         let content = Arc::new(std::sync::RwLock::new(ContentIndex::new(config.ipfs_addrs.clone())));
         let mut runtime = Runtime {
             content: content.clone(),
+            dissents: HashMap::new(),
             store: store.clone(),
             cfg: config.clone(),
             jobs: HashMap::new(),
@@ -456,6 +457,8 @@ struct Round {
 
 struct Runtime {
     content: Arc<std::sync::RwLock<ContentIndex>>,
+    /// Per node, results that disagreed with a verification quorum (its reputation).
+    dissents: HashMap<NodeId, u32>,
     store: Arc<JobStore>,
     cfg: OrchestratorConfig,
     jobs: HashMap<JobId, Active>,
@@ -834,12 +837,17 @@ impl Runtime {
                 // A new node may be what queued jobs wait for.
                 self.dirty.extend(self.jobs.keys().cloned());
             }
-            FromCompute::Heartbeat { available, .. } => {
+            FromCompute::Heartbeat { available, ipfs_roots, .. } => {
                 if let Some(n) = self.nodes.get_mut(&node_id) {
                     n.available = available.into();
+                    if let Some(roots) = ipfs_roots
+                        && let Some(c) = n.info.as_mut().and_then(|i| i.compute_node_info.as_mut())
+                    {
+                        c.ipfs_roots = roots;
+                    }
                 }
             }
-            FromCompute::BidResult { execution_id, accepted, reason } => {
+            FromCompute::BidResult { execution_id, accepted, reason, quote } => {
                 let (state, msg) = if accepted {
                     (ComputeStateType::AskForBidAccepted, "node bid for the execution".to_owned())
                 } else {
@@ -854,10 +862,10 @@ impl Runtime {
                     &msg,
                     now,
                     round,
-                    |_| {},
+                    |e| e.quote = quote,
                 );
             }
-            FromCompute::RunResult { execution_id, published_result, run_output } => {
+            FromCompute::RunResult { execution_id, published_result, run_output, cost } => {
                 if let Some(cid) = published_result
                     .as_ref()
                     .filter(|p| p.r#type.eq_ignore_ascii_case(bacalhau_model::PUBLISHER_IPFS))
@@ -882,6 +890,7 @@ impl Runtime {
                     |e| {
                         e.published_result = published_result;
                         e.run_output = Some(run_output);
+                        e.cost = cost;
                     },
                 );
                 round.sends.push((node_id, ToCompute::Ack { execution_id }));
@@ -1080,7 +1089,20 @@ impl Runtime {
             .filter_map(|n| {
                 let info = n.info.clone()?;
                 let approved = self.membership(&info.node_id) == NodeMembershipState::Approved;
-                Some(NodeView { info, connected: n.connected, approved, available: n.available })
+                let mut holds: std::collections::HashSet<String> =
+                    info.compute_node_info.iter().flat_map(|c| c.ipfs_roots.iter().cloned()).collect();
+                if let Ok(c) = self.content.read() {
+                    holds.extend(c.held_by(&info.node_id));
+                }
+                let dissents = self.dissents.get(&info.node_id).copied().unwrap_or(0);
+                Some(NodeView {
+                    info,
+                    connected: n.connected,
+                    approved,
+                    available: n.available,
+                    holds: Arc::new(holds),
+                    dissents,
+                })
             })
             .collect()
     }
@@ -1102,6 +1124,22 @@ impl Runtime {
     }
 
     fn apply(&mut self, job_id: &JobId, plan: Plan, now: i64, round: &mut Round) {
+        for (exec_id, verdict, dissent) in &plan.verdicts {
+            let Some(e) = self.jobs.get_mut(job_id).and_then(|a| a.execs.iter_mut().find(|e| &e.id == exec_id)) else {
+                continue;
+            };
+            if e.verification.as_deref() == Some(verdict.as_str()) {
+                continue;
+            }
+            e.verification = Some(verdict.clone());
+            e.revision += 1;
+            e.modify_time = now;
+            if *dissent {
+                warn!(node_id = %e.node_id, execution = %e.id, "result disagreed with the verification quorum");
+                *self.dissents.entry(e.node_id.clone()).or_default() += 1;
+            }
+            round.batch.put_execution(e.clone());
+        }
         for u in plan.updates {
             let Some(active) = self.jobs.get_mut(job_id) else {
                 return;
@@ -1154,6 +1192,9 @@ impl Runtime {
                 compute_state: ExecutionState::new(ComputeStateType::AskForBid, "asked the node for a bid"),
                 published_result: None,
                 run_output: None,
+                quote: None,
+                cost: None,
+                verification: None,
                 revision: 1,
                 create_time: now,
                 modify_time: now,

@@ -4,7 +4,7 @@
 //! keep `Count` partitions each with at most one live execution; ops jobs run once on every
 //! suitable node.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use bacalhau_model::{ComputeStateType, DesiredStateType, Execution, ExecutionId, Job, JobStateType, JobType, NodeId};
 
@@ -78,6 +78,8 @@ pub struct Plan {
     pub job_state: Option<(JobStateType, String)>,
     /// When to evaluate the job again, in Unix nanoseconds, if it must wait.
     pub retry_at: Option<i64>,
+    /// Verification verdicts: execution, what it says, and whether it dissented.
+    pub verdicts: Vec<(ExecutionId, String, bool)>,
 }
 
 impl Plan {
@@ -280,11 +282,43 @@ fn plan_batch(job: &Job, execs: &[Execution], nodes: &[NodeView], now: i64, cfg:
         }
     }
     if job.r#type == JobType::Batch && completed >= partitions {
-        plan.job_state = Some((JobStateType::Completed, String::new()));
+        match &job.verification {
+            Some(v) => verify(job, execs, v, plan),
+            None => plan.job_state = Some((JobStateType::Completed, String::new())),
+        }
         return;
     }
     if !remaining.is_empty() {
-        let (ranked, rejected) = rank_nodes(job, execs, nodes);
+        let (mut ranked, rejected) = rank_nodes(job, execs, nodes);
+        if job.verification.is_some() {
+            // Replicas must run on distinct nodes: drop nodes already running or done with one.
+            let busy: BTreeSet<&NodeId> = execs
+                .iter()
+                .filter(|e| {
+                    e.compute_state.state_type != ComputeStateType::Failed
+                        && !matches!(
+                            e.compute_state.state_type,
+                            ComputeStateType::AskForBidRejected
+                                | ComputeStateType::BidRejected
+                                | ComputeStateType::Cancelled
+                        )
+                })
+                .map(|e| &e.node_id)
+                .collect();
+            ranked.retain(|(n, _)| !busy.contains(n));
+            if ranked.len() < remaining.len() && !any_running {
+                let reason = format!(
+                    "verification needs {} distinct nodes; {} more are suitable.\n{}",
+                    partitions,
+                    ranked.len(),
+                    not_enough_nodes(remaining.len(), nodes.len(), ranked.len(), &rejected)
+                );
+                queue_or_fail(job, execs, now, cfg, reason, plan);
+                return;
+            }
+            ranked.truncate(remaining.len());
+            remaining.truncate(ranked.len());
+        }
         if ranked.is_empty() {
             let mut reason = not_enough_nodes(remaining.len(), nodes.len(), 0, &rejected);
             // When earlier attempts failed, their reason is what the user needs first.
@@ -307,6 +341,58 @@ fn plan_batch(job: &Job, execs: &[Execution], nodes: &[NodeView], now: i64, cfg:
     }
     if any_running && job.state.state_type != JobStateType::Running {
         plan.job_state = Some((JobStateType::Running, String::new()));
+    }
+}
+
+/// Every replica of a verified job completed: the result CID at least `Quorum` of them share
+/// wins; the others are flagged as dissenting. Too little agreement fails the job, listing
+/// each node's CID.
+fn verify(job: &Job, execs: &[Execution], v: &bacalhau_model::Verification, plan: &mut Plan) {
+    let done: Vec<&Execution> =
+        execs.iter().filter(|e| e.compute_state.state_type == ComputeStateType::Completed).collect();
+    let cid_of = |e: &Execution| {
+        e.published_result.as_ref().and_then(|p| p.param_str("CID")).unwrap_or("(no result)").to_owned()
+    };
+    let mut votes: BTreeMap<String, Vec<&Execution>> = BTreeMap::new();
+    for e in &done {
+        votes.entry(cid_of(e)).or_default().push(e);
+    }
+    let best = votes.iter().max_by_key(|(cid, voters)| (voters.len(), std::cmp::Reverse((*cid).clone())));
+    let each: Vec<String> = done.iter().map(|e| format!("{} → {}", e.node_id, cid_of(e))).collect();
+    match best {
+        Some((cid, voters)) if voters.len() as u32 >= v.quorum => {
+            for e in &done {
+                let mine = cid_of(e);
+                if &mine == cid {
+                    plan.verdicts.push((
+                        e.id.clone(),
+                        format!("agreed: {} of {} produced {cid}", voters.len(), done.len()),
+                        false,
+                    ));
+                } else {
+                    plan.verdicts.push((e.id.clone(), format!("dissented: produced {mine}, the quorum {cid}"), true));
+                }
+            }
+            let _ = job;
+            plan.job_state = Some((
+                JobStateType::Completed,
+                format!("verified: {} of {} nodes produced {cid} (quorum {})", voters.len(), done.len(), v.quorum),
+            ));
+        }
+        _ => {
+            for e in &done {
+                plan.verdicts.push((e.id.clone(), format!("no quorum: produced {}", cid_of(e)), false));
+            }
+            plan.job_state = Some((
+                JobStateType::Failed,
+                format!(
+                    "verification failed: no result CID was produced by {} of the {} nodes: {}",
+                    v.quorum,
+                    done.len(),
+                    each.join("; ")
+                ),
+            ));
+        }
     }
 }
 
@@ -579,5 +665,46 @@ mod tests {
         ];
         let p = plan(&job(0, JobType::Ops), &done, &nodes, 0, true, &SchedulerConfig::default());
         assert_eq!(p.job_state.expect("done").0, JobStateType::Completed);
+    }
+
+    fn with_cid(mut e: Execution, cid: &str) -> Execution {
+        e.published_result = Some(bacalhau_model::SpecConfig::new("ipfs").with_param("CID", cid));
+        e
+    }
+
+    #[test]
+    fn verification_keeps_the_quorum_result_and_flags_dissent() {
+        let mut j = job(3, JobType::Batch);
+        j.verification = Some(bacalhau_model::Verification { replicas: 3, quorum: 2 });
+        let execs = vec![
+            with_cid(exec("e-1", "n-a", 0, ComputeStateType::Completed), "QmGood"),
+            with_cid(exec("e-2", "n-b", 1, ComputeStateType::Completed), "QmBad"),
+            with_cid(exec("e-3", "n-c", 2, ComputeStateType::Completed), "QmGood"),
+        ];
+        let nodes = vec![node("n-a", &["wasm"], &[]), node("n-b", &["wasm"], &[]), node("n-c", &["wasm"], &[])];
+        let p = plan(&j, &execs, &nodes, 0, true, &SchedulerConfig::default());
+        assert_eq!(p.job_state.as_ref().map(|s| s.0), Some(JobStateType::Completed));
+        let dissent: Vec<&str> = p.verdicts.iter().filter(|v| v.2).map(|v| v.0.as_str()).collect();
+        assert_eq!(dissent, ["e-2"]);
+        j.verification = Some(bacalhau_model::Verification { replicas: 3, quorum: 3 });
+        let p = plan(&j, &execs, &nodes, 0, true, &SchedulerConfig::default());
+        let (state, msg) = p.job_state.expect("a verdict");
+        assert_eq!(state, JobStateType::Failed);
+        assert!(msg.contains("n-b → QmBad") && msg.contains("n-a → QmGood"), "{msg}");
+    }
+
+    #[test]
+    fn verified_replicas_go_to_distinct_nodes() {
+        let mut j = job(3, JobType::Batch);
+        j.verification = Some(bacalhau_model::Verification { replicas: 3, quorum: 2 });
+        let two = vec![node("n-a", &["wasm"], &[]), node("n-b", &["wasm"], &[])];
+        let p = plan(&j, &[], &two, 0, true, &SchedulerConfig::default());
+        assert_eq!(p.job_state.as_ref().map(|s| s.0), Some(JobStateType::Failed), "3 replicas, 2 nodes");
+        assert!(p.job_state.as_ref().is_some_and(|s| s.1.contains("needs 3 distinct nodes")));
+        let three = vec![two[0].clone(), two[1].clone(), node("n-c", &["wasm"], &[])];
+        let p = plan(&j, &[], &three, 0, true, &SchedulerConfig::default());
+        let mut targets: Vec<&str> = p.new_executions.iter().map(|n| n.node_id.as_str()).collect();
+        targets.sort();
+        assert_eq!(targets, ["n-a", "n-b", "n-c"]);
     }
 }

@@ -14,6 +14,10 @@ pub struct NodeView {
     pub approved: bool,
     /// Free capacity as last reported.
     pub available: Resources,
+    /// CIDs it is known to hold (its pinned roots and the results it published).
+    pub holds: std::sync::Arc<std::collections::HashSet<String>>,
+    /// Times its result disagreed with a verification quorum.
+    pub dissents: u32,
 }
 
 impl NodeView {
@@ -44,6 +48,14 @@ pub fn rank_nodes(job: &Job, executions: &[Execution], nodes: &[NodeView]) -> (V
     };
     let needs = Resources::parse(&task.resources).unwrap_or_default();
     let engine = task.engine.type_name();
+    let market = job.market.clone().unwrap_or_default();
+    let inputs: Vec<&str> = task
+        .input_sources
+        .iter()
+        .filter(|i| i.source.type_name().eq_ignore_ascii_case("ipfs"))
+        .filter_map(|i| i.source.param_str("CID"))
+        .collect();
+    let mut quotes: Vec<(NodeId, f64)> = Vec::new();
     for node in nodes {
         let reject = |reason: String| Rejection { node_id: node.id().clone(), reason };
         if !node.connected {
@@ -117,6 +129,19 @@ pub fn rank_nodes(job: &Job, executions: &[Execution], nodes: &[NodeView]) -> (V
         if mine.is_empty() {
             score += 30;
         }
+        let quote = compute.prices.map_or(0.0, |p| p.quote(&needs, task.timeouts.execution_timeout));
+        if let Some(max) = market.max_price
+            && quote > max
+        {
+            rejected.push(reject(format!("quotes {quote:.6}, above the job's MaxPrice {max}")));
+            continue;
+        }
+        // Data locality: a node that already holds every IPFS input skips the transfer.
+        if !inputs.is_empty() && inputs.iter().all(|c| node.holds.contains(*c)) {
+            score += 25;
+        }
+        // Reputation: each result that disagreed with a verification quorum costs ranking.
+        score -= 20 * i64::from(node.dissents);
         // Prefer free capacity: up to 10 points for the share of CPU and memory left.
         let cap: Resources = compute.max_capacity.into();
         let share = |free: u64, max: u64| if max == 0 { 0.0 } else { free as f64 / max as f64 };
@@ -124,6 +149,27 @@ pub fn rank_nodes(job: &Job, executions: &[Execution], nodes: &[NodeView]) -> (V
             + 5.0 * share(node.available.memory_bytes, cap.memory_bytes))
         .round() as i64;
         ranked.push((node.id().clone(), score));
+        quotes.push((node.id().clone(), quote));
+    }
+    // The reverse auction: how the quotes weigh against placement.
+    let top = quotes.iter().map(|q| q.1).fold(0.0f64, f64::max);
+    let quote_of = |id: &NodeId| quotes.iter().find(|q| &q.0 == id).map_or(0.0, |q| q.1);
+    match market.strategy() {
+        bacalhau_model::Strategy::Fastest => {}
+        bacalhau_model::Strategy::Cheapest => {
+            // Score only breaks ties between equal quotes.
+            for r in &mut ranked {
+                let q = quote_of(&r.0);
+                r.1 -= (q.min(1e9) * 1e6).round() as i64 * 1000;
+            }
+        }
+        bacalhau_model::Strategy::Balanced => {
+            if top > 0.0 {
+                for r in &mut ranked {
+                    r.1 -= (30.0 * quote_of(&r.0) / top).round() as i64;
+                }
+            }
+        }
     }
     ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
     (ranked, rejected)
@@ -170,6 +216,8 @@ pub(crate) mod tests {
             connected: true,
             approved: true,
             available: cap,
+            holds: Default::default(),
+            dissents: 0,
         }
     }
 
@@ -204,5 +252,59 @@ pub(crate) mod tests {
         let (ranked, rejected) = rank_nodes(&job, &[], &[node("n-a", &["wasm"], &[])]);
         assert!(ranked.is_empty());
         assert_eq!(rejected[0].reason, "job needs more than the node can ever give: CPU 16 > 2");
+    }
+
+    fn priced(id: &str, cpu_second: f64) -> NodeView {
+        let mut n = node(id, &["wasm"], &[]);
+        if let Some(c) = n.info.compute_node_info.as_mut() {
+            c.prices = Some(bacalhau_model::Prices { cpu_second, ..Default::default() });
+        }
+        n
+    }
+
+    #[test]
+    fn the_reverse_auction_orders_by_strategy_and_refuses_quotes_over_max_price() {
+        let mut job = wasm_job();
+        job.tasks[0].resources.cpu = "1".into();
+        job.tasks[0].timeouts.execution_timeout = 100;
+        let mut nodes = vec![priced("n-a", 0.003), priced("n-b", 0.001), priced("n-c", 0.002)];
+        // The priciest node has the most free capacity: "fastest" picks it, "cheapest" does not.
+        nodes[0].available.cpu_millis = 2000;
+        nodes[1].available.cpu_millis = 0;
+        nodes[2].available.cpu_millis = 0;
+        let order = |job: &Job| rank_nodes(job, &[], &nodes).0.into_iter().map(|r| r.0.0).collect::<Vec<_>>();
+        job.market = Some(bacalhau_model::Market { strategy: "cheapest".into(), ..Default::default() });
+        assert_eq!(order(&job), ["n-b", "n-c", "n-a"]);
+        job.market = Some(bacalhau_model::Market { strategy: "fastest".into(), ..Default::default() });
+        assert_eq!(order(&job)[0], "n-a");
+        job.market = Some(bacalhau_model::Market { max_price: Some(0.15), strategy: "cheapest".into() });
+        let (ranked, rejected) = rank_nodes(&job, &[], &nodes);
+        assert_eq!(ranked.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(), ["n-b"]);
+        let reasons: Vec<&str> = rejected.iter().map(|r| r.reason.as_str()).collect();
+        assert_eq!(
+            reasons,
+            ["quotes 0.300000, above the job's MaxPrice 0.15", "quotes 0.200000, above the job's MaxPrice 0.15"]
+        );
+    }
+
+    #[test]
+    fn locality_and_reputation_move_nodes_up_and_down() {
+        let mut job = wasm_job();
+        job.tasks[0].input_sources = vec![bacalhau_model::InputSource {
+            source: SpecConfig::new("ipfs").with_param("CID", "QmData"),
+            target: "/in".into(),
+            ..Default::default()
+        }];
+        job.tasks[0].engine = SpecConfig::new("wasm");
+        let mut nodes = vec![node("n-a", &["wasm"], &[]), node("n-b", &["wasm"], &[])];
+        for n in &mut nodes {
+            if let Some(c) = n.info.compute_node_info.as_mut() {
+                c.storage_sources.push("ipfs".into());
+            }
+        }
+        nodes[1].holds = std::sync::Arc::new(["QmData".to_owned()].into());
+        assert_eq!(rank_nodes(&job, &[], &nodes).0[0].0.as_str(), "n-b", "the node holding the input");
+        nodes[1].dissents = 2;
+        assert_eq!(rank_nodes(&job, &[], &nodes).0[0].0.as_str(), "n-a", "two dissents outweigh locality");
     }
 }

@@ -134,6 +134,9 @@ pub enum FromCompute {
         running: u32,
         /// Waiting.
         enqueued: u32,
+        /// The root CIDs its IPFS store holds now (data locality), when they changed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ipfs_roots: Option<Vec<String>>,
     },
     /// My answer to an ask.
     BidResult {
@@ -143,6 +146,9 @@ pub enum FromCompute {
         accepted: bool,
         /// Why not, if not.
         reason: String,
+        /// What it would charge at most (its prices × the job's resources and timeout).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        quote: Option<f64>,
     },
     /// It finished.
     RunResult {
@@ -152,6 +158,9 @@ pub enum FromCompute {
         published_result: Option<SpecConfig>,
         /// Exit code and output summary.
         run_output: RunCommandResult,
+        /// What it cost, from the wall time it ran and the output it published.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cost: Option<f64>,
     },
     /// It failed (or was stopped).
     ComputeError {

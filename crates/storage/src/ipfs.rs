@@ -23,17 +23,22 @@ pub struct IpfsSource {
     fetcher: Option<Arc<dyn Fetcher>>,
     /// Peers the orchestrator said hold a CID.
     providers: Mutex<HashMap<Cid, Vec<String>>>,
+    /// The store's pinned roots, re-read at most every few seconds (node info asks often).
+    roots: Mutex<(Option<std::time::Instant>, Vec<String>)>,
 }
+
+/// At most this many roots are reported for locality.
+const MAX_ROOTS: usize = 10_000;
 
 impl IpfsSource {
     /// A source reading only from `store`.
     pub fn new(store: Arc<BlockStore>) -> Self {
-        Self { store, fetcher: None, providers: Mutex::default() }
+        Self { store, fetcher: None, providers: Mutex::default(), roots: Mutex::default() }
     }
 
     /// A source that fetches what `store` lacks through `fetcher`.
     pub fn with_fetcher(store: Arc<BlockStore>, fetcher: Arc<dyn Fetcher>) -> Self {
-        Self { store, fetcher: Some(fetcher), providers: Mutex::default() }
+        Self { store, fetcher: Some(fetcher), providers: Mutex::default(), roots: Mutex::default() }
     }
 }
 
@@ -81,6 +86,20 @@ impl InputProvider for IpfsSource {
         .map_err(|e| StorageError::Invalid(format!("exporting {cid} crashed: {e}")))?
         .map_err(StorageError::io(format!("fetching input CID {cid}")))?;
         Ok(PreparedInput { host_path: dest, target: input.target.clone(), read_only: true })
+    }
+
+    fn held(&self) -> Vec<String> {
+        let Ok(mut cache) = self.roots.lock() else { return Vec::new() };
+        if cache.0.is_none_or(|t| t.elapsed() > std::time::Duration::from_secs(5)) {
+            let pins = self.store.pins().unwrap_or_default();
+            *cache =
+                (Some(std::time::Instant::now()), pins.iter().take(MAX_ROOTS).map(|p| p.cid.to_string()).collect());
+        }
+        cache.1.clone()
+    }
+
+    fn is_local(&self, input: &InputSource) -> Option<bool> {
+        cid_param(input).ok().map(|c| self.store.has(&c))
     }
 
     fn learn_providers(&self, providers: &BTreeMap<String, Vec<String>>) {

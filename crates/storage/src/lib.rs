@@ -39,7 +39,8 @@ pub enum StorageError {
 }
 
 impl StorageError {
-    pub(crate) fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StorageError {
+    /// Wraps an I/O error with what was being done.
+    pub fn io(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> StorageError {
         let context = context.into();
         move |source| StorageError::Io { context, source }
     }
@@ -56,6 +57,16 @@ pub trait InputProvider: Send + Sync + std::fmt::Debug {
 
     /// Makes the input available under `work_dir` (or in place) and says where.
     async fn prepare(&self, input: &InputSource, work_dir: &Path) -> Result<PreparedInput, StorageError>;
+
+    /// Content this source holds for data-locality ranking (IPFS: the pinned root CIDs).
+    fn held(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Whether the input is already on this node (`None`: the question does not apply).
+    fn is_local(&self, _input: &InputSource) -> Option<bool> {
+        None
+    }
 
     /// Hints from the orchestrator: which peers hold which content (CID → multiaddrs).
     fn learn_providers(&self, _providers: &std::collections::BTreeMap<String, Vec<String>>) {}

@@ -1,0 +1,186 @@
+//! The compute market end to end, with several real `serve` processes: priced bids and the
+//! reverse auction, MaxPrice, CID-consensus verification with a tampering node, reputation,
+//! data locality, and the bid policies.
+
+use std::path::Path;
+
+use bacalhau_testkit::{DEADLINE, Serve, c_program, free_port, wait_for};
+use serde_json::Value;
+
+const TOKEN: &str = "market-test-token";
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_bacalhau"))
+}
+
+fn program(name: &str) -> String {
+    c_program(name).expect("build the WASI program").display().to_string()
+}
+
+fn orchestrator() -> (Serve, String) {
+    let port = free_port().expect("port").to_string();
+    let o =
+        Serve::start(bin(), &["--orchestrator", "--node-port", &port, "--node-token", TOKEN]).expect("orchestrator");
+    (o, format!("127.0.0.1:{port}"))
+}
+
+fn compute(addr: &str, name: &str, extra: &[&str]) -> Serve {
+    let mut args = vec!["--compute", "--orchestrators", addr, "--node-token", TOKEN, "--name", name];
+    args.extend_from_slice(extra);
+    Serve::start(bin(), &args).expect("compute node")
+}
+
+fn nodes(o: &Serve) -> Vec<Value> {
+    let v: Value = serde_json::from_str(&o.get("/api/v1/orchestrator/nodes").expect("nodes")).expect("json");
+    v["Nodes"].as_array().cloned().unwrap_or_default()
+}
+
+fn wait_connected(o: &Serve, n: usize) {
+    wait_for(&format!("{n} nodes"), DEADLINE, || {
+        (nodes(o).iter().filter(|x| x["Connection"] == "CONNECTED").count() == n).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+}
+
+fn run(o: &Serve, args: &[&str]) -> String {
+    let mut full = vec!["wasm", "run", "--wait=false"];
+    full.extend_from_slice(args);
+    o.ok(&full).trim().to_owned()
+}
+
+fn executions(o: &Serve, id: &str) -> Vec<Value> {
+    let v: Value = serde_json::from_str(&o.ok(&["job", "executions", id, "--output", "json"])).expect("json");
+    v.as_array().cloned().unwrap_or_default()
+}
+
+fn ran_on(o: &Serve, id: &str) -> Vec<String> {
+    executions(o, id)
+        .iter()
+        .filter(|e| e["ComputeState"]["StateType"] == 7)
+        .filter_map(|e| e["NodeID"].as_str().map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn the_cheapest_quote_wins_and_a_low_max_price_fails_listing_the_quotes() {
+    let (o, addr) = orchestrator();
+    let _a = compute(&addr, "pricey", &["--price-cpu-second", "0.002"]);
+    let _b = compute(&addr, "middle", &["--price-cpu-second", "0.001"]);
+    let _c = compute(&addr, "cheap", &["--price-cpu-second", "0.0005", "--price-output-gb", "1"]);
+    wait_connected(&o, 3);
+    let list = o.ok(&["node", "list", "--wide"]);
+    assert!(list.contains("cpu-s 0.0005"), "node list shows prices: {list}");
+
+    let hello = program("hello");
+    let id = run(&o, &["--strategy", "cheapest", "--cpu", "1", "--execution-timeout", "10", &hello]);
+    assert_eq!(o.wait_terminal(&id).expect("finish"), "Completed");
+    assert_eq!(ran_on(&o, &id), ["cheap"]);
+    let e = executions(&o, &id).into_iter().find(|e| e["NodeID"] == "cheap").expect("execution");
+    // 1 CPU × 10 s × 0.0005.
+    assert!((e["Quote"].as_f64().expect("quote") - 0.005).abs() < 1e-9, "{e}");
+    let cost = e["Cost"].as_f64().expect("cost from measured use");
+    assert!(cost > 0.0 && cost < 0.005, "ran well under its timeout: {cost}");
+    let describe = o.ok(&["job", "describe", &id]);
+    assert!(describe.contains("Total Cost") && describe.contains("strategy cheapest"), "{describe}");
+
+    // Fastest ignores price: any node may win, and the quote recorded is that node's.
+    let id = run(&o, &["--strategy", "fastest", "--cpu", "1", "--execution-timeout", "10", &hello]);
+    assert_eq!(o.wait_terminal(&id).expect("finish"), "Completed");
+
+    // A ceiling below every quote: the job fails, and says what each node asked.
+    let id = run(&o, &["--max-price", "0.001", "--cpu", "1", "--execution-timeout", "10", &hello]);
+    assert_eq!(o.wait_terminal(&id).expect("finish"), "Failed");
+    let describe = o.ok(&["job", "describe", &id]);
+    for quote in ["quotes 0.020000", "quotes 0.010000", "quotes 0.005000"] {
+        assert!(describe.contains(quote), "{quote} missing: {describe}");
+    }
+    assert!(describe.contains("MaxPrice 0.001"), "{describe}");
+    // A bad strategy is refused at submission.
+    let err = o.fails(&["wasm", "run", "--strategy", "quickest", &hello]);
+    assert!(err.contains("Market.Strategy"), "{err}");
+}
+
+#[test]
+fn verification_keeps_the_majority_result_and_flags_the_tampering_node() {
+    let (o, addr) = orchestrator();
+    let _a = compute(&addr, "honest-a", &[]);
+    let _b = compute(&addr, "honest-b", &[]);
+    let _t = compute(&addr, "tamperer", &["--test-fault", "tamper-results"]);
+    wait_connected(&o, 3);
+    let hello = program("hello");
+    let id = run(&o, &["--verify", "3", "-p", "ipfs", &hello]);
+    assert_eq!(o.wait_terminal(&id).expect("finish"), "Completed", "{}", o.ok(&["job", "describe", &id]));
+    let mut on = ran_on(&o, &id);
+    on.sort();
+    assert_eq!(on, ["honest-a", "honest-b", "tamperer"], "three distinct nodes");
+    let describe = o.ok(&["job", "describe", &id]);
+    assert!(describe.contains("verified: 2 of 3 nodes produced"), "{describe}");
+    let flagged: Vec<String> = executions(&o, &id)
+        .iter()
+        .filter(|e| e["Verification"].as_str().is_some_and(|v| v.starts_with("dissented")))
+        .filter_map(|e| e["NodeID"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(flagged, ["tamperer"]);
+    // The job's result is the majority's, untampered.
+    o.ok(&["job", "get", &id, "--output-dir", "res"]);
+    assert_eq!(std::fs::read_to_string(o.work.join("res/stdout")).expect("stdout"), "Hello, world!\n");
+
+    // The dissenter is ranked down: plain jobs go to the honest nodes.
+    for _ in 0..3 {
+        let id = run(&o, &[&hello]);
+        assert_eq!(o.wait_terminal(&id).expect("finish"), "Completed");
+        assert_ne!(ran_on(&o, &id), ["tamperer"]);
+    }
+    // Unanimity cannot be reached with a tamperer: the job fails with each node's CID.
+    let id = run(&o, &["--verify", "3", "--quorum", "3", "-p", "ipfs", &hello]);
+    assert_eq!(o.wait_terminal(&id).expect("finish"), "Failed");
+    let describe = o.ok(&["job", "describe", &id]);
+    assert!(describe.contains("verification failed") && describe.contains("tamperer → Qm"), "{describe}");
+    // Verification without the ipfs publisher is refused at submission.
+    let err = o.fails(&["wasm", "run", "--verify", "2", &hello]);
+    assert!(err.contains("needs the ipfs publisher"), "{err}");
+}
+
+#[test]
+fn jobs_go_where_their_data_is_and_nodes_apply_their_bid_policies() {
+    let (o, addr) = orchestrator();
+    let picky = compute(&addr, "picky", &["--local-inputs-only", "--reject-networked-jobs", "--labels", "box=picky"]);
+    let holder = compute(&addr, "holder", &["--labels", "box=holder"]);
+    let _other = compute(&addr, "other", &["--job-selection-probe-exec", "grep -q allowed", "--labels", "box=other"]);
+    wait_connected(&o, 3);
+    // Data added to the holder's own store (its API), nowhere else.
+    let folder = holder.work.join("d");
+    std::fs::create_dir_all(&folder).expect("mkdir");
+    std::fs::write(folder.join("x.txt"), "local data\n").expect("write");
+    let cid = holder.ok(&["ipfs", "add", "-r", "-Q", &folder.display().to_string()]).trim().to_owned();
+    wait_for("the holder to report its roots", DEADLINE, || {
+        nodes(&o)
+            .iter()
+            .any(|n| {
+                n["Info"]["NodeID"] == "holder" && n["Info"]["ComputeNodeInfo"]["IPFSRoots"].to_string().contains(&cid)
+            })
+            .then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}: {:?}", nodes(&o)));
+    let cat = program("cat");
+    let input = format!("ipfs://{cid}:/in");
+    for _ in 0..2 {
+        let id = run(&o, &["-i", &input, &cat, "/in/x.txt"]);
+        assert_eq!(o.wait_terminal(&id).expect("finish"), "Completed", "{}", o.ok(&["job", "describe", &id]));
+        assert_eq!(ran_on(&o, &id), ["holder"], "locality");
+    }
+    // The picky node declines inputs it lacks and networked jobs; the job says why.
+    let id = run(&o, &["--constraints", "box=picky", "-i", &input, &cat, "/in/x.txt"]);
+    assert_eq!(o.wait_terminal(&id).expect("finish"), "Failed");
+    assert!(o.ok(&["job", "describe", &id]).contains("--local-inputs-only"));
+    let id = run(&o, &["--constraints", "box=picky", "--network", "full", &program("hello")]);
+    assert_eq!(o.wait_terminal(&id).expect("finish"), "Failed");
+    assert!(o.ok(&["job", "describe", &id]).contains("--reject-networked-jobs"));
+    drop(picky);
+    // The probe vetoes jobs whose spec lacks "allowed" and takes the others.
+    let id = run(&o, &["--constraints", "box=other", &program("hello")]);
+    assert_eq!(o.wait_terminal(&id).expect("finish"), "Failed");
+    assert!(o.ok(&["job", "describe", &id]).contains("probe declined"));
+    let id = run(&o, &["--constraints", "box=other", "-l", "allowed=yes", &program("hello")]);
+    assert_eq!(o.wait_terminal(&id).expect("finish"), "Completed");
+}
