@@ -102,17 +102,17 @@ fn the_cheapest_quote_wins_and_a_low_max_price_fails_listing_the_quotes() {
 
 #[test]
 fn verification_keeps_the_majority_result_and_flags_the_tampering_node() {
-    let (o, addr) = orchestrator();
+    let (mut o, addr) = orchestrator();
     let _a = compute(&addr, "honest-a", &[]);
     let _b = compute(&addr, "honest-b", &[]);
-    let _t = compute(&addr, "tamperer", &["--test-fault", "tamper-results"]);
+    let _t = compute(&addr, "a-tamperer", &["--test-fault", "tamper-results"]);
     wait_connected(&o, 3);
     let hello = program("hello");
     let id = run(&o, &["--verify", "3", "-p", "ipfs", &hello]);
     assert_eq!(o.wait_terminal(&id).expect("finish"), "Completed", "{}", o.ok(&["job", "describe", &id]));
     let mut on = ran_on(&o, &id);
     on.sort();
-    assert_eq!(on, ["honest-a", "honest-b", "tamperer"], "three distinct nodes");
+    assert_eq!(on, ["a-tamperer", "honest-a", "honest-b"], "three distinct nodes");
     let describe = o.ok(&["job", "describe", &id]);
     assert!(describe.contains("verified: 2 of 3 nodes produced"), "{describe}");
     let flagged: Vec<String> = executions(&o, &id)
@@ -120,16 +120,21 @@ fn verification_keeps_the_majority_result_and_flags_the_tampering_node() {
         .filter(|e| e["Verification"].as_str().is_some_and(|v| v.starts_with("dissented")))
         .filter_map(|e| e["NodeID"].as_str().map(str::to_owned))
         .collect();
-    assert_eq!(flagged, ["tamperer"]);
+    assert_eq!(flagged, ["a-tamperer"]);
     // The job's result is the majority's, untampered.
     o.ok(&["job", "get", &id, "--output-dir", "res"]);
     assert_eq!(std::fs::read_to_string(o.work.join("res/stdout")).expect("stdout"), "Hello, world!\n");
 
-    // The dissenter is ranked down: plain jobs go to the honest nodes.
+    // The dissenter is ranked down, and its record survives an orchestrator restart.
+    o.kill9().expect("kill the orchestrator");
+    o.restart().expect("restart the orchestrator");
+    wait_connected(&o, 3);
+    let record = nodes(&o).into_iter().find(|n| n["Info"]["NodeID"] == "a-tamperer").expect("listed");
+    assert_eq!(record["Dissents"], 1, "{record}");
     for _ in 0..3 {
         let id = run(&o, &[&hello]);
         assert_eq!(o.wait_terminal(&id).expect("finish"), "Completed");
-        assert_ne!(ran_on(&o, &id), ["tamperer"]);
+        assert_ne!(ran_on(&o, &id), ["a-tamperer"]);
     }
     // Unanimity cannot be reached with a tamperer: the job fails with each node's CID.
     let id = run(&o, &["--verify", "3", "--quorum", "3", "-p", "ipfs", &hello]);

@@ -213,4 +213,11 @@ pub struct NodeState {
     pub membership: NodeMembershipState,
     /// Connection.
     pub connection: NodeConnectionState,
+    /// How many of its results disagreed with a verification quorum (its reputation).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub dissents: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }

@@ -11,6 +11,8 @@ use bacalhau_model::{Job, NodeId, SOURCE_IPFS};
 #[derive(Debug, Default)]
 pub struct ContentIndex {
     holders: HashMap<String, BTreeSet<NodeId>>,
+    /// The same, by node, shared with the ranking without copying.
+    by_node: HashMap<NodeId, std::sync::Arc<std::collections::HashSet<String>>>,
     peers: BTreeMap<NodeId, Vec<String>>,
     /// The orchestrator's own peer (its store holds what `bacalhau ipfs add` pushed to it).
     own: Vec<String>,
@@ -38,12 +40,14 @@ impl ContentIndex {
 
     /// `node` published `cid`.
     pub fn holds(&mut self, node: &NodeId, cid: &str) {
-        self.holders.entry(cid.to_owned()).or_default().insert(node.clone());
+        if self.holders.entry(cid.to_owned()).or_default().insert(node.clone()) {
+            std::sync::Arc::make_mut(self.by_node.entry(node.clone()).or_default()).insert(cid.to_owned());
+        }
     }
 
     /// The CIDs `node` is known to have published.
-    pub fn held_by(&self, node: &NodeId) -> Vec<String> {
-        self.holders.iter().filter(|(_, n)| n.contains(node)).map(|(c, _)| c.clone()).collect()
+    pub fn held_by(&self, node: &NodeId) -> std::sync::Arc<std::collections::HashSet<String>> {
+        self.by_node.get(node).cloned().unwrap_or_default()
     }
 
     /// Peers to ask for `cid`, best first: the nodes known to hold it, then the orchestrator's

@@ -502,6 +502,18 @@ impl Runtime {
                 (NodeId::from(id.as_str()), m)
             })
             .collect();
+        let store = self.store.clone();
+        let (holders, dissents) = tokio::task::spawn_blocking(move || {
+            Ok::<_, StoreError>((store.content_holders()?, store.node_dissents()?))
+        })
+        .await
+        .map_err(join_err)??;
+        if let Ok(mut c) = self.content.write() {
+            for (cid, node) in &holders {
+                c.holds(&NodeId::from(node.as_str()), cid);
+            }
+        }
+        self.dissents = dissents.into_iter().map(|(n, c)| (NodeId::from(n.as_str()), c as u32)).collect();
         self.jobs.clear();
         self.exec_index.clear();
         for (job, execs, seq) in active {
@@ -745,6 +757,7 @@ impl Runtime {
                 }
                 Some(NodeState {
                     membership: self.membership(&info.node_id),
+                    dissents: self.dissents.get(&info.node_id).copied().unwrap_or(0),
                     info,
                     connection: if n.connected {
                         NodeConnectionState::Connected
@@ -873,6 +886,7 @@ impl Runtime {
                     && let Ok(mut c) = self.content.write()
                 {
                     c.holds(&node_id, cid);
+                    round.batch.put_holder(cid, node_id.as_str());
                 }
                 let msg = if run_output.exit_code == 0 {
                     "Completed successfully".to_owned()
@@ -1089,20 +1103,16 @@ impl Runtime {
             .filter_map(|n| {
                 let info = n.info.clone()?;
                 let approved = self.membership(&info.node_id) == NodeMembershipState::Approved;
-                let mut holds: std::collections::HashSet<String> =
-                    info.compute_node_info.iter().flat_map(|c| c.ipfs_roots.iter().cloned()).collect();
-                if let Ok(c) = self.content.read() {
-                    holds.extend(c.held_by(&info.node_id));
-                }
+                let published = self.content.read().map(|c| c.held_by(&info.node_id)).unwrap_or_default();
+                let roots = info.compute_node_info.as_ref().map(|c| c.ipfs_roots.as_slice()).unwrap_or_default();
+                // Usually one of the two is empty: share the published set rather than copy it.
+                let holds = if roots.is_empty() {
+                    published
+                } else {
+                    Arc::new(published.iter().cloned().chain(roots.iter().cloned()).collect())
+                };
                 let dissents = self.dissents.get(&info.node_id).copied().unwrap_or(0);
-                Some(NodeView {
-                    info,
-                    connected: n.connected,
-                    approved,
-                    available: n.available,
-                    holds: Arc::new(holds),
-                    dissents,
-                })
+                Some(NodeView { info, connected: n.connected, approved, available: n.available, holds, dissents })
             })
             .collect()
     }
@@ -1136,7 +1146,9 @@ impl Runtime {
             e.modify_time = now;
             if *dissent {
                 warn!(node_id = %e.node_id, execution = %e.id, "result disagreed with the verification quorum");
-                *self.dissents.entry(e.node_id.clone()).or_default() += 1;
+                let n = self.dissents.entry(e.node_id.clone()).or_default();
+                *n += 1;
+                round.batch.put_dissents(e.node_id.as_str(), u64::from(*n));
             }
             round.batch.put_execution(e.clone());
         }

@@ -8,7 +8,9 @@
 use std::path::Path;
 
 use bacalhau_model::{Evaluation, Execution, ExecutionId, Job, JobHistory, JobId};
-use redb::{Database, MultimapTableDefinition, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{
+    Database, MultimapTableDefinition, ReadableDatabase, ReadableMultimapTable, ReadableTable, TableDefinition,
+};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -24,6 +26,10 @@ const HISTORY: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("histo
 const ACTIVE_JOBS: TableDefinition<&str, ()> = TableDefinition::new("active_jobs");
 /// Node ID → its membership (`APPROVED`, `PENDING`, `REJECTED`), which outlives restarts.
 const NODES: TableDefinition<&str, &str> = TableDefinition::new("node_membership");
+/// Result CID → the nodes that published it (content routing and locality).
+const HOLDERS: MultimapTableDefinition<&str, &str> = MultimapTableDefinition::new("content_holders");
+/// Node → how many of its results disagreed with a verification quorum (reputation).
+const DISSENTS: TableDefinition<&str, u64> = TableDefinition::new("node_dissents");
 
 /// A store failure. Callers treat all of them as "retry later or give up"; none is a user error.
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +76,8 @@ pub struct WriteBatch {
     evaluations: Vec<Evaluation>,
     history: Vec<JobHistory>,
     nodes: Vec<(String, Option<String>)>,
+    holders: Vec<(String, String)>,
+    dissents: Vec<(String, u64)>,
 }
 
 impl WriteBatch {
@@ -98,6 +106,16 @@ impl WriteBatch {
         self.nodes.push((node_id.to_owned(), membership.map(str::to_owned)));
     }
 
+    /// Records that `node` published `cid`.
+    pub fn put_holder(&mut self, cid: &str, node: &str) {
+        self.holders.push((cid.to_owned(), node.to_owned()));
+    }
+
+    /// Records a node's dissent count.
+    pub fn put_dissents(&mut self, node: &str, count: u64) {
+        self.dissents.push((node.to_owned(), count));
+    }
+
     /// Whether there is nothing to write.
     pub fn is_empty(&self) -> bool {
         self.jobs.is_empty()
@@ -105,6 +123,8 @@ impl WriteBatch {
             && self.evaluations.is_empty()
             && self.history.is_empty()
             && self.nodes.is_empty()
+            && self.holders.is_empty()
+            && self.dissents.is_empty()
     }
 }
 
@@ -146,6 +166,8 @@ impl JobStore {
             tx.open_table(HISTORY).map_err(db_err)?;
             tx.open_table(ACTIVE_JOBS).map_err(db_err)?;
             tx.open_table(NODES).map_err(db_err)?;
+            tx.open_multimap_table(HOLDERS).map_err(db_err)?;
+            tx.open_table(DISSENTS).map_err(db_err)?;
         }
         tx.commit().map_err(db_err)?;
         Ok(Self { db })
@@ -195,8 +217,42 @@ impl JobStore {
                     None => nodes.remove(id.as_str()).map_err(db_err)?,
                 };
             }
+            let mut holders = tx.open_multimap_table(HOLDERS).map_err(db_err)?;
+            for (cid, node) in &batch.holders {
+                holders.insert(cid.as_str(), node.as_str()).map_err(db_err)?;
+            }
+            let mut dissents = tx.open_table(DISSENTS).map_err(db_err)?;
+            for (node, n) in &batch.dissents {
+                dissents.insert(node.as_str(), *n).map_err(db_err)?;
+            }
         }
         tx.commit().map_err(db_err)
+    }
+
+    /// Every (result CID, node that published it).
+    pub fn content_holders(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let table = tx.open_multimap_table(HOLDERS).map_err(db_err)?;
+        let mut out = Vec::new();
+        for row in table.iter().map_err(db_err)? {
+            let (k, vs) = row.map_err(db_err)?;
+            for v in vs {
+                out.push((k.value().to_owned(), v.map_err(db_err)?.value().to_owned()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every node's dissent count.
+    pub fn node_dissents(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let table = tx.open_table(DISSENTS).map_err(db_err)?;
+        let mut out = Vec::new();
+        for row in table.iter().map_err(db_err)? {
+            let (k, v) = row.map_err(db_err)?;
+            out.push((k.value().to_owned(), v.value()));
+        }
+        Ok(out)
     }
 
     /// Every node's recorded membership.
