@@ -26,6 +26,8 @@ pub const OLDER_PROTOCOLS: [StreamProtocol; 2] =
 
 /// kubo answers a want-have with the block itself when it is this small.
 const INLINE_HAVE_SIZE: usize = 1024;
+/// Wants of one peer we remember while we lack the block (kubo keeps 1024).
+const MAX_LEDGER_PER_PEER: usize = 1024;
 /// Replies are batched into messages of about this size (kubo's limit is 4 MiB).
 const TARGET_MESSAGE: usize = 2 << 20;
 
@@ -116,6 +118,11 @@ impl Engine {
 
     fn count(&self, f: impl FnOnce(&mut Stats)) {
         f(&mut self.stats.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+
+    /// CIDs we are asking peers for now.
+    pub fn wants(&self) -> usize {
+        self.lock().wants.len()
     }
 
     /// The peers connected now.
@@ -275,7 +282,7 @@ impl Engine {
             }
             if self.store.has(&cid) {
                 let inline = e.want_type == message::WANT_HAVE
-                    && self.store.get(&cid).ok().flatten().is_some_and(|d| d.len() <= INLINE_HAVE_SIZE);
+                    && self.store.size(&cid).is_some_and(|n| n <= INLINE_HAVE_SIZE as u64);
                 let out = if e.want_type == message::WANT_BLOCK || inline {
                     Out::Block(cid)
                 } else {
@@ -286,8 +293,12 @@ impl Engine {
                 if e.send_dont_have {
                     self.send(&mut st, peer, Out::Presence(cid, message::DONT_HAVE));
                 }
-                // Like kubo, remember the want and serve it if the block arrives later.
-                st.ledger.entry(peer).or_default().insert(cid, e.want_type);
+                // Like kubo, remember the want (up to its limit per peer) and serve it if the
+                // block arrives later.
+                let ledger = st.ledger.entry(peer).or_default();
+                if ledger.len() < MAX_LEDGER_PER_PEER {
+                    ledger.insert(cid, e.want_type);
+                }
             }
         }
     }

@@ -211,6 +211,11 @@ impl Peer {
         self.engine.connected()
     }
 
+    /// CIDs being asked for now (0 once every fetch has finished or given up).
+    pub fn wants_in_flight(&self) -> usize {
+        self.engine.wants()
+    }
+
     /// Bitswap counters.
     pub fn stats(&self) -> Stats {
         self.engine.stats()
@@ -294,19 +299,33 @@ impl Peer {
             };
             let (cid, res) = next;
             pending.remove(&cid);
-            let (data, from, fetched) =
-                res.map_err(|e| PeerError::Fetch(format!("fetching {root}: block {cid}: {e}")))?;
+            let decoded = res.and_then(|(data, from, fetched)| {
+                if cid.codec() != bacalhau_ipfs::CODEC_DAG_PB {
+                    return Ok((data, from, fetched, Vec::new()));
+                }
+                let node = bacalhau_ipfs::dagpb::decode_node(&data).map_err(|e| e.to_string())?;
+                Ok((data, from, fetched, node.links.into_iter().map(|l| l.0).collect()))
+            });
+            let (data, from, fetched, children) = match decoded {
+                Ok(d) => d,
+                Err(e) => {
+                    // The walk ends here: withdraw the other wants so no peer keeps sending.
+                    drop(inflight);
+                    for c in pending.keys() {
+                        self.engine.give_up(*c);
+                    }
+                    return Err(PeerError::Fetch(format!("fetching {root}: block {cid}: {e}")));
+                }
+            };
             last_progress = Instant::now();
             stats.blocks += 1;
             if fetched {
                 stats.fetched += 1;
                 stats.bytes += data.len() as u64;
             }
-            if cid.codec() == bacalhau_ipfs::CODEC_DAG_PB {
-                let node = bacalhau_ipfs::dagpb::decode_node(&data)
-                    .map_err(|e| PeerError::Fetch(format!("fetching {root}: block {cid}: {e}")))?;
+            if !children.is_empty() {
                 let hint: Vec<PeerId> = from.into_iter().collect();
-                for (child, _, _) in node.links {
+                for child in children {
                     if seen.insert(child) {
                         queue.push_back((child, hint.clone()));
                     }

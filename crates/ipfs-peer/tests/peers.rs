@@ -92,6 +92,7 @@ async fn corrupted_blocks_are_refused_and_never_stored() {
     assert!(err.to_string().contains("corrupted"), "{err}");
     assert!(!b.store.has(&cid));
     assert!(b.peer.stats().blocks_refused >= 1);
+    assert_eq!(b.peer.wants_in_flight(), 0, "a failed fetch withdraws its wants");
     let blocks = std::fs::read_dir(b.store.dir().join("blocks")).map(|d| d.count()).unwrap_or(0);
     assert_eq!(blocks, 0, "nothing was written");
     // An honest peer with the same DAG: the fetch completes from it.
@@ -120,6 +121,7 @@ async fn a_transfer_finishes_from_another_peer_when_one_drops() {
     let sent_before = a.peer.stats().blocks_sent;
     drop(a);
     let stats = fetch.await.expect("join").expect("finished from C");
+    assert_eq!(b.peer.wants_in_flight(), 0);
     assert!(sent_before < stats.blocks, "A was stopped mid-transfer ({sent_before} of {} blocks)", stats.blocks);
     assert!(c.peer.stats().blocks_sent > 0, "C served the rest");
     assert_eq!(read(&b.store, &cid), bytes);

@@ -190,6 +190,11 @@ impl BlockStore {
         self.path(cid).exists()
     }
 
+    /// The block's size in bytes, if present (without reading it).
+    pub fn size(&self, cid: &Cid) -> Option<u64> {
+        std::fs::metadata(self.path(cid)).ok().map(|m| m.len())
+    }
+
     /// Stores a block (a no-op when present).
     pub fn put(&self, block: &Block) -> io::Result<()> {
         self.put_bytes(&block.cid, &block.data)
