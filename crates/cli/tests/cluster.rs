@@ -33,33 +33,8 @@ fn compute(node_port: u16, token: &str) -> Serve {
     Serve::start(bin(), &["--compute", "--orchestrators", &addr, "--node-token", token]).expect("compute node")
 }
 
-fn nodes(o: &Serve) -> Vec<Value> {
-    let v: Value = serde_json::from_str(&o.get("/api/v1/orchestrator/nodes").expect("nodes")).expect("json");
-    v["Nodes"].as_array().cloned().unwrap_or_default()
-}
-
-fn connected(o: &Serve) -> usize {
-    nodes(o).iter().filter(|n| n["Connection"] == "CONNECTED").count()
-}
-
-fn wait_connected(o: &Serve, n: usize) {
-    wait_for(&format!("{n} compute nodes to connect"), DEADLINE, || (connected(o) == n).then_some(()))
-        .unwrap_or_else(|e| panic!("{e}: {:?}\n{}", nodes(o), o.log()));
-}
-
-fn submit(o: &Serve, args: &[&str]) -> String {
-    let mut full = vec!["wasm", "run", "--wait=false"];
-    full.extend_from_slice(args);
-    o.ok(&full).trim().to_owned()
-}
-
-fn executions(o: &Serve, id: &str) -> Vec<Value> {
-    let v: Value = serde_json::from_str(&o.ok(&["job", "executions", id, "--output", "json"])).expect("json");
-    v.as_array().cloned().unwrap_or_default()
-}
-
 fn node_of_running(o: &Serve, id: &str) -> Option<String> {
-    executions(o, id)
+    o.executions(id)
         .iter()
         .find(|e| e["ComputeState"]["StateType"] == 5)
         .and_then(|e| e["NodeID"].as_str().map(str::to_owned))
@@ -69,13 +44,13 @@ fn node_of_running(o: &Serve, id: &str) -> Option<String> {
 fn a_count_3_job_spreads_over_three_compute_nodes() {
     let (o, port) = orchestrator(&[]);
     let _c: Vec<Serve> = (0..3).map(|_| compute(port, TOKEN)).collect();
-    wait_connected(&o, 3);
+    o.wait_connected(3);
     let list = o.ok(&["node", "list"]);
     assert_eq!(list.matches("CONNECTED").count(), 3, "{list}");
-    let id = submit(&o, &["--count", "3", &program("hello")]);
+    let id = o.submit_wasm(&["--count", "3", &program("hello")]);
     assert_eq!(o.wait_terminal(&id).expect("finish"), "Completed", "{}", o.log());
     let on: BTreeSet<String> =
-        executions(&o, &id).iter().filter_map(|e| e["NodeID"].as_str().map(str::to_owned)).collect();
+        o.executions(&id).iter().filter_map(|e| e["NodeID"].as_str().map(str::to_owned)).collect();
     assert_eq!(on.len(), 3, "one execution per node: {on:?}");
     // The output came back over the stream with the result.
     assert!(o.ok(&["job", "logs", &id]).contains("Hello"), "logs through the orchestrator");
@@ -86,13 +61,13 @@ fn a_killed_compute_nodes_work_is_rescheduled_on_another() {
     let (o, port) = orchestrator(&[]);
     let mut a = compute(port, TOKEN);
     let mut b = compute(port, TOKEN);
-    wait_connected(&o, 2);
-    let id = submit(&o, &[&program("sleep"), "4000"]);
+    o.wait_connected(2);
+    let id = o.submit_wasm(&[&program("sleep"), "4000"]);
     let victim = wait_for("the execution to run", DEADLINE, || node_of_running(&o, &id)).expect("running");
     let a_id = std::fs::read_to_string(a.dir.join("node_id")).expect("id");
     if victim == a_id { a.kill9() } else { b.kill9() }.expect("kill -9");
     assert_eq!(o.wait_terminal(&id).expect("finish"), "Completed", "{}", o.log());
-    let execs = executions(&o, &id);
+    let execs = o.executions(&id);
     let done: Vec<&Value> = execs.iter().filter(|e| e["ComputeState"]["StateType"] == 7).collect();
     assert_eq!(done.len(), 1, "completed exactly once: {execs:?}");
     assert_ne!(done[0]["NodeID"].as_str(), Some(victim.as_str()), "finished on the surviving node");
@@ -104,15 +79,15 @@ fn a_killed_compute_nodes_work_is_rescheduled_on_another() {
 fn results_arrive_across_an_orchestrator_restart() {
     let (mut o, port) = orchestrator(&[]);
     let _c = compute(port, TOKEN);
-    wait_connected(&o, 1);
-    let id = submit(&o, &[&program("sleep"), "3000"]);
+    o.wait_connected(1);
+    let id = o.submit_wasm(&[&program("sleep"), "3000"]);
     wait_for("the execution to run", DEADLINE, || node_of_running(&o, &id)).expect("running");
     o.kill9().expect("kill -9 the orchestrator");
     std::thread::sleep(Duration::from_millis(500));
     o.restart().expect("restart");
     assert_eq!(o.wait_terminal(&id).expect("finish"), "Completed", "{}", o.log());
     assert!(o.ok(&["job", "logs", &id]).contains("done"));
-    wait_connected(&o, 1);
+    o.wait_connected(1);
 }
 
 #[test]
@@ -121,7 +96,7 @@ fn a_wrong_token_is_refused_and_roles_are_checked() {
     let bad = compute(port, "not-the-token");
     wait_for("the refusal", DEADLINE, || bad.log().contains("wrong or missing cluster token").then_some(()))
         .expect("the compute node says why it was refused");
-    assert_eq!(nodes(&o).len(), 0, "the refused node is not listed");
+    assert_eq!(o.nodes().len(), 0, "the refused node is not listed");
     let out = std::process::Command::new(bin()).args(["serve", "--compute"]).output().expect("run");
     assert!(
         String::from_utf8_lossy(&out.stderr).contains("--compute alone needs its orchestrator: add --orchestrators")
@@ -178,10 +153,10 @@ fn manual_approval_holds_new_nodes_until_an_operator_decides() {
     let (o, port) = orchestrator(&["--node-approval", "manual"]);
     let c = compute(port, TOKEN);
     let node_id = std::fs::read_to_string(c.dir.join("node_id")).expect("id");
-    wait_connected(&o, 1);
-    assert_eq!(nodes(&o)[0]["Membership"], "PENDING");
+    o.wait_connected(1);
+    assert_eq!(o.nodes()[0]["Membership"], "PENDING");
     // Work waits for an approved node...
-    let id = submit(&o, &["--queue-timeout", "60", &program("hello")]);
+    let id = o.submit_wasm(&["--queue-timeout", "60", &program("hello")]);
     wait_for("the job to queue", DEADLINE, || {
         let v: Value = serde_json::from_str(&o.ok(&["job", "describe", &id, "--output", "json"])).ok()?;
         (v["Job"]["State"]["StateType"] == "Queued").then_some(())
@@ -191,16 +166,16 @@ fn manual_approval_holds_new_nodes_until_an_operator_decides() {
     let out = o.ok(&["node", "approve", &node_id[..12], "-m", "looks fine"]);
     assert!(out.contains("approved"), "{out}");
     assert_eq!(o.wait_terminal(&id).expect("finish"), "Completed");
-    assert_eq!(nodes(&o)[0]["Membership"], "APPROVED");
+    assert_eq!(o.nodes()[0]["Membership"], "APPROVED");
     // Rejected: no new work.
     o.ok(&["node", "reject", &node_id]);
-    assert_eq!(nodes(&o)[0]["Membership"], "REJECTED");
-    let id = submit(&o, &[&program("hello")]);
+    assert_eq!(o.nodes()[0]["Membership"], "REJECTED");
+    let id = o.submit_wasm(&[&program("hello")]);
     assert_eq!(o.wait_terminal(&id).expect("finish"), "Failed", "no approved node to run it");
     let err = o.fails(&["node", "approve", "no-such-node"]);
     assert!(err.contains("node no-such-node not found"), "{err}");
     o.ok(&["node", "delete", &node_id]);
-    assert!(nodes(&o).iter().all(|n| n["Info"]["NodeID"] != node_id.as_str()), "deleted");
+    assert!(o.nodes().iter().all(|n| n["Info"]["NodeID"] != node_id.as_str()), "deleted");
 }
 
 /// A job spec for `job run`: the `wasm run` command's dry run, with another Type and Count.
@@ -217,7 +192,7 @@ fn spec(o: &Serve, job_type: &str, count: u32, args: &[&str]) -> String {
 }
 
 fn live_executions(o: &Serve, id: &str) -> Vec<String> {
-    executions(o, id)
+    o.executions(id)
         .iter()
         .filter(|e| e["ComputeState"]["StateType"] == 5)
         .filter_map(|e| e["NodeID"].as_str().map(str::to_owned))
@@ -229,7 +204,7 @@ fn a_daemon_job_runs_on_every_node_including_late_joiners() {
     let (o, port) = orchestrator(&[]);
     let _a = compute(port, TOKEN);
     let _b = compute(port, TOKEN);
-    wait_connected(&o, 2);
+    o.wait_connected(2);
     let path = spec(&o, "daemon", 1, &[&program("sleep"), "120000"]);
     let id = o.ok(&["job", "run", "--wait=false", "--id-only", &path]).trim().to_owned();
     wait_for("a daemon execution on both nodes", DEADLINE, || (live_executions(&o, &id).len() == 2).then_some(()))
@@ -247,11 +222,11 @@ fn a_daemon_job_runs_on_every_node_including_late_joiners() {
 fn a_service_job_keeps_its_replicas_up() {
     let (o, port) = orchestrator(&[]);
     let _a = compute(port, TOKEN);
-    wait_connected(&o, 1);
+    o.wait_connected(1);
     // Each replica ends after 300 ms; the service replaces it, again and again.
     let path = spec(&o, "service", 2, &[&program("sleep"), "300"]);
     let id = o.ok(&["job", "run", "--wait=false", "--id-only", &path]).trim().to_owned();
-    wait_for("replicas to be replaced", DEADLINE, || (executions(&o, &id).len() >= 6).then_some(())).expect("restarts");
+    wait_for("replicas to be replaced", DEADLINE, || (o.executions(&id).len() >= 6).then_some(())).expect("restarts");
     let v: Value = serde_json::from_str(&o.ok(&["job", "describe", &id, "--output", "json"])).expect("json");
     assert_eq!(v["Job"]["State"]["StateType"], "Running", "a service does not complete");
     o.ok(&["job", "stop", &id]);
@@ -279,12 +254,12 @@ fn the_node_port_speaks_tls_when_given_a_certificate() {
     let addr = format!("127.0.0.1:{port}");
     let tls = Serve::start(bin(), &["--compute", "--orchestrators", &addr, "--node-token", TOKEN, "--tls-ca", &cert])
         .expect("compute with TLS");
-    wait_connected(&o, 1);
+    o.wait_connected(1);
     // A node that dials in plain text gets nowhere.
     let plain = compute(port, TOKEN);
     std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(connected(&o), 1, "only the TLS node joined");
-    let id = submit(&o, &[&program("hello")]);
+    assert_eq!(o.connected(), 1, "only the TLS node joined");
+    let id = o.submit_wasm(&[&program("hello")]);
     assert_eq!(o.wait_terminal(&id).expect("finish"), "Completed");
     drop((tls, plain));
 }
@@ -298,25 +273,38 @@ fn ipfs_content_moves_between_nodes_by_the_orchestrators_routing() {
             .expect("compute node")
     };
     let (_a, _b) = (node("box=a"), node("box=b"));
-    wait_connected(&o, 2);
+    o.wait_connected(2);
     // Node A writes a file and publishes its result folder to its own IPFS store.
-    let first = submit(
-        &o,
-        &["--constraints", "box=a", "-o", "out:/out", "-p", "ipfs", &program("write"), "/out/x.txt", "from a"],
-    );
+    let first = o.submit_wasm(&[
+        "--constraints",
+        "box=a",
+        "-o",
+        "out:/out",
+        "-p",
+        "ipfs",
+        &program("write"),
+        "/out/x.txt",
+        "from a",
+    ]);
     assert_eq!(o.wait_terminal(&first).expect("finish"), "Completed", "{}", o.log());
     let results: Value =
         serde_json::from_str(&o.get(&format!("/api/v1/orchestrator/jobs/{first}/results")).expect("results"))
             .expect("json");
     let cid = results["Items"][0]["Params"]["CID"].as_str().expect("an ipfs result").to_owned();
     // Node B mounts it: the orchestrator tells B that A's peer holds it; B's peer knows no one else.
-    let second = submit(
-        &o,
-        &["--constraints", "box=b", "-i", &format!("ipfs://{cid}:/in"), "-p", "ipfs", &program("cat"), "/in/out/x.txt"],
-    );
+    let second = o.submit_wasm(&[
+        "--constraints",
+        "box=b",
+        "-i",
+        &format!("ipfs://{cid}:/in"),
+        "-p",
+        "ipfs",
+        &program("cat"),
+        "/in/out/x.txt",
+    ]);
     assert_eq!(o.wait_terminal(&second).expect("finish"), "Completed", "{}", o.ok(&["job", "describe", &second]));
     let on: Vec<String> =
-        executions(&o, &second).iter().filter_map(|e| e["NodeID"].as_str().map(str::to_owned)).collect();
+        o.executions(&second).iter().filter_map(|e| e["NodeID"].as_str().map(str::to_owned)).collect();
     assert_eq!(on.len(), 1);
     // `job get` through the orchestrator, whose store has neither result: its gateway fetches
     // from the node that published it.

@@ -5,24 +5,12 @@
 use std::path::Path;
 
 use bacalhau_testkit::kubo::{Kubo, non_loopback_connections, rerun_in_private_netns};
+use bacalhau_testkit::random_bytes;
 use bacalhau_testkit::{Serve, c_program};
 use serde_json::Value;
 
 fn bin() -> &'static Path {
     Path::new(env!("CARGO_BIN_EXE_bacalhau"))
-}
-
-fn random(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
 }
 
 fn submit(s: &Serve, args: &[&str]) -> String {
@@ -50,7 +38,7 @@ fn kubo_content_feeds_a_job_and_kubo_fetches_its_result() {
     let mut kubo = Kubo::start(1).expect("kubo");
     let folder = tmp.path().join("in");
     std::fs::create_dir_all(&folder).expect("mkdir");
-    let bytes = random(1_500_000, 5);
+    let bytes = random_bytes(1_500_000, 5);
     std::fs::write(folder.join("data.bin"), &bytes).expect("write");
     std::fs::write(folder.join("hello.txt"), "hello from kubo\n").expect("write");
     let cid = kubo.add(0, &folder).expect("kubo add");
@@ -105,7 +93,7 @@ fn a_peer_serving_corrupted_blocks_is_refused_and_the_job_says_so() {
     let bad = Serve::start(bin(), &["--ipfs-test-fault", "corrupt-blocks"]).expect("bad node");
     let folder = bad.work.join("d");
     std::fs::create_dir_all(&folder).expect("mkdir");
-    std::fs::write(folder.join("data.bin"), random(700_000, 9)).expect("write");
+    std::fs::write(folder.join("data.bin"), random_bytes(700_000, 9)).expect("write");
     let cid = bad.ok(&["ipfs", "add", "-r", "-Q", &folder.display().to_string()]).trim().to_owned();
     let bad_addr = ipfs_id(&bad)["Addresses"][0].as_str().expect("addr").to_owned();
 
@@ -127,7 +115,7 @@ fn ipfs_connect_takes_inputs_from_and_publishes_results_to_a_kubo_rpc_api() {
     let daemon = Serve::start(bin(), &[]).expect("daemon");
     let folder = daemon.work.join("d");
     std::fs::create_dir_all(&folder).expect("mkdir");
-    let bytes = random(400_000, 3);
+    let bytes = random_bytes(400_000, 3);
     std::fs::write(folder.join("data.bin"), &bytes).expect("write");
     let cid = daemon.ok(&["ipfs", "add", "-r", "-Q", &folder.display().to_string()]).trim().to_owned();
 

@@ -5,7 +5,6 @@
 use std::path::Path;
 
 use bacalhau_testkit::{DEADLINE, Serve, c_program, free_port, wait_for};
-use serde_json::Value;
 
 const TOKEN: &str = "market-test-token";
 
@@ -30,31 +29,8 @@ fn compute(addr: &str, name: &str, extra: &[&str]) -> Serve {
     Serve::start(bin(), &args).expect("compute node")
 }
 
-fn nodes(o: &Serve) -> Vec<Value> {
-    let v: Value = serde_json::from_str(&o.get("/api/v1/orchestrator/nodes").expect("nodes")).expect("json");
-    v["Nodes"].as_array().cloned().unwrap_or_default()
-}
-
-fn wait_connected(o: &Serve, n: usize) {
-    wait_for(&format!("{n} nodes"), DEADLINE, || {
-        (nodes(o).iter().filter(|x| x["Connection"] == "CONNECTED").count() == n).then_some(())
-    })
-    .unwrap_or_else(|e| panic!("{e}"));
-}
-
-fn run(o: &Serve, args: &[&str]) -> String {
-    let mut full = vec!["wasm", "run", "--wait=false"];
-    full.extend_from_slice(args);
-    o.ok(&full).trim().to_owned()
-}
-
-fn executions(o: &Serve, id: &str) -> Vec<Value> {
-    let v: Value = serde_json::from_str(&o.ok(&["job", "executions", id, "--output", "json"])).expect("json");
-    v.as_array().cloned().unwrap_or_default()
-}
-
 fn ran_on(o: &Serve, id: &str) -> Vec<String> {
-    executions(o, id)
+    o.executions(id)
         .iter()
         .filter(|e| e["ComputeState"]["StateType"] == 7)
         .filter_map(|e| e["NodeID"].as_str().map(str::to_owned))
@@ -67,15 +43,15 @@ fn the_cheapest_quote_wins_and_a_low_max_price_fails_listing_the_quotes() {
     let _a = compute(&addr, "pricey", &["--price-cpu-second", "0.002"]);
     let _b = compute(&addr, "middle", &["--price-cpu-second", "0.001"]);
     let _c = compute(&addr, "cheap", &["--price-cpu-second", "0.0005", "--price-output-gb", "1"]);
-    wait_connected(&o, 3);
+    o.wait_connected(3);
     let list = o.ok(&["node", "list", "--wide"]);
     assert!(list.contains("cpu-s 0.0005"), "node list shows prices: {list}");
 
     let hello = program("hello");
-    let id = run(&o, &["--strategy", "cheapest", "--cpu", "1", "--execution-timeout", "10", &hello]);
+    let id = o.submit_wasm(&["--strategy", "cheapest", "--cpu", "1", "--execution-timeout", "10", &hello]);
     assert_eq!(o.wait_terminal(&id).expect("finish"), "Completed");
     assert_eq!(ran_on(&o, &id), ["cheap"]);
-    let e = executions(&o, &id).into_iter().find(|e| e["NodeID"] == "cheap").expect("execution");
+    let e = o.executions(&id).into_iter().find(|e| e["NodeID"] == "cheap").expect("execution");
     // 1 CPU × 10 s × 0.0005.
     assert!((e["Quote"].as_f64().expect("quote") - 0.005).abs() < 1e-9, "{e}");
     let cost = e["Cost"].as_f64().expect("cost from measured use");
@@ -84,11 +60,11 @@ fn the_cheapest_quote_wins_and_a_low_max_price_fails_listing_the_quotes() {
     assert!(describe.contains("Total Cost") && describe.contains("strategy cheapest"), "{describe}");
 
     // Fastest ignores price: any node may win, and the quote recorded is that node's.
-    let id = run(&o, &["--strategy", "fastest", "--cpu", "1", "--execution-timeout", "10", &hello]);
+    let id = o.submit_wasm(&["--strategy", "fastest", "--cpu", "1", "--execution-timeout", "10", &hello]);
     assert_eq!(o.wait_terminal(&id).expect("finish"), "Completed");
 
     // A ceiling below every quote: the job fails, and says what each node asked.
-    let id = run(&o, &["--max-price", "0.001", "--cpu", "1", "--execution-timeout", "10", &hello]);
+    let id = o.submit_wasm(&["--max-price", "0.001", "--cpu", "1", "--execution-timeout", "10", &hello]);
     assert_eq!(o.wait_terminal(&id).expect("finish"), "Failed");
     let describe = o.ok(&["job", "describe", &id]);
     for quote in ["quotes 0.020000", "quotes 0.010000", "quotes 0.005000"] {
@@ -106,16 +82,17 @@ fn verification_keeps_the_majority_result_and_flags_the_tampering_node() {
     let _a = compute(&addr, "honest-a", &[]);
     let _b = compute(&addr, "honest-b", &[]);
     let _t = compute(&addr, "a-tamperer", &["--test-fault", "tamper-results"]);
-    wait_connected(&o, 3);
+    o.wait_connected(3);
     let hello = program("hello");
-    let id = run(&o, &["--verify", "3", "-p", "ipfs", &hello]);
+    let id = o.submit_wasm(&["--verify", "3", "-p", "ipfs", &hello]);
     assert_eq!(o.wait_terminal(&id).expect("finish"), "Completed", "{}", o.ok(&["job", "describe", &id]));
     let mut on = ran_on(&o, &id);
     on.sort();
     assert_eq!(on, ["a-tamperer", "honest-a", "honest-b"], "three distinct nodes");
     let describe = o.ok(&["job", "describe", &id]);
     assert!(describe.contains("verified: 2 of 3 nodes produced"), "{describe}");
-    let flagged: Vec<String> = executions(&o, &id)
+    let flagged: Vec<String> = o
+        .executions(&id)
         .iter()
         .filter(|e| e["Verification"].as_str().is_some_and(|v| v.starts_with("dissented")))
         .filter_map(|e| e["NodeID"].as_str().map(str::to_owned))
@@ -128,16 +105,16 @@ fn verification_keeps_the_majority_result_and_flags_the_tampering_node() {
     // The dissenter is ranked down, and its record survives an orchestrator restart.
     o.kill9().expect("kill the orchestrator");
     o.restart().expect("restart the orchestrator");
-    wait_connected(&o, 3);
-    let record = nodes(&o).into_iter().find(|n| n["Info"]["NodeID"] == "a-tamperer").expect("listed");
+    o.wait_connected(3);
+    let record = o.nodes().into_iter().find(|n| n["Info"]["NodeID"] == "a-tamperer").expect("listed");
     assert_eq!(record["Dissents"], 1, "{record}");
     for _ in 0..3 {
-        let id = run(&o, &[&hello]);
+        let id = o.submit_wasm(&[&hello]);
         assert_eq!(o.wait_terminal(&id).expect("finish"), "Completed");
         assert_ne!(ran_on(&o, &id), ["a-tamperer"]);
     }
     // Unanimity cannot be reached with a tamperer: the job fails with each node's CID.
-    let id = run(&o, &["--verify", "3", "--quorum", "3", "-p", "ipfs", &hello]);
+    let id = o.submit_wasm(&["--verify", "3", "--quorum", "3", "-p", "ipfs", &hello]);
     assert_eq!(o.wait_terminal(&id).expect("finish"), "Failed");
     let describe = o.ok(&["job", "describe", &id]);
     assert!(describe.contains("verification failed") && describe.contains("tamperer → Qm"), "{describe}");
@@ -152,40 +129,40 @@ fn jobs_go_where_their_data_is_and_nodes_apply_their_bid_policies() {
     let picky = compute(&addr, "picky", &["--local-inputs-only", "--reject-networked-jobs", "--labels", "box=picky"]);
     let holder = compute(&addr, "holder", &["--labels", "box=holder"]);
     let _other = compute(&addr, "other", &["--job-selection-probe-exec", "grep -q allowed", "--labels", "box=other"]);
-    wait_connected(&o, 3);
+    o.wait_connected(3);
     // Data added to the holder's own store (its API), nowhere else.
     let folder = holder.work.join("d");
     std::fs::create_dir_all(&folder).expect("mkdir");
     std::fs::write(folder.join("x.txt"), "local data\n").expect("write");
     let cid = holder.ok(&["ipfs", "add", "-r", "-Q", &folder.display().to_string()]).trim().to_owned();
     wait_for("the holder to report its roots", DEADLINE, || {
-        nodes(&o)
+        o.nodes()
             .iter()
             .any(|n| {
                 n["Info"]["NodeID"] == "holder" && n["Info"]["ComputeNodeInfo"]["IPFSRoots"].to_string().contains(&cid)
             })
             .then_some(())
     })
-    .unwrap_or_else(|e| panic!("{e}: {:?}", nodes(&o)));
+    .unwrap_or_else(|e| panic!("{e}: {:?}", o.nodes()));
     let cat = program("cat");
     let input = format!("ipfs://{cid}:/in");
     for _ in 0..2 {
-        let id = run(&o, &["-i", &input, &cat, "/in/x.txt"]);
+        let id = o.submit_wasm(&["-i", &input, &cat, "/in/x.txt"]);
         assert_eq!(o.wait_terminal(&id).expect("finish"), "Completed", "{}", o.ok(&["job", "describe", &id]));
         assert_eq!(ran_on(&o, &id), ["holder"], "locality");
     }
     // The picky node declines inputs it lacks and networked jobs; the job says why.
-    let id = run(&o, &["--constraints", "box=picky", "-i", &input, &cat, "/in/x.txt"]);
+    let id = o.submit_wasm(&["--constraints", "box=picky", "-i", &input, &cat, "/in/x.txt"]);
     assert_eq!(o.wait_terminal(&id).expect("finish"), "Failed");
     assert!(o.ok(&["job", "describe", &id]).contains("--local-inputs-only"));
-    let id = run(&o, &["--constraints", "box=picky", "--network", "full", &program("hello")]);
+    let id = o.submit_wasm(&["--constraints", "box=picky", "--network", "full", &program("hello")]);
     assert_eq!(o.wait_terminal(&id).expect("finish"), "Failed");
     assert!(o.ok(&["job", "describe", &id]).contains("--reject-networked-jobs"));
     drop(picky);
     // The probe vetoes jobs whose spec lacks "allowed" and takes the others.
-    let id = run(&o, &["--constraints", "box=other", &program("hello")]);
+    let id = o.submit_wasm(&["--constraints", "box=other", &program("hello")]);
     assert_eq!(o.wait_terminal(&id).expect("finish"), "Failed");
     assert!(o.ok(&["job", "describe", &id]).contains("probe declined"));
-    let id = run(&o, &["--constraints", "box=other", "-l", "allowed=yes", &program("hello")]);
+    let id = o.submit_wasm(&["--constraints", "box=other", "-l", "allowed=yes", &program("hello")]);
     assert_eq!(o.wait_terminal(&id).expect("finish"), "Completed");
 }

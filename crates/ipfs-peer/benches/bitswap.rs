@@ -13,16 +13,7 @@ use bacalhau_ipfs_peer::{Peer, PeerConfig};
 use bacalhau_testkit::kubo::{Kubo, rerun_self_in_private_netns};
 
 fn random_file(path: &std::path::Path, len: usize) {
-    let mut x = 0x2545_f491_4f6c_dd1du64;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    std::fs::write(path, out).expect("write the test file");
+    std::fs::write(path, bacalhau_testkit::random_bytes(len, 0x2545_f491_4f6c_dd1d)).expect("write the test file");
 }
 
 fn mib_s(bytes: usize, secs: f64) -> f64 {

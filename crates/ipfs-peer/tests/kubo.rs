@@ -7,19 +7,7 @@ use std::time::Duration;
 use bacalhau_ipfs::{BlockStore, Cid, ImportOptions, Importer};
 use bacalhau_ipfs_peer::{Peer, PeerConfig};
 use bacalhau_testkit::kubo::{Kubo, non_loopback_connections, rerun_in_private_netns};
-
-fn random(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
+use bacalhau_testkit::random_bytes;
 
 #[test]
 fn kubo_and_our_peer_exchange_files_and_folders_over_bitswap() {
@@ -38,12 +26,12 @@ fn kubo_and_our_peer_exchange_files_and_folders_over_bitswap() {
 
         // kubo adds a file and a folder; we fetch both and read the same bytes.
         let file = tmp.path().join("big.bin");
-        let bytes = random(3 * 1024 * 1024 + 5, 7);
+        let bytes = random_bytes(3 * 1024 * 1024 + 5, 7);
         std::fs::write(&file, &bytes).expect("write");
         let folder = tmp.path().join("folder");
         std::fs::create_dir_all(folder.join("sub")).expect("mkdir");
         std::fs::write(folder.join("a.txt"), "alpha\n").expect("write");
-        std::fs::write(folder.join("sub/b.txt"), random(300_000, 9)).expect("write");
+        std::fs::write(folder.join("sub/b.txt"), random_bytes(300_000, 9)).expect("write");
         let file_cid = kubo.add(0, &file).expect("kubo add file");
         let folder_cid = kubo.add(0, &folder).expect("kubo add folder");
 
@@ -69,7 +57,7 @@ fn kubo_and_our_peer_exchange_files_and_folders_over_bitswap() {
         );
 
         // We add a file (CIDv0 and CIDv1 with raw leaves); kubo fetches both from us.
-        let ours = random(2 * 1024 * 1024 + 3, 11);
+        let ours = random_bytes(2 * 1024 * 1024 + 3, 11);
         let v0 = Importer::new(ImportOptions::v0(), |c, d| store.put_bytes(c, d)).file(&ours[..]).expect("add").cid;
         let v1 = Importer::new(ImportOptions::v1(), |c, d| store.put_bytes(c, d)).file(&ours[..]).expect("add").cid;
         let fresh = Kubo::start(1).expect("a second kubo that has nothing");

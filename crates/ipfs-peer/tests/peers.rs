@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use bacalhau_ipfs::{BlockStore, Cid, ImportOptions, Importer};
 use bacalhau_ipfs_peer::{Fault, Peer, PeerConfig};
+use bacalhau_testkit::random_bytes;
 
 struct Node {
     peer: Peer,
@@ -21,20 +22,6 @@ async fn node(fault: Fault) -> Node {
     Node { peer, store, _dir: dir }
 }
 
-/// Bytes that do not repeat (repeating chunks would dedupe into a handful of blocks).
-fn data(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
 fn add(store: &BlockStore, bytes: &[u8], opts: ImportOptions) -> Cid {
     Importer::new(opts, |c, d| store.put_bytes(c, d)).file(bytes).expect("import").cid
 }
@@ -48,7 +35,7 @@ fn read(store: &BlockStore, cid: &Cid) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_fetches_a_whole_dag_from_another() {
     let (a, b) = (node(Fault::None).await, node(Fault::None).await);
-    let bytes = data(5 * 1024 * 1024 + 17, 1);
+    let bytes = random_bytes(5 * 1024 * 1024 + 17, 1);
     let v0 = add(&a.store, &bytes, ImportOptions::v0());
     let v1 = add(&a.store, &bytes, ImportOptions::v1());
     assert!(!b.store.has(&v0));
@@ -85,7 +72,7 @@ async fn a_missing_cid_fails_naming_the_block_and_the_peers_asked() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupted_blocks_are_refused_and_never_stored() {
     let (bad, good, b) = (node(Fault::CorruptBlocks).await, node(Fault::None).await, node(Fault::None).await);
-    let bytes = data(600_000, 2);
+    let bytes = random_bytes(600_000, 2);
     let cid = add(&bad.store, &bytes, ImportOptions::v0());
     // Only the corrupting peer holds it: the fetch fails and says why.
     let err = b.peer.fetch_dag(cid, &bad.peer.addrs(), Duration::from_secs(3)).await.expect_err("corrupted");
@@ -104,7 +91,7 @@ async fn corrupted_blocks_are_refused_and_never_stored() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transfer_finishes_from_another_peer_when_one_drops() {
     let (a, c, b) = (node(Fault::None).await, node(Fault::None).await, node(Fault::None).await);
-    let bytes = data(64 * 1024 * 1024, 3);
+    let bytes = random_bytes(64 * 1024 * 1024, 3);
     let cid = add(&a.store, &bytes, ImportOptions::v0());
     add(&c.store, &bytes, ImportOptions::v0());
     b.peer.connect(&c.peer.addrs()[0]).await.expect("connect c");

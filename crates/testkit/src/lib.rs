@@ -98,6 +98,21 @@ pub fn wait_for<T>(what: &str, deadline: Duration, mut f: impl FnMut() -> Option
     }
 }
 
+/// `len` bytes that do not repeat (xorshift64 from `seed`): repeating data would dedupe into a
+/// handful of IPFS blocks and hide transfer bugs.
+pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out.extend_from_slice(&x.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
 /// A `bacalhau serve` child process with its own data dir and port.
 #[derive(Debug)]
 pub struct Serve {
@@ -219,6 +234,41 @@ impl Serve {
     /// GET on the API, returning the body.
     pub fn get(&self, path: &str) -> Result<String> {
         http_get(self.port, path)
+    }
+
+    /// The orchestrator's node list (`/api/v1/orchestrator/nodes`), as JSON values.
+    pub fn nodes(&self) -> Vec<serde_json::Value> {
+        self.get("/api/v1/orchestrator/nodes")
+            .ok()
+            .and_then(|b| serde_json::from_str::<serde_json::Value>(&b).ok())
+            .and_then(|v| v["Nodes"].as_array().cloned())
+            .unwrap_or_default()
+    }
+
+    /// How many nodes are CONNECTED.
+    pub fn connected(&self) -> usize {
+        self.nodes().iter().filter(|n| n["Connection"] == "CONNECTED").count()
+    }
+
+    /// Waits until exactly `n` nodes are connected (panics with the node list if not).
+    pub fn wait_connected(&self, n: usize) {
+        wait_for(&format!("{n} compute nodes to connect"), DEADLINE, || (self.connected() == n).then_some(()))
+            .unwrap_or_else(|e| panic!("{e}: {:?}\n{}", self.nodes(), self.log()));
+    }
+
+    /// `wasm run --wait=false ARGS...`; returns the job ID.
+    pub fn submit_wasm(&self, args: &[&str]) -> String {
+        let mut full = vec!["wasm", "run", "--wait=false"];
+        full.extend_from_slice(args);
+        self.ok(&full).trim().to_owned()
+    }
+
+    /// A job's executions (`job executions ID --output json`).
+    pub fn executions(&self, id: &str) -> Vec<serde_json::Value> {
+        serde_json::from_str::<serde_json::Value>(&self.ok(&["job", "executions", id, "--output", "json"]))
+            .ok()
+            .and_then(|v| v.as_array().cloned())
+            .unwrap_or_default()
     }
 
     /// The job's state string, from `job describe --output json`.
