@@ -57,6 +57,11 @@ pub(crate) const ROUTES: &[(&str, &str, &str)] = &[
     ("post", "/api/v0/id", "kubo RPC: the IPFS peer's identity"),
     ("post", "/api/v0/dag/export", "kubo RPC: ?arg=CID, the DAG as a CAR v1"),
     ("post", "/api/v0/dag/import", "kubo RPC: multipart CAR files; blocks stored, roots pinned"),
+    (
+        "get",
+        "/api/v1/compute/executions/{id}/logs",
+        "A running execution's log on the node that runs it, as JSON lines (?follow=true)",
+    ),
     ("get", "/api/v1/ipfs/id", "The embedded IPFS peer, as kubo's `ipfs id`: {ID, Addresses, AgentVersion, Protocols}"),
 ];
 

@@ -133,6 +133,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/orchestrator/jobs/{id}/executions", get(job_executions))
         .route("/api/v1/orchestrator/jobs/{id}/results", get(job_results))
         .route("/api/v1/orchestrator/jobs/{id}/logs", get(job_logs))
+        .route("/api/v1/compute/executions/{id}/logs", get(execution_logs))
         .route("/api/v1/orchestrator/nodes", get(list_nodes).put(node_action))
         .route("/api/v1/orchestrator/nodes/{id}", get(get_node).put(node_action_by_path))
         .route("/api/v1/local-results/{file}", get(local_result))
@@ -382,6 +383,14 @@ async fn job_logs(
     };
     let follow = flag(&p, "follow")?;
     let Some(compute) = s.compute.as_ref().filter(|c| c.has_execution(&execution.id)).cloned() else {
+        if execution.run_output.is_none() {
+            // Still running on another node: ask that node's API for what it has written.
+            let nodes = orch(&s)?.nodes().await?;
+            let api = nodes.iter().find(|n| n.info.node_id == execution.node_id).map(|n| n.info.api_url.clone());
+            if let Some(api) = api.filter(|a| !a.is_empty()) {
+                return remote_logs(&api, &execution.id, follow, ws.ok()).await;
+            }
+        }
         // Another node ran it: what it reported when it finished is all this server has.
         let out = execution.run_output.clone().ok_or_else(|| {
             ApiError::not_found(
@@ -427,6 +436,77 @@ async fn job_logs(
             Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
         }
     }
+}
+
+/// `GET /api/v1/compute/executions/{id}/logs[?follow=true]` on a node that runs the execution:
+/// one JSON log frame per line, streamed (what the orchestrator relays for remote executions).
+async fn execution_logs(State(s): St, Path(id): Path<String>, Query(p): Params) -> ApiResult<Response> {
+    let exec_id = ExecutionId::from(id.as_str());
+    let compute = s.compute.as_ref().filter(|c| c.has_execution(&exec_id)).cloned().ok_or_else(|| {
+        ApiError::not_found(format!("this node has no execution {id}"), "ask the node the execution ran on")
+    })?;
+    let mut rx = compute.logs(&exec_id, flag(&p, "follow")?);
+    let (tx, body) = mpsc::channel::<Result<String, std::io::Error>>(64);
+    tokio::spawn(async move {
+        while let Some(l) = rx.recv().await {
+            let frame = LogFrame { value: Some(LogValue { kind: l.kind as u8, line: l.line }), error: String::new() };
+            let Ok(mut text) = serde_json::to_string(&frame) else { continue };
+            text.push('\n');
+            if tx.send(Ok(text)).await.is_err() {
+                return;
+            }
+        }
+    });
+    let stream = futures::stream::unfold(body, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) });
+    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], axum::body::Body::from_stream(stream)).into_response())
+}
+
+/// Relays a remote node's log stream to this API's caller, as text or websocket frames.
+async fn remote_logs(api: &str, id: &ExecutionId, follow: bool, ws: Option<WebSocketUpgrade>) -> ApiResult<Response> {
+    let url = format!("{}/api/v1/compute/executions/{id}/logs?follow={follow}", api.trim_end_matches('/'));
+    let resp = reqwest::get(&url).await.and_then(reqwest::Response::error_for_status).map_err(|e| {
+        ApiError::not_found(
+            format!("execution {id} runs on another node, whose API at {api} did not give its logs: {e}"),
+            "wait for the job to finish: its output then reaches this orchestrator",
+        )
+    })?;
+    let (tx, mut rx) = mpsc::channel::<LogFrame>(64);
+    tokio::spawn(async move {
+        use futures::StreamExt;
+        let mut body = resp.bytes_stream();
+        let mut buf: Vec<u8> = Vec::new();
+        while let Some(Ok(chunk)) = body.next().await {
+            buf.extend_from_slice(&chunk);
+            while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = buf.drain(..=pos).collect();
+                if let Ok(frame) = serde_json::from_slice::<LogFrame>(&line)
+                    && tx.send(frame).await.is_err()
+                {
+                    return;
+                }
+            }
+        }
+    });
+    Ok(match ws {
+        Some(upgrade) => upgrade.on_upgrade(move |mut socket| async move {
+            while let Some(frame) = rx.recv().await {
+                let Ok(text) = serde_json::to_string(&frame) else { continue };
+                if socket.send(Message::Text(text.into())).await.is_err() {
+                    return;
+                }
+            }
+            let _ = socket.send(Message::Close(Some(CloseFrame { code: 1000, reason: "".into() }))).await;
+        }),
+        None => {
+            let mut text = String::new();
+            while let Some(frame) = rx.recv().await {
+                if let Some(v) = frame.value {
+                    text.push_str(&v.line);
+                }
+            }
+            ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
+        }
+    })
 }
 
 async fn stream_ws(mut socket: WebSocket, compute: ComputeHandle, id: ExecutionId, follow: bool) {

@@ -55,6 +55,7 @@ pub async fn start_node(
         heartbeat_interval: Duration::from_secs(5),
         version: BuildVersionInfo::default(),
         ipfs_addrs: Vec::new(),
+        api_url: String::new(),
         prices: None,
         bid_policy: Default::default(),
     };

@@ -243,6 +243,7 @@ pub async fn start_compute(
         heartbeat_interval: Duration::from_secs(5),
         version: version_info(),
         ipfs_addrs: node_ipfs.addrs(),
+        api_url: results_url.clone(),
         prices,
         bid_policy,
     };

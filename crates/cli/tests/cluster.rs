@@ -311,3 +311,28 @@ fn ipfs_content_moves_between_nodes_by_the_orchestrators_routing() {
     o.ok(&["job", "get", &second, "--output-dir", "res"]);
     assert_eq!(std::fs::read_to_string(o.work.join("res/stdout")).expect("stdout"), "from a");
 }
+
+#[test]
+fn a_remote_executions_log_is_readable_while_it_runs() {
+    let (o, port) = orchestrator(&[]);
+    let _c = compute(port, TOKEN);
+    o.wait_connected(1);
+    let id = o.submit_wasm(&[&program("sleep"), "5000"]);
+    // The line printed before the sleep comes from the compute node's API, relayed by the
+    // orchestrator, while the job still runs.
+    let early = wait_for("the first line of a running remote execution", DEADLINE, || {
+        let out = o.cli(&["job", "logs", &id]);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        (out.status.success() && text.contains("sleeping 5000 ms")).then_some(text)
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", o.log()));
+    assert!(!early.contains("done"), "read while running: {early}");
+    assert_eq!(o.job_state(&id).expect("state"), "Running");
+    assert_eq!(o.wait_terminal(&id).expect("finish"), "Completed");
+    assert_eq!(o.ok(&["job", "logs", &id]), "sleeping 5000 ms\ndone\n");
+    // Following a running remote execution streams it to its end.
+    let id = o.submit_wasm(&[&program("sleep"), "2000"]);
+    wait_for("the job to run", DEADLINE, || (o.job_state(&id).ok()? == "Running").then_some(()))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(o.ok(&["job", "logs", "--follow", &id]), "sleeping 2000 ms\ndone\n");
+}

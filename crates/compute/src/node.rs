@@ -43,6 +43,8 @@ pub struct ComputeConfig {
     pub version: BuildVersionInfo,
     /// Multiaddrs of the node's IPFS peer, advertised at registration.
     pub ipfs_addrs: Vec<String>,
+    /// Base URL of the node's API, advertised so the orchestrator can fetch live logs.
+    pub api_url: String,
     /// What it charges (none: free).
     pub prices: Option<bacalhau_model::Prices>,
     /// Which jobs it bids for.
@@ -275,6 +277,7 @@ impl Runtime {
             }),
             bacalhau_version: self.cfg.version.clone(),
             ipfs_addrs: self.cfg.ipfs_addrs.clone(),
+            api_url: self.cfg.api_url.clone(),
         };
         if let Ok(mut i) = self.info.write() {
             *i = info;

@@ -177,6 +177,9 @@ pub struct NodeInfo {
     /// the blocks it holds over bitswap.
     #[serde(rename = "IPFSAddrs", default, skip_serializing_if = "Vec::is_empty")]
     pub ipfs_addrs: Vec<String>,
+    /// Base URL of its own API (a compute node serves the logs of what it runs there).
+    #[serde(rename = "APIURL", default, skip_serializing_if = "String::is_empty")]
+    pub api_url: String,
 }
 
 /// Whether the orchestrator lets a node take work.
