@@ -336,3 +336,25 @@ fn a_remote_executions_log_is_readable_while_it_runs() {
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(o.ok(&["job", "logs", "--follow", &id]), "sleeping 2000 ms\ndone\n");
 }
+
+#[test]
+fn rejecting_a_node_stops_its_work_and_runs_it_elsewhere() {
+    let (o, port) = orchestrator(&[]);
+    let addr = format!("127.0.0.1:{port}");
+    let node = |name: &str| {
+        Serve::start(bin(), &["--compute", "--orchestrators", &addr, "--node-token", TOKEN, "--name", name])
+            .expect("compute node")
+    };
+    let (_a, _b) = (node("first"), node("second"));
+    o.wait_connected(2);
+    let id = o.submit_wasm(&[&program("sleep"), "3000"]);
+    let running_on =
+        wait_for("the job to run", DEADLINE, || node_of_running(&o, &id)).unwrap_or_else(|e| panic!("{e}"));
+    o.ok(&["node", "reject", &running_on]);
+    assert_eq!(o.wait_terminal(&id).expect("finish"), "Completed", "{}", o.ok(&["job", "describe", &id]));
+    let execs = o.executions(&id);
+    let failed = execs.iter().find(|e| e["NodeID"] == running_on.as_str()).expect("the first execution");
+    assert!(failed["ComputeState"]["Message"].as_str().is_some_and(|m| m.contains("rejected")), "{failed}");
+    let done = execs.iter().find(|e| e["ComputeState"]["StateType"] == 7).expect("a completed execution");
+    assert_ne!(done["NodeID"], running_on.as_str(), "finished on the other node");
+}

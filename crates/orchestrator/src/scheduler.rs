@@ -197,6 +197,12 @@ pub fn plan(
             apply(&mut plan, &mut execs, i, ComputeStateType::Failed, &msg, None);
             continue;
         }
+        // An operator rejected the node: what it still runs is stopped there and run elsewhere.
+        if node.is_some_and(|n| !n.approved) {
+            let msg = format!("node {} was rejected by the orchestrator's operator", e.node_id);
+            apply(&mut plan, &mut execs, i, ComputeStateType::Failed, &msg, Some(Notify::Cancel(msg.clone())));
+            continue;
+        }
         let exec_timeout = task.timeouts.execution_timeout as i64 * 1_000_000_000;
         let timed_out = e.compute_state.state_type == ComputeStateType::BidAccepted
             && exec_timeout > 0
