@@ -147,12 +147,9 @@ pub struct ServeArgs {
     /// An http:// URL that decides whether to bid: POSTed the job as JSON, a 2xx bids.
     #[arg(long, value_name = "URL")]
     pub job_selection_probe_http: Option<String>,
-    /// Test-only: `tamper-results` makes this node alter every result before publishing it.
-    #[arg(long, hide = true)]
-    pub test_fault: Option<String>,
-    /// Test-only: `corrupt-blocks` makes the IPFS peer serve corrupted blocks.
-    #[arg(long = "ipfs-test-fault", hide = true)]
-    pub ipfs_test_fault: Option<String>,
+    /// Test-only misbehaviour, to prove that peers and verification catch it.
+    #[arg(long, value_enum, hide = true)]
+    pub test_fault: Option<TestFault>,
     /// PEM CA certificate a compute node verifies its orchestrator with (dials TLS).
     #[arg(long)]
     pub tls_ca: Option<PathBuf>,
@@ -299,6 +296,15 @@ pub struct JobFlags {
     /// With --verify: how many nodes must produce the same result CID (default: a majority).
     #[arg(long, value_name = "K", requires = "verify")]
     pub quorum: Option<u32>,
+}
+
+/// `serve --test-fault`: ways a node can misbehave on purpose.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum TestFault {
+    /// The IPFS peer serves corrupted blocks.
+    CorruptBlocks,
+    /// Every result is altered before it is published.
+    TamperResults,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, Default, PartialEq, Eq)]

@@ -29,7 +29,7 @@ pub async fn run(host: &str, api_port: u16, data_dir: Option<PathBuf>, args: Dev
         .with_context(|| format!("cannot listen on {host}:{api_port}; choose another port with --api-port"))?;
     let api_addr = api.local_addr()?;
     std::fs::create_dir_all(dir.join("orchestrator"))?;
-    let ipfs = start_ipfs(&dir, &[LOOPBACK.to_owned()], &[], None).await?;
+    let ipfs = start_ipfs(&dir, &[LOOPBACK.to_owned()], &[], false).await?;
     let mut ocfg = OrchestratorConfig::new(dir.join("orchestrator").join("jobs.redb"));
     ocfg.ipfs_addrs = ipfs.addrs();
     ocfg.defaults = SubmissionDefaults::default();
@@ -65,7 +65,7 @@ pub async fn run(host: &str, api_port: u16, data_dir: Option<PathBuf>, args: Dev
             allowed: Vec::new(),
             capacity_percent: 80,
             results_url: format!("http://{advertised}:{}", addr.port()),
-            ipfs: start_ipfs(&node_dir, &[LOOPBACK.to_owned()], &[], None).await?,
+            ipfs: start_ipfs(&node_dir, &[LOOPBACK.to_owned()], &[], false).await?,
             kubo: None,
             prices: None,
             bid_policy: Default::default(),

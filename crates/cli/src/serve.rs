@@ -137,19 +137,15 @@ fn multiaddrs(values: &[String], flag: &str) -> Result<Vec<bacalhau_ipfs_peer::A
 }
 
 /// Opens `<dir>/ipfs` and starts its peer (listening on `listen`, keeping `peers` connected).
-pub async fn start_ipfs(dir: &Path, listen: &[String], peers: &[String], fault: Option<&str>) -> Result<IpfsNode> {
+pub async fn start_ipfs(dir: &Path, listen: &[String], peers: &[String], corrupt: bool) -> Result<IpfsNode> {
     let store = Arc::new(BlockStore::open(&dir.join("ipfs"))?);
     let mut cfg = bacalhau_ipfs_peer::PeerConfig::loopback(&dir.join("ipfs"));
     cfg.listen = multiaddrs(listen, "--ipfs-listen")?;
     cfg.peers = multiaddrs(peers, "--ipfs-peers")?;
     // A test-only fault mode: serve corrupted blocks, to prove peers refuse them.
-    match fault {
-        None => {}
-        Some("corrupt-blocks") => {
-            warn!("--ipfs-test-fault corrupt-blocks: this node serves corrupted blocks");
-            cfg.fault = bacalhau_ipfs_peer::Fault::CorruptBlocks;
-        }
-        Some(other) => bail!("--ipfs-test-fault {other:?} is unknown (the one fault is corrupt-blocks)"),
+    if corrupt {
+        warn!("--test-fault corrupt-blocks: this node serves corrupted blocks");
+        cfg.fault = bacalhau_ipfs_peer::Fault::CorruptBlocks;
     }
     let peer = bacalhau_ipfs_peer::Peer::start(store.clone(), cfg).await.context("starting the IPFS peer")?;
     Ok(IpfsNode { store, peer })
@@ -309,7 +305,9 @@ pub async fn serve(host: &str, port: u16, data_dir_flag: Option<PathBuf>, args: 
     let bound = listener.local_addr()?;
     let cancel = CancellationToken::new();
 
-    let ipfs = start_ipfs(&dir, &args.ipfs_listen, &args.ipfs_peers, args.ipfs_test_fault.as_deref()).await?;
+    let fault = args.test_fault;
+    let corrupt = fault == Some(crate::args::TestFault::CorruptBlocks);
+    let ipfs = start_ipfs(&dir, &args.ipfs_listen, &args.ipfs_peers, corrupt).await?;
     let mut orchestrator = None;
     let mut node_port = None;
     if run_orchestrator {
@@ -372,11 +370,7 @@ pub async fn serve(host: &str, port: u16, data_dir_flag: Option<PathBuf>, args: 
             },
             prices: crate::market::prices(&args)?,
             bid_policy: crate::market::bid_policy(&args)?,
-            tamper: match args.test_fault.as_deref() {
-                None => false,
-                Some("tamper-results") => true,
-                Some(other) => bail!("--test-fault {other:?} is unknown (the one fault is tamper-results)"),
-            },
+            tamper: fault == Some(crate::args::TestFault::TamperResults),
         };
         Some(start_compute(settings, endpoint, cancel.child_token()).await?)
     } else {

@@ -90,7 +90,7 @@ fn a_peer_serving_corrupted_blocks_is_refused_and_the_job_says_so() {
     if rerun_in_private_netns("a_peer_serving_corrupted_blocks_is_refused_and_the_job_says_so").expect("netns") {
         return;
     }
-    let bad = Serve::start(bin(), &["--ipfs-test-fault", "corrupt-blocks"]).expect("bad node");
+    let bad = Serve::start(bin(), &["--test-fault", "corrupt-blocks"]).expect("bad node");
     let folder = bad.work.join("d");
     std::fs::create_dir_all(&folder).expect("mkdir");
     std::fs::write(folder.join("data.bin"), random_bytes(700_000, 9)).expect("write");

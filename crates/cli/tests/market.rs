@@ -166,3 +166,40 @@ fn jobs_go_where_their_data_is_and_nodes_apply_their_bid_policies() {
     let id = o.submit_wasm(&["--constraints", "box=other", "-l", "allowed=yes", &program("hello")]);
     assert_eq!(o.wait_terminal(&id).expect("finish"), "Completed");
 }
+
+/// `bacalhau serve ARGS...` that must refuse to start; returns its stderr.
+fn serve_refuses(dir: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new(bin())
+        .args(["serve", "--api-port", "0", "--node-port", "0"])
+        .args(args)
+        .env("BACALHAU_DIR", dir)
+        .output()
+        .expect("run serve");
+    assert!(!out.status.success(), "serve {args:?} started");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn bad_market_and_peer_settings_are_refused_with_clear_errors() {
+    let o = Serve::start(bin(), &[]).expect("serve");
+    let hello = program("hello");
+    let err = o.fails(&["wasm", "run", "--max-price=-1", &hello]);
+    assert!(err.contains("Market.MaxPrice") && err.contains("at least 0"), "{err}");
+    let err = o.fails(&["wasm", "run", "--verify", "1", "-p", "ipfs", &hello]);
+    assert!(err.contains("Verification.Replicas") && err.contains("at least 2"), "{err}");
+    let err = o.fails(&["wasm", "run", "--verify", "3", "--quorum", "4", "-p", "ipfs", &hello]);
+    assert!(err.contains("Verification.Quorum") && err.contains("between 1 and Replicas (3)"), "{err}");
+
+    let dir = tempfile::tempdir().expect("tmp");
+    let err = serve_refuses(dir.path(), &["--ipfs-peers", "not-a-multiaddr"]);
+    assert!(err.contains("--ipfs-peers \"not-a-multiaddr\" is not a multiaddr"), "{err}");
+    let err = serve_refuses(dir.path(), &["--price-cpu-second=-1"]);
+    assert!(err.contains("--price-cpu-second must be a number of at least 0"), "{err}");
+    let err =
+        serve_refuses(dir.path(), &["--job-selection-probe-exec", "true", "--job-selection-probe-http", "http://x/"]);
+    assert!(err.contains("give one of --job-selection-probe-exec and --job-selection-probe-http"), "{err}");
+    let err = serve_refuses(dir.path(), &["--job-selection-probe-http", "https://x/"]);
+    assert!(err.contains("only http:// URLs are supported"), "{err}");
+    let err = serve_refuses(dir.path(), &["--test-fault", "bogus"]);
+    assert!(err.contains("corrupt-blocks") && err.contains("tamper-results"), "{err}");
+}

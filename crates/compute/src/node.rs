@@ -321,7 +321,12 @@ impl Runtime {
                 _ = heartbeat.tick() => {
                     self.publish_info();
                     let available: ResourcesWire = self.cfg.capacity.sub(&self.used).into();
-                    let roots: Vec<String> = self.inputs.iter().flat_map(|i| i.held()).collect();
+                    let roots: Vec<String> = self
+                        .info
+                        .read()
+                        .ok()
+                        .and_then(|i| i.compute_node_info.as_ref().map(|c| c.ipfs_roots.clone()))
+                        .unwrap_or_default();
                     let changed = roots != self.reported_roots;
                     if changed {
                         self.reported_roots = roots.clone();

@@ -136,21 +136,11 @@ impl RunPlan {
         };
         match summarize(&results_dir, exit_code, "") {
             Ok(run_output) => {
-                let cost = self.prices.map(|p| p.cost(&self.resources, wall, dir_bytes(&results_dir)));
+                let cost =
+                    self.prices.map(|p| p.cost(&self.resources, wall, bacalhau_executor::dir_size(&results_dir)));
                 Outcome::Completed { published_result, run_output, cost }
             }
             Err(e) => fail(format!("cannot read the result folder: {e}")),
         }
-    }
-}
-
-/// Bytes under `path` (the published output, for its price).
-fn dir_bytes(path: &std::path::Path) -> u64 {
-    match std::fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => {
-            std::fs::read_dir(path).into_iter().flatten().flatten().map(|e| dir_bytes(&e.path())).sum()
-        }
-        Ok(m) => m.len(),
-        Err(_) => 0,
     }
 }

@@ -315,20 +315,10 @@ impl DockerExecutor {
     /// writable layer. The engine cannot cap either on most storage drivers, so it is measured.
     async fn disk_used(&self, id: &str, request: &RunRequest) -> u64 {
         let dir = request.results_dir.clone();
-        let files = tokio::task::spawn_blocking(move || dir_size(&dir)).await.unwrap_or(0);
+        let files = tokio::task::spawn_blocking(move || bacalhau_executor::dir_size(&dir)).await.unwrap_or(0);
         let opts = bollard::query_parameters::InspectContainerOptions { size: true };
         let layer = self.docker.inspect_container(id, Some(opts)).await.ok().and_then(|c| c.size_rw).unwrap_or(0);
         files + u64::try_from(layer).unwrap_or(0)
-    }
-}
-
-fn dir_size(path: &Path) -> u64 {
-    match std::fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => {
-            std::fs::read_dir(path).into_iter().flatten().flatten().map(|e| dir_size(&e.path())).sum()
-        }
-        Ok(m) => m.len(),
-        Err(_) => 0,
     }
 }
 

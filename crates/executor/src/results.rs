@@ -73,6 +73,17 @@ pub fn summarize(dir: &Path, exit_code: i32, error_msg: &str) -> io::Result<RunC
     })
 }
 
+/// Bytes of the files under `path` (0 when it is missing); symlinks count as themselves.
+pub fn dir_size(path: &Path) -> u64 {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => {
+            std::fs::read_dir(path).into_iter().flatten().flatten().map(|e| dir_size(&e.path())).sum()
+        }
+        Ok(m) => m.len(),
+        Err(_) => 0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

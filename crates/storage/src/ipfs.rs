@@ -29,6 +29,8 @@ pub struct IpfsSource {
 
 /// At most this many roots are reported for locality.
 const MAX_ROOTS: usize = 10_000;
+/// Provider hints kept before the oldest are dropped.
+const MAX_HINTS: usize = 10_000;
 
 impl IpfsSource {
     /// A source reading only from `store`.
@@ -62,7 +64,7 @@ impl InputProvider for IpfsSource {
         let cid = cid_param(input)?;
         let dest = work_dir.join("ipfs");
         let store = self.store.clone();
-        // Garbage collection must not delete fetched blocks before they are copied out.
+        // Garbage collection must not delete the DAG between the fetch and the copy out.
         let s = store.clone();
         let _guard = tokio::task::spawn_blocking(move || s.writer())
             .await
@@ -77,8 +79,6 @@ impl InputProvider for IpfsSource {
         }
         let d = dest.clone();
         tokio::task::spawn_blocking(move || {
-            // Garbage collection must not delete the DAG while it is being copied out.
-            let _guard = store.writer()?;
             std::fs::create_dir_all(d.parent().unwrap_or(&d))?;
             bacalhau_ipfs::export(store.as_ref(), &cid, &d)
         })
@@ -104,6 +104,10 @@ impl InputProvider for IpfsSource {
 
     fn learn_providers(&self, providers: &BTreeMap<String, Vec<String>>) {
         let Ok(mut known) = self.providers.lock() else { return };
+        // Hints are for the asks in flight; an old one only costs a dial, so forget in bulk.
+        if known.len() > MAX_HINTS {
+            known.clear();
+        }
         for (cid, addrs) in providers {
             if let Ok(cid) = Cid::parse(cid) {
                 known.insert(cid, addrs.clone());

