@@ -50,11 +50,38 @@ pub enum ClientError {
     },
 }
 
+/// The largest JSON answer read (a malicious or broken server must not fill the client).
+const MAX_RESPONSE_BYTES: usize = 64 << 20;
+/// The largest IPFS block (bitswap's limit is 2 MiB).
+const MAX_BLOCK_BYTES: usize = 4 << 20;
+
 /// A client for one server.
 #[derive(Clone, Debug)]
 pub struct Client {
     base: String,
     http: reqwest::Client,
+    /// The `Authorization` header value sent with every request, if any.
+    authorization: Option<String>,
+}
+
+/// Reads a body, refusing one larger than `max` bytes.
+async fn read_capped(resp: reqwest::Response, max: usize, url: &str) -> Result<Vec<u8>, ClientError> {
+    if resp.content_length().is_some_and(|n| n > max as u64) {
+        return Err(ClientError::Protocol { url: url.into(), cause: format!("the answer is larger than {max} bytes") });
+    }
+    let mut out = Vec::new();
+    let mut stream = resp.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ClientError::Protocol { url: url.into(), cause: cause(&e) })?;
+        if out.len() + chunk.len() > max {
+            return Err(ClientError::Protocol {
+                url: url.into(),
+                cause: format!("the answer is larger than {max} bytes"),
+            });
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
 }
 
 fn cause(e: &reqwest::Error) -> String {
@@ -79,7 +106,21 @@ impl Client {
             format!("http://{h}:{port}")
         };
         let http = reqwest::Client::builder().timeout(REQUEST_TIMEOUT).build().unwrap_or_default();
-        Self { base, http }
+        Self { base, http, authorization: None }
+    }
+
+    /// Sends `Authorization: <value>` with every request (`Bearer <key>` or `Basic <b64>`).
+    pub fn with_authorization(mut self, value: Option<String>) -> Self {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(v) = value.as_deref().and_then(|v| reqwest::header::HeaderValue::from_str(v).ok()) {
+            let mut v = v;
+            v.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, v);
+        }
+        self.http =
+            reqwest::Client::builder().timeout(REQUEST_TIMEOUT).default_headers(headers).build().unwrap_or_default();
+        self.authorization = value;
+        self
     }
 
     /// The server's base URL.
@@ -91,7 +132,7 @@ impl Client {
         let resp =
             req.send().await.map_err(|e| ClientError::Unreachable { url: self.base.clone(), cause: cause(&e) })?;
         let status = resp.status();
-        let bytes = resp.bytes().await.map_err(|e| ClientError::Protocol { url: url.into(), cause: cause(&e) })?;
+        let bytes = read_capped(resp, MAX_RESPONSE_BYTES, url).await?;
         if !status.is_success() {
             let body: ErrorBody = serde_json::from_slice(&bytes).unwrap_or_else(|_| ErrorBody {
                 message: format!("{} {}", status, String::from_utf8_lossy(&bytes)),
@@ -203,7 +244,20 @@ impl Client {
     ) -> Result<(), ClientError> {
         let ws_base = self.base.replacen("http", "ws", 1);
         let url = format!("{ws_base}/api/v1/orchestrator/jobs/{id}/logs?follow={follow}&execution_id={execution_id}");
-        let (mut socket, _) = match tokio_tungstenite::connect_async(url.as_str()).await {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest as _;
+        let mut request = url
+            .as_str()
+            .into_client_request()
+            .map_err(|e| ClientError::Protocol { url: url.clone(), cause: e.to_string() })?;
+        if let Some(v) = self.authorization.as_deref().and_then(|v| v.parse().ok()) {
+            request.headers_mut().insert("authorization", v);
+        }
+        let connect = tokio::time::timeout(REQUEST_TIMEOUT, tokio_tungstenite::connect_async(request));
+        let connected = connect.await.map_err(|_| ClientError::Unreachable {
+            url: self.base.clone(),
+            cause: format!("no websocket answer within {REQUEST_TIMEOUT:?}"),
+        })?;
+        let (mut socket, _) = match connected {
             Ok(s) => s,
             Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
                 let body = resp.body().as_deref().unwrap_or_default();
@@ -263,7 +317,7 @@ impl Client {
                 hint: String::new(),
             });
         }
-        Ok(Some(resp.bytes().await.map_err(|e| ClientError::Protocol { url, cause: cause(&e) })?.to_vec()))
+        Ok(Some(read_capped(resp, MAX_BLOCK_BYTES, &url).await?))
     }
 
     /// Uploads a CAR file to the node's IPFS store, which verifies every block and pins the
@@ -309,6 +363,11 @@ impl Client {
     }
 
     /// Runs garbage collection on the node's IPFS store.
+    /// `GET /api/v1/agent/authconfig`: the server's single sign-on settings.
+    pub async fn authconfig(&self) -> Result<serde_json::Value, ClientError> {
+        self.get("/api/v1/agent/authconfig", &[]).await
+    }
+
     /// The node's IPFS peer identity (kubo's `ipfs id` shape).
     pub async fn ipfs_id(&self) -> Result<serde_json::Value, ClientError> {
         self.get("/api/v1/ipfs/id", &[]).await
@@ -320,10 +379,15 @@ impl Client {
         self.send(self.http.post(&url).timeout(Duration::from_secs(3600)), &url).await
     }
 
-    /// Downloads a URL's body (results published by the local publisher).
-    pub async fn download(&self, url: &str, timeout: Duration) -> Result<Vec<u8>, ClientError> {
-        let resp = self
-            .http
+    /// Downloads a URL's body into the new file `dest` (results published by the local
+    /// publisher), streamed: nothing of it is held in memory.
+    pub async fn download_to(&self, url: &str, dest: &std::path::Path, timeout: Duration) -> Result<u64, ClientError> {
+        // Credentials go only to the server they are for: a result URL names whatever host the
+        // compute node advertised.
+        let same_origin =
+            url.strip_prefix(self.base.as_str()).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+        let http = if same_origin { self.http.clone() } else { reqwest::Client::new() };
+        let resp = http
             .get(url)
             .timeout(timeout)
             .send()
@@ -337,6 +401,19 @@ impl Client {
                 hint: String::new(),
             });
         }
-        Ok(resp.bytes().await.map_err(|e| ClientError::Protocol { url: url.into(), cause: cause(&e) })?.to_vec())
+        let io = |e: std::io::Error| ClientError::Protocol {
+            url: url.into(),
+            cause: format!("writing {}: {e}", dest.display()),
+        };
+        let mut file = tokio::fs::OpenOptions::new().write(true).create_new(true).open(dest).await.map_err(io)?;
+        let mut stream = resp.bytes_stream();
+        let mut n = 0u64;
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| ClientError::Protocol { url: url.into(), cause: cause(&e) })?;
+            n += chunk.len() as u64;
+            tokio::io::AsyncWriteExt::write_all(&mut file, &chunk).await.map_err(io)?;
+        }
+        tokio::io::AsyncWriteExt::flush(&mut file).await.map_err(io)?;
+        Ok(n)
     }
 }

@@ -4,7 +4,9 @@
 //! compute method, and map errors to status codes in one place ([`server::ApiError`]).
 //! Response shapes follow Bacalhau's Go server and stay readable by its 1.4 Python client.
 
+pub mod auth;
 pub mod client;
+pub mod guard;
 mod ipfs;
 mod openapi;
 pub mod server;

@@ -12,7 +12,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use bacalhau_compute::{ComputeHandle, LogLine};
 use bacalhau_model::{
-    BuildVersionInfo, ComputeStateType, ExecutionId, HistoryType, LabelSelectorRequirement, NodeInfo, parse_job_value,
+    BuildVersionInfo, ComputeStateType, ExecutionId, HistoryType, LabelSelectorRequirement, NodeConnectionState,
+    NodeInfo, parse_job_value,
 };
 use bacalhau_orchestrator::{ListJobsQuery, OrchestratorError, OrchestratorHandle};
 use serde_json::Value;
@@ -46,6 +47,12 @@ pub struct ApiState {
     pub ipfs: Option<Arc<bacalhau_ipfs::BlockStore>>,
     /// The node's IPFS peer: the gateway fetches what the store lacks through it.
     pub ipfs_peer: Option<IpfsPeer>,
+    /// Who may do what; open when no users are configured.
+    pub auth: Arc<crate::auth::Authorizer>,
+    /// The names the node answers to (`Host` checks).
+    pub names: Arc<crate::guard::Names>,
+    /// What the orchestrator presents when it relays a remote node's logs (the cluster token).
+    pub relay_token: Option<String>,
 }
 
 /// What the API knows of the node's IPFS peer.
@@ -102,8 +109,14 @@ impl From<OrchestratorError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body =
-            ErrorBody { status: self.status.as_u16(), message: self.message, code: self.code.into(), hint: self.hint };
+        let body = ErrorBody {
+            status: self.status.as_u16(),
+            message: self.message,
+            code: self.code.into(),
+            component: "Bacalhau".into(),
+            hint: self.hint,
+            ..Default::default()
+        };
         (self.status, Json(body)).into_response()
     }
 }
@@ -122,7 +135,12 @@ fn orch(s: &ApiState) -> ApiResult<&OrchestratorHandle> {
 
 /// The API's routes.
 pub fn router(state: ApiState) -> Router {
+    let auth = state.auth.clone();
+    let names = state.names.clone();
     Router::new()
+        .route("/api/v1/auth", get(crate::auth::list_methods))
+        .route("/api/v1/auth/{method}", get(crate::auth::method).post(crate::auth::method))
+        .route("/api/v1/agent/authconfig", get(crate::auth::authconfig))
         .route("/api/v1/agent/alive", get(alive))
         .route("/api/v1/agent/version", get(version))
         .route("/api/v1/agent/node", get(agent_node))
@@ -158,6 +176,10 @@ pub fn router(state: ApiState) -> Router {
         .fallback(fallback)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(Arc::new(state))
+        // Outermost last: errors become JSON, then browsers are checked, then credentials.
+        .layer(axum::middleware::from_fn_with_state(auth, crate::auth::authorize))
+        .layer(axum::middleware::from_fn_with_state(names, crate::guard::browser_guard))
+        .layer(axum::middleware::from_fn(crate::guard::json_errors))
 }
 
 pub(crate) type St = State<Arc<ApiState>>;
@@ -385,10 +407,15 @@ async fn job_logs(
     let Some(compute) = s.compute.as_ref().filter(|c| c.has_execution(&execution.id)).cloned() else {
         if execution.run_output.is_none() {
             // Still running on another node: ask that node's API for what it has written.
+            // Only to a node that is connected now: the URL is what the node itself advertised,
+            // so a node gone (or one that lied) must not make the orchestrator dial anywhere.
             let nodes = orch(&s)?.nodes().await?;
-            let api = nodes.iter().find(|n| n.info.node_id == execution.node_id).map(|n| n.info.api_url.clone());
-            if let Some(api) = api.filter(|a| !a.is_empty()) {
-                return remote_logs(&api, &execution.id, follow, ws.ok()).await;
+            let api = nodes
+                .iter()
+                .find(|n| n.info.node_id == execution.node_id && n.connection == NodeConnectionState::Connected)
+                .map(|n| n.info.api_url.clone());
+            if let Some(api) = api.filter(|a| a.starts_with("http://") || a.starts_with("https://")) {
+                return remote_logs(&api, &execution.id, follow, ws.ok(), s.relay_token.as_deref()).await;
             }
         }
         // Another node ran it: what it reported when it finished is all this server has.
@@ -412,11 +439,11 @@ async fn job_logs(
                 for value in lines {
                     let frame = LogFrame { value: Some(value), error: String::new() };
                     let Ok(text) = serde_json::to_string(&frame) else { continue };
-                    if socket.send(Message::Text(text.into())).await.is_err() {
+                    if !ws_send(&mut socket, Message::Text(text.into())).await {
                         return;
                     }
                 }
-                let _ = socket.send(Message::Close(Some(CloseFrame { code: 1000, reason: "".into() }))).await;
+                let _ = ws_send(&mut socket, Message::Close(Some(CloseFrame { code: 1000, reason: "".into() }))).await;
             }),
             None => {
                 let text: String = lines.into_iter().map(|l| l.line).collect();
@@ -428,14 +455,28 @@ async fn job_logs(
     match ws.ok() {
         Some(upgrade) => Ok(upgrade.on_upgrade(move |socket| stream_ws(socket, compute, exec_id, follow))),
         None => {
-            let mut rx = compute.logs(&exec_id, false);
-            let mut text = String::new();
-            while let Some(l) = rx.recv().await {
-                text.push_str(&l.line);
-            }
-            Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
+            // Streamed: a job's output can be gigabytes, and none of it is held here.
+            let rx = compute.logs(&exec_id, false);
+            let stream = futures::stream::unfold(rx, |mut rx| async move {
+                rx.recv().await.map(|l| (Ok::<_, std::io::Error>(l.line), rx))
+            });
+            Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], axum::body::Body::from_stream(stream))
+                .into_response())
         }
     }
+}
+
+/// How long one websocket frame may take to reach a client before the client is dropped.
+const WS_SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// The relay gives up on a remote node that does not answer within this...
+const RELAY_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+/// ...or, for plain reads, that has not sent everything within this.
+const RELAY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+/// A followed log may be quiet for a long time, but not for ever.
+const RELAY_FOLLOW_IDLE: std::time::Duration = std::time::Duration::from_secs(3600);
+
+async fn ws_send(socket: &mut WebSocket, msg: Message) -> bool {
+    matches!(tokio::time::timeout(WS_SEND_TIMEOUT, socket.send(msg)).await, Ok(Ok(())))
 }
 
 /// `GET /api/v1/compute/executions/{id}/logs[?follow=true]` on a node that runs the execution:
@@ -462,15 +503,31 @@ async fn execution_logs(State(s): St, Path(id): Path<String>, Query(p): Params) 
 }
 
 /// Relays a remote node's log stream to this API's caller, as text or websocket frames.
-async fn remote_logs(api: &str, id: &ExecutionId, follow: bool, ws: Option<WebSocketUpgrade>) -> ApiResult<Response> {
+async fn remote_logs(
+    api: &str,
+    id: &ExecutionId,
+    follow: bool,
+    ws: Option<WebSocketUpgrade>,
+    token: Option<&str>,
+) -> ApiResult<Response> {
     let url = format!("{}/api/v1/compute/executions/{id}/logs?follow={follow}", api.trim_end_matches('/'));
-    let resp = reqwest::get(&url).await.and_then(reqwest::Response::error_for_status).map_err(|e| {
+    let http = reqwest::Client::builder()
+        .connect_timeout(RELAY_CONNECT_TIMEOUT)
+        .read_timeout(if follow { RELAY_FOLLOW_IDLE } else { RELAY_READ_TIMEOUT })
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| ApiError::bad_request(format!("cannot build the relay client: {e}"), ""))?;
+    let mut req = http.get(&url);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.and_then(reqwest::Response::error_for_status).map_err(|e| {
         ApiError::not_found(
             format!("execution {id} runs on another node, whose API at {api} did not give its logs: {e}"),
             "wait for the job to finish: its output then reaches this orchestrator",
         )
     })?;
-    let (tx, mut rx) = mpsc::channel::<LogFrame>(64);
+    let (tx, rx) = mpsc::channel::<LogFrame>(64);
     tokio::spawn(async move {
         use futures::StreamExt;
         let mut body = resp.bytes_stream();
@@ -485,40 +542,52 @@ async fn remote_logs(api: &str, id: &ExecutionId, follow: bool, ws: Option<WebSo
                     return;
                 }
             }
+            // A node that sends one endless line is cut off rather than buffered.
+            if buf.len() > MAX_LOG_LINE_BYTES {
+                return;
+            }
         }
     });
     Ok(match ws {
         Some(upgrade) => upgrade.on_upgrade(move |mut socket| async move {
+            let mut rx = rx;
             while let Some(frame) = rx.recv().await {
                 let Ok(text) = serde_json::to_string(&frame) else { continue };
-                if socket.send(Message::Text(text.into())).await.is_err() {
+                if !ws_send(&mut socket, Message::Text(text.into())).await {
                     return;
                 }
             }
-            let _ = socket.send(Message::Close(Some(CloseFrame { code: 1000, reason: "".into() }))).await;
+            let _ = ws_send(&mut socket, Message::Close(Some(CloseFrame { code: 1000, reason: "".into() }))).await;
         }),
         None => {
-            let mut text = String::new();
-            while let Some(frame) = rx.recv().await {
-                if let Some(v) = frame.value {
-                    text.push_str(&v.line);
+            let stream = futures::stream::unfold(rx, |mut rx| async move {
+                loop {
+                    match rx.recv().await {
+                        Some(LogFrame { value: Some(v), .. }) => return Some((Ok::<_, std::io::Error>(v.line), rx)),
+                        Some(_) => continue,
+                        None => return None,
+                    }
                 }
-            }
-            ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response()
+            });
+            ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], axum::body::Body::from_stream(stream))
+                .into_response()
         }
     })
 }
+
+/// The longest log line a remote node may send in one frame.
+const MAX_LOG_LINE_BYTES: usize = 4 << 20;
 
 async fn stream_ws(mut socket: WebSocket, compute: ComputeHandle, id: ExecutionId, follow: bool) {
     let mut rx: mpsc::Receiver<LogLine> = compute.logs(&id, follow);
     while let Some(l) = rx.recv().await {
         let frame = LogFrame { value: Some(LogValue { kind: l.kind as u8, line: l.line }), error: String::new() };
         let Ok(text) = serde_json::to_string(&frame) else { continue };
-        if socket.send(Message::Text(text.into())).await.is_err() {
+        if !ws_send(&mut socket, Message::Text(text.into())).await {
             return;
         }
     }
-    let _ = socket.send(Message::Close(Some(CloseFrame { code: 1000, reason: "".into() }))).await;
+    let _ = ws_send(&mut socket, Message::Close(Some(CloseFrame { code: 1000, reason: "".into() }))).await;
 }
 
 async fn list_nodes(State(s): St) -> ApiResult<Json<ListNodesResponse>> {

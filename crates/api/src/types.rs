@@ -112,7 +112,7 @@ pub struct LogValue {
     pub line: String,
 }
 
-/// An error body, in Bacalhau's shape.
+/// An error body, in Bacalhau's shape (`apimodels.APIError`, fields in its order).
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct ErrorBody {
     /// The HTTP status.
@@ -121,12 +121,21 @@ pub struct ErrorBody {
     /// What went wrong.
     #[serde(rename = "Message", default)]
     pub message: String,
+    /// The request's `X-Request-ID`, when it had one.
+    #[serde(rename = "RequestID", default)]
+    pub request_id: String,
     /// A machine-readable code (`NotFound`, `ValidationError`, ...).
     #[serde(rename = "Code", default)]
     pub code: String,
+    /// Which part of the server answered (`Bacalhau`, `Authorizer`, `APIServer`).
+    #[serde(rename = "Component", default)]
+    pub component: String,
     /// How to fix it.
     #[serde(rename = "Hint", default, skip_serializing_if = "String::is_empty")]
     pub hint: String,
+    /// More about it (`reason` for authorisation refusals).
+    #[serde(rename = "Details", default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub details: std::collections::BTreeMap<String, String>,
 }
 
 /// `POST /api/v1/ipfs/car`: what a CAR upload brought in (its roots are pinned).

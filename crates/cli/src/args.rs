@@ -49,6 +49,9 @@ pub enum Command {
     Agent(AgentCommand),
     /// Print client and server versions.
     Version(OutputArgs),
+    /// Credentials: what this client sends, and hashing passwords for the node's config.
+    #[command(subcommand)]
+    Auth(AuthCommand),
     /// List jobs (older form of `job list`).
     List(LegacyListArgs),
     /// Describe a job (older form of `job describe`).
@@ -59,6 +62,14 @@ pub enum Command {
     Logs(LogsArgs),
     /// Stop a job (older form of `job stop`).
     Cancel(StopArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuthCommand {
+    /// Show which credentials (BACALHAU_API_KEY, BACALHAU_API_USERNAME/PASSWORD) are set.
+    Info,
+    /// Read a password from stdin and print its bcrypt hash for API.Auth.Users[].Password.
+    HashPassword,
 }
 
 #[derive(Debug, Args)]
@@ -98,6 +109,18 @@ pub struct ServeArgs {
     /// A compute-only node's orchestrator(s), HOST:PORT of its node port (the first is used).
     #[arg(long, value_delimiter = ',')]
     pub orchestrators: Vec<String>,
+    /// Bacalhau config files (YAML; later files win): API.Auth.Users is read.
+    #[arg(long = "config", value_name = "FILE")]
+    pub config: Vec<PathBuf>,
+    /// Serve the API without authentication even on a non-loopback address (dangerous:
+    /// anyone who can reach the port can run jobs and manage the node).
+    #[arg(long)]
+    pub insecure_allow_anonymous: bool,
+    /// The host name or address other machines reach this node at (advertised to the
+    /// orchestrator and accepted in Host headers); default: the API host, or this machine's
+    /// hostname when the API listens on 0.0.0.0.
+    #[arg(long)]
+    pub advertise: Option<String>,
     /// The cluster token compute nodes present and the orchestrator checks.
     #[arg(long, env = "BACALHAU_NODE_TOKEN", hide_env_values = true)]
     pub node_token: Option<String>,

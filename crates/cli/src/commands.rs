@@ -19,6 +19,11 @@ use crate::{jobspec, results, serve, wait};
 /// Runs one command.
 pub async fn run(cli: Cli) -> Result<ExitCode> {
     let client = Client::new(&cli.api_host, cli.api_port);
+    let client = if matches!(cli.command, Command::Serve(_) | Command::Devstack(_)) {
+        client
+    } else {
+        client.with_authorization(crate::auth::authorization_from_env()?)
+    };
     match cli.command {
         Command::Serve(args) => {
             init_logging();
@@ -50,6 +55,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Agent(AgentCommand::Version(o)) => print_object(o.output, &client.version().await?)?,
         Command::Agent(AgentCommand::Node(o)) => print_object(o.output, &client.agent_node().await?)?,
         Command::Version(o) => version(&client, &o).await?,
+        Command::Auth(crate::args::AuthCommand::Info) => crate::auth::info(&client).await?,
+        Command::Auth(crate::args::AuthCommand::HashPassword) => crate::auth::hash_password()?,
         Command::List(args) => legacy_list(&client, &args).await?,
         Command::Describe(args) => describe(&client, &args).await?,
         Command::Get(args) => get(&client, &args).await?,

@@ -23,6 +23,11 @@ const LOOPBACK: &str = "/ip4/127.0.0.1/tcp/0";
 pub async fn run(host: &str, api_port: u16, data_dir: Option<PathBuf>, args: DevstackArgs) -> Result<()> {
     let tmp = tempfile::Builder::new().prefix("bacalhau-devstack-").tempdir()?;
     let dir = data_dir.map_or_else(|| tmp.path().to_owned(), |d| d.join("devstack"));
+    if !crate::serve::is_loopback(host) {
+        anyhow::bail!(
+            "devstack has no authentication, so it listens on loopback only; use --api-host 127.0.0.1 (or run `serve` with API.Auth.Users to expose a node)"
+        );
+    }
     let cancel = CancellationToken::new();
     let api = tokio::net::TcpListener::bind((host, api_port))
         .await
@@ -80,6 +85,9 @@ pub async fn run(host: &str, api_port: u16, data_dir: Option<PathBuf>, args: Dev
             local_results_dir: Some(parts.results_dir),
             ipfs: Some(parts.ipfs.store.clone()),
             ipfs_peer: Some(parts.ipfs.api()),
+            auth: Default::default(),
+            names: std::sync::Arc::new(crate::serve::node_names(host, advertised)),
+            relay_token: None,
         };
         let stop = cancel.clone();
         tokio::spawn(bacalhau_api::serve(listener, state, async move { stop.cancelled().await }));
@@ -97,6 +105,9 @@ pub async fn run(host: &str, api_port: u16, data_dir: Option<PathBuf>, args: Dev
         local_results_dir: None,
         ipfs: Some(ipfs.store.clone()),
         ipfs_peer: Some(ipfs.api()),
+        auth: Default::default(),
+        names: std::sync::Arc::new(crate::serve::node_names(host, advertised)),
+        relay_token: None,
     };
     println!(
         "bacalhau devstack: an orchestrator (API on http://{api_addr}, compute nodes join on {node_addr}) and {} compute nodes:",

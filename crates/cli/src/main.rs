@@ -4,7 +4,9 @@
 #![allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)]
 
 mod args;
+mod auth;
 mod commands;
+mod config;
 mod devstack;
 mod ipfs;
 mod jobspec;

@@ -1,5 +1,7 @@
 //! `job get`: fetch a job's published results into the result folder layout.
 
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -43,10 +45,9 @@ pub async fn get(client: &Client, args: &GetArgs) -> Result<PathBuf> {
             );
         }
         let url = r.param_str("URL").context("a urlDownload result has no URL")?;
-        let bytes = client.download(url, timeout).await?;
         let archive = raw.join(format!("{i}.tar.gz"));
         std::fs::create_dir_all(&raw)?;
-        std::fs::write(&archive, bytes).with_context(|| format!("cannot write {}", archive.display()))?;
+        client.download_to(url, &archive, timeout).await?;
         let dir = raw.join(i.to_string());
         let (a, d) = (archive.clone(), dir.clone());
         tokio::task::spawn_blocking(move || unpack_tar_gz(&a, &d)).await??;
@@ -64,30 +65,47 @@ pub async fn get(client: &Client, args: &GetArgs) -> Result<PathBuf> {
 }
 
 /// Moves `from`'s contents into `to`. With several results, `stdout`, `stderr` and `exitCode`
-/// are appended; any other clash is an error, as in Bacalhau.
+/// are appended; any other clash is an error, as in Bacalhau. Results are untrusted: nothing
+/// here follows a symlink (a result's `outputs` may be a symlink to anywhere on this machine),
+/// so a result only ever adds entries inside `to`.
 fn merge(from: &Path, to: &Path, append: bool) -> Result<()> {
     for entry in std::fs::read_dir(from)? {
         let entry = entry?;
         let name = entry.file_name();
+        let src = entry.path();
         let dest = to.join(&name);
+        let Ok(existing) = std::fs::symlink_metadata(&dest) else {
+            std::fs::rename(&src, &dest)?;
+            continue;
+        };
+        let incoming = std::fs::symlink_metadata(&src)?;
         let is_output_file = [STDOUT_FILE, STDERR_FILE, EXIT_CODE_FILE].iter().any(|f| name == *f);
-        if dest.exists() {
-            if append && is_output_file {
-                let mut existing = std::fs::read(&dest)?;
-                if name == EXIT_CODE_FILE {
-                    existing.push(b'\n');
-                }
-                existing.extend(std::fs::read(entry.path())?);
-                std::fs::write(&dest, existing)?;
-                continue;
+        if append && is_output_file && existing.is_file() && incoming.is_file() {
+            let mut out = std::fs::OpenOptions::new().append(true).custom_flags(libc_nofollow()).open(&dest)?;
+            if name == EXIT_CODE_FILE {
+                out.write_all(b"\n")?;
             }
-            if entry.path().is_dir() && dest.is_dir() {
-                merge(&entry.path(), &dest, false)?;
-                continue;
-            }
-            bail!("cannot merge results: {} already exists. Try --raw, or an empty --output-dir", dest.display());
+            std::io::copy(&mut std::fs::File::open(&src)?, &mut out)?;
+            continue;
         }
-        std::fs::rename(entry.path(), &dest)?;
+        if existing.is_dir() && incoming.is_dir() {
+            merge(&src, &dest, false)?;
+            continue;
+        }
+        if existing.file_type().is_symlink() || incoming.file_type().is_symlink() {
+            bail!(
+                "cannot merge results: {} is a symlink in one result and also present in another; \
+                 refusing to write through it. Try --raw",
+                dest.display()
+            );
+        }
+        bail!("cannot merge results: {} already exists. Try --raw, or an empty --output-dir", dest.display());
     }
     Ok(())
+}
+
+/// `O_NOFOLLOW`: the file appended to must be the regular file just checked, not a symlink
+/// swapped in since.
+fn libc_nofollow() -> i32 {
+    rustix::fs::OFlags::NOFOLLOW.bits() as i32
 }

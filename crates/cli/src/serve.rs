@@ -297,6 +297,12 @@ pub async fn serve(host: &str, port: u16, data_dir_flag: Option<PathBuf>, args: 
         .map(|p| AllowedPath::parse(p.trim()))
         .collect::<Result<_, _>>()?;
 
+    let config = crate::config::load(&args.config)?;
+    let auth = Arc::new(
+        bacalhau_api::auth::Authorizer::new(&config.users, args.node_token.clone()).map_err(anyhow::Error::msg)?,
+    );
+    check_exposure(host, auth.enabled(), run_orchestrator, args.node_token.is_some(), args.insecure_allow_anonymous)?;
+
     let listener = tokio::net::TcpListener::bind((host, port)).await.with_context(|| {
         format!(
             "cannot listen on {host}:{port}: is another bacalhau serve running? Choose another port with --api-port"
@@ -339,7 +345,7 @@ pub async fn serve(host: &str, port: u16, data_dir_flag: Option<PathBuf>, args: 
         orchestrator = Some(o);
     }
 
-    let advertised = if host == "0.0.0.0" { "127.0.0.1".to_owned() } else { host.to_owned() };
+    let advertised = advertise_host(host, args.advertise.as_deref());
     let compute = if run_compute {
         let endpoint = match &orchestrator {
             Some(o) => connect_in_process(o.handle().inbound(), node_id.clone())
@@ -395,6 +401,9 @@ pub async fn serve(host: &str, port: u16, data_dir_flag: Option<PathBuf>, args: 
         local_results_dir: compute.as_ref().map(|c| c.results_dir.clone()),
         ipfs: Some(ipfs.store.clone()),
         ipfs_peer: Some(ipfs.api()),
+        auth: auth.clone(),
+        names: Arc::new(node_names(host, &advertised)),
+        relay_token: args.node_token.clone(),
     };
     let nodes = node_port.map(|a| format!(", compute nodes join on {a}")).unwrap_or_default();
     println!("bacalhau serve: node {node_id} ({roles}), API on http://{bound}{nodes}, data in {}", dir.display());
@@ -413,6 +422,64 @@ pub async fn serve(host: &str, port: u16, data_dir_flag: Option<PathBuf>, args: 
         let _ = tokio::time::timeout(SHUTDOWN_GRACE, o.join()).await;
     }
     Ok(())
+}
+
+/// Whether `host` is only reachable from this machine.
+pub fn is_loopback(host: &str) -> bool {
+    let h = host.trim().trim_start_matches("http://").trim_start_matches("https://");
+    let h = h.trim_matches(['[', ']']);
+    h.eq_ignore_ascii_case("localhost") || h.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// Secure by default: beyond loopback, the API needs users and the node port a cluster token,
+/// unless the operator says otherwise out loud.
+fn check_exposure(host: &str, api_auth: bool, node_port: bool, node_token: bool, insecure: bool) -> Result<()> {
+    if is_loopback(host) {
+        return Ok(());
+    }
+    let mut open = Vec::new();
+    if !api_auth {
+        open.push("the API has no users (add API.Auth.Users to a --config file; hash passwords with `bacalhau auth hash-password`)");
+    }
+    if node_port && !node_token {
+        open.push("the node port has no cluster token (set --node-token or BACALHAU_NODE_TOKEN)");
+    }
+    if open.is_empty() {
+        return Ok(());
+    }
+    if insecure {
+        for o in &open {
+            warn!(
+                "--insecure-allow-anonymous: listening on {host} although {o}; ANYONE WHO CAN REACH THIS NODE CAN RUN CODE ON IT"
+            );
+        }
+        return Ok(());
+    }
+    bail!(
+        "refusing to listen on {host} without authentication: {}.\nListen on 127.0.0.1 instead, or pass --insecure-allow-anonymous to accept the risk",
+        open.join("; and ")
+    )
+}
+
+/// The address other machines use for this node: --advertise, else the API host, else (for
+/// 0.0.0.0) this machine's hostname.
+fn advertise_host(host: &str, advertise: Option<&str>) -> String {
+    if let Some(a) = advertise.map(str::trim).filter(|a| !a.is_empty()) {
+        return a.to_owned();
+    }
+    if host == "0.0.0.0" || host == "::" {
+        return hostname().unwrap_or_else(|| "127.0.0.1".to_owned());
+    }
+    host.to_owned()
+}
+
+/// The names a request's `Host` may carry.
+pub fn node_names(host: &str, advertised: &str) -> bacalhau_api::guard::Names {
+    bacalhau_api::guard::Names::new([host.to_owned(), advertised.to_owned(), hostname().unwrap_or_default()])
+}
+
+fn hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|h| h.trim().to_owned()).filter(|h| !h.is_empty())
 }
 
 pub async fn wait_for_signal() {

@@ -631,6 +631,9 @@ impl Runtime {
                 self.publishers.iter().find(|p| task.publisher.is_type(p.publisher_type())).cloned()
             };
             let token = CancellationToken::new();
+            // Inputs are written against the job's disk, or what the node has left when it named none.
+            let disk_budget =
+                if needs.disk_bytes > 0 { needs.disk_bytes } else { self.cfg.capacity.sub(&self.used).disk_bytes };
             self.used = self.used.add(&needs);
             self.running.insert(q.id.clone(), (token.clone(), needs));
             self.set_state(&q.id, LocalExecutionState::Running, "running", round);
@@ -641,6 +644,7 @@ impl Runtime {
                 inputs: self.inputs.clone(),
                 publisher,
                 resources: needs,
+                disk_budget,
                 prices: self.cfg.prices,
                 cancel: token,
                 events: self.endpoint.sender(),
@@ -651,9 +655,20 @@ impl Runtime {
     }
 }
 
+/// What a job takes from capacity. An orchestrator fills in defaults for zero amounts; a
+/// zero that reaches here anyway still counts as Bacalhau's defaults, never as nothing.
 fn job_resources_of(job: &bacalhau_model::Job) -> Resources {
-    job.task().and_then(|t| Resources::parse(&t.resources).ok()).unwrap_or_default()
+    let r = job.task().and_then(|t| Resources::parse(&t.resources).ok()).unwrap_or_default();
+    Resources {
+        cpu_millis: if r.cpu_millis == 0 { DEFAULT_CPU_MILLIS } else { r.cpu_millis },
+        memory_bytes: if r.memory_bytes == 0 { DEFAULT_MEMORY_BYTES } else { r.memory_bytes },
+        ..r
+    }
 }
+
+/// Bacalhau's JobDefaults task resources: 500m CPU, 512Mb memory.
+const DEFAULT_CPU_MILLIS: u64 = 500;
+const DEFAULT_MEMORY_BYTES: u64 = 512_000_000;
 
 fn job_resources(r: &Record) -> Resources {
     r.execution.job.as_deref().map(job_resources_of).unwrap_or_default()

@@ -23,6 +23,8 @@ pub(crate) struct RunPlan {
     pub publisher: Option<Arc<dyn Publisher>>,
     pub exec_dir: PathBuf,
     pub resources: Resources,
+    /// Bytes the inputs may take on disk, all together.
+    pub disk_budget: u64,
     pub prices: Option<bacalhau_model::Prices>,
     pub cancel: CancellationToken,
     pub events: ComputeSender,
@@ -66,7 +68,11 @@ impl RunPlan {
             let Some(provider) = self.inputs.iter().find(|p| input.source.is_type(p.source_type())) else {
                 return fail(format!("input source type {} is not available on this node", input.source.type_name()));
             };
-            match provider.prepare(input, &self.exec_dir.join("inputs").join(i.to_string())).await {
+            let inputs_dir = self.exec_dir.join("inputs");
+            let d = inputs_dir.clone();
+            let used = tokio::task::spawn_blocking(move || bacalhau_executor::dir_size(&d)).await.unwrap_or(u64::MAX);
+            let budget = self.disk_budget.saturating_sub(used);
+            match provider.prepare(input, &inputs_dir.join(i.to_string()), budget).await {
                 Ok(p) => prepared.push(p),
                 Err(e) => return fail(format!("preparing input {} failed: {e}", input.target)),
             }
@@ -123,6 +129,13 @@ impl RunPlan {
         let wall = started.elapsed().as_secs_f64();
         if let Err(e) = write_exit_code(&results_dir, exit_code) {
             return fail(format!("cannot write exitCode: {e}"));
+        }
+        // What the job left is untrusted: no setuid program or FIFO reaches the host's readers.
+        let dir = results_dir.clone();
+        match tokio::task::spawn_blocking(move || bacalhau_executor::sanitize_results(&dir)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(message)) => return Outcome::Failed { message, cancelled: false, retryable: false },
+            Err(e) => return fail(format!("checking the result folder crashed: {e}")),
         }
         let published_result = match &self.publisher {
             None => None,

@@ -32,6 +32,16 @@ use tracing::{debug, warn};
 /// The label every container we create carries, with its execution ID as value.
 pub const EXECUTION_LABEL: &str = "org.bacalhau-rs.execution";
 /// The label with the job ID.
+/// Processes (threads included) one container may have at once.
+const PIDS_LIMIT: i64 = 4096;
+
+/// The capabilities a container keeps; Docker's default set minus `MKNOD` (device nodes in
+/// results), `NET_RAW` (forged packets), `SYS_CHROOT`, `SETFCAP`, `SETPCAP` and
+/// `AUDIT_WRITE`. What remains lets an image's entrypoint chown its files and switch to an
+/// unprivileged user, which is what ordinary images do.
+pub const KEPT_CAPABILITIES: &[&str] =
+    &["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "SETUID", "SETGID", "KILL", "NET_BIND_SERVICE"];
+
 const JOB_LABEL: &str = "org.bacalhau-rs.job";
 /// The label with the ID of the node that created the container: orphan clean-up only touches
 /// its own node's containers, so nodes sharing an engine leave each other alone.
@@ -197,6 +207,13 @@ impl DockerExecutor {
             memory: (r.memory_bytes > 0).then_some(r.memory_bytes as i64),
             // Equal to memory: no swap, so the limit is a real limit.
             memory_swap: (r.memory_bytes > 0).then_some(r.memory_bytes as i64),
+            // Job code is untrusted: no privilege gain through setuid programs, a bounded number
+            // of processes (a fork bomb stops there), and only the capabilities an ordinary
+            // image needs to start as root and drop to its own user.
+            security_opt: Some(vec!["no-new-privileges:true".to_owned()]),
+            pids_limit: Some(PIDS_LIMIT),
+            cap_drop: Some(vec!["ALL".to_owned()]),
+            cap_add: Some(KEPT_CAPABILITIES.iter().map(|c| (*c).to_owned()).collect()),
             device_requests: (r.gpu > 0).then(|| {
                 vec![DeviceRequest {
                     driver: Some("nvidia".into()),

@@ -59,25 +59,61 @@ struct State {
 }
 
 /// Refuses memory growth past the job's limit and remembers that it did, so the failure can be
-/// reported as "out of memory" instead of an opaque trap.
+/// reported as "out of memory" instead of an opaque trap. The limit is on the sum of every
+/// linear memory of the store, not on each: a module with eight memories must not get eight
+/// times its limit. Tables are bounded too (their elements are host memory).
 struct Limiter {
     max_bytes: Option<usize>,
+    /// Bytes of all linear memories so far.
+    total: usize,
     exceeded: Option<usize>,
 }
 
+/// Elements one table may hold (a funcref is a pointer or two of host memory).
+const MAX_TABLE_ELEMENTS: usize = 1 << 20;
+/// Memories, tables and instances one store may have.
+const MAX_STORE_ITEMS: usize = 64;
+
+impl Limiter {
+    fn new(max_bytes: Option<usize>) -> Self {
+        Self { max_bytes, total: 0, exceeded: None }
+    }
+}
+
 impl ResourceLimiter for Limiter {
-    fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let total = self.total.saturating_sub(current).saturating_add(desired);
         match self.max_bytes {
-            Some(max) if desired > max => {
-                self.exceeded = Some(desired);
+            Some(max) if total > max => {
+                self.exceeded = Some(total);
                 Err(wasmtime::Error::msg("memory limit exceeded"))
             }
-            _ => Ok(true),
+            _ => {
+                self.total = total;
+                Ok(true)
+            }
         }
     }
 
-    fn table_growing(&mut self, _current: usize, _desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        if desired > MAX_TABLE_ELEMENTS {
+            return Err(wasmtime::Error::msg(format!(
+                "a table of {desired} elements is more than the {MAX_TABLE_ELEMENTS} allowed"
+            )));
+        }
         Ok(true)
+    }
+
+    fn instances(&self) -> usize {
+        MAX_STORE_ITEMS
+    }
+
+    fn tables(&self) -> usize {
+        MAX_STORE_ITEMS
+    }
+
+    fn memories(&self) -> usize {
+        MAX_STORE_ITEMS
     }
 }
 
@@ -239,7 +275,7 @@ impl Inner {
                 .map_err(|e| ExecutorError::Failed(format!("cannot mount result path {}: {e:#}", out.path)))?;
         }
         let max_bytes = (request.resources.memory_bytes > 0).then_some(request.resources.memory_bytes as usize);
-        let state = State { wasi: wasi.build_p1(), limiter: Limiter { max_bytes, exceeded: None } };
+        let state = State { wasi: wasi.build_p1(), limiter: Limiter::new(max_bytes) };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);
         let deadline = request.timeout.map(|t| Instant::now() + t);

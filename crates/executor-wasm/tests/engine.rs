@@ -102,6 +102,24 @@ async fn memory_limit_is_reported_as_out_of_memory() {
 }
 
 #[tokio::test]
+async fn the_memory_limit_bounds_all_memories_together_and_tables_are_bounded() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let exec = WasmExecutor::new(None).expect("executor");
+    // Eight memories of 256 KiB each: every one fits under 1 MiB, all of them do not.
+    let memories = "(memory 4) ".repeat(8);
+    let wat = format!("(module {memories} (export \"memory\" (memory 0)) (func (export \"_start\")))");
+    let mut req = request(tmp.path(), wat::parse_str(&wat).expect("wat"));
+    req.resources.memory_bytes = 1 << 20;
+    let err = exec.run(req).await.expect_err("over the limit");
+    assert!(matches!(err, ExecutorError::OutOfMemory(_)), "{err}");
+    let wat = "(module (memory 1) (export \"memory\" (memory 0)) (table 4000000 funcref) (func (export \"_start\")))";
+    let mut req = request(tmp.path(), wat::parse_str(wat).expect("wat"));
+    req.resources.memory_bytes = 64 << 20;
+    let err = exec.run(req).await.expect_err("table too large");
+    assert!(err.to_string().contains("table of 4000000 elements"), "{err}");
+}
+
+#[tokio::test]
 async fn bad_specs_are_invalid_not_crashes() {
     let tmp = tempfile::tempdir().expect("tmp");
     let exec = WasmExecutor::new(None).expect("executor");

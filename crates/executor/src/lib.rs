@@ -15,7 +15,10 @@ use std::time::Duration;
 use bacalhau_model::{ExecutionId, JobId, NetworkConfig, Resources, SpecConfig};
 use tokio_util::sync::CancellationToken;
 
-pub use results::{EXIT_CODE_FILE, ResultFolder, STDERR_FILE, STDOUT_FILE, dir_size, summarize, write_exit_code};
+pub use results::{
+    EXIT_CODE_FILE, MAX_RESULT_DEPTH, ResultFolder, STDERR_FILE, STDOUT_FILE, dir_size, sanitize_results, summarize,
+    write_exit_code,
+};
 
 /// An input already materialised on the compute node.
 #[derive(Clone, Debug, PartialEq, Eq)]

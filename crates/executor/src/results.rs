@@ -74,19 +74,108 @@ pub fn summarize(dir: &Path, exit_code: i32, error_msg: &str) -> io::Result<RunC
 }
 
 /// Bytes of the files under `path` (0 when it is missing); symlinks count as themselves.
+/// Iterative: a job that nests folders 100,000 deep must not overflow the node's stack.
 pub fn dir_size(path: &Path) -> u64 {
-    match std::fs::symlink_metadata(path) {
-        Ok(m) if m.is_dir() => {
-            std::fs::read_dir(path).into_iter().flatten().flatten().map(|e| dir_size(&e.path())).sum()
+    let mut total = 0;
+    let mut todo = vec![path.to_owned()];
+    while let Some(p) = todo.pop() {
+        match fs::symlink_metadata(&p) {
+            Ok(m) if m.is_dir() => todo.extend(fs::read_dir(&p).into_iter().flatten().flatten().map(|e| e.path())),
+            Ok(m) => total += m.len(),
+            Err(_) => {}
         }
-        Ok(m) => m.len(),
-        Err(_) => 0,
     }
+    total
+}
+
+/// Folders nested deeper than this in a result are refused: nothing real nests so deep, and
+/// every reader after us (publishers, `job get`) would have to walk it.
+pub const MAX_RESULT_DEPTH: usize = 256;
+
+/// Makes a result folder safe to keep on the host and hand on: setuid, setgid and sticky bits
+/// are cleared (a container's root could otherwise leave a setuid-root program in the node's
+/// data folder), and device nodes, FIFOs and sockets are refused with an error naming them
+/// (reading a FIFO blocks forever; a device node is a door into the host). Symlinks are kept
+/// as they are and never followed.
+pub fn sanitize_results(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let mut todo = vec![(dir.to_owned(), 0usize)];
+    while let Some((p, depth)) = todo.pop() {
+        let shown = || p.strip_prefix(dir).unwrap_or(&p).display().to_string();
+        let meta = fs::symlink_metadata(&p).map_err(|e| format!("reading the result {}: {e}", shown()))?;
+        let ft = meta.file_type();
+        let kind = if ft.is_fifo() {
+            Some("a FIFO")
+        } else if ft.is_socket() {
+            Some("a socket")
+        } else if ft.is_block_device() || ft.is_char_device() {
+            Some("a device node")
+        } else {
+            None
+        };
+        if let Some(kind) = kind {
+            return Err(format!(
+                "the result {} is {kind}; results may hold only files, folders and symlinks: remove it before the job ends",
+                shown()
+            ));
+        }
+        if ft.is_symlink() {
+            continue;
+        }
+        let mode = meta.permissions().mode();
+        if mode & 0o7000 != 0 {
+            fs::set_permissions(&p, fs::Permissions::from_mode(mode & 0o777))
+                .map_err(|e| format!("clearing setuid/setgid bits of the result {}: {e}", shown()))?;
+        }
+        if ft.is_dir() {
+            if depth >= MAX_RESULT_DEPTH {
+                return Err(format!("the result folders nest more than {MAX_RESULT_DEPTH} deep at {}", shown()));
+            }
+            let entries = fs::read_dir(&p).map_err(|e| format!("reading the result {}: {e}", shown()))?;
+            for e in entries {
+                let e = e.map_err(|e| format!("reading the result {}: {e}", shown()))?;
+                todo.push((e.path(), depth + 1));
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sanitizing_clears_setuid_and_refuses_fifos() {
+        use std::os::unix::fs::PermissionsExt;
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let out = tmp.path().join("outputs");
+        fs::create_dir_all(out.join("sub")).expect("mkdir");
+        fs::write(out.join("sub/suid"), "x").expect("write");
+        fs::set_permissions(out.join("sub/suid"), fs::Permissions::from_mode(0o6755)).expect("chmod");
+        std::os::unix::fs::symlink("/etc/passwd", out.join("link")).expect("ln");
+        sanitize_results(tmp.path()).expect("clean");
+        let mode = fs::metadata(out.join("sub/suid")).expect("meta").permissions().mode();
+        assert_eq!(mode & 0o7777, 0o755);
+        nix::unistd::mkfifo(&out.join("fifo"), nix::sys::stat::Mode::from_bits_truncate(0o644)).expect("mkfifo");
+        let err = sanitize_results(tmp.path()).expect_err("fifo");
+        assert!(err.contains("outputs/fifo is a FIFO"), "{err}");
+    }
+
+    #[test]
+    fn dir_size_survives_a_very_deep_tree() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let mut p = tmp.path().to_owned();
+        // Deep enough that a recursive walk with real frames would be in trouble on a small stack.
+        for _ in 0..300 {
+            p = p.join("d");
+        }
+        fs::create_dir_all(&p).expect("mkdir");
+        fs::write(p.join("f"), "abc").expect("write");
+        assert_eq!(dir_size(tmp.path()), 3);
+        let err = sanitize_results(tmp.path()).expect_err("too deep");
+        assert!(err.contains("nest more than"), "{err}");
+    }
 
     #[test]
     fn writes_the_contract_layout() {

@@ -21,15 +21,20 @@
 mod blockstore;
 mod car;
 mod cid;
+pub mod craft;
 pub mod dagpb;
 mod exporter;
 pub mod hamt;
 mod importer;
+pub mod safe_fs;
 
 pub use blockstore::{BlockStore, GcReport, Pin, WriteGuard};
 pub use car::{CarImport, export_car, export_car_path, import_car};
 pub use cid::{CODEC_DAG_PB, CODEC_RAW, Cid, CidError};
-pub use exporter::{BlockSource, DirEntry, cat, export, file_size, read_dir, resolve, resolve_trail};
+pub use exporter::{
+    BlockSource, DirEntry, ExportLimits, ExportStats, MAX_DAG_DEPTH, cat, cat_with, export, export_with, file_size,
+    read_dir, resolve, resolve_trail,
+};
 pub use importer::{Block, ImportOptions, Imported, Importer, ShardRule, SizeEstimate};
 
 /// The future a [`Fetcher`] returns.

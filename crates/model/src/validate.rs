@@ -145,10 +145,12 @@ fn apply_task_defaults(task: &mut Task, d: &SubmissionDefaults) {
     if task.name.trim().is_empty() {
         task.name = "main".into();
     }
-    if task.resources.cpu.trim().is_empty() {
+    // Zero is no limit to an engine and nothing to capacity accounting, so `CPU: 0` or
+    // `Memory: 0` gets the default as an empty value does.
+    if crate::resources::parse_cpu(&task.resources.cpu).is_ok_and(|v| v == 0) {
         task.resources.cpu = d.cpu.clone();
     }
-    if task.resources.memory.trim().is_empty() {
+    if crate::resources::parse_bytes("Memory", &task.resources.memory).is_ok_and(|v| v == 0) {
         task.resources.memory = d.memory.clone();
     }
     if task.publisher.is_empty() && !d.publisher.is_empty() {
@@ -475,6 +477,10 @@ Tasks:
         assert!(text.contains("Tasks[0].ResultPaths[0].Path is \"relative\": it must be an absolute path"), "{text}");
         assert!(text.contains("Tasks[0].Publisher is required when ResultPaths are set"), "{text}");
 
+        let (job, _) =
+            prepare(&format!("{WASM}    Resources: {{CPU: \"0\", Memory: 0Gb}}\n")).expect("zero is defaulted");
+        assert_eq!(job.tasks[0].resources.cpu, "500m");
+        assert_ne!(job.tasks[0].resources.memory, "0Gb");
         let e = prepare(&format!("{WASM}    Resources: {{Memory: lots}}\n")).expect_err("invalid");
         assert!(e.to_string().contains("Tasks[0].Resources.Memory is \"lots\""), "{e}");
 

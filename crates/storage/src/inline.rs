@@ -79,7 +79,12 @@ impl InputProvider for InlineSource {
         parse_data_url(url).map(|_| ())
     }
 
-    async fn prepare(&self, input: &InputSource, work_dir: &Path) -> Result<PreparedInput, StorageError> {
+    async fn prepare(
+        &self,
+        input: &InputSource,
+        work_dir: &Path,
+        max_bytes: u64,
+    ) -> Result<PreparedInput, StorageError> {
         let url = input.source.param_str("URL").unwrap_or_default().to_owned();
         let data = parse_data_url(&url)?;
         tokio::fs::create_dir_all(work_dir).await.map_err(StorageError::io("creating the input folder"))?;
@@ -89,7 +94,7 @@ impl InputProvider for InlineSource {
                 let dir = work_dir.join("inline");
                 let bytes = data.bytes;
                 let d = dir.clone();
-                tokio::task::spawn_blocking(move || unpack_tar_gz_bytes(&bytes, &d))
+                tokio::task::spawn_blocking(move || unpack_tar_gz_bytes(&bytes, &d, max_bytes))
                     .await
                     .map_err(|e| StorageError::Invalid(format!("unpacking the inline archive failed: {e}")))??;
                 dir
@@ -97,6 +102,13 @@ impl InputProvider for InlineSource {
                 let name = Path::new(&input.target)
                     .file_name()
                     .map_or_else(|| "data".to_owned(), |n| n.to_string_lossy().into_owned());
+                if data.bytes.len() as u64 > max_bytes {
+                    return Err(StorageError::Invalid(format!(
+                        "the inline input for {} is {} bytes, more than the {max_bytes} bytes allowed for it",
+                        input.target,
+                        data.bytes.len()
+                    )));
+                }
                 let file = work_dir.join(name);
                 tokio::fs::write(&file, &data.bytes).await.map_err(StorageError::io("writing the inline input"))?;
                 file
@@ -128,7 +140,7 @@ mod tests {
             alias: String::new(),
             target: "/app/main.wasm".into(),
         };
-        let p = InlineSource.prepare(&input, tmp.path()).await.expect("prepare");
+        let p = InlineSource.prepare(&input, tmp.path(), u64::MAX).await.expect("prepare");
         assert_eq!(p.host_path, tmp.path().join("main.wasm"));
         assert_eq!(std::fs::read(&p.host_path).expect("read"), b"hi");
     }

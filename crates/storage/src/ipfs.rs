@@ -60,7 +60,12 @@ impl InputProvider for IpfsSource {
         Ok(())
     }
 
-    async fn prepare(&self, input: &InputSource, work_dir: &Path) -> Result<PreparedInput, StorageError> {
+    async fn prepare(
+        &self,
+        input: &InputSource,
+        work_dir: &Path,
+        max_bytes: u64,
+    ) -> Result<PreparedInput, StorageError> {
         let cid = cid_param(input)?;
         let dest = work_dir.join("ipfs");
         let store = self.store.clone();
@@ -80,11 +85,20 @@ impl InputProvider for IpfsSource {
         let d = dest.clone();
         tokio::task::spawn_blocking(move || {
             std::fs::create_dir_all(d.parent().unwrap_or(&d))?;
-            bacalhau_ipfs::export(store.as_ref(), &cid, &d)
+            bacalhau_ipfs::export_with(store.as_ref(), &cid, &d, bacalhau_ipfs::ExportLimits::with_max_bytes(max_bytes))
         })
         .await
         .map_err(|e| StorageError::Invalid(format!("exporting {cid} crashed: {e}")))?
-        .map_err(StorageError::io(format!("fetching input CID {cid}")))?;
+        .map_err(|e| {
+            if e.kind() == std::io::ErrorKind::QuotaExceeded {
+                StorageError::Invalid(format!(
+                    "input CID {cid} is larger than this job's disk budget of {max_bytes} bytes ({e}); \
+                     ask for more with --disk"
+                ))
+            } else {
+                StorageError::Io { context: format!("fetching input CID {cid}"), source: e }
+            }
+        })?;
         Ok(PreparedInput { host_path: dest, target: input.target.clone(), read_only: true })
     }
 

@@ -55,8 +55,15 @@ pub trait InputProvider: Send + Sync + std::fmt::Debug {
     /// Checks an input without fetching it, so a node can refuse a bid early.
     fn validate(&self, input: &InputSource) -> Result<(), StorageError>;
 
-    /// Makes the input available under `work_dir` (or in place) and says where.
-    async fn prepare(&self, input: &InputSource, work_dir: &Path) -> Result<PreparedInput, StorageError>;
+    /// Makes the input available under `work_dir` (or in place) and says where, writing at
+    /// most `max_bytes` (the job's disk budget): an input that expands past it (a small CAR
+    /// or archive naming the same content a million times) stops with an error as it is written.
+    async fn prepare(
+        &self,
+        input: &InputSource,
+        work_dir: &Path,
+        max_bytes: u64,
+    ) -> Result<PreparedInput, StorageError>;
 
     /// Content this source holds for data-locality ranking (IPFS: the pinned root CIDs).
     fn held(&self) -> Vec<String> {

@@ -78,7 +78,12 @@ impl InputProvider for LocalSource {
         self.check(input).map(|_| ())
     }
 
-    async fn prepare(&self, input: &InputSource, _work_dir: &Path) -> Result<PreparedInput, StorageError> {
+    async fn prepare(
+        &self,
+        input: &InputSource,
+        _work_dir: &Path,
+        _max_bytes: u64,
+    ) -> Result<PreparedInput, StorageError> {
         let (host_path, rw) = self.check(input)?;
         Ok(PreparedInput { host_path, target: input.target.clone(), read_only: !rw })
     }

@@ -80,29 +80,101 @@ impl Publisher for LocalPublisher {
     }
 }
 
-/// Unpacks a tar.gz into `dest`, refusing entries that would land outside it.
-pub fn unpack_tar_gz(archive: &Path, dest: &Path) -> Result<(), StorageError> {
+/// Unpacks a tar.gz into `dest` (new or empty), refusing entries that would land outside it.
+pub fn unpack_tar_gz(archive: &Path, dest: &Path) -> Result<u64, StorageError> {
     let f = File::open(archive).map_err(StorageError::io(format!("opening {}", archive.display())))?;
-    unpack(GzDecoder::new(f), dest)
+    unpack(GzDecoder::new(f), dest, u64::MAX)
 }
 
-pub(crate) fn unpack_tar_gz_bytes(bytes: &[u8], dest: &Path) -> Result<(), StorageError> {
-    unpack(GzDecoder::new(bytes), dest)
+/// Unpacks a tar.gz held in memory, writing at most `max_bytes` of file content.
+pub fn unpack_tar_gz_bytes(bytes: &[u8], dest: &Path, max_bytes: u64) -> Result<u64, StorageError> {
+    unpack(GzDecoder::new(bytes), dest, max_bytes)
 }
 
-fn unpack(reader: impl std::io::Read, dest: &Path) -> Result<(), StorageError> {
-    std::fs::create_dir_all(dest).map_err(StorageError::io(format!("creating {}", dest.display())))?;
+fn bad_archive(msg: String) -> StorageError {
+    StorageError::Invalid(format!("the archive {msg}; refusing it"))
+}
+
+/// Unpacks through [`bacalhau_ipfs::safe_fs`]: every entry is created once, under an open
+/// handle of `dest`, never through a symlink (one made by an earlier entry included), with
+/// setuid/setgid bits dropped; hard links, device nodes and FIFOs are refused. Returns the
+/// bytes of file content written.
+fn unpack(reader: impl std::io::Read, dest: &Path, max_bytes: u64) -> Result<u64, StorageError> {
+    use bacalhau_ipfs::safe_fs::{DirHandle, EXEC_MODE, FILE_MODE};
+    use std::path::Component;
+    if let Some(parent) = dest.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(StorageError::io(format!("creating {}", parent.display())))?;
+    }
+    let root = DirHandle::create_root(dest).map_err(StorageError::io(format!("creating {}", dest.display())))?;
     let mut archive = tar::Archive::new(reader);
     let entries = archive.entries().map_err(StorageError::io("reading the archive"))?;
+    let mut written = 0u64;
     for entry in entries {
         let mut entry = entry.map_err(StorageError::io("reading the archive"))?;
-        // `unpack_in` refuses paths with `..` or absolute paths that would escape `dest`.
-        let inside = entry.unpack_in(dest).map_err(StorageError::io("unpacking the archive"))?;
-        if !inside {
-            return Err(StorageError::Invalid("the archive holds a path outside its folder; refusing it".into()));
+        let path = entry.path().map_err(StorageError::io("reading the archive"))?.into_owned();
+        let shown = path.display().to_string();
+        let mut names = Vec::new();
+        for c in path.components() {
+            match c {
+                Component::CurDir => {}
+                Component::Normal(n) => names.push(
+                    n.to_str()
+                        .ok_or_else(|| bad_archive(format!("holds a name that is not UTF-8: {shown:?}")))?
+                        .to_owned(),
+                ),
+                _ => return Err(bad_archive(format!("holds a path outside its folder: {shown}"))),
+            }
+        }
+        let kind = entry.header().entry_type();
+        let Some((name, parents)) = names.split_last() else {
+            continue;
+        };
+        if parents.len() >= bacalhau_executor::MAX_RESULT_DEPTH {
+            return Err(bad_archive(format!("nests folders too deep at {shown}")));
+        }
+        let mut dir: Option<DirHandle> = None;
+        for p in parents {
+            let next = dir.as_ref().unwrap_or(&root).open_or_create_dir(p);
+            dir = Some(next.map_err(|e| bad_archive(format!("cannot place {shown}: {e}")))?);
+        }
+        let parent = dir.as_ref().unwrap_or(&root);
+        let io = |e: std::io::Error| bad_archive(format!("cannot write {shown}: {e}"));
+        match kind {
+            tar::EntryType::Directory => {
+                parent.open_or_create_dir(name).map_err(io)?;
+            }
+            tar::EntryType::Regular | tar::EntryType::Continuous => {
+                let mode = if entry.header().mode().unwrap_or(0) & 0o111 != 0 { EXEC_MODE } else { FILE_MODE };
+                let mut f = parent.create_file(name, mode).map_err(io)?;
+                let limit = max_bytes.saturating_sub(written);
+                let n =
+                    std::io::copy(&mut std::io::Read::take(&mut entry, limit.saturating_add(1)), &mut f).map_err(io)?;
+                written += n;
+                if n > limit {
+                    return Err(StorageError::Invalid(format!(
+                        "the archive expands to more than the {max_bytes} bytes allowed for it (at {shown}); \
+                         ask for more with --disk or make the input smaller"
+                    )));
+                }
+            }
+            tar::EntryType::Symlink => {
+                let target = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| bad_archive(format!("has a symlink {shown} with no target")))?;
+                parent.create_symlink(name, &target).map_err(io)?;
+            }
+            tar::EntryType::Link => {
+                return Err(bad_archive(format!("holds a hard link at {shown}, which is not supported")));
+            }
+            tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
+                return Err(bad_archive(format!("holds a device node or FIFO at {shown}")));
+            }
+            // Metadata entries (pax headers, GNU long names) are read by `tar` itself; anything
+            // else carries no content of ours.
+            _ => {}
         }
     }
-    Ok(())
+    Ok(written)
 }
 
 #[cfg(test)]
