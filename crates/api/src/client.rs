@@ -138,7 +138,11 @@ impl Client {
                 message: format!("{} {}", status, String::from_utf8_lossy(&bytes)),
                 ..Default::default()
             });
-            return Err(ClientError::Api { status: status.as_u16(), message: body.message, hint: body.hint });
+            let message = match body.details.get("reason") {
+                Some(reason) => format!("{}: {reason}", body.message),
+                None => body.message,
+            };
+            return Err(ClientError::Api { status: status.as_u16(), message, hint: body.hint });
         }
         serde_json::from_slice(&bytes).map_err(|e| ClientError::Protocol { url: url.into(), cause: e.to_string() })
     }

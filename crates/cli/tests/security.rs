@@ -136,3 +136,140 @@ fn inputs_that_expand_past_the_disk_budget_stop_with_a_clear_error() {
     assert!(msg.contains("expands to more than"), "{msg}");
     assert!(alive(&s));
 }
+
+const ADMIN_KEY: &str = "admin-key-0123456789abcdef";
+const READER_KEY: &str = "reader-key-0123456789abcdef";
+
+/// A node with users: an admin API key, a read-only API key, and `alice` (jobs only) whose
+/// password is stored as a bcrypt hash made by `bacalhau auth hash-password`.
+fn serve_with_users(cfg_dir: &Path) -> Serve {
+    let hash = {
+        let mut child = std::process::Command::new(bin())
+            .args(["auth", "hash-password"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("hash-password");
+        child.stdin.take().expect("stdin").write_all(b"alicepassword1\n").expect("write");
+        let out = child.wait_with_output().expect("wait");
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).expect("utf8").trim().to_owned()
+    };
+    assert!(hash.starts_with("$2") && hash.len() == 60, "{hash}");
+    let cfg = cfg_dir.join("config.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "API:\n  Auth:\n    Users:\n      - Alias: admin\n        APIKey: {ADMIN_KEY}\n        Capabilities: [{{Actions: [\"*\"]}}]\n      - Alias: reader\n        APIKey: {READER_KEY}\n        Capabilities: [{{Actions: [\"read:job\", \"read:node\"]}}]\n      - Username: alice\n        Password: \"{hash}\"\n        Capabilities: [{{Actions: [\"read:job\", \"write:job\"]}}]\n"
+        ),
+    )
+    .expect("config");
+    serve(&["--config", &cfg.display().to_string()])
+}
+
+fn cli_as(s: &Serve, env: &[(&str, &str)], args: &[&str]) -> std::process::Output {
+    s.cli_env(args, env)
+}
+
+#[test]
+fn authentication_and_capabilities_work_as_in_bacalhau() {
+    let cfg = tempfile::tempdir().expect("tmp");
+    let s = serve_with_users(cfg.path());
+    let hello = program("hello");
+    // Open routes stay open.
+    assert!(alive(&s));
+    // An unauthenticated write gets 401 and creates nothing.
+    let spec = br#"{"Job": {"Type": "batch", "Tasks": [{"Name": "t", "Engine": {"Type": "wasm", "Params": {"EntryModule": "x"}}}]}}"#;
+    let (status, body) = bacalhau_testkit::http_request(
+        s.port,
+        "PUT",
+        "/api/v1/orchestrator/jobs",
+        &[("Content-Type", "application/json")],
+        spec,
+    )
+    .expect("put");
+    assert_eq!(status, 401, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(v["Code"], "Unauthorized");
+    assert_eq!(v["Details"]["reason"], "Missing Authorization header");
+    let admin = [("BACALHAU_API_KEY", ADMIN_KEY)];
+    let listed = String::from_utf8_lossy(&cli_as(&s, &admin, &["job", "list", "--output", "json"]).stdout).into_owned();
+    assert_eq!(listed.trim(), "[]", "the refused write created a job: {listed}");
+    // Without credentials the CLI is refused with Bacalhau's message and a hint.
+    let out = s.cli(&["job", "list"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Request Unauthorized"), "{out:?}");
+    // alice (Basic, bcrypt) may run jobs but not manage nodes.
+    let alice = [("BACALHAU_API_USERNAME", "alice"), ("BACALHAU_API_PASSWORD", "alicepassword1")];
+    let out = cli_as(&s, &alice, &["wasm", "run", &hello]);
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains("Completed"), "{out:?}");
+    let node = String::from_utf8_lossy(&cli_as(&s, &admin, &["node", "list", "--output", "json"]).stdout).into_owned();
+    let nodes: serde_json::Value = serde_json::from_str(&node).expect("nodes");
+    let node_id = nodes[0]["Info"]["NodeID"].as_str().expect("node id").to_owned();
+    let out = cli_as(&s, &alice, &["node", "reject", &node_id]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success() && err.contains("does not have the required capability 'write:node'"), "{out:?}");
+    let wrong = [("BACALHAU_API_USERNAME", "alice"), ("BACALHAU_API_PASSWORD", "wrongpassword")];
+    assert!(!cli_as(&s, &wrong, &["job", "list"]).status.success());
+    // The reader may read but not write.
+    let reader = [("BACALHAU_API_KEY", READER_KEY)];
+    assert!(cli_as(&s, &reader, &["job", "list"]).status.success());
+    let out = cli_as(&s, &reader, &["wasm", "run", &hello]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("'write:job'"), "{out:?}");
+    // Both kinds of credentials at once is the client's error, as in Bacalhau.
+    let both = [("BACALHAU_API_KEY", READER_KEY), ("BACALHAU_API_USERNAME", "alice")];
+    assert!(String::from_utf8_lossy(&cli_as(&s, &both, &["job", "list"]).stderr).contains("can't use both"));
+    let info = String::from_utf8_lossy(&cli_as(&s, &reader, &["auth", "info"]).stdout).into_owned();
+    assert!(info.contains("API Key: Set") && info.contains("Username: Not Set"), "{info}");
+    // Gateway content is job data: it needs read:job.
+    let (status, _) = bacalhau_testkit::http_request(s.port, "POST", "/api/v1/ipfs/gc", &[], b"").expect("gc");
+    assert_eq!(status, 401);
+}
+
+#[test]
+fn a_node_beyond_loopback_without_authentication_refuses_to_start() {
+    let out = std::process::Command::new(bin())
+        .args(["serve", "--api-host", "0.0.0.0", "--api-port", "0"])
+        .env("BACALHAU_DIR", tempfile::tempdir().expect("tmp").path())
+        .output()
+        .expect("serve");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("refusing to listen on 0.0.0.0 without authentication"), "{err}");
+    assert!(err.contains("API.Auth.Users") && err.contains("--insecure-allow-anonymous"), "{err}");
+}
+
+#[test]
+fn browsers_and_bad_bodies_get_clear_refusals() {
+    let s = serve(&[]);
+    let put = |headers: &[(&str, &str)], body: &[u8]| {
+        bacalhau_testkit::http_request(s.port, "PUT", "/api/v1/orchestrator/jobs", headers, body).expect("put")
+    };
+    let json = ("Content-Type", "application/json");
+    // DNS rebinding: the page's own name in Host.
+    let (status, body) = put(&[json, ("Host", "evil.example:1234")], b"{}");
+    assert_eq!(status, 403, "{body}");
+    // A page on another site.
+    let (status, body) = put(&[json, ("Origin", "http://evil.example")], b"{}");
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("evil.example"), "{body}");
+    // What a plain HTML form can send.
+    let (status, body) = put(&[("Content-Type", "text/plain")], b"{}");
+    assert_eq!(status, 415, "{body}");
+    // Bad JSON and an oversized body: JSON errors with a 4xx status.
+    let (status, body) = put(&[json], b"{not json");
+    assert_eq!(status, 400, "{body}");
+    assert!(serde_json::from_str::<serde_json::Value>(&body).is_ok_and(|v| v["Code"] == "BadRequest"), "{body}");
+    let big = vec![b' '; 100 << 20];
+    let (status, body) = put(&[json], &big);
+    assert_eq!(status, 413, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("413 is JSON");
+    assert_eq!(v["Status"], 413);
+    let (status, body) =
+        bacalhau_testkit::http_request(s.port, "PUT", "/api/v1/orchestrator/nodes", &[json], b"[1,2").expect("nodes");
+    assert!(
+        (400..500).contains(&status) && serde_json::from_str::<serde_json::Value>(&body).is_ok(),
+        "{status} {body}"
+    );
+    assert!(alive(&s));
+}
