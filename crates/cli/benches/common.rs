@@ -53,6 +53,7 @@ pub async fn start_node(
         capacity: bacalhau_compute::detect_capacity(dir, 80),
         labels: Default::default(),
         heartbeat_interval: Duration::from_secs(5),
+        silent_heartbeats: None,
         version: BuildVersionInfo::default(),
         ipfs_addrs: Vec::new(),
         api_url: String::new(),

@@ -328,6 +328,8 @@ pub enum TestFault {
     CorruptBlocks,
     /// Every result is altered before it is published.
     TamperResults,
+    /// The compute node sends no heartbeats from 4 s to 20 s after start.
+    SilentHeartbeats,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, Default, PartialEq, Eq)]

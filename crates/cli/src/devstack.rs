@@ -44,7 +44,8 @@ pub async fn run(host: &str, api_port: u16, data_dir: Option<PathBuf>, args: Dev
         .await
         .with_context(|| format!("cannot listen for compute nodes on {host}:{}", args.node_port))?;
     let node_addr = nodes.local_addr()?;
-    start_node_server(nodes, &orchestrator.handle(), None, None, cancel.child_token()).await;
+    start_node_server(nodes, &orchestrator.handle(), orchestrator.node_authority(), None, None, cancel.child_token())
+        .await;
 
     let advertised = if host == "0.0.0.0" { "127.0.0.1" } else { host };
     let mut lines = Vec::new();
@@ -60,6 +61,7 @@ pub async fn run(host: &str, api_port: u16, data_dir: Option<PathBuf>, args: Dev
                 node_id: node_id.clone(),
                 token: None,
                 tls_ca: None,
+                key: std::sync::Arc::new(bacalhau_transport::NodeKey::load_or_create(&node_dir.join("node.key"))?),
             },
             cancel.child_token(),
         )?;
@@ -75,6 +77,7 @@ pub async fn run(host: &str, api_port: u16, data_dir: Option<PathBuf>, args: Dev
             prices: None,
             bid_policy: Default::default(),
             tamper: false,
+            silent: false,
         };
         let parts = start_compute(settings, endpoint, cancel.child_token()).await?;
         let state = ApiState {

@@ -175,6 +175,8 @@ pub struct ComputeSettings<'a> {
     pub bid_policy: bacalhau_compute::BidPolicy,
     /// Test-only: alter results before publishing.
     pub tamper: bool,
+    /// Test-only: send no heartbeats for a while after start.
+    pub silent: bool,
 }
 
 /// Starts a compute node with every engine this machine offers, talking through `endpoint`.
@@ -195,6 +197,7 @@ pub async fn start_compute(
         prices,
         bid_policy,
         tamper,
+        silent,
     } = settings;
     let compute_dir = dir.join("compute");
     std::fs::create_dir_all(&compute_dir).with_context(|| format!("cannot create {}", compute_dir.display()))?;
@@ -237,6 +240,7 @@ pub async fn start_compute(
         capacity: detect_capacity(dir, capacity_percent),
         labels,
         heartbeat_interval: Duration::from_secs(5),
+        silent_heartbeats: silent.then_some((Duration::from_secs(4), Duration::from_secs(20))),
         version: version_info(),
         ipfs_addrs: node_ipfs.addrs(),
         api_url: results_url.clone(),
@@ -251,13 +255,14 @@ pub async fn start_compute(
 pub async fn start_node_server(
     listener: tokio::net::TcpListener,
     handle: &bacalhau_orchestrator::OrchestratorHandle,
+    authority: Arc<dyn bacalhau_protocol::NodeAuthority>,
     token: Option<String>,
     tls: Option<(Vec<u8>, Vec<u8>)>,
     cancel: CancellationToken,
 ) {
     let inbound = handle.inbound();
     tokio::spawn(async move {
-        let cfg = bacalhau_transport::ServerConfig { token, tls };
+        let cfg = bacalhau_transport::ServerConfig { token, tls, authority: Some(authority) };
         if let Err(e) = bacalhau_transport::serve(listener, inbound, cfg, async move { cancel.cancelled().await }).await
         {
             tracing::error!("{e}");
@@ -323,6 +328,7 @@ pub async fn serve(host: &str, port: u16, data_dir_flag: Option<PathBuf>, args: 
         ocfg.node_disconnect_timeout = Duration::from_secs(args.node_disconnect_timeout);
         ocfg.manual_node_approval = args.node_approval == "manual";
         ocfg.ipfs_addrs = ipfs.addrs();
+        ocfg.local_node = run_compute.then(|| node_id.clone());
         let o = Orchestrator::start(ocfg, cancel.child_token()).await?;
         let wanted = args.node_port.unwrap_or(DEFAULT_NODE_PORT);
         let tls = match (&args.tls_cert, &args.tls_key) {
@@ -332,7 +338,15 @@ pub async fn serve(host: &str, port: u16, data_dir_flag: Option<PathBuf>, args: 
         match tokio::net::TcpListener::bind((host, wanted)).await {
             Ok(l) => {
                 node_port = Some(l.local_addr()?);
-                start_node_server(l, &o.handle(), args.node_token.clone(), tls, cancel.child_token()).await;
+                start_node_server(
+                    l,
+                    &o.handle(),
+                    o.node_authority(),
+                    args.node_token.clone(),
+                    tls,
+                    cancel.child_token(),
+                )
+                .await;
             }
             // With both roles in one process the node port is an extra: say so and go on.
             Err(e) if run_compute && args.node_port.is_none() => {
@@ -358,6 +372,11 @@ pub async fn serve(host: &str, port: u16, data_dir_flag: Option<PathBuf>, args: 
                     node_id: node_id.clone(),
                     token: args.node_token.clone(),
                     tls_ca,
+                    key: Arc::new(
+                        bacalhau_transport::NodeKey::load_or_create(&dir.join("node.key")).with_context(|| {
+                            format!("cannot load this node's key {}", dir.join("node.key").display())
+                        })?,
+                    ),
                 };
                 bacalhau_transport::connect(cfg, cancel.child_token())?
             }
@@ -377,6 +396,7 @@ pub async fn serve(host: &str, port: u16, data_dir_flag: Option<PathBuf>, args: 
             prices: crate::market::prices(&args)?,
             bid_policy: crate::market::bid_policy(&args)?,
             tamper: fault == Some(crate::args::TestFault::TamperResults),
+            silent: fault == Some(crate::args::TestFault::SilentHeartbeats),
         };
         Some(start_compute(settings, endpoint, cancel.child_token()).await?)
     } else {

@@ -358,3 +358,62 @@ fn rejecting_a_node_stops_its_work_and_runs_it_elsewhere() {
     let done = execs.iter().find(|e| e["ComputeState"]["StateType"] == 7).expect("a completed execution");
     assert_ne!(done["NodeID"], running_on.as_str(), "finished on the other node");
 }
+
+#[test]
+fn a_node_id_cannot_be_taken_over_by_another_key() {
+    let (o, port) = orchestrator(&[]);
+    let addr = format!("127.0.0.1:{port}");
+    let real = Serve::start(bin(), &["--compute", "--orchestrators", &addr, "--node-token", TOKEN, "--name", "n-real"])
+        .expect("compute");
+    o.wait_connected(1);
+    // Same name and token, but its own data dir and so its own key.
+    let impostor =
+        Serve::start(bin(), &["--compute", "--orchestrators", &addr, "--node-token", TOKEN, "--name", "n-real"])
+            .expect("impostor");
+    wait_for("the impostor's refusal", DEADLINE, || impostor.log().contains("bound to another key").then_some(()))
+        .unwrap_or_else(|e| panic!("{e}\n{}", impostor.log()));
+    // The real node keeps the ID and its work.
+    let id = o.submit_wasm(&[&program("hello")]);
+    assert_eq!(o.wait_terminal(&id).expect("terminal"), "Completed");
+    assert!(real.log().contains("registered with the orchestrator"));
+    assert!(!impostor.log().contains("registered with the orchestrator"), "{}", impostor.log());
+    drop(impostor);
+    // A node may not use the ID of an orchestrator's own in-process compute node.
+    let both = Serve::start(bin(), &["--node-token", TOKEN, "--node-port", &free_port().expect("port").to_string()])
+        .expect("serve");
+    let local = std::fs::read_to_string(both.dir.join("node_id")).expect("node id");
+    let node_port = both
+        .log()
+        .lines()
+        .find_map(|l| {
+            l.split("compute nodes join on ").nth(1).map(|a| a.split(',').next().unwrap_or(a).trim().to_owned())
+        })
+        .expect("node port in the log");
+    let thief =
+        Serve::start(bin(), &["--compute", "--orchestrators", &node_port, "--node-token", TOKEN, "--name", &local])
+            .expect("thief");
+    wait_for("the thief's refusal", DEADLINE, || thief.log().contains("own compute node").then_some(()))
+        .unwrap_or_else(|e| panic!("{e}\n{}", thief.log()));
+    // Nor can the operator knock the in-process node out.
+    for action in ["reject", "delete"] {
+        let err = both.fails(&["node", action, &local]);
+        assert!(err.contains("own compute node") && err.contains("cannot be rejected or deleted"), "{err}");
+    }
+    assert_eq!(both.wait_terminal(&both.submit_wasm(&[&program("hello")])).expect("terminal"), "Completed");
+}
+
+#[test]
+fn the_in_process_node_comes_back_after_being_marked_disconnected() {
+    // The node falls silent for 16 s, longer than the 6 s timeout, then speaks again.
+    let s =
+        Serve::start(bin(), &["--node-disconnect-timeout", "6", "--test-fault", "silent-heartbeats"]).expect("serve");
+    wait_for("the node to be marked disconnected", DEADLINE, || {
+        s.log().contains("compute node disconnected").then_some(())
+    })
+    .expect("disconnected");
+    wait_for("it to register again", DEADLINE, || s.log().contains("asking it to register").then_some(()))
+        .unwrap_or_else(|e| panic!("{e}\n{}", s.log()));
+    // It may be marked disconnected again at any moment: the job waits for it rather than failing.
+    let out = s.ok(&["wasm", "run", "--queue-timeout", "60", &program("hello")]);
+    assert!(out.contains("Completed"), "{out}");
+}

@@ -39,6 +39,9 @@ pub struct ComputeConfig {
     pub labels: BTreeMap<String, String>,
     /// How often it tells the orchestrator it is alive.
     pub heartbeat_interval: Duration,
+    /// Test-only: no heartbeats are sent in this window after start (to prove the node comes
+    /// back after the orchestrator marks it disconnected).
+    pub silent_heartbeats: Option<(Duration, Duration)>,
     /// This build.
     pub version: BuildVersionInfo,
     /// Multiaddrs of the node's IPFS peer, advertised at registration.
@@ -305,6 +308,7 @@ impl Runtime {
     }
 
     async fn run(mut self, mut internal: mpsc::Receiver<Internal>, cancel: CancellationToken) {
+        let started = std::time::Instant::now();
         let mut heartbeat = tokio::time::interval(self.cfg.heartbeat_interval);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut msgs: Vec<Envelope<ToCompute>> = Vec::with_capacity(MAX_ROUND);
@@ -319,6 +323,9 @@ impl Runtime {
                     break;
                 },
                 _ = heartbeat.tick() => {
+                    if self.cfg.silent_heartbeats.is_some_and(|(from, to)| (from..to).contains(&started.elapsed())) {
+                        continue;
+                    }
                     self.publish_info();
                     let available: ResourcesWire = self.cfg.capacity.sub(&self.used).into();
                     let roots: Vec<String> = self

@@ -9,11 +9,13 @@
 //! It knows compute nodes only through `bacalhau-protocol` messages; it never runs work itself.
 
 pub mod content;
+mod identity;
 mod runtime;
 pub mod scheduler;
 pub mod selection;
 pub mod store;
 
+pub use identity::NodeKeys;
 pub use runtime::{
     JobEvent, ListJobsQuery, ListJobsResult, NodeAction, Orchestrator, OrchestratorConfig, OrchestratorError,
     OrchestratorHandle, StopResult, SubmitResult,

@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
 use crate::content::ContentIndex;
+use crate::identity::NodeKeys;
 use crate::scheduler::{self, Notify, Plan, SchedulerConfig};
 use crate::selection::NodeView;
 use crate::store::{JobOrder, JobStore, StoreError, WriteBatch};
@@ -66,6 +67,9 @@ pub struct OrchestratorConfig {
     pub restart_grace: Duration,
     /// Multiaddrs of the orchestrator node's own IPFS peer, offered as a provider of inputs.
     pub ipfs_addrs: Vec<String>,
+    /// The compute node in this process, if any: its ID is reserved (no network node may use
+    /// it) and it cannot be rejected or deleted.
+    pub local_node: Option<NodeId>,
 }
 
 impl OrchestratorConfig {
@@ -80,6 +84,7 @@ impl OrchestratorConfig {
             housekeeping_interval: Duration::from_millis(500),
             restart_grace: Duration::from_secs(10),
             ipfs_addrs: Vec::new(),
+            local_node: None,
         }
     }
 }
@@ -199,6 +204,7 @@ pub struct OrchestratorHandle {
     events: broadcast::Sender<JobEvent>,
     defaults: SubmissionDefaults,
     content: Arc<std::sync::RwLock<ContentIndex>>,
+    keys: Arc<NodeKeys>,
 }
 
 impl std::fmt::Debug for Command {
@@ -228,7 +234,10 @@ impl Orchestrator {
         let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_CAPACITY);
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
         let content = Arc::new(std::sync::RwLock::new(ContentIndex::new(config.ipfs_addrs.clone())));
+        let (s, local) = (store.clone(), config.local_node.clone());
+        let keys = Arc::new(tokio::task::spawn_blocking(move || NodeKeys::load(s, local)).await.map_err(join_err)??);
         let mut runtime = Runtime {
+            keys: keys.clone(),
             content: content.clone(),
             dissents: HashMap::new(),
             store: store.clone(),
@@ -250,6 +259,7 @@ impl Orchestrator {
             events,
             defaults: config.defaults.clone(),
             content,
+            keys,
         };
         let task = tokio::spawn(runtime.run(commands_rx, inbound_rx, cancel));
         Ok(Self { handle, task })
@@ -258,6 +268,11 @@ impl Orchestrator {
     /// A handle for callers and transports.
     pub fn handle(&self) -> OrchestratorHandle {
         self.handle.clone()
+    }
+
+    /// Decides which key may speak for which node ID (for the network transport).
+    pub fn node_authority(&self) -> Arc<dyn bacalhau_protocol::NodeAuthority> {
+        self.handle.keys.clone()
     }
 
     /// Waits for the runtime to stop (after its cancellation token fires).
@@ -456,6 +471,7 @@ struct Round {
 }
 
 struct Runtime {
+    keys: Arc<NodeKeys>,
     content: Arc<std::sync::RwLock<ContentIndex>>,
     /// Per node, results that disagreed with a verification quorum (its reputation).
     dissents: HashMap<NodeId, u32>,
@@ -715,6 +731,14 @@ impl Runtime {
                         return;
                     }
                 };
+                if action != NodeAction::Approve && self.keys.is_reserved(&id) {
+                    let msg = format!(
+                        "node {id} is this orchestrator's own compute node; it cannot be rejected or deleted. \
+                         To run the orchestrator alone, restart it with `bacalhau serve --orchestrator`"
+                    );
+                    drop(reply.send(Err(OrchestratorError::Conflict(msg))));
+                    return;
+                }
                 match action {
                     NodeAction::Approve | NodeAction::Reject => {
                         let m = if action == NodeAction::Approve {
@@ -730,6 +754,7 @@ impl Runtime {
                         }
                     }
                     NodeAction::Delete => {
+                        self.keys.forget(&id);
                         self.memberships.remove(&id);
                         self.nodes.remove(&id);
                         round.batch.put_node_membership(id.as_str(), None);
@@ -805,8 +830,15 @@ impl Runtime {
             return;
         }
         if let Some(n) = self.nodes.get_mut(&node_id) {
+            let was_lost = !n.connected && n.info.is_some();
             n.last_seen = Instant::now();
             n.connected = true;
+            // Its work was failed and rescheduled when it went silent: it must register again
+            // so both sides reconcile (it cancels what it still runs of that work).
+            if was_lost && !matches!(env.payload, FromCompute::Register { .. }) {
+                info!(%node_id, "a node marked disconnected spoke again; asking it to register");
+                round.sends.push((node_id.clone(), ToCompute::Reconnected));
+            }
         }
         match env.payload {
             FromCompute::Register { info, executions } => {
@@ -1073,7 +1105,8 @@ impl Runtime {
             if n.connected && n.last_seen.elapsed() > timeout {
                 warn!(node_id = %id, "compute node disconnected");
                 n.connected = false;
-                n.link = None;
+                // The link stays: if the node is only slow (or is this process's own node, which
+                // never re-dials), its next message brings it back through a re-registration.
                 if let Ok(mut c) = self.content.write() {
                     c.node_down(id);
                 }

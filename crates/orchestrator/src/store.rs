@@ -30,6 +30,8 @@ const NODES: TableDefinition<&str, &str> = TableDefinition::new("node_membership
 const HOLDERS: MultimapTableDefinition<&str, &str> = MultimapTableDefinition::new("content_holders");
 /// Node → how many of its results disagreed with a verification quorum (reputation).
 const DISSENTS: TableDefinition<&str, u64> = TableDefinition::new("node_dissents");
+/// Node ID → the ed25519 public key bound to it.
+const NODE_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("node_keys");
 
 /// A store failure. Callers treat all of them as "retry later or give up"; none is a user error.
 #[derive(Debug, thiserror::Error)]
@@ -168,6 +170,7 @@ impl JobStore {
             tx.open_table(NODES).map_err(db_err)?;
             tx.open_multimap_table(HOLDERS).map_err(db_err)?;
             tx.open_table(DISSENTS).map_err(db_err)?;
+            tx.open_table(NODE_KEYS).map_err(db_err)?;
         }
         tx.commit().map_err(db_err)?;
         Ok(Self { db })
@@ -265,6 +268,31 @@ impl JobStore {
             out.push((k.value().to_owned(), v.value().to_owned()));
         }
         Ok(out)
+    }
+
+    /// Every node's bound public key.
+    pub fn node_keys(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let tx = self.db.begin_read().map_err(db_err)?;
+        let table = tx.open_table(NODE_KEYS).map_err(db_err)?;
+        let mut out = Vec::new();
+        for row in table.iter().map_err(db_err)? {
+            let (k, v) = row.map_err(db_err)?;
+            out.push((k.value().to_owned(), v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Binds (`Some`) or forgets (`None`) a node's key, durably, before anyone acts on it.
+    pub fn put_node_key(&self, node_id: &str, key: Option<&[u8]>) -> Result<(), StoreError> {
+        let tx = self.db.begin_write().map_err(db_err)?;
+        {
+            let mut t = tx.open_table(NODE_KEYS).map_err(db_err)?;
+            match key {
+                Some(k) => t.insert(node_id, k).map(|_| ()).map_err(db_err)?,
+                None => t.remove(node_id).map(|_| ()).map_err(db_err)?,
+            }
+        }
+        tx.commit().map_err(db_err)
     }
 
     /// A job by exact ID.

@@ -17,3 +17,11 @@ pub use message::{
     Envelope, ExecutionReport, FromCompute, LocalExecutionState, OrchestratorInbound, Outbound, PROTOCOL_VERSION,
     SendError, ToCompute,
 };
+
+/// Decides which key may speak for which node ID. The orchestrator implements it over its
+/// store (a node ID is bound to the first key that joins with it, or to the one approved);
+/// the network transport asks it before any message of a new stream flows.
+pub trait NodeAuthority: Send + Sync + std::fmt::Debug {
+    /// `Ok` when `key` (an ed25519 public key) may speak for `node`; otherwise why not.
+    fn admit(&self, node: &bacalhau_model::NodeId, key: &[u8; 32]) -> Result<(), String>;
+}

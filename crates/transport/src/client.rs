@@ -29,6 +29,8 @@ pub struct ClientConfig {
     pub token: Option<String>,
     /// PEM CA certificate to verify the orchestrator with: dial with TLS.
     pub tls_ca: Option<Vec<u8>>,
+    /// The node's own key: every stream opens with a fresh proof of it.
+    pub key: std::sync::Arc<crate::NodeKey>,
 }
 
 fn endpoint(cfg: &ClientConfig) -> Result<Endpoint, TransportError> {
@@ -154,10 +156,15 @@ async fn session(
     let (tx, rx) = mpsc::channel::<Envelope<bacalhau_protocol::FromCompute>>(1024);
     let mut req = tonic::Request::new(tokio_stream::wrappers::ReceiverStream::new(rx));
     let md = req.metadata_mut();
+    let (ts, nonce, sig) = cfg.key.prove(cfg.node_id.as_str());
     for (key, value) in [
         (NODE_ID_KEY, cfg.node_id.0.clone()),
         (VERSION_KEY, PROTOCOL_VERSION.to_string()),
         (TOKEN_KEY, cfg.token.clone().unwrap_or_default()),
+        (crate::NODE_KEY_KEY, cfg.key.public_b64()),
+        (crate::PROOF_TS_KEY, ts),
+        (crate::PROOF_NONCE_KEY, nonce),
+        (crate::PROOF_SIG_KEY, sig),
     ] {
         if let Ok(v) = MetadataValue::try_from(value.as_str()) {
             md.insert(key, v);
@@ -168,9 +175,10 @@ async fn session(
     let path = http::uri::PathAndQuery::from_static(CONNECT_PATH);
     let codec = JsonCodec::<Envelope<bacalhau_protocol::FromCompute>, Envelope<ToCompute>>::default();
     let response = grpc.streaming(req, path, codec).await.map_err(|s| match s.code() {
-        tonic::Code::Unauthenticated | tonic::Code::FailedPrecondition | tonic::Code::InvalidArgument => {
-            Failure::Refused(s.message().to_owned())
-        }
+        tonic::Code::Unauthenticated
+        | tonic::Code::FailedPrecondition
+        | tonic::Code::InvalidArgument
+        | tonic::Code::PermissionDenied => Failure::Refused(s.message().to_owned()),
         _ => Failure::Broken(format!("cannot open the stream to {}: {}", cfg.orchestrator, s.message())),
     })?;
     info!(orchestrator = %cfg.orchestrator, "connected to the orchestrator");

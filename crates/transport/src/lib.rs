@@ -11,9 +11,11 @@
 
 mod client;
 mod codec;
+mod identity;
 mod server;
 
 pub use client::{ClientConfig, connect};
+pub use identity::{NodeKey, ProofChecker};
 pub use server::{ServerConfig, serve};
 
 /// The gRPC method the stream runs on.
@@ -26,6 +28,14 @@ pub const NODE_ID_KEY: &str = "x-bacalhau-node-id";
 pub const VERSION_KEY: &str = "x-bacalhau-protocol-version";
 /// Metadata: the cluster token.
 pub const TOKEN_KEY: &str = "x-bacalhau-token";
+/// Metadata: the node's ed25519 public key (base64).
+pub const NODE_KEY_KEY: &str = "x-bacalhau-node-key";
+/// Metadata: the proof's timestamp (seconds since the epoch).
+pub const PROOF_TS_KEY: &str = "x-bacalhau-node-proof-ts";
+/// Metadata: the proof's nonce.
+pub const PROOF_NONCE_KEY: &str = "x-bacalhau-node-proof-nonce";
+/// Metadata: the proof's signature (base64).
+pub const PROOF_SIG_KEY: &str = "x-bacalhau-node-proof";
 
 /// Why the transport could not start.
 #[derive(Debug, thiserror::Error)]

@@ -29,6 +29,8 @@ pub struct ServerConfig {
     pub token: Option<String>,
     /// PEM certificate chain and key: serve TLS.
     pub tls: Option<(Vec<u8>, Vec<u8>)>,
+    /// Which key may speak for which node ID; `None` checks proofs but binds nothing.
+    pub authority: Option<Arc<dyn bacalhau_protocol::NodeAuthority>>,
 }
 
 /// The orchestrator's handle on one node's stream.
@@ -55,6 +57,8 @@ struct NodeService {
     /// has already reconnected as gone.
     generations: Arc<Mutex<HashMap<NodeId, u64>>>,
     next: Arc<AtomicU64>,
+    proofs: Arc<crate::ProofChecker>,
+    authority: Option<Arc<dyn bacalhau_protocol::NodeAuthority>>,
 }
 
 impl NamedService for NodeService {
@@ -65,8 +69,10 @@ fn meta<'a>(req: &'a Request<Streaming<Envelope<FromCompute>>>, key: &str) -> &'
     req.metadata().get(key).and_then(|v| v.to_str().ok()).unwrap_or_default()
 }
 
-/// Checks the handshake metadata; the error says what to fix.
-fn admit(req: &Request<Streaming<Envelope<FromCompute>>>, token: Option<&str>) -> Result<NodeId, Status> {
+/// Checks the handshake metadata, then that the stream's key may speak for its node ID; the
+/// error says what to fix.
+fn admit(svc: &NodeService, req: &Request<Streaming<Envelope<FromCompute>>>) -> Result<NodeId, Status> {
+    let token = svc.token.as_deref();
     let version = meta(req, VERSION_KEY);
     if version != PROTOCOL_VERSION.to_string() {
         return Err(Status::failed_precondition(format!(
@@ -84,7 +90,21 @@ fn admit(req: &Request<Streaming<Envelope<FromCompute>>>, token: Option<&str>) -
     if node.is_empty() || node.len() > 256 {
         return Err(Status::invalid_argument("the stream carries no node ID"));
     }
-    Ok(NodeId(node.to_owned()))
+    let key = svc
+        .proofs
+        .check(
+            node,
+            meta(req, crate::NODE_KEY_KEY),
+            meta(req, crate::PROOF_TS_KEY),
+            meta(req, crate::PROOF_NONCE_KEY),
+            meta(req, crate::PROOF_SIG_KEY),
+        )
+        .map_err(Status::unauthenticated)?;
+    let node_id = NodeId(node.to_owned());
+    if let Some(authority) = &svc.authority {
+        authority.admit(&node_id, &key).map_err(Status::permission_denied)?;
+    }
+    Ok(node_id)
 }
 
 type OutStream = Pin<Box<dyn Stream<Item = Result<Envelope<ToCompute>, Status>> + Send>>;
@@ -99,7 +119,7 @@ impl StreamingService<Envelope<FromCompute>> for Connect {
     fn call(&mut self, req: Request<Streaming<Envelope<FromCompute>>>) -> Self::Future {
         let svc = self.0.clone();
         Box::pin(async move {
-            let node_id = admit(&req, svc.token.as_deref()).inspect_err(|s| {
+            let node_id = admit(&svc, &req).inspect_err(|s| {
                 warn!(node = meta(&req, NODE_ID_KEY), "refused a compute node: {}", s.message());
             })?;
             let generation = svc.next.fetch_add(1, Ordering::Relaxed);
@@ -181,6 +201,8 @@ pub async fn serve(
         token: cfg.token.map(Into::into),
         generations: Arc::default(),
         next: Arc::new(AtomicU64::new(0)),
+        proofs: Arc::default(),
+        authority: cfg.authority,
     };
     let mut builder = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(5)))
