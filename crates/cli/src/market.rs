@@ -57,7 +57,12 @@ pub fn bid_policy(args: &ServeArgs) -> Result<BidPolicy> {
             }
             (None, None) => None,
         };
-    Ok(BidPolicy { reject_networked: args.reject_networked_jobs, local_inputs_only: args.local_inputs_only, probe })
+    Ok(BidPolicy {
+        reject_networked: args.reject_networked_jobs,
+        local_inputs_only: args.local_inputs_only,
+        probe,
+        host_network_refusal: None,
+    })
 }
 
 /// The probe runs inside the compute node's loop: let the runtime move other tasks off this

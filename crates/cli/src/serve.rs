@@ -394,7 +394,14 @@ pub async fn serve(host: &str, port: u16, data_dir_flag: Option<PathBuf>, args: 
                 None => None,
             },
             prices: crate::market::prices(&args)?,
-            bid_policy: crate::market::bid_policy(&args)?,
+            bid_policy: bacalhau_compute::BidPolicy {
+                host_network_refusal: (!auth.enabled() && !args.insecure_allow_anonymous).then(|| {
+                    "this node's API has no authentication, so a job on the host's network could drive it from \
+                     inside: its operator can configure API.Auth.Users (or accept the risk with --insecure-allow-anonymous)"
+                        .to_owned()
+                }),
+                ..crate::market::bid_policy(&args)?
+            },
             tamper: fault == Some(crate::args::TestFault::TamperResults),
             silent: fault == Some(crate::args::TestFault::SilentHeartbeats),
         };

@@ -296,3 +296,70 @@ fn containers_left_by_a_crash_are_removed_at_start() {
     s.restart().expect("restart");
     wait_for("the orphan to go", DEADLINE, || containers_of(&node).is_empty().then_some(())).expect("orphan removed");
 }
+
+#[test]
+fn hostile_results_neither_escape_nor_keep_setuid_bits_or_fifos() {
+    let s = serve(&[]);
+    let victim = s.work.join("victim");
+    std::fs::create_dir(&victim).expect("mkdir");
+    // Two partitions: one makes outputs/x a symlink to the user's folder, the other a folder
+    // with a file in it. Merging must not write through the symlink, whichever comes first.
+    let script = format!(
+        "if [ \"$BACALHAU_PARTITION_INDEX\" = 0 ]; then ln -s {} /outputs/x; else mkdir /outputs/x && echo owned > /outputs/x/f; fi",
+        victim.display()
+    );
+    let id = submit(&s, &["--count", "2", "-p", "local", "-o", "outputs:/outputs", "busybox", "sh", "-c", &script]);
+    assert_eq!(s.wait_terminal(&id).expect("finish"), "Completed", "{}", message(&s, &id));
+    let err = s.fails(&["job", "get", &id, "--output-dir", "merged"]);
+    assert!(err.contains("cannot merge results"), "{err}");
+    assert_eq!(std::fs::read_dir(&victim).expect("ls").count(), 0, "a result wrote through a symlink");
+
+    // A setuid program in a result reaches nobody with its bit set.
+    let id = submit(
+        &s,
+        &["-p", "local", "-o", "outputs:/outputs", "busybox", "sh", "-c", "cp /bin/busybox /outputs/sh && chmod 6755 /outputs/sh"],
+    );
+    assert_eq!(s.wait_terminal(&id).expect("finish"), "Completed", "{}", message(&s, &id));
+    s.ok(&["job", "get", &id, "--output-dir", "suid"]);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(s.work.join("suid/outputs/sh")).expect("sh").permissions().mode();
+    assert_eq!(mode & 0o7000, 0, "setuid/setgid kept: {mode:o}");
+
+    // A FIFO fails the job, naming it, instead of hanging the publisher.
+    let id = submit(&s, &["-p", "local", "-o", "outputs:/outputs", "busybox", "mkfifo", "/outputs/pipe"]);
+    assert_eq!(s.wait_terminal(&id).expect("finish"), "Failed");
+    let msg = message(&s, &id);
+    assert!(msg.contains("outputs/pipe is a FIFO"), "{msg}");
+}
+
+#[test]
+fn containers_run_without_privileges_they_do_not_need() {
+    let s = serve(&[]);
+    // No capability to make device nodes, a bounded process table (cgroup v2 or v1), no
+    // privilege gain.
+    let id = submit(
+        &s,
+        &[
+            "busybox",
+            "sh",
+            "-c",
+            "grep -E '^(CapEff|NoNewPrivs)' /proc/self/status; cat /sys/fs/cgroup/pids.max /sys/fs/cgroup/pids/pids.max 2>/dev/null; mknod /tmp/d c 1 3 && echo MKNOD-WORKED",
+        ],
+    );
+    s.wait_terminal(&id).expect("finish");
+    let out = s.ok(&["logs", &id]);
+    assert!(out.contains("NoNewPrivs:\t1"), "{out}");
+    assert!(!out.contains("MKNOD-WORKED"), "{out}");
+    assert!(out.contains("4096"), "pids limit missing: {out}");
+    let cap_eff = out.lines().find_map(|l| l.strip_prefix("CapEff:\t")).expect("CapEff");
+    let caps = u64::from_str_radix(cap_eff.trim(), 16).expect("hex");
+    // Docker's default set is 0xa80425fb; MKNOD is bit 27, NET_RAW bit 13.
+    assert_eq!(caps & (1 << 27), 0, "{cap_eff}");
+    assert_eq!(caps & (1 << 13), 0, "{cap_eff}");
+    assert_ne!(caps & (1 << 0), 0, "CHOWN is kept: {cap_eff}");
+    // Without API authentication, a job on the host's network could drive the API: declined.
+    let id = submit(&s, &["--network", "host", "busybox", "wget", "-qO-", &format!("http://127.0.0.1:{}/api/v1/orchestrator/jobs", s.port)]);
+    assert_eq!(s.wait_terminal(&id).expect("finish"), "Failed");
+    let d = describe(&s, &id).to_string();
+    assert!(d.contains("API has no authentication"), "{d}");
+}

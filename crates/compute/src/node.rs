@@ -67,6 +67,9 @@ pub struct BidPolicy {
     pub local_inputs_only: bool,
     /// An outside check that may veto a job: given the job, `Err(reason)` declines it.
     pub probe: Option<BidProbe>,
+    /// Why jobs on the host's network (`Host`, `Full`) are declined, if they are: on a node
+    /// whose API has no authentication such a job could drive the API from inside.
+    pub host_network_refusal: Option<String>,
 }
 
 impl std::fmt::Debug for BidPolicy {
@@ -75,6 +78,7 @@ impl std::fmt::Debug for BidPolicy {
             .field("reject_networked", &self.reject_networked)
             .field("local_inputs_only", &self.local_inputs_only)
             .field("probe", &self.probe.is_some())
+            .field("host_network_refusal", &self.host_network_refusal)
             .finish()
     }
 }
@@ -539,6 +543,11 @@ impl Runtime {
             !matches!(task.network.r#type, bacalhau_model::NetworkType::None | bacalhau_model::NetworkType::Default);
         if policy.reject_networked && networked {
             return Err("this node does not take networked jobs (--reject-networked-jobs)".into());
+        }
+        if let Some(why) = &policy.host_network_refusal
+            && matches!(task.network.r#type, bacalhau_model::NetworkType::Host | bacalhau_model::NetworkType::Full)
+        {
+            return Err(why.clone());
         }
         if policy.local_inputs_only {
             for input in &task.input_sources {
