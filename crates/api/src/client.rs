@@ -153,9 +153,26 @@ impl Client {
     }
 
     /// `PUT /jobs` with a job given as JSON.
+    /// Sent with an `Idempotency-Key`, and retried (with the same key) when the connection
+    /// fails or the server is briefly unavailable: the job is created once either way.
     pub async fn submit(&self, job: &Value) -> Result<PutJobResponse, ClientError> {
         let url = format!("{}/api/v1/orchestrator/jobs", self.base);
-        self.send(self.http.put(&url).json(&serde_json::json!({ "Job": job })), &url).await
+        let key = uuid::Uuid::new_v4().to_string();
+        let body = serde_json::json!({ "Job": job });
+        let mut delay = Duration::from_millis(250);
+        for attempt in 1.. {
+            let req = self.http.put(&url).header("Idempotency-Key", &key).json(&body);
+            match self.send(req, &url).await {
+                Err(ClientError::Unreachable { .. }) | Err(ClientError::Api { status: 502..=504, .. })
+                    if attempt < 4 =>
+                {
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                }
+                other => return other,
+            }
+        }
+        unreachable!("the loop returns")
     }
 
     /// A job, optionally with history and executions.

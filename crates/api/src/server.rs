@@ -233,7 +233,21 @@ fn limit(params: &HashMap<String, String>) -> ApiResult<usize> {
     }
 }
 
-async fn put_job(State(s): St, body: axum::body::Bytes) -> ApiResult<Json<PutJobResponse>> {
+async fn put_job(
+    State(s): St,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<PutJobResponse>> {
+    let key = match headers.get("idempotency-key").map(|v| v.to_str()) {
+        None => None,
+        Some(Ok(k)) if !k.trim().is_empty() && k.len() <= 256 => Some(k.trim().to_owned()),
+        Some(_) => {
+            return Err(ApiError::bad_request(
+                "the Idempotency-Key header must be 1 to 256 printable characters",
+                "send a fresh UUID per submission, and the same one when retrying it",
+            ));
+        }
+    };
     let value: Value = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(format!("the request body is not valid JSON: {e}"), "send {\"Job\": {...}}")
     })?;
@@ -246,7 +260,7 @@ async fn put_job(State(s): St, body: axum::body::Bytes) -> ApiResult<Json<PutJob
         .map(|(_, v)| v)
         .ok_or_else(|| ApiError::bad_request("the request has no Job", "send {\"Job\": {...}}"))?;
     let parsed = parse_job_value(job_value).map_err(|e| ApiError::bad_request(e.to_string(), "fix the job spec"))?;
-    let result = orch(&s)?.submit(parsed.job).await?;
+    let result = orch(&s)?.submit_once(parsed.job, key).await?;
     let mut warnings: Vec<String> =
         parsed.unknown_keys.iter().map(|k| format!("unknown field {k} was ignored")).collect();
     warnings.extend(result.warnings);

@@ -317,7 +317,16 @@ fn hostile_results_neither_escape_nor_keep_setuid_bits_or_fifos() {
     // A setuid program in a result reaches nobody with its bit set.
     let id = submit(
         &s,
-        &["-p", "local", "-o", "outputs:/outputs", "busybox", "sh", "-c", "cp /bin/busybox /outputs/sh && chmod 6755 /outputs/sh"],
+        &[
+            "-p",
+            "local",
+            "-o",
+            "outputs:/outputs",
+            "busybox",
+            "sh",
+            "-c",
+            "cp /bin/busybox /outputs/sh && chmod 6755 /outputs/sh",
+        ],
     );
     assert_eq!(s.wait_terminal(&id).expect("finish"), "Completed", "{}", message(&s, &id));
     s.ok(&["job", "get", &id, "--output-dir", "suid"]);
@@ -358,7 +367,17 @@ fn containers_run_without_privileges_they_do_not_need() {
     assert_eq!(caps & (1 << 13), 0, "{cap_eff}");
     assert_ne!(caps & (1 << 0), 0, "CHOWN is kept: {cap_eff}");
     // Without API authentication, a job on the host's network could drive the API: declined.
-    let id = submit(&s, &["--network", "host", "busybox", "wget", "-qO-", &format!("http://127.0.0.1:{}/api/v1/orchestrator/jobs", s.port)]);
+    let id = submit(
+        &s,
+        &[
+            "--network",
+            "host",
+            "busybox",
+            "wget",
+            "-qO-",
+            &format!("http://127.0.0.1:{}/api/v1/orchestrator/jobs", s.port),
+        ],
+    );
     assert_eq!(s.wait_terminal(&id).expect("finish"), "Failed");
     let d = describe(&s, &id).to_string();
     assert!(d.contains("API has no authentication"), "{d}");

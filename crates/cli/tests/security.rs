@@ -273,3 +273,123 @@ fn browsers_and_bad_bodies_get_clear_refusals() {
     );
     assert!(alive(&s));
 }
+
+#[test]
+fn a_full_disk_fails_one_job_and_the_node_recovers_without_a_restart() {
+    let Some(disk) = bacalhau_testkit::rerun_with_small_disk(
+        "a_full_disk_fails_one_job_and_the_node_recovers_without_a_restart",
+        96,
+    )
+    .expect("small disk") else {
+        return;
+    };
+    let s = Serve::start_in(bin(), &disk.join("data"), &[]).expect("serve");
+    let data = s.work.join("input.bin");
+    std::fs::write(&data, bacalhau_testkit::random_bytes(24 << 20, 7)).expect("input");
+    let cid = s.ok(&["ipfs", "add", "-Q", &data.display().to_string()]).trim().to_owned();
+    // Leave about 8 MiB free: the 24 MiB input cannot be written out for the job.
+    let free = nix::sys::statvfs::statvfs(&disk).map(|v| v.blocks_available() * v.fragment_size()).expect("statvfs");
+    let filler = disk.join("filler");
+    std::fs::write(&filler, vec![0u8; (free - (8 << 20)) as usize]).expect("filler");
+    let hello = program("hello");
+    let id = s.submit_wasm(&["-i", &format!("ipfs://{cid}:/in"), &hello]);
+    assert_eq!(s.wait_terminal(&id).expect("terminal"), "Failed");
+    let msg = message(&s, &id);
+    assert!(msg.contains("data directory") && msg.contains("is full"), "{msg}");
+    let execs = disk.join("data/compute/executions");
+    bacalhau_testkit::wait_for("the failed execution's files to go", bacalhau_testkit::DEADLINE, || {
+        let left: u64 = std::fs::read_dir(&execs)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| bacalhau_executor::dir_size(&e.path()))
+            .sum();
+        (left < 1 << 20).then_some(())
+    })
+    .expect("cleaned");
+    // Fill the disk completely: the orchestrator's store cannot commit a submission.
+    let free = nix::sys::statvfs::statvfs(&disk).map(|v| v.blocks_available() * v.fragment_size()).expect("statvfs");
+    let more = disk.join("filler2");
+    let _ = std::fs::write(&more, vec![0u8; free as usize]);
+    let out = s.cli(&["wasm", "run", "--wait=false", &hello]);
+    assert!(!out.status.success(), "a submission on a full disk must fail, not be lost silently: {out:?}");
+    // Space comes back: the same node takes and runs jobs again, no restart.
+    std::fs::remove_file(&more).expect("rm");
+    std::fs::remove_file(&filler).expect("rm");
+    let out = s.ok(&["wasm", "run", &hello]);
+    assert!(out.contains("Completed"), "{out}");
+    let id = s.submit_wasm(&["-i", &format!("ipfs://{cid}:/in"), &hello]);
+    assert_eq!(s.wait_terminal(&id).expect("terminal"), "Completed", "{}", message(&s, &id));
+}
+
+#[test]
+fn a_retried_submission_with_the_same_idempotency_key_creates_one_job() {
+    let s = serve(&[]);
+    let module = std::fs::read(program("hello")).expect("module");
+    let b64 = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(module)
+    };
+    let body = format!(
+        r#"{{"Job": {{"Type": "batch", "Tasks": [{{"Name": "t", "Engine": {{"Type": "wasm", "Params": {{"EntryModule": "/m.wasm"}}}}, "InputSources": [{{"Target": "/m.wasm", "Source": {{"Type": "inline", "Params": {{"URL": "data:application/wasm;base64,{b64}"}}}}}}]}}]}}}}"#
+    );
+    let put = || {
+        bacalhau_testkit::http_request(
+            s.port,
+            "PUT",
+            "/api/v1/orchestrator/jobs",
+            &[("Content-Type", "application/json"), ("Idempotency-Key", "3f1c2a8e-retry-me")],
+            body.as_bytes(),
+        )
+        .expect("put")
+    };
+    let (status, first) = put();
+    assert_eq!(status, 200, "{first}");
+    let (status, second) = put();
+    assert_eq!(status, 200, "{second}");
+    let id =
+        |b: &str| serde_json::from_str::<serde_json::Value>(b).expect("json")["JobID"].as_str().expect("id").to_owned();
+    assert_eq!(id(&first), id(&second));
+    let list: serde_json::Value = serde_json::from_str(&s.ok(&["job", "list", "--output", "json"])).expect("list");
+    assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
+}
+
+#[test]
+fn a_damaged_store_is_refused_at_start_and_a_bad_record_is_skipped() {
+    let mut s = serve(&[]);
+    let hello = program("hello");
+    let first = s.submit_wasm(&[&hello]);
+    let second = s.submit_wasm(&[&hello]);
+    s.wait_terminal(&first).expect("terminal");
+    s.wait_terminal(&second).expect("terminal");
+    s.kill9().expect("kill");
+    let store = s.dir.join("orchestrator/jobs.redb");
+    // One record no longer decodes: the listing reports it and shows the rest.
+    {
+        let db = redb::Database::create(&store).expect("open");
+        let tx = db.begin_write().expect("tx");
+        {
+            let mut jobs = tx.open_table(redb::TableDefinition::<&str, &[u8]>::new("jobs")).expect("jobs");
+            jobs.insert(first.as_str(), &b"\x01{not json"[..]).expect("insert");
+        }
+        tx.commit().expect("commit");
+    }
+    s.restart().expect("restart");
+    let list = s.ok(&["job", "list", "--output", "json"]);
+    assert!(list.contains(&second) && !list.contains(&first), "{list}");
+    s.kill9().expect("kill");
+    // A store file cut to nothing is a lost store, never silently a new one.
+    let saved = std::fs::read(&store).expect("read");
+    std::fs::write(&store, b"").expect("truncate");
+    let err = s.restart().expect_err("an empty store must be refused");
+    let log = s.log();
+    assert!(log.contains("is empty (0 bytes)") && log.contains("Restore it from a backup"), "{err:#}\n{log}");
+    // Garbage where the store was: refused with what to do.
+    let mut garbage = saved.clone();
+    for b in garbage.iter_mut().take(4096) {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&store, &garbage).expect("garble");
+    assert!(s.restart().is_err(), "a garbled store must be refused");
+    assert!(s.log().contains("jobs.redb"), "{}", s.log());
+}

@@ -47,8 +47,35 @@ impl RunPlan {
             .await;
     }
 
-    /// Runs to the end and says how it ended; never panics on bad input.
+    /// Runs to the end and says how it ended; never panics on bad input. An execution that
+    /// ran out of disk is failed with the data directory named, and its folder removed at
+    /// once: a full disk must cost one job, not the node.
     pub(crate) async fn run(self) -> Outcome {
+        let exec_dir = self.exec_dir.clone();
+        let outcome = self.run_inner().await;
+        let Outcome::Failed { message, cancelled, retryable } = outcome else { return outcome };
+        let full = message.contains("No space left on device")
+            || message.contains("os error 28")
+            || message.contains("disk quota exceeded")
+            || message.contains("storage full");
+        if !full {
+            return Outcome::Failed { message, cancelled, retryable };
+        }
+        let dir = exec_dir.clone();
+        let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
+        let data_dir = exec_dir.parent().and_then(|p| p.parent()).unwrap_or(&exec_dir);
+        Outcome::Failed {
+            message: format!(
+                "the compute node's data directory {} is full: {message}. The execution's files were removed; \
+                 free space there or give the node a larger disk",
+                data_dir.display()
+            ),
+            cancelled,
+            retryable: true,
+        }
+    }
+
+    async fn run_inner(self) -> Outcome {
         let fail = |message: String| Outcome::Failed { message, cancelled: false, retryable: true };
         let Some(job) = self.execution.job.as_deref() else {
             return fail("the execution arrived without its job".into());

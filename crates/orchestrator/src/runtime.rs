@@ -178,10 +178,26 @@ pub struct ListJobsResult {
 }
 
 enum Command {
-    Submit { job: Box<Job>, warnings: Vec<String>, reply: oneshot::Sender<Result<SubmitResult, OrchestratorError>> },
-    Stop { job_id: JobId, reason: String, reply: oneshot::Sender<Result<StopResult, OrchestratorError>> },
-    Nodes { reply: oneshot::Sender<Vec<NodeState>> },
-    NodeAction { node: String, action: NodeAction, reply: oneshot::Sender<Result<String, OrchestratorError>> },
+    Submit {
+        job: Box<Job>,
+        warnings: Vec<String>,
+        /// The client's Idempotency-Key: a retried submission gets the job the first one made.
+        key: Option<String>,
+        reply: oneshot::Sender<Result<SubmitResult, OrchestratorError>>,
+    },
+    Stop {
+        job_id: JobId,
+        reason: String,
+        reply: oneshot::Sender<Result<StopResult, OrchestratorError>>,
+    },
+    Nodes {
+        reply: oneshot::Sender<Vec<NodeState>>,
+    },
+    NodeAction {
+        node: String,
+        action: NodeAction,
+        reply: oneshot::Sender<Result<String, OrchestratorError>>,
+    },
 }
 
 /// What an operator does to a node.
@@ -237,6 +253,7 @@ impl Orchestrator {
         let (s, local) = (store.clone(), config.local_node.clone());
         let keys = Arc::new(tokio::task::spawn_blocking(move || NodeKeys::load(s, local)).await.map_err(join_err)??);
         let mut runtime = Runtime {
+            idempotency: HashMap::new(),
             keys: keys.clone(),
             content: content.clone(),
             dissents: HashMap::new(),
@@ -294,10 +311,16 @@ fn now_nanos() -> i64 {
 impl OrchestratorHandle {
     /// Validates and stores a job, and schedules it.
     pub async fn submit(&self, job: Job) -> Result<SubmitResult, OrchestratorError> {
+        self.submit_once(job, None).await
+    }
+
+    /// Submits a job at most once per `key` (the HTTP `Idempotency-Key`): a client that
+    /// retries after losing the answer gets the job its first attempt created.
+    pub async fn submit_once(&self, job: Job, key: Option<String>) -> Result<SubmitResult, OrchestratorError> {
         let (job, warnings) = prepare_submission(job, JobId::generate(), now_nanos(), &self.defaults)?;
         let (reply, rx) = oneshot::channel();
         self.commands
-            .send(Command::Submit { job: Box::new(job), warnings, reply })
+            .send(Command::Submit { job: Box::new(job), warnings, key, reply })
             .await
             .map_err(|_| OrchestratorError::ShuttingDown)?;
         rx.await.map_err(|_| OrchestratorError::ShuttingDown)?
@@ -470,7 +493,12 @@ struct Round {
     events: Vec<JobEvent>,
 }
 
+/// Idempotency keys kept in memory (the store has them all).
+const MAX_IDEMPOTENCY_CACHE: usize = 10_000;
+
 struct Runtime {
+    /// Recent Idempotency-Keys → (job ID, evaluation ID), including this round's.
+    idempotency: HashMap<String, (String, String)>,
     keys: Arc<NodeKeys>,
     content: Arc<std::sync::RwLock<ContentIndex>>,
     /// Per node, results that disagreed with a verification quorum (its reputation).
@@ -532,6 +560,8 @@ impl Runtime {
         self.dissents = dissents.into_iter().map(|(n, c)| (NodeId::from(n.as_str()), c as u32)).collect();
         self.jobs.clear();
         self.exec_index.clear();
+        // Keys of submissions that never reached the disk must not answer retries.
+        self.idempotency.clear();
         for (job, execs, seq) in active {
             for e in &execs {
                 self.exec_index.insert(e.id.clone(), job.id.clone());
@@ -616,6 +646,14 @@ impl Runtime {
                     }
                 }
             }
+            // redb refuses writes after a failed one until reopened; the state in memory has
+            // changes that never reached the disk, so it is rebuilt from what did.
+            let store = self.store.clone();
+            match tokio::task::spawn_blocking(move || store.reopen()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => error!(error = %e, "could not reopen the orchestrator's store"),
+                Err(e) => error!(error = %e, "reopening the orchestrator's store crashed"),
+            }
             if let Err(e) = self.load().await {
                 error!(error = %e, "could not reload orchestrator state");
             }
@@ -668,10 +706,34 @@ impl Runtime {
 
     fn handle_command(&mut self, cmd: Command, now: i64, round: &mut Round) {
         match cmd {
-            Command::Submit { job, warnings, reply } => {
+            Command::Submit { job, warnings, key, reply } => {
+                if let Some(k) = &key {
+                    let earlier = match self.idempotency.get(k) {
+                        Some(r) => Some(r.clone()),
+                        None => self.store.idempotent_submission(k).ok().flatten(),
+                    };
+                    if let Some((job_id, evaluation_id)) = earlier {
+                        info!(%job_id, "a retried submission (same Idempotency-Key) gets the job it created");
+                        let result = SubmitResult {
+                            job_id: JobId(job_id),
+                            evaluation_id: EvaluationId(evaluation_id),
+                            warnings,
+                        };
+                        drop(reply.send(Ok(result)));
+                        return;
+                    }
+                }
                 let job = *job;
                 let eval = evaluation(&job, TriggeredBy::JobRegister, now);
                 let result = SubmitResult { job_id: job.id.clone(), evaluation_id: eval.id.clone(), warnings };
+                if let Some(k) = key {
+                    round.batch.put_idempotency_key(&k, job.id.as_str(), eval.id.as_str());
+                    // Submissions in flight and just made; older ones are found in the store.
+                    if self.idempotency.len() >= MAX_IDEMPOTENCY_CACHE {
+                        self.idempotency.clear();
+                    }
+                    self.idempotency.insert(k, (job.id.0.clone(), eval.id.0.clone()));
+                }
                 round.batch.put_job(job.clone(), true);
                 round.batch.put_evaluation(eval);
                 let id = job.id.clone();

@@ -30,6 +30,8 @@ const NODES: TableDefinition<&str, &str> = TableDefinition::new("node_membership
 const HOLDERS: MultimapTableDefinition<&str, &str> = MultimapTableDefinition::new("content_holders");
 /// Node → how many of its results disagreed with a verification quorum (reputation).
 const DISSENTS: TableDefinition<&str, u64> = TableDefinition::new("node_dissents");
+/// Idempotency-Key → "job ID\nevaluation ID" of the submission it created.
+const IDEMPOTENCY: TableDefinition<&str, &str> = TableDefinition::new("idempotency_keys");
 /// Node ID → the ed25519 public key bound to it.
 const NODE_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("node_keys");
 
@@ -80,9 +82,16 @@ pub struct WriteBatch {
     nodes: Vec<(String, Option<String>)>,
     holders: Vec<(String, String)>,
     dissents: Vec<(String, u64)>,
+    idempotency: Vec<(String, String)>,
 }
 
 impl WriteBatch {
+    /// Records that the submission with `key` created `job_id` (with `eval_id`), in the same
+    /// transaction as the job, so a retry after any crash finds it.
+    pub fn put_idempotency_key(&mut self, key: &str, job_id: &str, eval_id: &str) {
+        self.idempotency.push((key.to_owned(), format!("{job_id}\n{eval_id}")));
+    }
+
     /// Stores a job (new or changed). `is_new` adds it to the creation-time and name indexes.
     pub fn put_job(&mut self, job: Job, is_new: bool) {
         self.jobs.push((job, is_new));
@@ -127,6 +136,7 @@ impl WriteBatch {
             && self.nodes.is_empty()
             && self.holders.is_empty()
             && self.dissents.is_empty()
+            && self.idempotency.is_empty()
     }
 }
 
@@ -145,18 +155,50 @@ pub enum JobOrder {
 /// The durable store.
 #[derive(Debug)]
 pub struct JobStore {
-    db: Database,
+    /// `None` only while it is being reopened after a failed write.
+    db: std::sync::RwLock<Option<Database>>,
+    path: std::path::PathBuf,
 }
 
 impl JobStore {
-    /// Opens (or creates) the store at `path`.
+    /// Opens (or creates) the store at `path`. An existing file is checked first: an empty
+    /// one is refused (it is a lost store, not a new one), and so is one that fails redb's
+    /// integrity check, each with what to do about it.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = Database::create(path).map_err(|e| {
+        if let Ok(meta) = std::fs::metadata(path)
+            && meta.len() == 0
+        {
+            return Err(StoreError::Db(format!(
+                "{} is empty (0 bytes): the orchestrator's store was lost or truncated. Restore it from a backup, \
+                 or move it away to start with no jobs",
+                path.display()
+            )));
+        }
+        let existed = path.exists();
+        let mut db = Database::create(path).map_err(|e| {
             StoreError::Db(format!(
-                "cannot open {}: {e} (is another bacalhau serve using this data dir?)",
+                "cannot open {}: {e} (is another bacalhau serve using this data dir? if the file is damaged, \
+                 restore it from a backup or move it away)",
                 path.display()
             ))
         })?;
+        if existed {
+            match db.check_integrity() {
+                Ok(true) => {}
+                Ok(false) => tracing::warn!("{}: redb repaired the store after an unclean stop", path.display()),
+                Err(e) => {
+                    return Err(StoreError::Db(format!(
+                        "{} fails its integrity check ({e}): restore it from a backup, or move it away to start with no jobs",
+                        path.display()
+                    )));
+                }
+            }
+        }
+        Self::init_tables(&db)?;
+        Ok(Self { db: std::sync::RwLock::new(Some(db)), path: path.to_owned() })
+    }
+
+    fn init_tables(db: &Database) -> Result<(), StoreError> {
         let tx = db.begin_write().map_err(db_err)?;
         {
             tx.open_table(JOBS).map_err(db_err)?;
@@ -171,9 +213,42 @@ impl JobStore {
             tx.open_multimap_table(HOLDERS).map_err(db_err)?;
             tx.open_table(DISSENTS).map_err(db_err)?;
             tx.open_table(NODE_KEYS).map_err(db_err)?;
+            tx.open_table(IDEMPOTENCY).map_err(db_err)?;
         }
-        tx.commit().map_err(db_err)?;
-        Ok(Self { db })
+        tx.commit().map_err(db_err)
+    }
+
+    /// The (job ID, evaluation ID) a submission with this Idempotency-Key created, if any.
+    pub fn idempotent_submission(&self, key: &str) -> Result<Option<(String, String)>, StoreError> {
+        let tx = self.read_tx()?;
+        let t = tx.open_table(IDEMPOTENCY).map_err(db_err)?;
+        Ok(t.get(key)
+            .map_err(db_err)?
+            .and_then(|v| v.value().split_once('\n').map(|(j, e)| (j.to_owned(), e.to_owned()))))
+    }
+
+    fn read_tx(&self) -> Result<redb::ReadTransaction, StoreError> {
+        let guard = self.db.read().map_err(|_| StoreError::Db("the store lock is poisoned".into()))?;
+        let db = guard.as_ref().ok_or_else(|| StoreError::Db("the store is being reopened; retry".into()))?;
+        db.begin_read().map_err(db_err)
+    }
+
+    fn write_tx(&self) -> Result<redb::WriteTransaction, StoreError> {
+        let guard = self.db.read().map_err(|_| StoreError::Db("the store lock is poisoned".into()))?;
+        let db = guard.as_ref().ok_or_else(|| StoreError::Db("the store is being reopened; retry".into()))?;
+        db.begin_write().map_err(db_err)
+    }
+
+    /// After a failed write redb refuses further writes until the file is opened again (its
+    /// in-memory state may no longer match the disk): close and reopen it, so the node
+    /// recovers once the cause (a full disk, say) is gone, without a restart.
+    pub fn reopen(&self) -> Result<(), StoreError> {
+        let mut guard = self.db.write().map_err(|_| StoreError::Db("the store lock is poisoned".into()))?;
+        drop(guard.take());
+        let db = Database::create(&self.path)
+            .map_err(|e| StoreError::Db(format!("reopening {}: {e}", self.path.display())))?;
+        *guard = Some(db);
+        Ok(())
     }
 
     /// Commits a batch in one transaction. Blocking: call from a blocking thread.
@@ -181,7 +256,7 @@ impl JobStore {
         if batch.is_empty() {
             return Ok(());
         }
-        let tx = self.db.begin_write().map_err(db_err)?;
+        let tx = self.write_tx()?;
         {
             let mut jobs = tx.open_table(JOBS).map_err(db_err)?;
             let mut by_create = tx.open_table(JOBS_BY_CREATE).map_err(db_err)?;
@@ -228,13 +303,17 @@ impl JobStore {
             for (node, n) in &batch.dissents {
                 dissents.insert(node.as_str(), *n).map_err(db_err)?;
             }
+            let mut keys = tx.open_table(IDEMPOTENCY).map_err(db_err)?;
+            for (key, value) in &batch.idempotency {
+                keys.insert(key.as_str(), value.as_str()).map_err(db_err)?;
+            }
         }
         tx.commit().map_err(db_err)
     }
 
     /// Every (result CID, node that published it).
     pub fn content_holders(&self) -> Result<Vec<(String, String)>, StoreError> {
-        let tx = self.db.begin_read().map_err(db_err)?;
+        let tx = self.read_tx()?;
         let table = tx.open_multimap_table(HOLDERS).map_err(db_err)?;
         let mut out = Vec::new();
         for row in table.iter().map_err(db_err)? {
@@ -248,7 +327,7 @@ impl JobStore {
 
     /// Every node's dissent count.
     pub fn node_dissents(&self) -> Result<Vec<(String, u64)>, StoreError> {
-        let tx = self.db.begin_read().map_err(db_err)?;
+        let tx = self.read_tx()?;
         let table = tx.open_table(DISSENTS).map_err(db_err)?;
         let mut out = Vec::new();
         for row in table.iter().map_err(db_err)? {
@@ -260,7 +339,7 @@ impl JobStore {
 
     /// Every node's recorded membership.
     pub fn node_memberships(&self) -> Result<Vec<(String, String)>, StoreError> {
-        let tx = self.db.begin_read().map_err(db_err)?;
+        let tx = self.read_tx()?;
         let table = tx.open_table(NODES).map_err(db_err)?;
         let mut out = Vec::new();
         for row in table.iter().map_err(db_err)? {
@@ -272,7 +351,7 @@ impl JobStore {
 
     /// Every node's bound public key.
     pub fn node_keys(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        let tx = self.db.begin_read().map_err(db_err)?;
+        let tx = self.read_tx()?;
         let table = tx.open_table(NODE_KEYS).map_err(db_err)?;
         let mut out = Vec::new();
         for row in table.iter().map_err(db_err)? {
@@ -284,7 +363,7 @@ impl JobStore {
 
     /// Binds (`Some`) or forgets (`None`) a node's key, durably, before anyone acts on it.
     pub fn put_node_key(&self, node_id: &str, key: Option<&[u8]>) -> Result<(), StoreError> {
-        let tx = self.db.begin_write().map_err(db_err)?;
+        let tx = self.write_tx()?;
         {
             let mut t = tx.open_table(NODE_KEYS).map_err(db_err)?;
             match key {
@@ -297,14 +376,14 @@ impl JobStore {
 
     /// A job by exact ID.
     pub fn job(&self, id: &str) -> Result<Option<Job>, StoreError> {
-        let tx = self.db.begin_read().map_err(db_err)?;
+        let tx = self.read_tx()?;
         let t = tx.open_table(JOBS).map_err(db_err)?;
         t.get(id).map_err(db_err)?.map(|v| decode("job", v.value())).transpose()
     }
 
     /// Jobs whose ID starts with `prefix` (at most `limit`), for short-ID lookups.
     pub fn jobs_with_prefix(&self, prefix: &str, limit: usize) -> Result<Vec<JobId>, StoreError> {
-        let tx = self.db.begin_read().map_err(db_err)?;
+        let tx = self.read_tx()?;
         let t = tx.open_table(JOBS).map_err(db_err)?;
         let mut out = Vec::new();
         for item in t.range(prefix..).map_err(db_err)? {
@@ -319,7 +398,7 @@ impl JobStore {
 
     /// Jobs with this exact name.
     pub fn jobs_named(&self, name: &str) -> Result<Vec<JobId>, StoreError> {
-        let tx = self.db.begin_read().map_err(db_err)?;
+        let tx = self.read_tx()?;
         let t = tx.open_multimap_table(JOB_NAMES).map_err(db_err)?;
         let mut out = Vec::new();
         for v in t.get(name).map_err(db_err)? {
@@ -337,7 +416,7 @@ impl JobStore {
         limit: usize,
         keep: &dyn Fn(&Job) -> bool,
     ) -> Result<(Vec<Job>, Option<JobCursor>), StoreError> {
-        let tx = self.db.begin_read().map_err(db_err)?;
+        let tx = self.read_tx()?;
         let index = tx.open_table(JOBS_BY_CREATE).map_err(db_err)?;
         let jobs = tx.open_table(JOBS).map_err(db_err)?;
         let mut out = Vec::new();
@@ -361,9 +440,11 @@ impl JobStore {
                 break;
             }
             if let Some(v) = jobs.get(id).map_err(db_err)? {
-                let job: Job = decode("job", v.value())?;
-                if keep(&job) {
-                    out.push(job);
+                // One damaged record must not hide every other job: report it and go on.
+                match decode::<Job>("job", v.value()) {
+                    Ok(job) if keep(&job) => out.push(job),
+                    Ok(_) => {}
+                    Err(e) => tracing::error!(job_id = id, "skipping an unreadable job record: {e}"),
                 }
             }
             last = Some((t, id.to_owned()));
@@ -374,7 +455,7 @@ impl JobStore {
     /// Every job not yet in a terminal state, with its executions: what a restart resumes.
     pub fn active_jobs(&self) -> Result<Vec<(Job, Vec<Execution>, u64)>, StoreError> {
         let ids: Vec<String> = {
-            let tx = self.db.begin_read().map_err(db_err)?;
+            let tx = self.read_tx()?;
             let t = tx.open_table(ACTIVE_JOBS).map_err(db_err)?;
             let mut ids = Vec::new();
             for item in t.iter().map_err(db_err)? {
@@ -395,14 +476,14 @@ impl JobStore {
 
     /// An execution by ID.
     pub fn execution(&self, id: &ExecutionId) -> Result<Option<Execution>, StoreError> {
-        let tx = self.db.begin_read().map_err(db_err)?;
+        let tx = self.read_tx()?;
         let t = tx.open_table(EXECUTIONS).map_err(db_err)?;
         t.get(id.as_str()).map_err(db_err)?.map(|v| decode("execution", v.value())).transpose()
     }
 
     /// A job's executions, oldest first.
     pub fn executions(&self, job_id: &str) -> Result<Vec<Execution>, StoreError> {
-        let tx = self.db.begin_read().map_err(db_err)?;
+        let tx = self.read_tx()?;
         let by_job = tx.open_multimap_table(EXECS_BY_JOB).map_err(db_err)?;
         let execs = tx.open_table(EXECUTIONS).map_err(db_err)?;
         let mut out = Vec::new();
@@ -418,7 +499,7 @@ impl JobStore {
 
     /// A job's history in order.
     pub fn history(&self, job_id: &str) -> Result<Vec<JobHistory>, StoreError> {
-        let tx = self.db.begin_read().map_err(db_err)?;
+        let tx = self.read_tx()?;
         let t = tx.open_table(HISTORY).map_err(db_err)?;
         let mut out = Vec::new();
         for item in t.range((job_id, 0u64)..=(job_id, u64::MAX)).map_err(db_err)? {
@@ -428,7 +509,7 @@ impl JobStore {
     }
 
     fn last_history_seq(&self, job_id: &str) -> Result<u64, StoreError> {
-        let tx = self.db.begin_read().map_err(db_err)?;
+        let tx = self.read_tx()?;
         let t = tx.open_table(HISTORY).map_err(db_err)?;
         let last = t.range((job_id, 0u64)..=(job_id, u64::MAX)).map_err(db_err)?.next_back();
         Ok(match last {
@@ -439,7 +520,7 @@ impl JobStore {
 
     /// An evaluation by ID.
     pub fn evaluation(&self, id: &str) -> Result<Option<Evaluation>, StoreError> {
-        let tx = self.db.begin_read().map_err(db_err)?;
+        let tx = self.read_tx()?;
         let t = tx.open_table(EVALUATIONS).map_err(db_err)?;
         t.get(id).map_err(db_err)?.map(|v| decode("evaluation", v.value())).transpose()
     }

@@ -8,7 +8,7 @@ use bacalhau_executor::PreparedInput;
 use bacalhau_model::{InputSource, SOURCE_INLINE};
 use base64::Engine as _;
 
-use crate::{InputProvider, StorageError, publish::unpack_tar_gz_bytes};
+use crate::{InputProvider, StorageError, unpack_tar_gz_bytes};
 
 /// The largest inline payload accepted. Specs travel in API requests bounded at 10 MB; this
 /// leaves room for the rest of the spec and base64's expansion.
@@ -18,12 +18,18 @@ const MAX_INLINE_BYTES: usize = 8 * 1024 * 1024;
 #[derive(Debug, Default)]
 pub struct InlineSource;
 
-struct DataUrl {
-    media_type: String,
-    bytes: Vec<u8>,
+/// A decoded `data:` URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataUrl {
+    /// Its media type, lower case (`application/wasm`, `application/gzip`, ...).
+    pub media_type: String,
+    /// Its payload.
+    pub bytes: Vec<u8>,
 }
 
-fn parse_data_url(url: &str) -> Result<DataUrl, StorageError> {
+/// Decodes an RFC 2397 `data:` URL (base64 or percent-encoded), refusing payloads over the
+/// inline limit.
+pub fn parse_data_url(url: &str) -> Result<DataUrl, StorageError> {
     let rest = url
         .strip_prefix("data:")
         .ok_or_else(|| StorageError::Invalid("an inline input's URL must start with data:".into()))?;

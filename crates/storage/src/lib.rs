@@ -17,9 +17,10 @@ use bacalhau_executor::PreparedInput;
 use bacalhau_model::{ExecutionId, InputSource, SpecConfig};
 
 pub use inline::InlineSource;
+pub use inline::{DataUrl, parse_data_url};
 pub use ipfs::{IpfsPublisher, IpfsSource};
 pub use local::{AllowedPath, LocalSource};
-pub use publish::{LocalPublisher, NoopPublisher, RESULTS_ARCHIVE_SUFFIX, unpack_tar_gz};
+pub use publish::{LocalPublisher, NoopPublisher, RESULTS_ARCHIVE_SUFFIX, unpack_tar_gz, unpack_tar_gz_bytes};
 
 /// Why an input could not be prepared or a result published.
 #[derive(Debug, thiserror::Error)]

@@ -163,11 +163,25 @@ impl Serve {
             .context("cannot start bacalhau serve")?;
         self.child = Some(child);
         let port = self.port;
-        wait_for("serve to answer /api/v1/agent/alive", DEADLINE, || {
-            http_get(port, "/api/v1/agent/alive").ok().filter(|b| b.contains("OK"))
-        })
-        .with_context(|| format!("serve log:\n{}", self.log()))?;
-        Ok(())
+        let mut exited = None;
+        let child = &mut self.child;
+        let up = wait_for("serve to answer /api/v1/agent/alive", DEADLINE, || {
+            // A server that refused to start has said why and exited: no point waiting.
+            if let Some(status) = child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                exited = Some(status);
+                return Some(false);
+            }
+            http_get(port, "/api/v1/agent/alive").ok().filter(|b| b.contains("OK")).map(|_| true)
+        });
+        match (up, exited) {
+            (Ok(true), _) => Ok(()),
+            (_, Some(status)) => {
+                self.child = None;
+                bail!("serve exited ({status}) before answering; serve log:\n{}", self.log())
+            }
+            (Err(e), None) => Err(e).with_context(|| format!("serve log:\n{}", self.log())),
+            (Ok(false), None) => bail!("serve stopped answering"),
+        }
     }
 
     /// The server's log so far.
@@ -350,4 +364,51 @@ pub fn http_request(
         .and_then(|c| c.parse().ok())
         .with_context(|| format!("{method} {path}: no status in {head:?}"))?;
     Ok((status, body.to_owned()))
+}
+
+const SMALL_DISK_ENV: &str = "BACALHAU_TEST_SMALL_DISK";
+
+/// Runs the calling test again, alone, in a private mount namespace (`unshare -m`, as root)
+/// where a tmpfs of `mib` MiB is mounted, and returns `None` when it did (the caller then
+/// returns). Inside, it returns the mount point: a disk the test can fill without touching
+/// the machine's.
+pub fn rerun_with_small_disk(test_name: &str, mib: u64) -> Result<Option<PathBuf>> {
+    if let Some(dir) = std::env::var_os(SMALL_DISK_ENV) {
+        return Ok(Some(PathBuf::from(dir)));
+    }
+    let dir = tempfile::tempdir()?;
+    let status = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "--", "sh", "-c"])
+        .arg(format!(r#"mount -t tmpfs -o size={mib}m tmpfs "${SMALL_DISK_ENV}" && exec "$@""#))
+        .arg("sh")
+        .arg(std::env::current_exe()?)
+        .args(["--exact", test_name, "--nocapture", "--test-threads=1"])
+        .env(SMALL_DISK_ENV, dir.path())
+        .status()
+        .context("running unshare -m (util-linux, as root) for a private mount namespace")?;
+    if !status.success() {
+        bail!("the run with a small disk failed ({status}); its output is above");
+    }
+    Ok(None)
+}
+
+/// A `bacalhau serve` whose data dir is `dir` (for tests that choose the disk).
+impl Serve {
+    /// Starts `bin serve` on a free port with its data dir at `dir`.
+    pub fn start_in(bin: &Path, dir: &Path, extra: &[&str]) -> Result<Self> {
+        let tmp = tempfile::tempdir()?;
+        let work = tmp.path().join("work");
+        std::fs::create_dir_all(&work)?;
+        let mut s = Self {
+            child: None,
+            bin: bin.to_owned(),
+            port: free_port()?,
+            dir: dir.to_owned(),
+            work,
+            _tmp: tmp,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        s.restart()?;
+        Ok(s)
+    }
 }
