@@ -62,6 +62,8 @@ pub struct Client {
     http: reqwest::Client,
     /// The `Authorization` header value sent with every request, if any.
     authorization: Option<String>,
+    /// The TLS settings, for the websocket (reqwest has its own copy).
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 /// Reads a body, refusing one larger than `max` bytes.
@@ -97,6 +99,8 @@ fn cause(e: &reqwest::Error) -> String {
 impl Client {
     /// A client for `host:port`; `host` may be a URL (`http://h:p`), as Bacalhau allows.
     pub fn new(host: &str, port: u16) -> Self {
+        // reqwest builds its TLS side even for plain http: it needs the provider in place.
+        crate::tls::install_provider();
         let host = host.trim();
         let base = if host.starts_with("http://") || host.starts_with("https://") {
             host.trim_end_matches('/').to_owned()
@@ -106,21 +110,41 @@ impl Client {
             format!("http://{h}:{port}")
         };
         let http = reqwest::Client::builder().timeout(REQUEST_TIMEOUT).build().unwrap_or_default();
-        Self { base, http, authorization: None }
+        Self { base, http, authorization: None, tls: None }
     }
 
-    /// Sends `Authorization: <value>` with every request (`Bearer <key>` or `Basic <b64>`).
-    pub fn with_authorization(mut self, value: Option<String>) -> Self {
+    /// A client for `host:port` over https when `https` (or an `https://` host), checking the
+    /// server's certificate as `trust` says, sending `authorization` (`Bearer <key>` or
+    /// `Basic <b64>`) with every request.
+    pub fn connect(
+        host: &str,
+        port: u16,
+        https: bool,
+        trust: &crate::tls::ClientTrust,
+        authorization: Option<String>,
+    ) -> Result<Self, ClientError> {
+        let mut c = Self::new(host, port);
+        if https && c.base.starts_with("http://") {
+            c.base = c.base.replacen("http://", "https://", 1);
+        }
+        let bad = |cause: String| ClientError::Protocol { url: c.base.clone(), cause };
+        c.tls = crate::tls::client_config(trust).map_err(bad)?;
+        if c.tls.is_none() && c.base.starts_with("https://") {
+            crate::tls::install_provider();
+        }
         let mut headers = reqwest::header::HeaderMap::new();
-        if let Some(v) = value.as_deref().and_then(|v| reqwest::header::HeaderValue::from_str(v).ok()) {
+        if let Some(v) = authorization.as_deref().and_then(|v| reqwest::header::HeaderValue::from_str(v).ok()) {
             let mut v = v;
             v.set_sensitive(true);
             headers.insert(reqwest::header::AUTHORIZATION, v);
         }
-        self.http =
-            reqwest::Client::builder().timeout(REQUEST_TIMEOUT).default_headers(headers).build().unwrap_or_default();
-        self.authorization = value;
-        self
+        let mut builder = reqwest::Client::builder().timeout(REQUEST_TIMEOUT).default_headers(headers);
+        if let Some(cfg) = &c.tls {
+            builder = builder.tls_backend_preconfigured((**cfg).clone());
+        }
+        c.http = builder.build().map_err(|e| ClientError::Protocol { url: c.base.clone(), cause: cause(&e) })?;
+        c.authorization = authorization;
+        Ok(c)
     }
 
     /// The server's base URL.
@@ -273,7 +297,11 @@ impl Client {
         if let Some(v) = self.authorization.as_deref().and_then(|v| v.parse().ok()) {
             request.headers_mut().insert("authorization", v);
         }
-        let connect = tokio::time::timeout(REQUEST_TIMEOUT, tokio_tungstenite::connect_async(request));
+        let connector = self.tls.clone().map(tokio_tungstenite::Connector::Rustls);
+        let connect = tokio::time::timeout(
+            REQUEST_TIMEOUT,
+            tokio_tungstenite::connect_async_tls_with_config(request, None, false, connector),
+        );
         let connected = connect.await.map_err(|_| ClientError::Unreachable {
             url: self.base.clone(),
             cause: format!("no websocket answer within {REQUEST_TIMEOUT:?}"),

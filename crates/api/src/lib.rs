@@ -10,6 +10,7 @@ pub mod guard;
 mod ipfs;
 mod openapi;
 pub mod server;
+pub mod tls;
 pub mod types;
 
 pub use client::{Client, ClientError};

@@ -525,6 +525,7 @@ async fn remote_logs(
     token: Option<&str>,
 ) -> ApiResult<Response> {
     let url = format!("{}/api/v1/compute/executions/{id}/logs?follow={follow}", api.trim_end_matches('/'));
+    crate::tls::install_provider();
     let http = reqwest::Client::builder()
         .connect_timeout(RELAY_CONNECT_TIMEOUT)
         .read_timeout(if follow { RELAY_FOLLOW_IDLE } else { RELAY_READ_TIMEOUT })
@@ -673,4 +674,14 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+}
+
+/// Serves the API over TLS (see [`crate::tls`]).
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    state: ApiState,
+    tls: Arc<rustls::ServerConfig>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    crate::tls::serve_tls(listener, router(state), tls, shutdown).await
 }

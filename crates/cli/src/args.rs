@@ -17,6 +17,16 @@ pub struct Cli {
     /// Where a node keeps its data (default ~/.bacalhau).
     #[arg(long, global = true, env = "BACALHAU_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// A PEM CA certificate to verify the server with (the API for clients; the
+    /// orchestrator's node port for `serve --compute`). Implies https for the API.
+    #[arg(long, global = true, env = "BACALHAU_TLS_CA", visible_alias = "cacert")]
+    pub tls_ca: Option<PathBuf>,
+    /// Talk to the API over https without checking its certificate (tests only).
+    #[arg(long, global = true, env = "BACALHAU_INSECURE_TLS")]
+    pub insecure: bool,
+    /// Talk to the API over https (implied by an https:// --api-host, --tls-ca or --insecure).
+    #[arg(long, global = true, env = "BACALHAU_HTTPS")]
+    pub tls: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -173,9 +183,6 @@ pub struct ServeArgs {
     /// Test-only misbehaviour, to prove that peers and verification catch it.
     #[arg(long, value_enum, hide = true)]
     pub test_fault: Option<TestFault>,
-    /// PEM CA certificate a compute node verifies its orchestrator with (dials TLS).
-    #[arg(long)]
-    pub tls_ca: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]

@@ -18,16 +18,23 @@ use crate::{jobspec, results, serve, wait};
 
 /// Runs one command.
 pub async fn run(cli: Cli) -> Result<ExitCode> {
-    let client = Client::new(&cli.api_host, cli.api_port);
     let client = if matches!(cli.command, Command::Serve(_) | Command::Devstack(_)) {
-        client
+        Client::new(&cli.api_host, cli.api_port)
     } else {
-        client.with_authorization(crate::auth::authorization_from_env()?)
+        let trust = match (&cli.tls_ca, cli.insecure) {
+            (_, true) => bacalhau_api::tls::ClientTrust::Insecure,
+            (Some(ca), false) => bacalhau_api::tls::ClientTrust::Ca(
+                std::fs::read(ca).with_context(|| format!("cannot read --tls-ca {}", ca.display()))?,
+            ),
+            (None, false) => bacalhau_api::tls::ClientTrust::Default,
+        };
+        let https = cli.tls || !matches!(trust, bacalhau_api::tls::ClientTrust::Default);
+        Client::connect(&cli.api_host, cli.api_port, https, &trust, crate::auth::authorization_from_env()?)?
     };
     match cli.command {
         Command::Serve(args) => {
             init_logging();
-            serve::serve(&cli.api_host, cli.api_port, cli.data_dir, args).await?;
+            serve::serve(&cli.api_host, cli.api_port, cli.data_dir, cli.tls_ca, args).await?;
         }
         Command::Devstack(args) => {
             init_logging();

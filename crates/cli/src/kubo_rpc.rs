@@ -44,6 +44,7 @@ impl KuboRpc {
     /// Connects to kubo's RPC API at `addr` and checks that it answers.
     pub async fn connect(addr: &str, store: Arc<BlockStore>) -> Result<KuboRpc> {
         let base = base_url(addr)?;
+        bacalhau_api::tls::install_provider();
         let http = reqwest::Client::builder().connect_timeout(Duration::from_secs(10)).build()?;
         let rpc = KuboRpc { base, http, store };
         let id: serde_json::Value = rpc

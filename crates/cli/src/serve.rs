@@ -276,7 +276,13 @@ fn read_pem(path: &Path, what: &str) -> Result<Vec<u8>> {
 
 /// Runs the node until Ctrl-C or SIGTERM: orchestrator and compute in one process (the
 /// default), or one role (`--orchestrator`, or `--compute --orchestrators HOST:PORT`).
-pub async fn serve(host: &str, port: u16, data_dir_flag: Option<PathBuf>, args: ServeArgs) -> Result<()> {
+pub async fn serve(
+    host: &str,
+    port: u16,
+    data_dir_flag: Option<PathBuf>,
+    tls_ca: Option<PathBuf>,
+    args: ServeArgs,
+) -> Result<()> {
     let (run_orchestrator, run_compute) = match (args.orchestrator, args.compute) {
         (false, false) => (true, true),
         roles => roles,
@@ -315,6 +321,15 @@ pub async fn serve(host: &str, port: u16, data_dir_flag: Option<PathBuf>, args: 
     })?;
     let bound = listener.local_addr()?;
     let cancel = CancellationToken::new();
+    // --tls-cert/--tls-key serve the API over https, and the node port over TLS.
+    let api_tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(c), Some(k)) => Some(
+            bacalhau_api::tls::server_config(&read_pem(c, "TLS certificate")?, &read_pem(k, "TLS key")?)
+                .map_err(anyhow::Error::msg)?,
+        ),
+        _ => None,
+    };
+    let scheme = if api_tls.is_some() { "https" } else { "http" };
 
     let fault = args.test_fault;
     let corrupt = fault == Some(crate::args::TestFault::CorruptBlocks);
@@ -366,7 +381,7 @@ pub async fn serve(host: &str, port: u16, data_dir_flag: Option<PathBuf>, args: 
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot connect the compute node: {e}"))?,
             None => {
-                let tls_ca = args.tls_ca.as_deref().map(|p| read_pem(p, "TLS CA certificate")).transpose()?;
+                let tls_ca = tls_ca.as_deref().map(|p| read_pem(p, "TLS CA certificate")).transpose()?;
                 let cfg = bacalhau_transport::ClientConfig {
                     orchestrator: args.orchestrators[0].trim().to_owned(),
                     node_id: node_id.clone(),
@@ -387,7 +402,7 @@ pub async fn serve(host: &str, port: u16, data_dir_flag: Option<PathBuf>, args: 
             labels,
             allowed,
             capacity_percent: args.capacity_percent,
-            results_url: format!("http://{advertised}:{}", bound.port()),
+            results_url: format!("{scheme}://{advertised}:{}", bound.port()),
             ipfs: ipfs.clone(),
             kubo: match &args.ipfs_connect {
                 Some(addr) => Some(crate::kubo_rpc::KuboRpc::connect(addr, ipfs.store.clone()).await?),
@@ -433,11 +448,17 @@ pub async fn serve(host: &str, port: u16, data_dir_flag: Option<PathBuf>, args: 
         relay_token: args.node_token.clone(),
     };
     let nodes = node_port.map(|a| format!(", compute nodes join on {a}")).unwrap_or_default();
-    println!("bacalhau serve: node {node_id} ({roles}), API on http://{bound}{nodes}, data in {}", dir.display());
+    println!("bacalhau serve: node {node_id} ({roles}), API on {scheme}://{bound}{nodes}, data in {}", dir.display());
     println!("IPFS peer {} listening on {}", ipfs.peer.id(), ipfs.addrs().join(", "));
     println!("export BACALHAU_API_HOST={}\nexport BACALHAU_API_PORT={}", bound.ip(), bound.port());
     let shutdown = cancel.clone();
-    let server = bacalhau_api::serve(listener, state, async move { shutdown.cancelled().await });
+    let stop = async move { shutdown.cancelled().await };
+    let server = async move {
+        match api_tls {
+            Some(tls) => bacalhau_api::server::serve_tls(listener, state, tls, stop).await,
+            None => bacalhau_api::serve(listener, state, stop).await,
+        }
+    };
     let signals = cancel.clone();
     tokio::spawn(async move {
         wait_for_signal().await;

@@ -261,6 +261,24 @@ fn the_node_port_speaks_tls_when_given_a_certificate() {
     assert_eq!(o.connected(), 1, "only the TLS node joined");
     let id = o.submit_wasm(&[&program("hello")]);
     assert_eq!(o.wait_terminal(&id).expect("finish"), "Completed");
+    // The same certificate serves the API over https: the CLI trusts it with --tls-ca.
+    let cli = |extra: &[&str]| {
+        std::process::Command::new(bin())
+            .args(extra)
+            .args(["job", "list", "--output", "json"])
+            .env("BACALHAU_API_HOST", "127.0.0.1")
+            .env("BACALHAU_API_PORT", o.port.to_string())
+            .env_remove("BACALHAU_INSECURE_TLS")
+            .output()
+            .expect("cli")
+    };
+    let out = cli(&["--tls-ca", &cert]);
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).contains(&id), "{out:?}");
+    // Without trusting it the client refuses; plain http gets nowhere.
+    let out = cli(&["--tls"]);
+    assert!(!out.status.success(), "{out:?}");
+    let out = cli(&[]);
+    assert!(!out.status.success(), "{out:?}");
     drop((tls, plain));
 }
 

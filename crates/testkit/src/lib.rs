@@ -165,13 +165,16 @@ impl Serve {
         let port = self.port;
         let mut exited = None;
         let child = &mut self.child;
+        let tls = self.extra.iter().any(|a| a == "--tls-cert");
         let up = wait_for("serve to answer /api/v1/agent/alive", DEADLINE, || {
             // A server that refused to start has said why and exited: no point waiting.
             if let Some(status) = child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
                 exited = Some(status);
                 return Some(false);
             }
-            http_get(port, "/api/v1/agent/alive").ok().filter(|b| b.contains("OK")).map(|_| true)
+            let alive =
+                if tls { https_get(port, "/api/v1/agent/alive") } else { http_get(port, "/api/v1/agent/alive") };
+            alive.ok().filter(|b| b.contains("OK")).map(|_| true)
         });
         match (up, exited) {
             (Ok(true), _) => Ok(()),
@@ -211,6 +214,10 @@ impl Serve {
             .env("BACALHAU_API_HOST", "127.0.0.1")
             .env("BACALHAU_API_PORT", self.port.to_string())
             .env_remove("BACALHAU_DIR");
+        if self.tls() {
+            // The tests' certificates are self-signed for 127.0.0.1.
+            cmd.env("BACALHAU_INSECURE_TLS", "true");
+        }
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -247,7 +254,15 @@ impl Serve {
 
     /// GET on the API, returning the body.
     pub fn get(&self, path: &str) -> Result<String> {
+        if self.tls() {
+            return https_get(self.port, path);
+        }
         http_get(self.port, path)
+    }
+
+    /// Whether this server's API speaks TLS (it was given --tls-cert).
+    pub fn tls(&self) -> bool {
+        self.extra.iter().any(|a| a == "--tls-cert")
     }
 
     /// The orchestrator's node list (`/api/v1/orchestrator/nodes`), as JSON values.
@@ -316,6 +331,18 @@ impl Drop for Serve {
             let _ = c.wait();
         }
     }
+}
+
+/// GET over https on loopback (curl, not checking the test's self-signed certificate).
+pub fn https_get(port: u16, path: &str) -> Result<String> {
+    let out = Command::new("curl")
+        .args(["-skf", "--max-time", "10", &format!("https://127.0.0.1:{port}{path}")])
+        .output()
+        .context("running curl")?;
+    if !out.status.success() {
+        bail!("GET https {path}: curl exited {}", out.status);
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// A minimal HTTP/1.0 GET over loopback, so the harness needs no HTTP client.
