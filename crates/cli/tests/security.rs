@@ -393,3 +393,73 @@ fn a_damaged_store_is_refused_at_start_and_a_bad_record_is_skipped() {
     assert!(s.restart().is_err(), "a garbled store must be refused");
     assert!(s.log().contains("jobs.redb"), "{}", s.log());
 }
+
+#[test]
+fn zero_resources_get_the_defaults_and_a_public_node_advertises_a_reachable_address() {
+    let s = serve(&["--api-host", "0.0.0.0", "--insecure-allow-anonymous", "--advertise", "node7.example"]);
+    assert!(s.log().contains("--insecure-allow-anonymous"), "the override is logged loudly:\n{}", s.log());
+    let info: serde_json::Value = serde_json::from_str(&s.get("/api/v1/agent/node").expect("node")).expect("json");
+    let url = info["APIURL"].as_str().unwrap_or_default();
+    assert!(url.starts_with("http://node7.example:"), "{info}");
+    // The advertised name is one the node answers to.
+    let (status, _) =
+        bacalhau_testkit::http_request(s.port, "GET", "/api/v1/agent/alive", &[("Host", "node7.example")], b"")
+            .expect("get");
+    assert_eq!(status, 200);
+    let id = s.submit_wasm(&["--cpu", "0", "--memory", "0", &program("hello")]);
+    assert_eq!(s.wait_terminal(&id).expect("terminal"), "Completed");
+    let d: serde_json::Value =
+        serde_json::from_str(&s.ok(&["job", "describe", &id, "--output", "json"])).expect("describe json");
+    let r = &d["Job"]["Tasks"][0]["Resources"];
+    assert_eq!(r["CPU"], "500m", "{r}");
+    assert_eq!(r["Memory"], "512Mb", "{r}");
+}
+
+#[test]
+fn bacalhaus_python_sdk_works_with_an_api_key() {
+    let python = bacalhau_testkit::kubo::sdk_python().expect("the Python SDK");
+    let cfg = tempfile::tempdir().expect("tmp");
+    let s = serve_with_users(cfg.path());
+    let admin = [("BACALHAU_API_KEY", ADMIN_KEY)];
+    let out = cli_as(&s, &admin, &["wasm", "run", "--id-only", &program("hello")]);
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(id.starts_with("j-"), "{out:?}");
+    // The SDK has no auth of its own: a key goes in as a default header, as Bacalhau documents.
+    let script = r#"
+import os, sys
+from bacalhau_sdk.jobs import Jobs
+jobs = Jobs()
+key = os.environ.get("KEY")
+if key:
+    jobs.orchestrator_service.api_client.set_default_header("Authorization", "Bearer " + key)
+try:
+    listed = jobs.list(limit=10)
+except Exception:
+    # The SDK prints the API's answer (401) and then fails on its own missing result.
+    listed = None
+if listed is None:
+    print("REFUSED")
+    sys.exit(0)
+print("JOBS", " ".join(j.id for j in listed.items))
+got = jobs.get(job_id=sys.argv[1])
+print("GOT", got.job.id, got.job.state.state_type)
+"#;
+    std::fs::create_dir_all(cfg.path().join("sdk")).expect("sdk dir");
+    let run = |key: Option<&str>| {
+        let mut cmd = std::process::Command::new(&python);
+        cmd.args(["-c", script, &id])
+            .env("BACALHAU_API_HOST", "127.0.0.1")
+            .env("BACALHAU_API_PORT", s.port.to_string())
+            .env("BACALHAU_DIR", cfg.path().join("sdk"))
+            .env_remove("KEY");
+        if let Some(k) = key {
+            cmd.env("KEY", k);
+        }
+        let out = cmd.output().expect("python");
+        (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let (stdout, stderr) = run(Some(READER_KEY));
+    assert!(stdout.contains(&format!("JOBS {id}")) && stdout.contains(&format!("GOT {id}")), "{stdout}\n{stderr}");
+    let (stdout, stderr) = run(None);
+    assert!(stdout.contains("REFUSED") && stdout.contains("401"), "{stdout}\n{stderr}");
+}

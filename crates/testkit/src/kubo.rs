@@ -191,3 +191,13 @@ pub fn non_loopback_connections() -> Result<Vec<String>> {
         .collect();
     Ok(bad)
 }
+
+/// The venv python that has Bacalhau's official Python SDK (installed on first use by
+/// scripts/sdk-env).
+pub fn sdk_python() -> Result<String> {
+    let out = Command::new(repo_root().join("scripts/sdk-env")).output().context("running scripts/sdk-env")?;
+    if !out.status.success() {
+        bail!("scripts/sdk-env could not install bacalhau-sdk: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
