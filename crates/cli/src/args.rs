@@ -27,6 +27,9 @@ pub struct Cli {
     /// Talk to the API over https (implied by an https:// --api-host, --tls-ca or --insecure).
     #[arg(long, global = true, env = "BACALHAU_HTTPS")]
     pub tls: bool,
+    /// The client profile to use (`bacalhau profile list`); default: the selected one.
+    #[arg(long, global = true, env = "BACALHAU_PROFILE")]
+    pub profile: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -62,6 +65,9 @@ pub enum Command {
     /// Credentials: what this client sends, and hashing passwords for the node's config.
     #[command(subcommand)]
     Auth(AuthCommand),
+    /// Named endpoints with their credentials, as Bacalhau's client profiles.
+    #[command(subcommand)]
+    Profile(ProfileCommand),
     /// List jobs (older form of `job list`).
     List(LegacyListArgs),
     /// Describe a job (older form of `job describe`).
@@ -72,6 +78,53 @@ pub enum Command {
     Logs(LogsArgs),
     /// Stop a job (older form of `job stop`).
     Cancel(StopArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProfileCommand {
+    /// List the profiles (the current one is marked).
+    List,
+    /// Save (create or replace) a profile.
+    Save(ProfileSaveArgs),
+    /// Show a profile (default: the selected one).
+    Show {
+        /// The profile.
+        name: Option<String>,
+    },
+    /// Make a profile the current one.
+    Select {
+        /// The profile.
+        name: String,
+    },
+    /// Delete a profile.
+    Delete {
+        /// The profile.
+        name: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ProfileSaveArgs {
+    /// Its name.
+    pub name: String,
+    /// The API's URL, e.g. https://bacalhau.example.com:1234.
+    #[arg(long)]
+    pub endpoint: String,
+    /// What it is for.
+    #[arg(long, default_value = "")]
+    pub description: String,
+    /// Request timeout (a Go duration such as 30s).
+    #[arg(long, default_value = "")]
+    pub timeout: String,
+    /// Do not check the server's TLS certificate.
+    #[arg(long)]
+    pub insecure: bool,
+    /// The token (API key) sent as `Authorization: Bearer`.
+    #[arg(long, env = "BACALHAU_PROFILE_TOKEN", hide_env_values = true, default_value = "")]
+    pub auth_token: String,
+    /// Make it the current profile.
+    #[arg(long)]
+    pub select: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -18,10 +18,37 @@ use crate::{jobspec, results, serve, wait};
 
 /// Runs one command.
 pub async fn run(cli: Cli) -> Result<ExitCode> {
-    let client = if matches!(cli.command, Command::Serve(_) | Command::Devstack(_)) {
+    if let Command::Profile(cmd) = &cli.command {
+        return profile_command(&serve::data_dir(cli.data_dir.clone())?, cmd).map(|()| ExitCode::SUCCESS);
+    }
+    let client = if matches!(
+        cli.command,
+        Command::Serve(_) | Command::Devstack(_) | Command::Auth(crate::args::AuthCommand::HashPassword)
+    ) {
         Client::new(&cli.api_host, cli.api_port)
     } else {
-        let trust = match (&cli.tls_ca, cli.insecure) {
+        // A profile gives the endpoint unless --api-host/--api-port (or their environment
+        // variables) name another, and its token unless the environment has credentials.
+        let profile = match serve::data_dir(cli.data_dir.clone()) {
+            Ok(d) => crate::profile::selected(&d, cli.profile.as_deref())?.map(|(_, p)| p),
+            Err(_) => None,
+        };
+        let default_address = cli.api_host == "127.0.0.1" && cli.api_port == 1234;
+        let (host, port) = match &profile {
+            Some(p) if default_address => (p.endpoint.clone(), cli.api_port),
+            _ => (cli.api_host.clone(), cli.api_port),
+        };
+        let insecure = cli.insecure || profile.as_ref().and_then(|p| p.tls.as_ref()).is_some_and(|t| t.insecure);
+        let authorization = match crate::auth::authorization_from_env()? {
+            Some(a) => Some(a),
+            None => profile
+                .as_ref()
+                .and_then(|p| p.auth.as_ref())
+                .map(|a| a.token.trim().to_owned())
+                .filter(|t| !t.is_empty())
+                .map(|t| format!("Bearer {t}")),
+        };
+        let trust = match (&cli.tls_ca, insecure) {
             (_, true) => bacalhau_api::tls::ClientTrust::Insecure,
             (Some(ca), false) => bacalhau_api::tls::ClientTrust::Ca(
                 std::fs::read(ca).with_context(|| format!("cannot read --tls-ca {}", ca.display()))?,
@@ -29,7 +56,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             (None, false) => bacalhau_api::tls::ClientTrust::Default,
         };
         let https = cli.tls || !matches!(trust, bacalhau_api::tls::ClientTrust::Default);
-        Client::connect(&cli.api_host, cli.api_port, https, &trust, crate::auth::authorization_from_env()?)?
+        Client::connect(&host, port, https, &trust, authorization)?
     };
     match cli.command {
         Command::Serve(args) => {
@@ -64,6 +91,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Version(o) => version(&client, &o).await?,
         Command::Auth(crate::args::AuthCommand::Info) => crate::auth::info(&client).await?,
         Command::Auth(crate::args::AuthCommand::HashPassword) => crate::auth::hash_password()?,
+        Command::Profile(_) => unreachable!("handled before a client is made"),
         Command::List(args) => legacy_list(&client, &args).await?,
         Command::Describe(args) => describe(&client, &args).await?,
         Command::Get(args) => get(&client, &args).await?,
@@ -422,5 +450,55 @@ async fn node_action(client: &Client, action: &str, a: &crate::args::NodeActionA
         _ => "deleted",
     };
     println!("Node {} {done}.", a.id);
+    Ok(())
+}
+
+fn profile_command(data_dir: &std::path::Path, cmd: &crate::args::ProfileCommand) -> Result<()> {
+    use crate::args::ProfileCommand;
+    use crate::profile;
+    match cmd {
+        ProfileCommand::List => {
+            let current = profile::current(data_dir);
+            println!("{:<2} {:<20} {:<40} DESCRIPTION", "", "NAME", "ENDPOINT");
+            for name in profile::names(data_dir) {
+                let p = profile::load(data_dir, &name).unwrap_or_default();
+                let mark = if current.as_deref() == Some(name.as_str()) { "*" } else { "" };
+                println!("{mark:<2} {name:<20} {:<40} {}", p.endpoint, p.description);
+            }
+        }
+        ProfileCommand::Save(a) => {
+            let p = profile::Profile {
+                endpoint: a.endpoint.trim().to_owned(),
+                description: a.description.clone(),
+                timeout: a.timeout.clone(),
+                auth: (!a.auth_token.trim().is_empty())
+                    .then(|| profile::ProfileAuth { token: a.auth_token.trim().to_owned() }),
+                tls: a.insecure.then_some(profile::ProfileTls { insecure: true }),
+            };
+            profile::save(data_dir, &a.name, &p, a.select)?;
+            println!("Profile {:?} saved{}", a.name, if a.select { " and selected" } else { "" });
+        }
+        ProfileCommand::Show { name } => {
+            let (name, mut p) = match name {
+                Some(n) => (n.clone(), profile::load(data_dir, n)?),
+                None => profile::selected(data_dir, None)?
+                    .context("no profile is selected: `bacalhau profile select NAME`")?,
+            };
+            // A token is a credential: show that there is one, not what it is.
+            if let Some(a) = p.auth.as_mut() {
+                a.token = "********".into();
+            }
+            println!("Profile: {name}");
+            print!("{}", yaml_serde::to_string(&p)?);
+        }
+        ProfileCommand::Select { name } => {
+            profile::select(data_dir, name)?;
+            println!("Profile {name:?} selected");
+        }
+        ProfileCommand::Delete { name } => {
+            profile::delete(data_dir, name)?;
+            println!("Profile {name:?} deleted");
+        }
+    }
     Ok(())
 }

@@ -13,6 +13,7 @@ mod jobspec;
 mod kubo_rpc;
 mod market;
 mod output;
+mod profile;
 mod results;
 mod serve;
 mod wait;

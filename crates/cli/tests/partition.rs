@@ -77,6 +77,9 @@ fn a_partitioned_node_loses_its_work_and_rejoins_without_a_second_completion() {
         }
         args.extend(["-v".into(), mount.clone(), "ubuntu".into(), "/bacalhau".into(), "serve".into()]);
         args.extend(["--api-host", "0.0.0.0", "--api-port", "1234", "--data-dir", "/data"].map(String::from));
+        // A private Docker network: the node port has a token; the APIs stay open on purpose
+        // (the host reaches the orchestrator's through a port published on 127.0.0.1 only).
+        args.extend(["--node-token", "partition-test-token", "--insecure-allow-anonymous"].map(String::from));
         args.extend(role.iter().map(|s| s.to_string()));
         let refs: Vec<&str> = args.iter().map(String::as_str).collect();
         docker(&refs);

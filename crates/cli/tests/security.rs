@@ -463,3 +463,37 @@ print("GOT", got.job.id, got.job.state.state_type)
     let (stdout, stderr) = run(None);
     assert!(stdout.contains("REFUSED") && stdout.contains("401"), "{stdout}\n{stderr}");
 }
+
+#[test]
+fn a_profile_carries_the_endpoint_and_its_credentials() {
+    let cfg = tempfile::tempdir().expect("tmp");
+    let s = serve_with_users(cfg.path());
+    let home = tempfile::tempdir().expect("home");
+    let cli = |args: &[&str], env: &[(&str, &str)]| {
+        let mut cmd = std::process::Command::new(bin());
+        cmd.args(args)
+            .env("BACALHAU_DIR", home.path())
+            .env_remove("BACALHAU_API_HOST")
+            .env_remove("BACALHAU_API_PORT")
+            .env_remove("BACALHAU_API_KEY");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("cli")
+    };
+    let endpoint = format!("http://127.0.0.1:{}", s.port);
+    let out = cli(&["profile", "save", "lab", "--endpoint", &endpoint, "--auth-token", READER_KEY, "--select"], &[]);
+    assert!(out.status.success(), "{out:?}");
+    let out = cli(&["job", "list", "--output", "json"], &[]);
+    assert!(out.status.success() && String::from_utf8_lossy(&out.stdout).trim() == "[]", "{out:?}");
+    // The token is shown as present, never printed.
+    let shown = String::from_utf8_lossy(&cli(&["profile", "show"], &[]).stdout).into_owned();
+    assert!(shown.contains(&endpoint) && !shown.contains(READER_KEY), "{shown}");
+    // The reader profile may not write; credentials in the environment win over it.
+    let out = cli(&["wasm", "run", &program("hello")], &[]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("'write:job'"), "{out:?}");
+    let out = cli(&["wasm", "run", &program("hello")], &[("BACALHAU_API_KEY", ADMIN_KEY)]);
+    assert!(out.status.success(), "{out:?}");
+    let listed = String::from_utf8_lossy(&cli(&["profile", "list"], &[]).stdout).into_owned();
+    assert!(listed.contains("* ") && listed.contains("lab"), "{listed}");
+}

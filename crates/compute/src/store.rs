@@ -76,11 +76,29 @@ pub struct ExecutionStore {
 }
 
 impl ExecutionStore {
-    /// Opens or creates the store.
+    /// Opens or creates the store; an empty or damaged file is refused, never replaced.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = Database::create(path).map_err(|e| {
-            StoreError(format!("cannot open {}: {e} (is another bacalhau serve using this data dir?)", path.display()))
+        if std::fs::metadata(path).is_ok_and(|m| m.len() == 0) {
+            return Err(StoreError(format!(
+                "{} is empty (0 bytes): the compute node's store was lost or truncated. Restore it from a backup, \
+                 or move it away to start with no executions",
+                path.display()
+            )));
+        }
+        let existed = path.exists();
+        let mut db = Database::create(path).map_err(|e| {
+            StoreError(format!(
+                "cannot open {}: {e} (is another bacalhau serve using this data dir? if the file is damaged, restore \
+                 it from a backup or move it away)",
+                path.display()
+            ))
         })?;
+        if existed && let Err(e) = db.check_integrity() {
+            return Err(StoreError(format!(
+                "{} fails its integrity check ({e}): restore it from a backup, or move it away",
+                path.display()
+            )));
+        }
         let tx = db.begin_write().map_err(err)?;
         tx.open_table(EXECUTIONS).map_err(err)?;
         tx.commit().map_err(err)?;

@@ -79,6 +79,18 @@ impl DockerExecutor {
             .with_timeout(Duration::from_secs(REQUEST_TIMEOUT_SECS));
         let docker = docker.negotiate_version().await.map_err(failed("the Docker engine does not answer"))?;
         docker.ping().await.map_err(failed("the Docker engine does not answer"))?;
+        // Root in a container is root on the host unless the engine remaps users; that is the
+        // engine's setting (userns-remap, or rootless Docker), so say when it is missing.
+        if let Ok(info) = docker.info().await {
+            let opts = info.security_options.unwrap_or_default();
+            if !opts.iter().any(|o| o.contains("userns") || o.contains("rootless")) {
+                warn!(
+                    "the Docker engine does not remap users: a job's root is the host's root (with capabilities \
+                     dropped and no-new-privileges). Configure userns-remap or rootless Docker to run jobs as an \
+                     unprivileged host user"
+                );
+            }
+        }
         Ok(Self { docker, node_id: node_id.to_owned() })
     }
 
