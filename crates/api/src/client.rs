@@ -66,6 +66,15 @@ pub struct Client {
     tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
+/// A client trusting no CA, should building the usual one fail (it has no reason to: its TLS
+/// settings are preconfigured, so reqwest never looks for the platform's).
+fn plain_client() -> reqwest::Client {
+    crate::tls::install_provider();
+    let cfg =
+        rustls::ClientConfig::builder().with_root_certificates(rustls::RootCertStore::empty()).with_no_client_auth();
+    reqwest::Client::builder().tls_backend_preconfigured(cfg).build().unwrap_or_default()
+}
+
 /// Reads a body, refusing one larger than `max` bytes.
 async fn read_capped(resp: reqwest::Response, max: usize, url: &str) -> Result<Vec<u8>, ClientError> {
     if resp.content_length().is_some_and(|n| n > max as u64) {
@@ -109,7 +118,8 @@ impl Client {
             let h = if host.is_empty() || host == "0.0.0.0" { "127.0.0.1" } else { host };
             format!("http://{h}:{port}")
         };
-        let http = reqwest::Client::builder().timeout(REQUEST_TIMEOUT).build().unwrap_or_default();
+        let http =
+            crate::tls::http_client_builder().timeout(REQUEST_TIMEOUT).build().unwrap_or_else(|_| plain_client());
         Self { base, http, authorization: None, tls: None }
     }
 
@@ -138,7 +148,7 @@ impl Client {
             v.set_sensitive(true);
             headers.insert(reqwest::header::AUTHORIZATION, v);
         }
-        let mut builder = reqwest::Client::builder().timeout(REQUEST_TIMEOUT).default_headers(headers);
+        let mut builder = crate::tls::http_client_builder().timeout(REQUEST_TIMEOUT).default_headers(headers);
         if let Some(cfg) = &c.tls {
             builder = builder.tls_backend_preconfigured((**cfg).clone());
         }
@@ -435,7 +445,13 @@ impl Client {
         // compute node advertised.
         let same_origin =
             url.strip_prefix(self.base.as_str()).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
-        let http = if same_origin { self.http.clone() } else { reqwest::Client::new() };
+        let http = if same_origin {
+            self.http.clone()
+        } else {
+            crate::tls::http_client_builder()
+                .build()
+                .map_err(|e| ClientError::Protocol { url: url.into(), cause: cause(&e) })?
+        };
         let resp = http
             .get(url)
             .timeout(timeout)

@@ -526,7 +526,7 @@ async fn remote_logs(
 ) -> ApiResult<Response> {
     let url = format!("{}/api/v1/compute/executions/{id}/logs?follow={follow}", api.trim_end_matches('/'));
     crate::tls::install_provider();
-    let http = reqwest::Client::builder()
+    let http = crate::tls::http_client_builder()
         .connect_timeout(RELAY_CONNECT_TIMEOUT)
         .read_timeout(if follow { RELAY_FOLLOW_IDLE } else { RELAY_READ_TIMEOUT })
         .redirect(reqwest::redirect::Policy::none())

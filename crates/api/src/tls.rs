@@ -126,12 +126,40 @@ pub enum ClientTrust {
     Insecure,
 }
 
-/// A rustls client configuration for `trust` (`None` for [`ClientTrust::Default`]).
+/// Where distributions keep their CA bundle.
+const SYSTEM_CA_BUNDLES: &[&str] = &[
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+    "/etc/ssl/ca-bundle.pem",
+    "/etc/ssl/cert.pem",
+];
+
+/// The system's CA certificates, or none: a machine without a CA bundle (a minimal
+/// container) can still speak plain http, and https with `--tls-ca`.
+fn system_roots() -> rustls::RootCertStore {
+    let mut roots = rustls::RootCertStore::empty();
+    if let Some(pem) = SYSTEM_CA_BUNDLES.iter().find_map(|p| std::fs::read(p).ok()) {
+        for cert in CertificateDer::pem_slice_iter(&pem).flatten() {
+            let _ = roots.add(cert);
+        }
+    }
+    roots
+}
+
+/// A reqwest builder whose TLS settings are ours (the system's CAs, loaded by hand): reqwest's
+/// own platform verifier panics at `Client::new()` on a machine with no CA certificates.
+pub fn http_client_builder() -> reqwest::ClientBuilder {
+    install_provider();
+    let cfg = rustls::ClientConfig::builder().with_root_certificates(system_roots()).with_no_client_auth();
+    reqwest::Client::builder().tls_backend_preconfigured(cfg)
+}
+
+/// A rustls client configuration for `trust`.
 pub fn client_config(trust: &ClientTrust) -> Result<Option<Arc<rustls::ClientConfig>>, String> {
     install_provider();
     let builder = rustls::ClientConfig::builder();
     let cfg = match trust {
-        ClientTrust::Default => return Ok(None),
+        ClientTrust::Default => builder.with_root_certificates(system_roots()).with_no_client_auth(),
         ClientTrust::Ca(pem) => {
             let mut roots = rustls::RootCertStore::empty();
             for cert in CertificateDer::pem_slice_iter(pem) {

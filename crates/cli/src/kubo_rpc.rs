@@ -45,7 +45,7 @@ impl KuboRpc {
     pub async fn connect(addr: &str, store: Arc<BlockStore>) -> Result<KuboRpc> {
         let base = base_url(addr)?;
         bacalhau_api::tls::install_provider();
-        let http = reqwest::Client::builder().connect_timeout(Duration::from_secs(10)).build()?;
+        let http = bacalhau_api::tls::http_client_builder().connect_timeout(Duration::from_secs(10)).build()?;
         let rpc = KuboRpc { base, http, store };
         let id: serde_json::Value = rpc
             .http
