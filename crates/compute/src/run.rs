@@ -101,6 +101,10 @@ impl RunPlan {
             let budget = self.disk_budget.saturating_sub(used);
             match provider.prepare(input, &inputs_dir.join(i.to_string()), budget).await {
                 Ok(p) => prepared.push(p),
+                Err(e @ bacalhau_storage::StorageError::Refused(_)) => {
+                    let message = format!("preparing input {} failed: {e}", input.target);
+                    return Outcome::Failed { message, cancelled: false, retryable: false };
+                }
                 Err(e) => return fail(format!("preparing input {} failed: {e}", input.target)),
             }
         }

@@ -109,7 +109,7 @@ impl InputProvider for InlineSource {
                     .file_name()
                     .map_or_else(|| "data".to_owned(), |n| n.to_string_lossy().into_owned());
                 if data.bytes.len() as u64 > max_bytes {
-                    return Err(StorageError::Invalid(format!(
+                    return Err(StorageError::Refused(format!(
                         "the inline input for {} is {} bytes, more than the {max_bytes} bytes allowed for it",
                         input.target,
                         data.bytes.len()

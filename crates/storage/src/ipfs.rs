@@ -91,10 +91,12 @@ impl InputProvider for IpfsSource {
         .map_err(|e| StorageError::Invalid(format!("exporting {cid} crashed: {e}")))?
         .map_err(|e| {
             if e.kind() == std::io::ErrorKind::QuotaExceeded {
-                StorageError::Invalid(format!(
+                StorageError::Refused(format!(
                     "input CID {cid} is larger than this job's disk budget of {max_bytes} bytes ({e}); \
                      ask for more with --disk"
                 ))
+            } else if e.kind() == std::io::ErrorKind::InvalidData {
+                StorageError::Refused(format!("input CID {cid} cannot be used: {e}"))
             } else {
                 StorageError::Io { context: format!("fetching input CID {cid}"), source: e }
             }

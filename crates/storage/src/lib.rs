@@ -29,6 +29,10 @@ pub enum StorageError {
     /// The spec asks for something this node refuses or cannot parse (a user error).
     #[error("{0}")]
     Invalid(String),
+    /// The input's content itself is unacceptable (a DAG too deep, a name listed twice, more
+    /// than the disk budget): any node would refuse it the same way, so it is not retried.
+    #[error("{0}")]
+    Refused(String),
     /// Disk or network trouble.
     #[error("{context}: {source}")]
     Io {

@@ -92,7 +92,7 @@ pub fn unpack_tar_gz_bytes(bytes: &[u8], dest: &Path, max_bytes: u64) -> Result<
 }
 
 fn bad_archive(msg: String) -> StorageError {
-    StorageError::Invalid(format!("the archive {msg}; refusing it"))
+    StorageError::Refused(format!("the archive {msg}; refusing it"))
 }
 
 /// Unpacks through [`bacalhau_ipfs::safe_fs`]: every entry is created once, under an open
@@ -151,7 +151,7 @@ fn unpack(reader: impl std::io::Read, dest: &Path, max_bytes: u64) -> Result<u64
                     std::io::copy(&mut std::io::Read::take(&mut entry, limit.saturating_add(1)), &mut f).map_err(io)?;
                 written += n;
                 if n > limit {
-                    return Err(StorageError::Invalid(format!(
+                    return Err(StorageError::Refused(format!(
                         "the archive expands to more than the {max_bytes} bytes allowed for it (at {shown}); \
                          ask for more with --disk or make the input smaller"
                     )));
