@@ -10,7 +10,7 @@ use libfuzzer_sys::fuzz_target;
 
 fn scratch() -> &'static Path {
     static DIR: OnceLock<tempfile::TempDir> = OnceLock::new();
-    DIR.get_or_init(|| tempfile::tempdir().expect("tmp")).path()
+    DIR.get_or_init(|| tempfile::tempdir_in("/dev/shm").or_else(|_| tempfile::tempdir()).expect("tmp")).path()
 }
 
 fuzz_target!(|data: &[u8]| {
