@@ -107,7 +107,7 @@ pub enum ProfileCommand {
 pub struct ProfileSaveArgs {
     /// Its name.
     pub name: String,
-    /// The API's URL, e.g. https://bacalhau.example.com:1234.
+    /// The API's URL, e.g. `https://bacalhau.example.com:1234`.
     #[arg(long)]
     pub endpoint: String,
     /// What it is for.
