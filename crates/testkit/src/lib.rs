@@ -131,8 +131,18 @@ pub struct Serve {
 impl Serve {
     /// Starts `bin serve` on a free port with a fresh data dir.
     pub fn start(bin: &Path, extra: &[&str]) -> Result<Self> {
+        Self::start_with(bin, None, extra)
+    }
+
+    /// Starts `bin serve` on a free port with its data dir at `dir` (for tests that choose
+    /// the disk).
+    pub fn start_in(bin: &Path, dir: &Path, extra: &[&str]) -> Result<Self> {
+        Self::start_with(bin, Some(dir), extra)
+    }
+
+    fn start_with(bin: &Path, dir: Option<&Path>, extra: &[&str]) -> Result<Self> {
         let tmp = tempfile::tempdir()?;
-        let dir = tmp.path().join("data");
+        let dir = dir.map_or_else(|| tmp.path().join("data"), Path::to_owned);
         let work = tmp.path().join("work");
         std::fs::create_dir_all(&work)?;
         let mut s = Self {
@@ -417,25 +427,4 @@ pub fn rerun_with_small_disk(test_name: &str, mib: u64) -> Result<Option<PathBuf
         bail!("the run with a small disk failed ({status}); its output is above");
     }
     Ok(None)
-}
-
-/// A `bacalhau serve` whose data dir is `dir` (for tests that choose the disk).
-impl Serve {
-    /// Starts `bin serve` on a free port with its data dir at `dir`.
-    pub fn start_in(bin: &Path, dir: &Path, extra: &[&str]) -> Result<Self> {
-        let tmp = tempfile::tempdir()?;
-        let work = tmp.path().join("work");
-        std::fs::create_dir_all(&work)?;
-        let mut s = Self {
-            child: None,
-            bin: bin.to_owned(),
-            port: free_port()?,
-            dir: dir.to_owned(),
-            work,
-            _tmp: tmp,
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-        };
-        s.restart()?;
-        Ok(s)
-    }
 }
