@@ -68,7 +68,13 @@ pub struct Authorizer {
     keys: HashMap<String, Arc<User>>,
     /// The cluster token: the orchestrator relaying a job's logs from this node presents it.
     internal: Option<String>,
+    /// SHA-256 of `user:password` pairs that passed bcrypt: a CLI sends its password with every
+    /// request, and bcrypt costs tens of milliseconds each time. Bounded; cleared when full.
+    verified: std::sync::Mutex<HashSet<[u8; 32]>>,
 }
+
+/// Verified credentials remembered at most.
+const MAX_VERIFIED: usize = 1024;
 
 fn key_id(key: &str) -> String {
     if key.len() <= 5 { format!("API key {key}") } else { format!("API key ending in ...{}", &key[key.len() - 5..]) }
@@ -191,7 +197,21 @@ impl Authorizer {
         let (secret, user) = self.basic.get(&name.to_lowercase()).ok_or_else(invalid)?;
         let ok = match secret {
             Secret::Plain(p) => ct_eq(p, password),
-            Secret::Bcrypt(h) => bcrypt::verify(password, h).unwrap_or(false),
+            Secret::Bcrypt(h) => {
+                use sha2::Digest as _;
+                let digest: [u8; 32] = sha2::Sha256::digest(format!("{}:{password}\n{h}", name.to_lowercase())).into();
+                let known = self.verified.lock().is_ok_and(|v| v.contains(&digest));
+                known || {
+                    let ok = bcrypt::verify(password, h).unwrap_or(false);
+                    if ok && let Ok(mut v) = self.verified.lock() {
+                        if v.len() >= MAX_VERIFIED {
+                            v.clear();
+                        }
+                        v.insert(digest);
+                    }
+                    ok
+                }
+            }
         };
         if ok { Ok(user.clone()) } else { Err(invalid()) }
     }
@@ -376,6 +396,9 @@ mod tests {
         let e = a.check(&Method::PUT, "/api/v1/orchestrator/nodes", Some(&basic("alice", "alicepassword")));
         assert!(matches!(&e, Err(Denied::Forbidden(r)) if r.contains("'write:node'")), "{e:?}");
         assert!(a.check(&Method::POST, "/api/v1/ipfs/gc", Some(&basic("bob", "secretpassword"))).is_ok());
+        // Remembered after one bcrypt check; a wrong password is still checked and refused.
+        assert!(a.check(&Method::POST, "/api/v1/ipfs/gc", Some(&basic("bob", "secretpassword"))).is_ok());
+        assert!(a.check(&Method::POST, "/api/v1/ipfs/gc", Some(&basic("bob", "secretpasswore"))).is_err());
         let bearer = format!("Bearer {}", "k".repeat(24));
         assert!(a.check(&Method::GET, "/api/v1/orchestrator/nodes", Some(&bearer)).is_ok());
         assert!(matches!(

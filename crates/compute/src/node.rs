@@ -672,19 +672,20 @@ impl Runtime {
 }
 
 /// What a job takes from capacity. An orchestrator fills in defaults for zero amounts; a
-/// zero that reaches here anyway still counts as Bacalhau's defaults, never as nothing.
+/// zero that reaches here anyway still counts as the submission defaults, never as nothing.
 fn job_resources_of(job: &bacalhau_model::Job) -> Resources {
+    static DEFAULTS: std::sync::LazyLock<Resources> = std::sync::LazyLock::new(|| {
+        let d = bacalhau_model::SubmissionDefaults::default();
+        let cfg = bacalhau_model::ResourcesConfig { cpu: d.cpu, memory: d.memory, ..Default::default() };
+        Resources::parse(&cfg).unwrap_or_default()
+    });
     let r = job.task().and_then(|t| Resources::parse(&t.resources).ok()).unwrap_or_default();
     Resources {
-        cpu_millis: if r.cpu_millis == 0 { DEFAULT_CPU_MILLIS } else { r.cpu_millis },
-        memory_bytes: if r.memory_bytes == 0 { DEFAULT_MEMORY_BYTES } else { r.memory_bytes },
+        cpu_millis: if r.cpu_millis == 0 { DEFAULTS.cpu_millis } else { r.cpu_millis },
+        memory_bytes: if r.memory_bytes == 0 { DEFAULTS.memory_bytes } else { r.memory_bytes },
         ..r
     }
 }
-
-/// Bacalhau's JobDefaults task resources: 500m CPU, 512Mb memory.
-const DEFAULT_CPU_MILLIS: u64 = 500;
-const DEFAULT_MEMORY_BYTES: u64 = 512_000_000;
 
 fn job_resources(r: &Record) -> Resources {
     r.execution.job.as_deref().map(job_resources_of).unwrap_or_default()

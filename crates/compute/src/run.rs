@@ -91,16 +91,23 @@ impl RunPlan {
             Err(e) => return fail(format!("cannot create the result folder: {e}")),
         };
         let mut prepared = Vec::new();
+        // What the inputs written so far take; each new one is measured once, after it is written.
+        let inputs_dir = self.exec_dir.join("inputs");
+        let mut used = 0u64;
         for (i, input) in task.input_sources.iter().enumerate() {
             let Some(provider) = self.inputs.iter().find(|p| input.source.is_type(p.source_type())) else {
                 return fail(format!("input source type {} is not available on this node", input.source.type_name()));
             };
-            let inputs_dir = self.exec_dir.join("inputs");
-            let d = inputs_dir.clone();
-            let used = tokio::task::spawn_blocking(move || bacalhau_executor::dir_size(&d)).await.unwrap_or(u64::MAX);
             let budget = self.disk_budget.saturating_sub(used);
-            match provider.prepare(input, &inputs_dir.join(i.to_string()), budget).await {
-                Ok(p) => prepared.push(p),
+            let dir = inputs_dir.join(i.to_string());
+            match provider.prepare(input, &dir, budget).await {
+                Ok(p) => {
+                    // `local` inputs are used in place and take nothing here.
+                    let d = dir.clone();
+                    used +=
+                        tokio::task::spawn_blocking(move || bacalhau_executor::dir_size(&d)).await.unwrap_or(u64::MAX);
+                    prepared.push(p)
+                }
                 Err(e @ bacalhau_storage::StorageError::Refused(_)) => {
                     let message = format!("preparing input {} failed: {e}", input.target);
                     return Outcome::Failed { message, cancelled: false, retryable: false };

@@ -137,16 +137,26 @@ pub fn cat_with(
     limits: ExportLimits,
 ) -> io::Result<ExportStats> {
     let mut budget = Budget::new(limits);
-    cat_budget(src, cid, 0, out, &mut budget)?;
+    cat_budget(src, cid, 0, None, out, &mut budget)?;
     Ok(budget.used)
 }
 
-/// The file under `root` (met at `depth`), depth first and iteratively: no DAG can exhaust the
-/// stack.
-fn cat_budget(src: &dyn BlockSource, root: &Cid, depth: usize, out: &mut dyn Write, b: &mut Budget) -> io::Result<()> {
+/// The file under `root` (met at `depth`; `first` is its block when the caller has read it
+/// already), depth first and iteratively: no DAG can exhaust the stack.
+fn cat_budget(
+    src: &dyn BlockSource,
+    root: &Cid,
+    depth: usize,
+    mut first: Option<Vec<u8>>,
+    out: &mut dyn Write,
+    b: &mut Budget,
+) -> io::Result<()> {
     let mut stack = vec![(*root, depth)];
     while let Some((cid, depth)) = stack.pop() {
-        let data = b.fetch(src, &cid, depth)?;
+        let data = match first.take() {
+            Some(d) => d,
+            None => b.fetch(src, &cid, depth)?,
+        };
         if cid.codec() == CODEC_RAW {
             b.write(out, &data)?;
             continue;
@@ -337,9 +347,7 @@ pub fn export_with(src: &dyn BlockSource, cid: &Cid, dest: &Path, limits: Export
     };
     let Some((node, fs)) = folder else {
         let mut f = io::BufWriter::new(safe_fs::create_new_file(dest)?);
-        // The root block is fetched again by the walk; one extra read keeps it simple.
-        b.used.blocks -= 1;
-        cat_budget(src, cid, 0, &mut f, &mut b)?;
+        cat_budget(src, cid, 0, Some(data), &mut f, &mut b)?;
         f.flush()?;
         return Ok(b.used);
     };
@@ -356,8 +364,7 @@ pub fn export_with(src: &dyn BlockSource, cid: &Cid, dest: &Path, limits: Export
         match fs.kind {
             UnixfsType::File | UnixfsType::Raw => {
                 let mut f = io::BufWriter::new(p.parent.create_file(&p.name, safe_fs::FILE_MODE)?);
-                b.used.blocks -= 1;
-                cat_budget(src, &p.cid, p.depth, &mut f, &mut b)?;
+                cat_budget(src, &p.cid, p.depth, Some(data), &mut f, &mut b)?;
                 f.flush()?;
             }
             UnixfsType::Directory | UnixfsType::HamtShard => {

@@ -357,16 +357,11 @@ pub fn https_get(port: u16, path: &str) -> Result<String> {
 
 /// A minimal HTTP/1.0 GET over loopback, so the harness needs no HTTP client.
 pub fn http_get(port: u16, path: &str) -> Result<String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
-    let mut buf = String::new();
-    s.read_to_string(&mut buf)?;
-    let (head, body) = buf.split_once("\r\n\r\n").unwrap_or((&buf, ""));
-    if !head.starts_with("HTTP/1.0 200") && !head.starts_with("HTTP/1.1 200") {
-        bail!("GET {path}: {}\n{body}", head.lines().next().unwrap_or(""));
+    let (status, body) = http_request(port, "GET", path, &[], b"")?;
+    if status != 200 {
+        bail!("GET {path}: {status}\n{body}");
     }
-    Ok(body.to_owned())
+    Ok(body)
 }
 
 /// One HTTP/1.0 request over loopback with the given headers and body; returns the status and
