@@ -59,6 +59,7 @@ async fn raw_runs(exec: &WasmExecutor, dir: &std::path::Path, module: &std::path
             network: Default::default(),
             timeout: None,
             results_dir: folder.dir().to_owned(),
+            work_dir: results.join("engine"),
             cancel: CancellationToken::new(),
         };
         let r = exec.run(req).await.expect("raw run");

@@ -8,12 +8,17 @@ use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(name = "bacalhau", version, about, propagate_version = true)]
 pub struct Cli {
-    /// The API host to talk to (or listen on, for serve). Accepts a URL such as http://host:port.
-    #[arg(long, global = true, env = "BACALHAU_API_HOST", default_value = "127.0.0.1")]
-    pub api_host: String,
-    /// The API port.
-    #[arg(long, global = true, env = "BACALHAU_API_PORT", default_value_t = 1234)]
-    pub api_port: u16,
+    /// The API host to talk to (or listen on, for serve; config API.Host, default 127.0.0.1).
+    /// Accepts a URL such as http://host:port.
+    #[arg(long, global = true, env = "BACALHAU_API_HOST")]
+    pub api_host: Option<String>,
+    /// The API port (config API.Port, default 1234).
+    #[arg(long, global = true, env = "BACALHAU_API_PORT")]
+    pub api_port: Option<u16>,
+    /// A config file (FILE.yaml, repeatable, later files win) or one setting (KEY=VALUE, e.g.
+    /// -c JobDefaults.Batch.Task.Publisher.Type=local); `bacalhau config list` shows the keys.
+    #[arg(short = 'c', long = "config", global = true, value_name = "FILE|KEY=VALUE")]
+    pub config: Vec<String>,
     /// Where a node keeps its data (default ~/.bacalhau).
     #[arg(long, global = true, env = "BACALHAU_DIR")]
     pub data_dir: Option<PathBuf>,
@@ -68,6 +73,9 @@ pub enum Command {
     /// Named endpoints with their credentials, as Bacalhau's client profiles.
     #[command(subcommand)]
     Profile(ProfileCommand),
+    /// Bacalhau's config.yaml: list the effective settings, set one, print the defaults.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// List jobs (older form of `job list`).
     List(LegacyListArgs),
     /// Describe a job (older form of `job describe`).
@@ -78,6 +86,32 @@ pub enum Command {
     Logs(LogsArgs),
     /// Stop a job (older form of `job stop`).
     Cancel(StopArgs),
+    /// Print a shell completion script: `source <(bacalhau completion bash)`.
+    Completion {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), or write one page per command into --dir.
+    Man {
+        /// Write bacalhau.1, bacalhau-job-run.1, ... into this folder instead.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Every key with its effective value (defaults, files, environment and -c applied).
+    List(OutputArgs),
+    /// Write one key into the config file ($BACALHAU_DIR/config.yaml, or the one -c names).
+    Set {
+        /// KEY=VALUE, or KEY VALUE [VALUE...] (values of a list key).
+        #[arg(required = true, num_args = 1..)]
+        args: Vec<String>,
+    },
+    /// Print the default configuration as YAML, ready to edit into a config.yaml.
+    Default,
 }
 
 #[derive(Debug, Subcommand)]
@@ -152,29 +186,28 @@ pub struct ServeArgs {
     /// Node labels, key=value (repeatable or comma-separated).
     #[arg(long, value_delimiter = ',')]
     pub labels: Vec<String>,
-    /// Share of the machine's CPU, memory and disk offered to jobs.
-    #[arg(long, default_value_t = 80, value_parser = clap::value_parser!(u64).range(1..=100))]
-    pub capacity_percent: u64,
-    /// Default ExecutionTimeout in seconds for jobs that set none (0 = none).
-    #[arg(long, default_value_t = 0)]
-    pub default_execution_timeout: u64,
+    /// Share of the machine's CPU, memory and disk offered to jobs (config
+    /// Compute.AllocatedCapacity.*, default 80).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=100))]
+    pub capacity_percent: Option<u64>,
+    /// Default ExecutionTimeout in seconds for batch and ops jobs that set none (config
+    /// JobDefaults.<Batch|Ops>.Task.Timeouts.ExecutionTimeout; 0 = none).
+    #[arg(long)]
+    pub default_execution_timeout: Option<u64>,
     /// Seconds without a word from a compute node before it counts as disconnected and its
-    /// executions are rescheduled.
-    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(6..))]
-    pub node_disconnect_timeout: u64,
+    /// executions are rescheduled (config Orchestrator.NodeManager.DisconnectTimeout, 30s).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(6..))]
+    pub node_disconnect_timeout: Option<u64>,
     /// auto: new compute nodes may take work at once; manual: they wait as PENDING until
-    /// `bacalhau node approve`.
-    #[arg(long, default_value = "auto", value_parser = ["auto", "manual"])]
-    pub node_approval: String,
+    /// `bacalhau node approve` (config Orchestrator.NodeManager.ManualApproval).
+    #[arg(long, value_parser = ["auto", "manual"])]
+    pub node_approval: Option<String>,
     /// The orchestrator's port for compute nodes (default 4222, Bacalhau's).
     #[arg(long)]
     pub node_port: Option<u16>,
     /// A compute-only node's orchestrator(s), HOST:PORT of its node port (the first is used).
     #[arg(long, value_delimiter = ',')]
     pub orchestrators: Vec<String>,
-    /// Bacalhau config files (YAML; later files win): API.Auth.Users is read.
-    #[arg(long = "config", value_name = "FILE")]
-    pub config: Vec<PathBuf>,
     /// Serve the API without authentication even on a non-loopback address (dangerous:
     /// anyone who can reach the port can run jobs and manage the node).
     #[arg(long)]

@@ -18,27 +18,68 @@ use crate::{jobspec, results, serve, wait};
 
 /// Runs one command.
 pub async fn run(cli: Cli) -> Result<ExitCode> {
-    if let Command::Profile(cmd) = &cli.command {
-        return profile_command(&serve::data_dir(cli.data_dir.clone())?, cmd).map(|()| ExitCode::SUCCESS);
+    match &cli.command {
+        Command::Completion { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            let mut out = Vec::new();
+            clap_complete::generate(*shell, &mut cmd, "bacalhau", &mut out);
+            write_stdout(&out)?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        Command::Man { dir } => {
+            let cmd = <Cli as clap::CommandFactory>::command();
+            match dir {
+                Some(d) => {
+                    std::fs::create_dir_all(d).with_context(|| format!("cannot create {}", d.display()))?;
+                    clap_mangen::generate_to(cmd, d)
+                        .with_context(|| format!("cannot write pages into {}", d.display()))?;
+                }
+                None => {
+                    let mut out = Vec::new();
+                    clap_mangen::Man::new(cmd).render(&mut out)?;
+                    write_stdout(&out)?;
+                }
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
+        _ => {}
     }
+    let sources = crate::config::Sources { config: cli.config.clone(), data_dir: cli.data_dir.clone() };
+    if let Command::Config(cmd) = &cli.command {
+        return config_command(&sources, cmd).map(|()| ExitCode::SUCCESS);
+    }
+    let cfg = crate::config::Config::load(&sources)?;
+    let data_dir = cfg.data_dir();
+    if let Command::Profile(cmd) = &cli.command {
+        return profile_command(&data_dir, cmd).map(|()| ExitCode::SUCCESS);
+    }
+    let api_port = match cli.api_port {
+        Some(p) => p,
+        None => {
+            let p = cfg.int("API.Port");
+            u16::try_from(p).with_context(|| format!("API.Port {p} is not a port number"))?
+        }
+    };
+    let api_host = cli.api_host.clone().unwrap_or_else(|| cfg.str("API.Host"));
     let client = if matches!(
         cli.command,
         Command::Serve(_) | Command::Devstack(_) | Command::Auth(crate::args::AuthCommand::HashPassword)
     ) {
-        Client::new(&cli.api_host, cli.api_port)
+        Client::new(&api_host, api_port)
     } else {
-        // A profile gives the endpoint unless --api-host/--api-port (or their environment
-        // variables) name another, and its token unless the environment has credentials.
-        let profile = match serve::data_dir(cli.data_dir.clone()) {
-            Ok(d) => crate::profile::selected(&d, cli.profile.as_deref())?.map(|(_, p)| p),
-            Err(_) => None,
-        };
-        let default_address = cli.api_host == "127.0.0.1" && cli.api_port == 1234;
+        // A profile gives the endpoint unless --api-host/--api-port (their environment
+        // variables, or a config setting) name another, and its token unless the environment
+        // has credentials.
+        let profile = crate::profile::selected(&data_dir, cli.profile.as_deref())?.map(|(_, p)| p);
+        let address_given = cli.api_host.is_some() || cli.api_port.is_some() || cfg.is_set("API.Host");
         let (host, port) = match &profile {
-            Some(p) if default_address => (p.endpoint.clone(), cli.api_port),
-            _ => (cli.api_host.clone(), cli.api_port),
+            Some(p) if !address_given => (p.endpoint.clone(), api_port),
+            _ => (api_host.clone(), api_port),
         };
-        let insecure = cli.insecure || profile.as_ref().and_then(|p| p.tls.as_ref()).is_some_and(|t| t.insecure);
+        let insecure = cli.insecure
+            || cfg.bool("API.TLS.Insecure")
+            || profile.as_ref().and_then(|p| p.tls.as_ref()).is_some_and(|t| t.insecure);
+        let tls_ca = cli.tls_ca.clone().or_else(|| cfg.opt_str("API.TLS.CAFile").map(Into::into));
         let authorization = match crate::auth::authorization_from_env()? {
             Some(a) => Some(a),
             None => profile
@@ -48,24 +89,24 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 .filter(|t| !t.is_empty())
                 .map(|t| format!("Bearer {t}")),
         };
-        let trust = match (&cli.tls_ca, insecure) {
+        let trust = match (&tls_ca, insecure) {
             (_, true) => bacalhau_api::tls::ClientTrust::Insecure,
             (Some(ca), false) => bacalhau_api::tls::ClientTrust::Ca(
                 std::fs::read(ca).with_context(|| format!("cannot read --tls-ca {}", ca.display()))?,
             ),
             (None, false) => bacalhau_api::tls::ClientTrust::Default,
         };
-        let https = cli.tls || !matches!(trust, bacalhau_api::tls::ClientTrust::Default);
+        let https = cli.tls || cfg.bool("API.TLS.UseTLS") || !matches!(trust, bacalhau_api::tls::ClientTrust::Default);
         Client::connect(&host, port, https, &trust, authorization)?
     };
     match cli.command {
         Command::Serve(args) => {
-            init_logging();
-            serve::serve(&cli.api_host, cli.api_port, cli.data_dir, cli.tls_ca, args).await?;
+            init_logging(&cfg)?;
+            serve::serve(&api_host, api_port, cli.tls_ca, args, &cfg).await?;
         }
         Command::Devstack(args) => {
-            init_logging();
-            crate::devstack::run(&cli.api_host, cli.api_port, cli.data_dir, args).await?;
+            init_logging(&cfg)?;
+            crate::devstack::run(&api_host, api_port, cli.data_dir, args, &cfg).await?;
         }
         Command::Docker(DockerCommand::Run(args)) => {
             let job = jobspec::docker_job(&args)?;
@@ -76,7 +117,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             return wait::submit_and_wait(&client, &job, &args.runtime).await;
         }
         Command::Job(cmd) => return job_command(&client, cmd).await,
-        Command::Ipfs(cmd) => crate::ipfs::run(&client, &serve::data_dir(cli.data_dir)?, cmd).await?,
+        Command::Ipfs(cmd) => crate::ipfs::run(&client, &data_dir, cmd).await?,
         Command::Node(NodeCommand::List(out)) => node_list(&client, &out).await?,
         Command::Node(NodeCommand::Approve(a)) => node_action(&client, "approve", &a).await?,
         Command::Node(NodeCommand::Reject(a)) => node_action(&client, "reject", &a).await?,
@@ -91,7 +132,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Version(o) => version(&client, &o).await?,
         Command::Auth(crate::args::AuthCommand::Info) => crate::auth::info(&client).await?,
         Command::Auth(crate::args::AuthCommand::HashPassword) => crate::auth::hash_password()?,
-        Command::Profile(_) => unreachable!("handled before a client is made"),
+        Command::Profile(_) | Command::Config(_) | Command::Completion { .. } | Command::Man { .. } => {
+            unreachable!("handled before a client is made")
+        }
         Command::List(args) => legacy_list(&client, &args).await?,
         Command::Describe(args) => describe(&client, &args).await?,
         Command::Get(args) => get(&client, &args).await?,
@@ -101,9 +144,81 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("BACALHAU_LOG").unwrap_or_else(|_| "info".into());
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+fn write_stdout(bytes: &[u8]) -> Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    out.write_all(bytes)?;
+    out.flush()?;
+    Ok(())
+}
+
+/// Logs to stderr at `Logging.Level` (`BACALHAU_LOG` takes a full tracing filter), as text or,
+/// with `Logging.Mode: json`, one JSON object per line.
+fn init_logging(cfg: &crate::config::Config) -> Result<()> {
+    let level = cfg.str("Logging.Level").trim().to_ascii_lowercase();
+    let level = match level.as_str() {
+        "trace" | "debug" | "info" | "warn" | "error" => level,
+        "fatal" | "panic" => "error".to_owned(),
+        other => bail!("Logging.Level {other:?} is not a level: use trace, debug, info, warn or error"),
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("BACALHAU_LOG").unwrap_or_else(|_| level.into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match cfg.str("Logging.Mode").trim().to_ascii_lowercase().as_str() {
+        "json" => builder.json().try_init(),
+        "default" | "cmd" | "text" | "" => builder.try_init(),
+        other => bail!("Logging.Mode {other:?} is not a mode: use default or json"),
+    };
+    Ok(())
+}
+
+/// `bacalhau config list|set|default`.
+fn config_command(sources: &crate::config::Sources, cmd: &crate::args::ConfigCommand) -> Result<()> {
+    use crate::args::ConfigCommand;
+    match cmd {
+        ConfigCommand::List(out) => {
+            let cfg = crate::config::Config::load(sources)?;
+            let entries = cfg.entries();
+            let rows = entries
+                .iter()
+                .map(|(k, v)| {
+                    let help = if k.used { k.help.to_owned() } else { format!("{} (accepted, not used here)", k.help) };
+                    vec![k.path.to_owned(), v.display(), help]
+                })
+                .collect();
+            #[derive(serde::Serialize)]
+            #[serde(rename_all = "PascalCase")]
+            struct Row {
+                key: &'static str,
+                value: serde_json::Value,
+                description: &'static str,
+            }
+            if out.output == Format::Yaml {
+                print!("{}", yaml_serde::to_string(&cfg.to_tree())?);
+                return Ok(());
+            }
+            let raw: Vec<Row> = entries
+                .iter()
+                .map(|(k, v)| Row { key: k.path, value: serde_json::Value::String(v.display()), description: k.help })
+                .collect();
+            print_list(out, &["Key", "Value", "Description"], rows, &raw)
+        }
+        ConfigCommand::Set { args } => {
+            // The file to write: the one -c names, else $BACALHAU_DIR/config.yaml.
+            let files: Vec<&String> =
+                sources.config.iter().filter(|c| c.ends_with(".yaml") || c.ends_with(".yml")).collect();
+            let file = match files.as_slice() {
+                [] => crate::config::Config::load(sources)?.data_dir().join("config.yaml"),
+                [one] => std::path::PathBuf::from(one),
+                _ => bail!("config set writes one file: give at most one -c FILE.yaml"),
+            };
+            crate::config::set(&file, args)
+        }
+        ConfigCommand::Default => {
+            let defaults = crate::config::Config::default();
+            print!("{}", yaml_serde::to_string(&defaults.to_tree())?);
+            Ok(())
+        }
+    }
 }
 
 async fn job_command(client: &Client, cmd: JobCommand) -> Result<ExitCode> {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use bacalhau_api::ApiState;
-use bacalhau_model::{NodeId, NodeInfo, NodeType, SubmissionDefaults};
+use bacalhau_model::{NodeId, NodeInfo, NodeType};
 use bacalhau_orchestrator::{Orchestrator, OrchestratorConfig};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -20,7 +20,13 @@ const LOOPBACK: &str = "/ip4/127.0.0.1/tcp/0";
 
 /// Runs until Ctrl-C or SIGTERM; data lives in `<data dir>/devstack` when a data dir is set
 /// (`--data-dir`, `BACALHAU_DIR`), else in a temporary dir removed at exit.
-pub async fn run(host: &str, api_port: u16, data_dir: Option<PathBuf>, args: DevstackArgs) -> Result<()> {
+pub async fn run(
+    host: &str,
+    api_port: u16,
+    data_dir: Option<PathBuf>,
+    args: DevstackArgs,
+    cfg: &crate::config::Config,
+) -> Result<()> {
     let tmp = tempfile::Builder::new().prefix("bacalhau-devstack-").tempdir()?;
     let dir = data_dir.map_or_else(|| tmp.path().to_owned(), |d| d.join("devstack"));
     if !crate::serve::is_loopback(host) {
@@ -37,7 +43,7 @@ pub async fn run(host: &str, api_port: u16, data_dir: Option<PathBuf>, args: Dev
     let ipfs = start_ipfs(&dir, &[LOOPBACK.to_owned()], &[], false).await?;
     let mut ocfg = OrchestratorConfig::new(dir.join("orchestrator").join("jobs.redb"));
     ocfg.ipfs_addrs = ipfs.addrs();
-    ocfg.defaults = SubmissionDefaults::default();
+    ocfg.defaults = crate::serve::job_defaults(cfg, None)?;
     ocfg.node_disconnect_timeout = Duration::from_secs(args.node_disconnect_timeout);
     let orchestrator = Orchestrator::start(ocfg, cancel.child_token()).await?;
     let nodes = tokio::net::TcpListener::bind((host, args.node_port))
@@ -70,7 +76,9 @@ pub async fn run(host: &str, api_port: u16, data_dir: Option<PathBuf>, args: Dev
             node_id: node_id.clone(),
             labels: [("devstack-index".to_owned(), i.to_string())].into(),
             allowed: Vec::new(),
-            capacity_percent: 80,
+            capacity: bacalhau_compute::detect_capacity(&node_dir, bacalhau_compute::DEFAULT_ALLOCATION_PERCENT),
+            heartbeat_interval: Duration::from_secs(5),
+            disabled: Default::default(),
             results_url: format!("http://{advertised}:{}", addr.port()),
             ipfs: start_ipfs(&node_dir, &[LOOPBACK.to_owned()], &[], false).await?,
             kubo: None,

@@ -95,12 +95,11 @@ pub fn build_job(flags: &JobFlags, engine: SpecConfig, mut inputs: Vec<InputSour
             domains: flags.domain.clone(),
         },
     };
-    let publisher = match flags.publisher.as_deref() {
-        None | Some("") => {
-            // Results written to a ResultPath must go somewhere; local keeps them on the node.
-            if result_paths.is_empty() { SpecConfig::default() } else { SpecConfig::new("local") }
-        }
-        Some(p) => SpecConfig::new(p.trim()),
+    // No -p leaves the publisher to the orchestrator's JobDefaults (ipfs on a node with its
+    // embedded IPFS store), as Bacalhau does.
+    let publisher = match flags.publisher.as_deref().map(str::trim) {
+        None | Some("") => SpecConfig::default(),
+        Some(p) => SpecConfig::new(p),
     };
     let task = Task {
         name: "main".into(),

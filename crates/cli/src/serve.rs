@@ -13,7 +13,7 @@ use bacalhau_executor::Executor;
 use bacalhau_executor_docker::DockerExecutor;
 use bacalhau_executor_wasm::WasmExecutor;
 use bacalhau_ipfs::BlockStore;
-use bacalhau_model::{BuildVersionInfo, NodeId, NodeInfo, NodeType, SubmissionDefaults};
+use bacalhau_model::{BuildVersionInfo, JobTypeDefaults, NodeId, NodeInfo, NodeType, SpecConfig, SubmissionDefaults};
 use bacalhau_orchestrator::{Orchestrator, OrchestratorConfig};
 use bacalhau_protocol::connect_in_process;
 use bacalhau_storage::{
@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::args::ServeArgs;
+use crate::config::Config;
 
 /// How long the Docker engine gets to answer at start-up before docker jobs are disabled.
 const DOCKER_PROBE: Duration = Duration::from_secs(5);
@@ -45,19 +46,9 @@ pub fn version_info() -> BuildVersionInfo {
     }
 }
 
-/// The data directory: --data-dir, $BACALHAU_DIR, or ~/.bacalhau.
-pub fn data_dir(flag: Option<PathBuf>) -> Result<PathBuf> {
-    match flag {
-        Some(d) => Ok(d),
-        None => {
-            let home = std::env::var_os("HOME").context("HOME is not set: pass --data-dir or set BACALHAU_DIR")?;
-            Ok(Path::new(&home).join(".bacalhau"))
-        }
-    }
-}
-
-/// The node's ID: --name, else the one kept in the data dir, else a new `n-<uuid>`.
-fn node_id(dir: &Path, name: Option<String>) -> Result<NodeId> {
+/// The node's ID: --name, else the one kept in the data dir, else a new one from the
+/// `NameProvider` (puuid: `n-<uuid>`, uuid, hostname).
+fn node_id(dir: &Path, name: Option<String>, provider: &str) -> Result<NodeId> {
     if let Some(n) = name.filter(|n| !n.trim().is_empty()) {
         return Ok(NodeId::from(n.trim()));
     }
@@ -67,7 +58,12 @@ fn node_id(dir: &Path, name: Option<String>) -> Result<NodeId> {
     {
         return Ok(NodeId::from(id.trim()));
     }
-    let id = NodeId::generate();
+    let id = match provider.trim().to_ascii_lowercase().as_str() {
+        "puuid" | "" => NodeId::generate(),
+        "uuid" => NodeId::from(NodeId::generate().as_str().trim_start_matches("n-")),
+        "hostname" => NodeId::from(hostname().context("NameProvider is hostname but this machine has none")?.as_str()),
+        other => bail!("NameProvider {other:?} is not one this version has: use puuid, uuid or hostname (or --name)"),
+    };
     std::fs::write(&file, id.as_str()).with_context(|| format!("cannot write {}", file.display()))?;
     Ok(id)
 }
@@ -161,8 +157,12 @@ pub struct ComputeSettings<'a> {
     pub labels: BTreeMap<String, String>,
     /// `local` inputs allowed.
     pub allowed: Vec<AllowedPath>,
-    /// Share of the machine offered.
-    pub capacity_percent: u64,
+    /// What it offers to jobs.
+    pub capacity: bacalhau_model::Resources,
+    /// How often it sends heartbeats.
+    pub heartbeat_interval: Duration,
+    /// Engines, input sources and publishers the operator turned off.
+    pub disabled: Disabled,
     /// Base URL of the API this node's local results are served from.
     pub results_url: String,
     /// Its block store and IPFS peer.
@@ -179,6 +179,23 @@ pub struct ComputeSettings<'a> {
     pub silent: bool,
 }
 
+/// Engines, input sources and publishers turned off (`Engines.Disabled`, ...).
+#[derive(Debug, Default, Clone)]
+pub struct Disabled {
+    /// Engine types.
+    pub engines: Vec<String>,
+    /// Input source types.
+    pub inputs: Vec<String>,
+    /// Publisher types.
+    pub publishers: Vec<String>,
+}
+
+impl Disabled {
+    fn has(&self, list: &[String], name: &str) -> bool {
+        list.iter().any(|d| d.trim().eq_ignore_ascii_case(name))
+    }
+}
+
 /// Starts a compute node with every engine this machine offers, talking through `endpoint`.
 pub async fn start_compute(
     settings: ComputeSettings<'_>,
@@ -190,7 +207,9 @@ pub async fn start_compute(
         node_id,
         labels,
         allowed,
-        capacity_percent,
+        capacity,
+        heartbeat_interval,
+        disabled,
         results_url,
         ipfs: node_ipfs,
         kubo,
@@ -212,6 +231,7 @@ pub async fn start_compute(
         Ok(Err(e)) => info!("docker engine unavailable, not offering docker jobs: {e}"),
         Err(_) => info!("docker engine did not answer within {DOCKER_PROBE:?}; not offering docker jobs"),
     }
+    executors.retain(|e| !disabled.has(&disabled.engines, e.engine_type()));
     let engines: Vec<String> = executors.iter().map(|e| e.engine_type().to_owned()).collect();
     let ipfs = node_ipfs.store.clone();
     let fetcher: Arc<dyn bacalhau_ipfs::Fetcher> = match &kubo {
@@ -226,20 +246,22 @@ pub async fn start_compute(
         warn!("--test-fault tamper-results: this node alters every result it publishes");
         ipfs_publisher = Arc::new(crate::market::Tampering(ipfs_publisher));
     }
-    let inputs: Vec<Arc<dyn InputProvider>> = vec![
+    let mut inputs: Vec<Arc<dyn InputProvider>> = vec![
         Arc::new(InlineSource),
         Arc::new(LocalSource::new(allowed)),
         Arc::new(IpfsSource::with_fetcher(ipfs.clone(), fetcher)),
     ];
+    inputs.retain(|i| !disabled.has(&disabled.inputs, i.source_type()));
     let results_dir = compute_dir.join("results");
     let local = LocalPublisher::new(results_dir.clone(), format!("{results_url}/api/v1/local-results"));
-    let publishers: Vec<Arc<dyn Publisher>> = vec![Arc::new(NoopPublisher), Arc::new(local), ipfs_publisher];
+    let mut publishers: Vec<Arc<dyn Publisher>> = vec![Arc::new(NoopPublisher), Arc::new(local), ipfs_publisher];
+    publishers.retain(|p| !disabled.has(&disabled.publishers, p.publisher_type()));
     let ccfg = ComputeConfig {
         node_id,
         data_dir: compute_dir,
-        capacity: detect_capacity(dir, capacity_percent),
+        capacity,
         labels,
-        heartbeat_interval: Duration::from_secs(5),
+        heartbeat_interval,
         silent_heartbeats: silent.then_some((Duration::from_secs(4), Duration::from_secs(20))),
         version: version_info(),
         ipfs_addrs: node_ipfs.addrs(),
@@ -276,13 +298,9 @@ fn read_pem(path: &Path, what: &str) -> Result<Vec<u8>> {
 
 /// Runs the node until Ctrl-C or SIGTERM: orchestrator and compute in one process (the
 /// default), or one role (`--orchestrator`, or `--compute --orchestrators HOST:PORT`).
-pub async fn serve(
-    host: &str,
-    port: u16,
-    data_dir_flag: Option<PathBuf>,
-    tls_ca: Option<PathBuf>,
-    args: ServeArgs,
-) -> Result<()> {
+pub async fn serve(host: &str, port: u16, tls_ca: Option<PathBuf>, mut args: ServeArgs, cfg: &Config) -> Result<()> {
+    settle(&mut args, cfg)?;
+    let tls_ca = tls_ca.or_else(|| cfg.opt_str("Compute.TLS.CACert").map(PathBuf::from));
     let (run_orchestrator, run_compute) = match (args.orchestrator, args.compute) {
         (false, false) => (true, true),
         roles => roles,
@@ -297,9 +315,9 @@ pub async fn serve(
             "--compute alone needs its orchestrator: add --orchestrators HOST:PORT (the orchestrator's --node-port, 4222 by default)"
         );
     }
-    let dir = data_dir(data_dir_flag)?;
+    let dir = cfg.data_dir();
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let node_id = node_id(&dir, args.name.clone())?;
+    let node_id = node_id(&dir, args.name.clone(), &cfg.str("NameProvider"))?;
     let labels = parse_labels(&args.labels)?;
     let allowed: Vec<AllowedPath> = args
         .allow_listed_local_paths
@@ -308,10 +326,9 @@ pub async fn serve(
         .map(|p| AllowedPath::parse(p.trim()))
         .collect::<Result<_, _>>()?;
 
-    let config = crate::config::load(&args.config)?;
-    let auth = Arc::new(
-        bacalhau_api::auth::Authorizer::new(&config.users, args.node_token.clone()).map_err(anyhow::Error::msg)?,
-    );
+    let users = cfg.users()?;
+    let auth =
+        Arc::new(bacalhau_api::auth::Authorizer::new(&users, args.node_token.clone()).map_err(anyhow::Error::msg)?);
     check_exposure(host, auth.enabled(), run_orchestrator, args.node_token.is_some(), args.insecure_allow_anonymous)?;
 
     let listener = tokio::net::TcpListener::bind((host, port)).await.with_context(|| {
@@ -339,9 +356,9 @@ pub async fn serve(
     if run_orchestrator {
         std::fs::create_dir_all(dir.join("orchestrator"))?;
         let mut ocfg = OrchestratorConfig::new(dir.join("orchestrator").join("jobs.redb"));
-        ocfg.defaults = SubmissionDefaults { execution_timeout: args.default_execution_timeout, ..Default::default() };
-        ocfg.node_disconnect_timeout = Duration::from_secs(args.node_disconnect_timeout);
-        ocfg.manual_node_approval = args.node_approval == "manual";
+        ocfg.defaults = job_defaults(cfg, args.default_execution_timeout)?;
+        ocfg.node_disconnect_timeout = Duration::from_secs(args.node_disconnect_timeout.unwrap_or(30));
+        ocfg.manual_node_approval = args.node_approval.as_deref() == Some("manual");
         ocfg.ipfs_addrs = ipfs.addrs();
         ocfg.local_node = run_compute.then(|| node_id.clone());
         let o = Orchestrator::start(ocfg, cancel.child_token()).await?;
@@ -401,8 +418,18 @@ pub async fn serve(
             node_id: node_id.clone(),
             labels,
             allowed,
-            capacity_percent: args.capacity_percent,
-            results_url: format!("{scheme}://{advertised}:{}", bound.port()),
+            capacity: allocated_capacity(&dir, cfg, args.capacity_percent)?,
+            heartbeat_interval: cfg.duration("Compute.Heartbeat.Interval").max(Duration::from_secs(1)),
+            disabled: Disabled {
+                engines: cfg.list("Engines.Disabled"),
+                inputs: cfg.list("InputSources.Disabled"),
+                publishers: cfg.list("Publishers.Disabled"),
+            },
+            results_url: format!(
+                "{scheme}://{}:{}",
+                cfg.opt_str("Publishers.Types.Local.Address").unwrap_or_else(|| advertised.clone()),
+                bound.port()
+            ),
             ipfs: ipfs.clone(),
             kubo: match &args.ipfs_connect {
                 Some(addr) => Some(crate::kubo_rpc::KuboRpc::connect(addr, ipfs.store.clone()).await?),
@@ -470,6 +497,152 @@ pub async fn serve(
         let _ = tokio::time::timeout(SHUTDOWN_GRACE, o.join()).await;
     }
     Ok(())
+}
+
+/// Fills each serve setting the command line left unset from the configuration: the flags we
+/// had before Bacalhau's config keys stay, as aliases that win over the config.
+pub fn settle(args: &mut ServeArgs, cfg: &Config) -> Result<()> {
+    args.orchestrator |= cfg.bool("Orchestrator.Enabled");
+    args.compute |= cfg.bool("Compute.Enabled");
+    if args.allow_listed_local_paths.is_empty() {
+        args.allow_listed_local_paths = cfg.list("Compute.AllowListedLocalPaths");
+    }
+    if args.labels.is_empty() {
+        args.labels = cfg.map("Labels").into_iter().map(|(k, v)| format!("{k}={v}")).collect();
+    }
+    if args.node_disconnect_timeout.is_none() {
+        let d = cfg.duration("Orchestrator.NodeManager.DisconnectTimeout");
+        if d < Duration::from_secs(6) {
+            bail!(
+                "Orchestrator.NodeManager.DisconnectTimeout is {d:?}; it must be at least 6s (heartbeats come every 5s)"
+            );
+        }
+        args.node_disconnect_timeout = Some(d.as_secs());
+    }
+    if args.node_approval.is_none() {
+        let manual = cfg.bool("Orchestrator.NodeManager.ManualApproval");
+        args.node_approval = Some(if manual { "manual" } else { "auto" }.into());
+    }
+    if args.node_port.is_none() && cfg.is_set("Orchestrator.Port") {
+        let p = cfg.int("Orchestrator.Port");
+        args.node_port = Some(u16::try_from(p).with_context(|| format!("Orchestrator.Port {p} is not a port number"))?);
+    }
+    if args.orchestrators.is_empty() {
+        // Bacalhau's addresses are NATS URLs; ours is the same host:port without the scheme.
+        args.orchestrators = cfg
+            .list("Compute.Orchestrators")
+            .into_iter()
+            .map(|o| o.trim_start_matches("nats://").trim_start_matches("tls://").to_owned())
+            .collect();
+    }
+    args.advertise = args.advertise.take().or_else(|| cfg.opt_str("Orchestrator.Advertise"));
+    args.node_token = args
+        .node_token
+        .take()
+        .or_else(|| cfg.opt_str("Orchestrator.Auth.Token"))
+        .or_else(|| cfg.opt_str("Compute.Auth.Token"));
+    if args.tls_cert.is_none() && args.tls_key.is_none() {
+        let pair = |c: &str, k: &str| cfg.opt_str(c).zip(cfg.opt_str(k));
+        if let Some((c, k)) = pair("API.TLS.CertFile", "API.TLS.KeyFile")
+            .or_else(|| pair("Orchestrator.TLS.ServerCert", "Orchestrator.TLS.ServerKey"))
+        {
+            args.tls_cert = Some(c.into());
+            args.tls_key = Some(k.into());
+        }
+    }
+    args.ipfs_connect = args
+        .ipfs_connect
+        .take()
+        .or_else(|| cfg.opt_str("InputSources.Types.IPFS.Endpoint"))
+        .or_else(|| cfg.opt_str("Publishers.Types.IPFS.Endpoint"));
+    args.reject_networked_jobs |= cfg.bool("JobAdmissionControl.RejectNetworkedJobs");
+    match cfg.str("JobAdmissionControl.Locality").trim().to_ascii_lowercase().as_str() {
+        "local" | "0" => args.local_inputs_only = true,
+        "anywhere" | "1" | "" => {}
+        other => bail!("JobAdmissionControl.Locality is {other:?}: use local or anywhere"),
+    }
+    args.job_selection_probe_exec =
+        args.job_selection_probe_exec.take().or_else(|| cfg.opt_str("JobAdmissionControl.ProbeExec"));
+    args.job_selection_probe_http =
+        args.job_selection_probe_http.take().or_else(|| cfg.opt_str("JobAdmissionControl.ProbeHTTP"));
+    for key in crate::config_keys::KEYS.iter().filter(|k| !k.used && cfg.is_set(k.path)) {
+        warn!("config key {} is accepted for Bacalhau compatibility but this version does not act on it", key.path);
+    }
+    Ok(())
+}
+
+/// `JobDefaults.*` as the orchestrator applies them; `--default-execution-timeout` wins for
+/// batch and ops jobs.
+pub fn job_defaults(cfg: &Config, execution_timeout_flag: Option<u64>) -> Result<SubmissionDefaults> {
+    let of = |t: &str| -> Result<JobTypeDefaults> {
+        let k = |rest: &str| format!("JobDefaults.{t}.{rest}");
+        let priority = cfg.int(&k("Priority"));
+        let mut d = JobTypeDefaults {
+            priority: i32::try_from(priority).with_context(|| format!("{} is out of range", k("Priority")))?,
+            cpu: cfg.str(&k("Task.Resources.CPU")),
+            memory: cfg.str(&k("Task.Resources.Memory")),
+            disk: cfg.str(&k("Task.Resources.Disk")),
+            gpu: cfg.str(&k("Task.Resources.GPU")),
+            ..Default::default()
+        };
+        for (name, value) in [("CPU", &d.cpu), ("Memory", &d.memory), ("Disk", &d.disk)] {
+            let parsed = if name == "CPU" {
+                bacalhau_model::parse_cpu(value).map(|_| ())
+            } else {
+                bacalhau_model::parse_bytes(name, value).map(|_| ())
+            };
+            parsed.map_err(|e| anyhow::anyhow!("{} is {value:?}: {e}", k(&format!("Task.Resources.{name}"))))?;
+        }
+        if t == "Batch" || t == "Ops" {
+            let publisher = cfg.str(&k("Task.Publisher.Type"));
+            let mut spec = SpecConfig::new(publisher.trim());
+            for (p, v) in cfg.map(&k("Task.Publisher.Params")) {
+                spec = spec.with_param(&p, v);
+            }
+            d.publisher = if publisher.trim().is_empty() { SpecConfig::default() } else { spec };
+            d.execution_timeout =
+                execution_timeout_flag.unwrap_or_else(|| cfg.duration(&k("Task.Timeouts.ExecutionTimeout")).as_secs());
+            d.total_timeout = cfg.duration(&k("Task.Timeouts.TotalTimeout")).as_secs();
+        }
+        Ok(d)
+    };
+    Ok(SubmissionDefaults { batch: of("Batch")?, ops: of("Ops")?, daemon: of("Daemon")?, service: of("Service")? })
+}
+
+/// What the compute node offers: `Compute.AllocatedCapacity.*` (a share such as `80%` or an
+/// amount), over the whole machine; `--capacity-percent` sets every share but the GPUs'.
+pub fn allocated_capacity(dir: &Path, cfg: &Config, percent_flag: Option<u64>) -> Result<bacalhau_model::Resources> {
+    let machine = detect_capacity(dir, 100);
+    let share = |key: &str, whole: u64, parse: &dyn Fn(&str) -> Result<u64>| -> Result<u64> {
+        let text = cfg.str(key);
+        let text = text.trim();
+        let percent =
+            match (percent_flag, text.strip_suffix('%')) {
+                (Some(p), _) if !key.ends_with("GPU") => Some(p),
+                (_, Some(p)) => Some(p.trim().parse::<u64>().ok().filter(|p| *p <= 100).with_context(|| {
+                    format!("{key} is {text:?}: a share must be a whole percentage from 0% to 100%")
+                })?),
+                _ => None,
+            };
+        match percent {
+            Some(p) => Ok(whole / 100 * p + whole % 100 * p / 100),
+            None => parse(text).with_context(|| format!("{key} is {text:?}")),
+        }
+    };
+    Ok(bacalhau_model::Resources {
+        cpu_millis: share("Compute.AllocatedCapacity.CPU", machine.cpu_millis, &|t| {
+            bacalhau_model::parse_cpu(t).map_err(anyhow::Error::msg)
+        })?,
+        memory_bytes: share("Compute.AllocatedCapacity.Memory", machine.memory_bytes, &|t| {
+            bacalhau_model::parse_bytes("Memory", t).map_err(anyhow::Error::msg)
+        })?,
+        disk_bytes: share("Compute.AllocatedCapacity.Disk", machine.disk_bytes, &|t| {
+            bacalhau_model::parse_bytes("Disk", t).map_err(anyhow::Error::msg)
+        })?,
+        gpu: share("Compute.AllocatedCapacity.GPU", machine.gpu, &|t| {
+            t.parse::<u64>().map_err(|_| anyhow::anyhow!("give a share such as 100% or a number of GPUs"))
+        })?,
+    })
 }
 
 /// Whether `host` is only reachable from this machine.

@@ -108,6 +108,35 @@ fn local_inputs_are_mounted_and_the_allow_list_is_enforced() {
 }
 
 #[test]
+fn a_one_file_input_shows_that_file_at_its_target_and_nothing_beside_it() {
+    let data = tempfile::tempdir().expect("tmp");
+    let folder = std::fs::canonicalize(data.path()).expect("canon");
+    std::fs::write(folder.join("hello.txt"), "hello world\n").expect("write");
+    std::fs::write(folder.join("secret.txt"), "the host's secret\n").expect("write");
+    // Only the one file is allow-listed; its sibling must stay out of reach of the job.
+    let s = Serve::start(bin(), &["--allow-listed-local-paths", &folder.join("hello.txt").display().to_string()])
+        .expect("serve");
+    let cat = program("cat");
+    let input = format!("file://{}:/data/file.txt", folder.join("hello.txt").display());
+    let id = submit(&s, &["-i", &input, &cat, "/data/file.txt"]);
+    assert_eq!(s.wait_terminal(&id).expect("finish"), "Completed");
+    assert_eq!(s.ok(&["job", "logs", &id]), "hello world\n");
+    for sibling in ["/data/secret.txt", "/data/hello.txt"] {
+        let id = submit(&s, &["-i", &input, &cat, sibling]);
+        assert_eq!(s.wait_terminal(&id).expect("finish"), "Completed");
+        let d = describe(&s, &id);
+        let exec = &d["Executions"]["Items"][0];
+        assert_eq!(exec["RunOutput"]["ExitCode"], 2, "{sibling} was readable: {exec}");
+        assert!(!exec["RunOutput"]["Stdout"].as_str().unwrap_or_default().contains("secret"), "{exec}");
+    }
+    // Two one-file inputs in the same guest folder, each under its own Target name.
+    let second = format!("file://{}:/data/other.txt", folder.join("hello.txt").display());
+    let id = submit(&s, &["-i", &input, "-i", &second, &cat, "/data/file.txt", "/data/other.txt"]);
+    assert_eq!(s.wait_terminal(&id).expect("finish"), "Completed");
+    assert_eq!(s.ok(&["job", "logs", &id]), "hello world\nhello world\n");
+}
+
+#[test]
 fn result_paths_are_published_and_job_get_writes_the_contract_layout() {
     let s = serve();
     let write = program("write");

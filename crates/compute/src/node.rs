@@ -580,6 +580,7 @@ impl Runtime {
             network: task.network.clone(),
             timeout: None,
             results_dir: PathBuf::new(),
+            work_dir: PathBuf::new(),
             cancel: CancellationToken::new(),
         };
         executor.validate(&probe).map_err(|e| e.to_string())
@@ -675,7 +676,7 @@ impl Runtime {
 /// zero that reaches here anyway still counts as the submission defaults, never as nothing.
 fn job_resources_of(job: &bacalhau_model::Job) -> Resources {
     static DEFAULTS: std::sync::LazyLock<Resources> = std::sync::LazyLock::new(|| {
-        let d = bacalhau_model::SubmissionDefaults::default();
+        let d = bacalhau_model::JobTypeDefaults::default();
         let cfg = bacalhau_model::ResourcesConfig { cpu: d.cpu, memory: d.memory, ..Default::default() };
         Resources::parse(&cfg).unwrap_or_default()
     });

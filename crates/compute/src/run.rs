@@ -145,6 +145,7 @@ impl RunPlan {
             network: task.network.clone(),
             timeout,
             results_dir: results_dir.clone(),
+            work_dir: self.exec_dir.join("engine"),
             cancel: self.cancel.clone(),
         };
         let started = std::time::Instant::now();

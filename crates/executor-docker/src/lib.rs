@@ -202,8 +202,11 @@ impl DockerExecutor {
             read_only: Some(read_only),
             ..Default::default()
         };
-        let mut mounts: Vec<Mount> =
-            request.inputs.iter().map(|i| bind(&i.host_path, &i.target, i.read_only)).collect();
+        let mut mounts: Vec<Mount> = request
+            .inputs
+            .iter()
+            .map(|i| bind(&i.host_path, &bacalhau_model::absolute_target(&i.target), i.read_only))
+            .collect();
         mounts.extend(request.outputs.iter().map(|o| bind(&o.host_path, &o.path, false)));
         let network_mode = match request.network.r#type {
             NetworkType::Default | NetworkType::None => "none",

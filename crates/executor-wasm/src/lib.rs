@@ -255,20 +255,9 @@ impl Inner {
         wasi.envs(&env);
         wasi.stdout(OutputFile::new(open(STDOUT_FILE)?));
         wasi.stderr(OutputFile::new(open(STDERR_FILE)?));
-        for input in &request.inputs {
-            if input.host_path.is_dir() {
-                let perms = if input.read_only { FsPerms::ReadOnly } else { FsPerms::ReadWrite };
-                wasi.preopened_dir(&input.host_path, &input.target, perms)
-                    .map_err(|e| ExecutorError::Failed(format!("cannot mount input at {}: {e:#}", input.target)))?;
-            } else if let Some(parent) = input.host_path.parent() {
-                // A single-file input: WASI mounts directories, so mount its folder at the
-                // target's parent; the file keeps its name there.
-                let guest_parent =
-                    Path::new(&input.target).parent().map_or("/".to_owned(), |p| p.display().to_string());
-                if let Err(e) = wasi.preopened_dir(parent, &guest_parent, FsPerms::ReadOnly) {
-                    debug!(error = %e, target = %input.target, "single-file input not mounted");
-                }
-            }
+        for mount in mounts(&request.inputs, &request.work_dir)? {
+            wasi.preopened_dir(&mount.host, &mount.guest, mount.perms)
+                .map_err(|e| ExecutorError::Failed(format!("cannot mount input at {}: {e:#}", mount.guest)))?;
         }
         for out in &request.outputs {
             wasi.preopened_dir(&out.host_path, &out.path, FsPerms::ReadWrite)
@@ -328,6 +317,76 @@ impl Inner {
         let end = func.call(&mut store, ()).map_err(|e| classify(e, &store, request.timeout));
         finish(end)
     }
+}
+
+/// One folder pre-opened for the module.
+#[derive(Debug)]
+struct Mount {
+    host: PathBuf,
+    guest: String,
+    perms: FsPerms,
+}
+
+/// Where each input is pre-opened. WASI pre-opens folders, not files, so the single-file
+/// inputs that share a guest folder are linked (copied when the link crosses file systems)
+/// into a private folder under `work_dir`, each under its Target's name, and that folder is
+/// mounted: the module opens the file at its Target and sees nothing that sat beside it on
+/// the host (an allow-listed file's siblings, another input's files).
+fn mounts(inputs: &[PreparedInput], work_dir: &Path) -> Result<Vec<Mount>, ExecutorError> {
+    let perms = |read_only: bool| if read_only { FsPerms::ReadOnly } else { FsPerms::ReadWrite };
+    let mut out = Vec::new();
+    let mut files: std::collections::BTreeMap<String, Vec<&PreparedInput>> = Default::default();
+    for input in inputs {
+        // A relative Target is read from `/`, as Bacalhau does.
+        let target = bacalhau_model::absolute_target(&input.target);
+        if input.host_path.is_dir() {
+            out.push(Mount { host: input.host_path.clone(), guest: target, perms: perms(input.read_only) });
+        } else {
+            let guest_dir = Path::new(&target).parent().map_or("/".to_owned(), |p| p.display().to_string());
+            files.entry(guest_dir).or_default().push(input);
+        }
+    }
+    if !files.is_empty() {
+        // A folder left by an earlier attempt would make the links below fail.
+        let _ = fs::remove_dir_all(work_dir.join("files"));
+    }
+    for (i, (guest_dir, group)) in files.into_iter().enumerate() {
+        if let Some(folder) = out.iter().find(|m| m.guest.trim_end_matches('/') == guest_dir.trim_end_matches('/')) {
+            return Err(ExecutorError::InvalidSpec(format!(
+                "the file input at {} lies directly in the folder input mounted at {}; WASM jobs mount folders, \
+                 so give the file a Target outside that folder",
+                group[0].target, folder.guest
+            )));
+        }
+        let dir = work_dir.join("files").join(i.to_string());
+        fs::create_dir_all(&dir).map_err(|e| ExecutorError::Failed(format!("cannot create {}: {e}", dir.display())))?;
+        for input in &group {
+            let name = Path::new(&input.target).file_name().ok_or_else(|| {
+                ExecutorError::InvalidSpec(format!("the input Target {} does not name a file", input.target))
+            })?;
+            let staged = dir.join(name);
+            if let Err(link) = fs::hard_link(&input.host_path, &staged) {
+                // A copy would not carry the job's writes back to the host file.
+                if !input.read_only {
+                    return Err(ExecutorError::Failed(format!(
+                        "cannot mount the writable file {} at {}: {link}",
+                        input.host_path.display(),
+                        input.target
+                    )));
+                }
+                fs::copy(&input.host_path, &staged).map_err(|e| {
+                    ExecutorError::Failed(format!(
+                        "cannot mount {} at {}: {e}",
+                        input.host_path.display(),
+                        input.target
+                    ))
+                })?;
+            }
+        }
+        let read_only = group.iter().any(|i| i.read_only);
+        out.push(Mount { host: dir, guest: guest_dir, perms: perms(read_only) });
+    }
+    Ok(out)
 }
 
 fn poisoned() -> ExecutorError {
@@ -418,5 +477,44 @@ impl bacalhau_executor::Executor for WasmExecutor {
         tokio::task::spawn_blocking(move || inner.run_blocking(request, spec))
             .await
             .map_err(|e| ExecutorError::Failed(format!("the WASM runner crashed: {e}")))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(host: &Path, target: &str) -> PreparedInput {
+        PreparedInput { host_path: host.to_owned(), target: target.into(), read_only: true }
+    }
+
+    #[test]
+    fn a_file_input_is_mounted_alone_under_its_target_name() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let host = tmp.path().join("host");
+        fs::create_dir_all(&host).expect("mkdir");
+        fs::write(host.join("a.txt"), "a").expect("write");
+        fs::write(host.join("secret"), "s").expect("write");
+        let work = tmp.path().join("work");
+        let m = mounts(&[input(&host.join("a.txt"), "/data/file.txt"), input(&host.join("a.txt"), "main.wasm")], &work)
+            .expect("mounts");
+        assert_eq!(m.len(), 2, "{m:?}");
+        let data = m.iter().find(|m| m.guest == "/data").expect("/data mounted");
+        let names: Vec<_> = fs::read_dir(&data.host).expect("list").map(|e| e.expect("entry").file_name()).collect();
+        assert_eq!(names, ["file.txt"]);
+        assert_eq!(fs::read_to_string(data.host.join("file.txt")).expect("read"), "a");
+        assert!(matches!(data.perms, FsPerms::ReadOnly));
+        assert!(m.iter().any(|m| m.guest == "/"), "{m:?}");
+        // Staging again (a retried run) starts from a clean folder.
+        mounts(&[input(&host.join("a.txt"), "/data/file.txt")], &work).expect("again");
+    }
+
+    #[test]
+    fn a_file_directly_inside_a_folder_input_is_refused() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        fs::write(tmp.path().join("f"), "x").expect("write");
+        let e = mounts(&[input(tmp.path(), "/data"), input(&tmp.path().join("f"), "/data/f")], &tmp.path().join("w"))
+            .expect_err("refused");
+        assert!(e.to_string().contains("lies directly in the folder input mounted at /data"), "{e}");
     }
 }

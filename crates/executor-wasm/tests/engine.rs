@@ -24,6 +24,7 @@ fn request(dir: &Path, module: Vec<u8>) -> RunRequest {
         network: Default::default(),
         timeout: None,
         results_dir: folder.dir().to_owned(),
+        work_dir: dir.join("engine"),
         cancel: CancellationToken::new(),
     }
 }

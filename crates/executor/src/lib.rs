@@ -65,6 +65,9 @@ pub struct RunRequest {
     pub timeout: Option<Duration>,
     /// The result folder: `stdout` and `stderr` go here.
     pub results_dir: PathBuf,
+    /// A private folder for the engine's own files (never published), removed with the
+    /// execution. It may not exist yet.
+    pub work_dir: PathBuf,
     /// Fires when the execution must stop.
     pub cancel: CancellationToken,
 }

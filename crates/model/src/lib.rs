@@ -43,8 +43,10 @@ pub use spec_config::{
     ENGINE_DOCKER, ENGINE_NOOP, ENGINE_WASM, PUBLISHER_IPFS, PUBLISHER_LOCAL, PUBLISHER_NOOP, SOURCE_INLINE,
     SOURCE_IPFS, SOURCE_LOCAL, SOURCE_URL, SpecConfig,
 };
-pub use task::{InputSource, NetworkConfig, NetworkType, ResourcesConfig, ResultPath, Task, TimeoutConfig};
+pub use task::{
+    InputSource, NetworkConfig, NetworkType, ResourcesConfig, ResultPath, Task, TimeoutConfig, absolute_target,
+};
 pub use time::format_rfc3339_nanos;
 pub use validate::{
-    FieldError, SERVER_OWNED_FIELDS, SubmissionDefaults, ValidationError, prepare_submission, validate,
+    FieldError, JobTypeDefaults, SERVER_OWNED_FIELDS, SubmissionDefaults, ValidationError, prepare_submission, validate,
 };

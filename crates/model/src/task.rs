@@ -53,9 +53,16 @@ pub struct InputSource {
     /// An optional name for the input.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub alias: String,
-    /// The absolute path inside the workload.
+    /// The path inside the workload; a relative one is read from `/`, as Bacalhau does.
     #[serde(default)]
     pub target: String,
+}
+
+/// Where a Target is mounted: absolute (a relative Target is read from `/`, as Bacalhau
+/// does), without a trailing slash except for `/` itself.
+pub fn absolute_target(target: &str) -> String {
+    let t = target.trim().trim_matches('/');
+    format!("/{t}")
 }
 
 /// A named output directory.

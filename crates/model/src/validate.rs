@@ -45,26 +45,61 @@ impl fmt::Display for ValidationError {
     }
 }
 
-/// Node-wide defaults applied to submissions (Bacalhau's `JobDefaults`).
-#[derive(Clone, Debug)]
+/// Node-wide defaults applied to submissions, one set per job type (Bacalhau's `JobDefaults`).
+#[derive(Clone, Debug, Default)]
 pub struct SubmissionDefaults {
+    /// `JobDefaults.Batch`.
+    pub batch: JobTypeDefaults,
+    /// `JobDefaults.Ops`.
+    pub ops: JobTypeDefaults,
+    /// `JobDefaults.Daemon`: priority and resources only, as Bacalhau (a daemon never ends, so
+    /// it has nothing to publish and no timeout).
+    pub daemon: JobTypeDefaults,
+    /// `JobDefaults.Service`: priority and resources only.
+    pub service: JobTypeDefaults,
+}
+
+impl SubmissionDefaults {
+    /// The defaults for jobs of type `t`.
+    pub fn for_type(&self, t: JobType) -> &JobTypeDefaults {
+        match t {
+            JobType::Batch => &self.batch,
+            JobType::Ops => &self.ops,
+            JobType::Daemon => &self.daemon,
+            JobType::Service => &self.service,
+        }
+    }
+}
+
+/// The defaults of one job type; each applies only where the job leaves the field unset.
+#[derive(Clone, Debug)]
+pub struct JobTypeDefaults {
+    /// Priority when the job's is 0.
+    pub priority: i32,
     /// CPU when the task asks for none.
     pub cpu: String,
     /// Memory when the task asks for none.
     pub memory: String,
-    /// Publisher when the task has none (empty = none).
+    /// Disk when the task asks for none (empty: none).
+    pub disk: String,
+    /// GPUs when the task asks for none (empty: none).
+    pub gpu: String,
+    /// Publisher when the task has none (empty: none; batch and ops only).
     pub publisher: SpecConfig,
-    /// ExecutionTimeout when the task has none (seconds, 0 = none).
+    /// ExecutionTimeout when the task has none (seconds, 0 = none; batch and ops only).
     pub execution_timeout: u64,
-    /// TotalTimeout when the task has none (seconds, 0 = none).
+    /// TotalTimeout when the task has none (seconds, 0 = none; batch and ops only).
     pub total_timeout: u64,
 }
 
-impl Default for SubmissionDefaults {
+impl Default for JobTypeDefaults {
     fn default() -> Self {
         Self {
+            priority: 0,
             cpu: "500m".into(),
             memory: "512Mb".into(),
+            disk: String::new(),
+            gpu: String::new(),
             publisher: SpecConfig::default(),
             execution_timeout: 0,
             total_timeout: 0,
@@ -124,8 +159,13 @@ pub fn prepare_submission(
     if matches!(job.r#type, JobType::Ops | JobType::Daemon) && job.count == 1 {
         job.count = 0;
     }
+    let d = defaults.for_type(job.r#type);
+    if job.priority == 0 {
+        job.priority = d.priority;
+    }
+    let long_running = matches!(job.r#type, JobType::Daemon | JobType::Service);
     for task in &mut job.tasks {
-        apply_task_defaults(task, defaults);
+        apply_task_defaults(task, d, long_running);
     }
 
     let errors = validate(&job);
@@ -141,7 +181,7 @@ pub fn prepare_submission(
     Ok((job, warnings))
 }
 
-fn apply_task_defaults(task: &mut Task, d: &SubmissionDefaults) {
+fn apply_task_defaults(task: &mut Task, d: &JobTypeDefaults, long_running: bool) {
     if task.name.trim().is_empty() {
         task.name = "main".into();
     }
@@ -153,14 +193,22 @@ fn apply_task_defaults(task: &mut Task, d: &SubmissionDefaults) {
     if crate::resources::parse_bytes("Memory", &task.resources.memory).is_ok_and(|v| v == 0) {
         task.resources.memory = d.memory.clone();
     }
-    if task.publisher.is_empty() && !d.publisher.is_empty() {
-        task.publisher = d.publisher.clone();
+    if task.resources.disk.trim().is_empty() {
+        task.resources.disk = d.disk.clone();
     }
-    if task.timeouts.execution_timeout == 0 {
-        task.timeouts.execution_timeout = d.execution_timeout;
+    if task.resources.gpu.trim().is_empty() {
+        task.resources.gpu = d.gpu.clone();
     }
-    if task.timeouts.total_timeout == 0 {
-        task.timeouts.total_timeout = d.total_timeout;
+    if !long_running {
+        if task.publisher.is_empty() && !d.publisher.is_empty() {
+            task.publisher = d.publisher.clone();
+        }
+        if task.timeouts.execution_timeout == 0 {
+            task.timeouts.execution_timeout = d.execution_timeout;
+        }
+        if task.timeouts.total_timeout == 0 {
+            task.timeouts.total_timeout = d.total_timeout;
+        }
     }
     task.resources.cpu = task.resources.cpu.trim().to_owned();
     task.resources.memory = task.resources.memory.trim().to_owned();
@@ -279,7 +327,7 @@ fn validate_task(task: &Task, errs: &mut Vec<FieldError>) {
     if !task.publisher.is_empty() && !KNOWN_PUBLISHERS.contains(&task.publisher.type_name().as_str()) {
         errs.push(FieldError::new(
             format!("{t}.Publisher.Type"),
-            format!("is {:?}, which is not a publisher: use one of noop, local, ipfs, s3", task.publisher.r#type),
+            format!("does not support {}, only {}", task.publisher.r#type, KNOWN_PUBLISHERS.join(", ")),
         ));
     }
     for name in task.env.keys() {
@@ -303,16 +351,11 @@ fn validate_task(task: &Task, errs: &mut Vec<FieldError>) {
         if input.target.trim().is_empty() {
             errs.push(FieldError::new(
                 format!("{f}.Target"),
-                "is required: the absolute path to mount the input at, e.g. /inputs",
-            ));
-        } else if !is_absolute(&input.target) {
-            errs.push(FieldError::new(
-                format!("{f}.Target"),
-                format!("is {:?}: it must be an absolute path", input.target),
+                "is required: the path to mount the input at, e.g. /inputs (a relative path is read from /)",
             ));
         } else if input.target.split('/').any(|c| c == "..") {
             errs.push(FieldError::new(format!("{f}.Target"), format!("is {:?}: it must not contain ..", input.target)));
-        } else if !targets.insert(input.target.trim_end_matches('/').to_owned()) {
+        } else if !targets.insert(crate::absolute_target(&input.target)) {
             errs.push(FieldError::new(
                 format!("{f}.Target"),
                 format!("is {:?}, which another input already uses", input.target),
@@ -395,10 +438,7 @@ fn validate_source(src: &SpecConfig, f: &str, errs: &mut Vec<FieldError>) {
     if !KNOWN_SOURCES.contains(&kind.as_str()) {
         errs.push(FieldError::new(
             format!("{f}.Type"),
-            format!(
-                "is {:?}, which is not an input source: use one of ipfs, inline, local, urlDownload, s3",
-                src.r#type
-            ),
+            format!("does not support {}, only ipfs, inline, local, urlDownload, s3", src.r#type),
         ));
         return;
     }
@@ -411,7 +451,9 @@ fn validate_source(src: &SpecConfig, f: &str, errs: &mut Vec<FieldError>) {
         SOURCE_IPFS => require("CID", "the content ID to fetch", errs),
         SOURCE_INLINE => {
             require("URL", "an RFC 2397 data: URL", errs);
-            if let Some(u) = src.param_str("URL").filter(|u| !u.trim().is_empty() && !u.starts_with("data:")) {
+            if let Some(u) =
+                src.param_str("URL").filter(|u| !u.trim().is_empty() && !u.trim_start().starts_with("data:"))
+            {
                 errs.push(FieldError::new(
                     format!("{f}.Params.URL"),
                     format!(

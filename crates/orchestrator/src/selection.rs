@@ -72,15 +72,13 @@ pub fn rank_nodes(job: &Job, executions: &[Execution], nodes: &[NodeView]) -> (V
         };
         let has = |list: &[String], want: &str| list.iter().any(|x| x.eq_ignore_ascii_case(want));
         if !has(&compute.execution_engines, &engine) {
-            rejected.push(reject(format!(
-                "does not support engine {engine}, only {}",
-                list_or_none(&compute.execution_engines)
-            )));
+            rejected
+                .push(reject(format!("does not support {engine}, only {}", list_or_none(&compute.execution_engines))));
             continue;
         }
         if !task.publisher.is_empty() && !has(&compute.publishers, &task.publisher.type_name()) {
             rejected.push(reject(format!(
-                "does not support publisher {}, only {}",
+                "does not support {}, only {}",
                 task.publisher.type_name(),
                 list_or_none(&compute.publishers)
             )));
@@ -88,7 +86,7 @@ pub fn rank_nodes(job: &Job, executions: &[Execution], nodes: &[NodeView]) -> (V
         }
         if let Some(src) = task.input_sources.iter().find(|i| !has(&compute.storage_sources, &i.source.type_name())) {
             rejected.push(reject(format!(
-                "does not support input source {}, only {}",
+                "does not support {}, only {}",
                 src.source.type_name(),
                 list_or_none(&compute.storage_sources)
             )));
@@ -175,8 +173,11 @@ pub fn rank_nodes(job: &Job, executions: &[Execution], nodes: &[NodeView]) -> (V
     (ranked, rejected)
 }
 
+/// A node's types, sorted so the message is the same each time (`docker, wasm`).
 fn list_or_none(items: &[String]) -> String {
-    if items.is_empty() { "none".to_owned() } else { items.join(", ") }
+    let mut sorted = items.to_vec();
+    sorted.sort();
+    if sorted.is_empty() { "none".to_owned() } else { sorted.join(", ") }
 }
 
 /// Bacalhau's "not enough nodes" message, listing each node's reason.
@@ -240,9 +241,9 @@ pub(crate) mod tests {
         ];
         let (ranked, rejected) = rank_nodes(&job, &[], &nodes);
         assert_eq!(ranked.iter().map(|r| r.0.as_str()).collect::<Vec<_>>(), vec!["n-b", "n-a"]);
-        assert_eq!(rejected[0].reason, "does not support engine wasm, only docker");
+        assert_eq!(rejected[0].reason, "does not support wasm, only docker");
         let msg = not_enough_nodes(1, 3, 0, &rejected);
-        assert!(msg.contains("Node n-d: does not support engine wasm"), "{msg}");
+        assert!(msg.contains("Node n-d: does not support wasm"), "{msg}");
     }
 
     #[test]

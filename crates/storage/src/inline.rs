@@ -31,6 +31,7 @@ pub struct DataUrl {
 /// inline limit.
 pub fn parse_data_url(url: &str) -> Result<DataUrl, StorageError> {
     let rest = url
+        .trim_start()
         .strip_prefix("data:")
         .ok_or_else(|| StorageError::Invalid("an inline input's URL must start with data:".into()))?;
     let (meta, data) = rest
@@ -39,8 +40,13 @@ pub fn parse_data_url(url: &str) -> Result<DataUrl, StorageError> {
     let base64 = meta.ends_with(";base64");
     let media_type = meta.trim_end_matches(";base64").split(';').next().unwrap_or("").to_ascii_lowercase();
     let bytes = if base64 {
+        // As Go's decoder (Bacalhau's): line breaks and spaces inside the payload, which YAML
+        // block scalars and wrapped base64 produce, are skipped; a percent-escaped payload is
+        // unescaped first.
+        let unescaped = if data.contains('%') { percent_decode(data) } else { data.as_bytes().to_vec() };
+        let compact: Vec<u8> = unescaped.into_iter().filter(|b| !b.is_ascii_whitespace()).collect();
         base64::engine::general_purpose::STANDARD
-            .decode(data.trim())
+            .decode(&compact)
             .map_err(|e| StorageError::Invalid(format!("the data: URL's base64 payload is invalid: {e}")))?
     } else {
         percent_decode(data)
@@ -135,6 +141,11 @@ mod tests {
         assert_eq!(d.media_type, "application/wasm");
         assert_eq!(d.bytes, b"\0asm");
         assert!(parse_data_url("data:;base64,!!!").is_err());
+        // Wrapped and indented, as a YAML block scalar leaves it.
+        let d = parse_data_url("data:application/wasm;base64,AGFz\n  bQ==\r\n").expect("wrapped");
+        assert_eq!(d.bytes, b"\0asm");
+        let d = parse_data_url("data:;base64,AG Fz bQ%3D%3D").expect("spaces and escapes");
+        assert_eq!(d.bytes, b"\0asm");
         assert!(parse_data_url("http://x").is_err());
     }
 
