@@ -292,7 +292,8 @@ pub enum WasmCommand {
 
 #[derive(Debug, Args)]
 pub struct WasmRunArgs {
-    /// The entry module: a local .wasm file, or the target path of an --input.
+    /// The entry module: a local .wasm file (shipped inline at main.wasm, or FILE:TARGET), a
+    /// URI (ipfs://CID, https://...), or the Target of an --input.
     pub module: String,
     /// Arguments passed to the program.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -300,8 +301,9 @@ pub struct WasmRunArgs {
     /// The function to call.
     #[arg(long = "entry-point", default_value = "_start")]
     pub entry_point: String,
-    /// Modules to link first (target paths of --input entries).
-    #[arg(short = 'I', long = "import-module")]
+    /// Modules to link first: FILE:TARGET (shipped inline), URL:TARGET, or the Target of an
+    /// --input (repeatable or comma-separated).
+    #[arg(short = 'I', long = "import-modules", visible_alias = "import-module")]
     pub import_modules: Vec<String>,
     #[command(flatten)]
     pub job: JobFlags,
@@ -370,7 +372,7 @@ pub struct JobFlags {
     /// Publisher: local, noop or ipfs.
     #[arg(long, short = 'p')]
     pub publisher: Option<String>,
-    /// Environment variables, KEY=VALUE.
+    /// Environment variables: KEY=VALUE, or K1=V1,K2=V2 (repeatable).
     #[arg(long, short = 'e')]
     pub env: Vec<String>,
     /// CPU, e.g. 500m or 2.
@@ -450,6 +452,10 @@ pub struct RuntimeFlags {
     /// Print the job spec instead of submitting it.
     #[arg(long)]
     pub dry_run: bool,
+    /// Exit with status 1 when the job fails. Bacalhau exits 0 whatever the job's outcome (a
+    /// failure is reported on stderr), and so do we without this flag.
+    #[arg(long)]
+    pub fail_on_job_failure: bool,
 }
 
 #[derive(Debug, Subcommand)]

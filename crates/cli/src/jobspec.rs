@@ -12,8 +12,8 @@ use base64::Engine as _;
 
 use crate::args::{DockerRunArgs, JobFlags, Target, WasmRunArgs};
 
-/// Where a local entry module is placed for the program.
-const WASM_DIR: &str = "/wasm";
+/// Where `wasm run FILE` mounts the entry module, as Bacalhau (relative: read from `/`).
+const DEFAULT_ENTRY_TARGET: &str = "main.wasm";
 
 /// Parses an `--input` value into an input source.
 pub fn parse_input(s: &str) -> Result<InputSource> {
@@ -60,16 +60,29 @@ fn source_for_uri(uri: &str) -> Result<SpecConfig> {
     })
 }
 
+/// A `KEY=VALUE` flag read as pflag's StringToString reads it (Bacalhau's `-e`): one `=` is
+/// one pair, whatever commas the value holds (`A=B,C` sets A to `B,C`); two or more make a
+/// comma-separated list of pairs (`A=B,C=D`).
+pub fn string_to_string(s: &str, flag: &str) -> Result<Vec<(String, String)>> {
+    match s.matches('=').count() {
+        0 => bail!("{flag} {s:?} must be formatted as key=value"),
+        1 => Ok(vec![key_value(s, flag)?]),
+        _ => s.split(',').map(|pair| key_value(pair, flag)).collect(),
+    }
+}
+
 fn key_value(s: &str, what: &str) -> Result<(String, String)> {
     let (k, v) = s.split_once('=').with_context(|| format!("{what} {s:?} must be KEY=VALUE"))?;
     Ok((k.trim().to_owned(), v.to_owned()))
 }
 
 /// Builds the job and task shared by every run command around the given engine.
-pub fn build_job(flags: &JobFlags, engine: SpecConfig, mut inputs: Vec<InputSource>) -> Result<Job> {
+pub fn build_job(flags: &JobFlags, engine: SpecConfig, extra_inputs: Vec<InputSource>) -> Result<Job> {
+    let mut inputs = Vec::new();
     for i in &flags.input {
         inputs.push(parse_input(i)?);
     }
+    inputs.extend(extra_inputs);
     let mut result_paths = Vec::new();
     for o in &flags.output {
         let (name, path) =
@@ -78,8 +91,7 @@ pub fn build_job(flags: &JobFlags, engine: SpecConfig, mut inputs: Vec<InputSour
     }
     let mut env = BTreeMap::new();
     for e in &flags.env {
-        let (k, v) = key_value(e, "environment variable")?;
-        env.insert(k, v);
+        env.extend(string_to_string(e, "--env")?);
     }
     let mut labels = BTreeMap::new();
     for l in &flags.labels {
@@ -143,40 +155,84 @@ pub fn build_job(flags: &JobFlags, engine: SpecConfig, mut inputs: Vec<InputSour
     })
 }
 
+/// A module named on the `wasm run` command line: `FILE[:TARGET]` (a local file, shipped
+/// inline), `SCHEME://...[:TARGET]` (fetched by the node), or a Target another input mounts.
+/// Returns the input to add, if any, and the module's Target.
+fn wasm_module(
+    arg: &str,
+    default_target: Option<&str>,
+    inputs: &[InputSource],
+) -> Result<(Option<InputSource>, String)> {
+    let what = if default_target.is_some() { "the entry module" } else { "import module" };
+    if arg.contains("://") {
+        let mut input = parse_input(arg)?;
+        if !arg[arg.find("://").map_or(0, |i| i + 3)..].contains(":/") {
+            match default_target {
+                Some(t) => input.target = t.to_owned(),
+                None => bail!("{what} {arg:?} must name a target: write {arg}:/path/to/module.wasm"),
+            }
+        }
+        let target = input.target.clone();
+        return Ok((Some(input), target));
+    }
+    let parts: Vec<&str> = arg.split(':').collect();
+    let (file, target) = match parts.as_slice() {
+        [file, target] => (*file, Some((*target).to_owned())),
+        _ => (arg, None),
+    };
+    let local = Path::new(file);
+    if local.is_file() {
+        let target = match (target, default_target) {
+            (Some(t), _) => t,
+            (None, Some(t)) => t.to_owned(),
+            (None, None) => bail!("import module {arg:?} must specify a target path using the format 'path:target'"),
+        };
+        let bytes = std::fs::read(local).with_context(|| format!("cannot read {}", local.display()))?;
+        let url = format!("data:application/wasm;base64,{}", base64::engine::general_purpose::STANDARD.encode(bytes));
+        let input =
+            InputSource { source: SpecConfig::new("inline").with_param("URL", url), alias: String::new(), target };
+        let target = input.target.clone();
+        return Ok((Some(input), target));
+    }
+    if local.exists() {
+        bail!("{what} {file:?} should point to a single file");
+    }
+    // Not a local file: the Target of a module another --input mounts.
+    let mounted = |t: &str| {
+        inputs.iter().any(|i| bacalhau_model::absolute_target(&i.target) == bacalhau_model::absolute_target(t))
+    };
+    if mounted(arg)
+        || inputs.iter().any(|i| {
+            bacalhau_model::absolute_target(arg)
+                .starts_with(&format!("{}/", bacalhau_model::absolute_target(&i.target)))
+        })
+    {
+        return Ok((None, arg.to_owned()));
+    }
+    bail!("{what} {arg} is not a local file, a URI, or the target of an --input: give the path of a .wasm file")
+}
+
 /// The job for `wasm run`.
 pub fn wasm_job(args: &WasmRunArgs) -> Result<Job> {
-    let mut inputs = Vec::new();
-    let local = Path::new(&args.module);
-    let entry = if local.is_file() {
-        let bytes = std::fs::read(local).with_context(|| format!("cannot read {}", local.display()))?;
-        let name = local.file_name().map_or_else(|| "main.wasm".into(), |n| n.to_string_lossy().into_owned());
-        let target = format!("{WASM_DIR}/{name}");
-        let url = format!("data:application/wasm;base64,{}", base64::engine::general_purpose::STANDARD.encode(bytes));
-        inputs.push(InputSource {
-            source: SpecConfig::new("inline").with_param("URL", url),
-            alias: String::new(),
-            target: target.clone(),
-        });
-        target
-    } else if args.module.contains("://") {
-        let target = format!("{WASM_DIR}/entry.wasm");
-        inputs.push(InputSource {
-            source: source_for_uri(&args.module)?,
-            alias: String::new(),
-            target: target.clone(),
-        });
-        target
-    } else if args.job.input.iter().filter_map(|i| parse_input(i).ok()).any(|i| i.target == args.module) {
-        args.module.clone()
-    } else {
-        bail!("{} is not a local file, a URI, or the target of an --input: give the path of a .wasm file", args.module);
-    };
+    let user_inputs: Vec<InputSource> = args.job.input.iter().map(|i| parse_input(i)).collect::<Result<_>>()?;
+    let mut added = Vec::new();
+    let mut import_targets = Vec::new();
+    for m in args.import_modules.iter().flat_map(|m| m.split(',')).map(str::trim).filter(|m| !m.is_empty()) {
+        let (input, target) =
+            wasm_module(m, None, &user_inputs).with_context(|| format!("failed to parse import module {m:?}"))?;
+        added.extend(input);
+        import_targets.push(target);
+    }
+    let (input, entry) =
+        wasm_module(&args.module, Some(DEFAULT_ENTRY_TARGET), &user_inputs).context("failed to parse entry module")?;
+    added.extend(input);
     let engine = SpecConfig::new("wasm")
         .with_param("EntryModule", entry)
         .with_param("Entrypoint", args.entry_point.clone())
         .with_param("Parameters", args.args.clone())
-        .with_param("ImportModules", args.import_modules.clone());
-    build_job(&args.job, engine, inputs)
+        .with_param("ImportModules", import_targets);
+    // As Bacalhau: the modules come after the user's own inputs.
+    build_job(&args.job, engine, added)
 }
 
 /// The job for `docker run`.

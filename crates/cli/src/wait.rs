@@ -42,13 +42,26 @@ pub async fn submit_and_wait(client: &Client, job: &Job, flags: &RuntimeFlags) -
         return Ok(ExitCode::SUCCESS);
     }
     let quiet = flags.id_only;
+    if flags.follow {
+        // As Bacalhau: the output ends with the job's own log stream, nothing after it.
+        if !quiet {
+            println!("Job successfully submitted. Job ID: {}", resp.job_id);
+            println!("Waiting for logs... (Enter Ctrl+C to exit at any time, your job will continue running):\n");
+        }
+        follow_logs(client, &resp.job_id).await?;
+        let job = client.get_job(&resp.job_id, "").await?.job;
+        if job.state.state_type == JobStateType::Failed {
+            eprintln!("\nError: job failed: {}", job.state.message);
+            if flags.fail_on_job_failure {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     if !quiet {
         println!("Job successfully submitted. Job ID: {}", resp.job_id);
         println!("Checking job status... (Enter Ctrl+C to exit at any time, your job will continue running):\n");
         println!(" {:<13} {:<11} {:<20} EVENT", "TIME", "EXEC. ID", "TOPIC");
-    }
-    if flags.follow {
-        follow_logs(client, &resp.job_id).await?;
     }
     let deadline = Instant::now() + Duration::from_secs(flags.wait_timeout_secs);
     let mut token = String::new();
@@ -81,21 +94,23 @@ pub async fn submit_and_wait(client: &Client, job: &Job, flags: &RuntimeFlags) -
         }
         tokio::time::sleep(POLL).await;
     };
-    finish(&job, quiet)
+    finish(&job, quiet, flags.fail_on_job_failure)
 }
 
 fn print_event(h: &JobHistory) {
     println!(" {:<13} {:<11} {:<20} {}", rfc_clock(&h.time), h.execution_id.short(), h.event.topic, h.event.message);
 }
 
-fn finish(job: &Job, quiet: bool) -> Result<ExitCode> {
+/// Prints how the job ended. A failed job is reported on stderr and, as in Bacalhau, still
+/// exits 0 unless `fail_on_failure` (`--fail-on-job-failure`).
+fn finish(job: &Job, quiet: bool, fail_on_failure: bool) -> Result<ExitCode> {
     let id = &job.id;
     if job.state.state_type == JobStateType::Failed {
         eprintln!("\nError: job failed: {}", job.state.message);
         if !quiet {
             println!("\nTo get more details about the run, execute:\n\tbacalhau job describe {id}");
         }
-        return Ok(ExitCode::FAILURE);
+        return Ok(if fail_on_failure { ExitCode::FAILURE } else { ExitCode::SUCCESS });
     }
     if !quiet {
         println!("\nJob {}.", job.state.state_type.to_string().to_lowercase());

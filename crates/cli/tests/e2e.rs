@@ -154,11 +154,21 @@ fn result_paths_are_published_and_job_get_writes_the_contract_layout() {
     let url = d["Executions"]["Items"][0]["PublishedResult"]["Params"]["URL"].as_str().expect("url").to_owned();
     assert!(url.starts_with(&format!("http://127.0.0.1:{}/api/v1/local-results/e-", s.port)), "{url}");
 
-    // A job without a publisher has nothing to get, and says so.
+    // With no -p the node's JobDefaults publish to its IPFS store, so `job get` works with no
+    // flags (the seed's flow); `-p noop` has nothing to get, and says so.
     let hello = program("hello");
     let plain = submit(&s, &[&hello]);
     s.wait_terminal(&plain).expect("finish");
-    let err = s.fails(&["job", "get", &plain]);
+    s.ok(&["job", "get", &plain, "--output-dir", "plain"]);
+    assert_eq!(std::fs::read_to_string(s.work.join("plain/stdout")).expect("stdout"), "Hello, world!\n");
+    let d = describe(&s, &plain);
+    let published = &d["Executions"]["Items"][0]["PublishedResult"];
+    assert_eq!(published["Type"], "ipfs", "{published}");
+    let cid = published["Params"]["CID"].as_str().expect("a result CID").to_owned();
+    assert!(s.ok(&["job", "describe", &plain]).contains(&cid), "describe shows the result CID");
+    let none = submit(&s, &["-p", "noop", &hello]);
+    s.wait_terminal(&none).expect("finish");
+    let err = s.fails(&["job", "get", &none]);
     assert!(err.contains("no results found") && err.contains("bacalhau job logs"), "{err}");
 }
 
@@ -258,7 +268,9 @@ fn the_ipfs_store_adds_remotely_shards_pins_collects_and_moves_cars() {
     std::fs::write(&car_path, bad).expect("write");
     let err = s.fails(&["ipfs", "dag", "import", &car_path.display().to_string()]);
     assert!(err.contains("does not match its CID"), "{err}");
-    let err = s.fails(&["ipfs", "pin", "add", "QmbFMke1KXqnYyBBWxB74N4c5SBnJMVAiMNRcGu6x1AwQH"]);
+    // The raw-leaf CID of bytes no test adds (the empty file's CID is in the store as soon as
+    // any job publishes an empty stderr).
+    let err = s.fails(&["ipfs", "pin", "add", "bafkreid2axvfn7ci3dfhtmnkbmzmiv4pqzbi5qwfaraf6jtttocu7pbg2a"]);
     assert!(err.contains("cannot pin"), "{err}");
 }
 
@@ -314,6 +326,10 @@ fn follow_streams_output_while_the_job_runs() {
     let lines: Vec<&str> = out.lines().collect();
     assert!(lines[0].starts_with("j-"), "{out}");
     assert_eq!(&lines[1..], ["sleeping 300 ms", "done"], "{out}");
+    // As Bacalhau's: the output ends with the log stream, nothing printed after the last line.
+    let out = s.ok(&["wasm", "run", "--follow", &sleep, "100"]);
+    assert!(out.starts_with("Job successfully submitted. Job ID: j-"), "{out}");
+    assert!(out.ends_with("\nsleeping 100 ms\ndone\n"), "{out}");
     let id = submit(&s, &[&sleep, "500"]);
     let logs = s.ok(&["job", "logs", "--follow", &id]);
     assert_eq!(logs, "sleeping 500 ms\ndone\n");
@@ -401,8 +417,14 @@ fn job_specs_in_yaml_run_and_bad_ones_are_rejected_precisely() {
     assert!(err.contains("Tasks[0].Resources.CPU is \"lots\""), "{err}");
     let err = s.fails(&["wasm", "run", "./missing.wasm"]);
     assert!(err.contains("./missing.wasm is not a local file"), "{err}");
-    let err = s.fails(&["wasm", "run", "--cpu", "64", &hello]);
-    assert!(err.contains("not enough nodes to run job") && err.contains("CPU 64 >"), "{err}");
+    // A job that fails exits 0, as Bacalhau's CLI does, with the reason on stderr; our non-zero
+    // status is behind --fail-on-job-failure.
+    let out = s.cli(&["wasm", "run", "--cpu", "64", &hello]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{out:?}");
+    assert!(err.contains("Error: job failed: not enough nodes to run job") && err.contains("CPU 64 >"), "{err}");
+    let err = s.fails(&["wasm", "run", "--fail-on-job-failure", "--cpu", "64", &hello]);
+    assert!(err.contains("not enough nodes to run job"), "{err}");
 }
 
 #[test]

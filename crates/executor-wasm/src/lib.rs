@@ -31,6 +31,10 @@ const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// Compiled modules kept in memory. Each holds its machine code; 256 covers a busy node's
 /// working set without letting a stream of distinct modules grow memory without bound.
 const MODULE_CACHE_ENTRIES: usize = 256;
+/// WASI preview1's module name, provided by the linker itself.
+const WASI_MODULE: &str = "wasi_snapshot_preview1";
+/// The most modules one run links: deep enough for real programs, bounded for hostile ones.
+const MAX_LINKED_MODULES: usize = 64;
 /// Part of the on-disk cache key: artifacts only load into the same wasmtime and config.
 const CACHE_TAG: &str = "wasmtime-48.0.8-epoch-v1";
 
@@ -233,6 +237,49 @@ impl Inner {
         Ok(module)
     }
 
+    /// Reads and compiles the module mounted at `target`.
+    fn load(&self, inputs: &[PreparedInput], target: &str) -> Result<Module, ExecutorError> {
+        let path = resolve_module(inputs, target)?;
+        let bytes =
+            fs::read(&path).map_err(|e| ExecutorError::InvalidSpec(format!("cannot read the module {target}: {e}")))?;
+        self.module(&bytes)
+    }
+
+    /// Defines in `linker` every module `module` imports that is a mounted file and not yet
+    /// linked, loading each one's own imports first. At most `MAX_LINKED_MODULES` modules, so a
+    /// hostile chain of imports cannot make a run load without end.
+    fn link_imports(
+        &self,
+        linker: &mut Linker<State>,
+        store: &mut Store<State>,
+        module: &Module,
+        inputs: &[PreparedInput],
+        linked: &mut std::collections::HashSet<String>,
+    ) -> Result<(), ExecutorError> {
+        let names: std::collections::BTreeSet<String> = module.imports().map(|i| i.module().to_owned()).collect();
+        for name in names {
+            if name == WASI_MODULE || linked.contains(&name) {
+                continue;
+            }
+            // A name that is no mounted file is left for instantiation to report.
+            let Ok(path) = resolve_module(inputs, &name) else { continue };
+            if linked.len() >= MAX_LINKED_MODULES {
+                return Err(ExecutorError::InvalidSpec(format!(
+                    "the job links more than {MAX_LINKED_MODULES} modules; {name} was one too many"
+                )));
+            }
+            linked.insert(name.clone());
+            let bytes = fs::read(&path)
+                .map_err(|e| ExecutorError::InvalidSpec(format!("cannot read the module {name}: {e}")))?;
+            let m = self.module(&bytes)?;
+            self.link_imports(linker, store, &m, inputs, linked)?;
+            linker
+                .module(&mut *store, &name, &m)
+                .map_err(|e| ExecutorError::InvalidSpec(format!("cannot link the module {name}: {e:#}")))?;
+        }
+        Ok(())
+    }
+
     fn run_blocking(&self, request: RunRequest, spec: WasmEngineSpec) -> Result<RunOutcome, ExecutorError> {
         let entry_path = resolve_module(&request.inputs, &spec.entry_module)?;
         let bytes = fs::read(&entry_path).map_err(|e| {
@@ -280,24 +327,30 @@ impl Inner {
             Ok(UpdateDeadline::Continue(1))
         });
 
-        // Import modules are instantiated into this store and linked by file name; the shared
-        // linker is only cloned when a job has imports.
+        // Dynamic linking as Bacalhau does it: each ImportModule is registered under its Target
+        // and its file name, and any other import whose module name is a mounted file is
+        // loaded from it, its own imports first. The shared linker is only cloned when needed.
         let with_imports;
-        let linker = if spec.import_modules.is_empty() {
+        let linker = if spec.import_modules.is_empty() && !needs_linking(&module) {
             &self.linker
         } else {
             let mut l = self.linker.clone();
-            for (i, target) in spec.import_modules.iter().enumerate() {
-                let path = resolve_module(&request.inputs, target)?;
-                let bytes = fs::read(&path)
-                    .map_err(|e| ExecutorError::InvalidSpec(format!("cannot read import module {target}: {e}")))?;
-                let m = self.module(&bytes)?;
-                let name = Path::new(target)
-                    .file_stem()
-                    .map_or_else(|| format!("module_{i}"), |s| s.to_string_lossy().into_owned());
-                l.module(&mut store, &name, &m)
-                    .map_err(|e| ExecutorError::InvalidSpec(format!("cannot link import module {name}: {e:#}")))?;
+            let mut linked = std::collections::HashSet::new();
+            for target in &spec.import_modules {
+                let m = self.load(&request.inputs, target)?;
+                let file_name = Path::new(target).file_name().map(|n| n.to_string_lossy().into_owned());
+                let names: Vec<String> = [Some(target.clone()), file_name].into_iter().flatten().collect();
+                for name in &names {
+                    linked.insert(name.clone());
+                }
+                self.link_imports(&mut l, &mut store, &m, &request.inputs, &mut linked)?;
+                for name in names {
+                    l.module(&mut store, &name, &m).map_err(|e| {
+                        ExecutorError::InvalidSpec(format!("cannot link import module {target} as {name}: {e:#}"))
+                    })?;
+                }
             }
+            self.link_imports(&mut l, &mut store, &module, &request.inputs, &mut linked)?;
             with_imports = l;
             &with_imports
         };
@@ -387,6 +440,11 @@ fn mounts(inputs: &[PreparedInput], work_dir: &Path) -> Result<Vec<Mount>, Execu
         out.push(Mount { host: dir, guest: guest_dir, perms: perms(read_only) });
     }
     Ok(out)
+}
+
+/// Whether a module imports anything beyond WASI.
+fn needs_linking(module: &Module) -> bool {
+    module.imports().any(|i| i.module() != WASI_MODULE)
 }
 
 fn poisoned() -> ExecutorError {

@@ -20,16 +20,17 @@ pub(crate) enum Shape {
 
 const SPEC_CONFIG: Shape = Shape::Struct(&[("Type", Shape::Free), ("Params", Shape::Free)]);
 
+/// The shape of an InputSource.
+pub(crate) const INPUT_SOURCE: Shape =
+    Shape::Struct(&[("Source", SPEC_CONFIG), ("Alias", Shape::Free), ("Target", Shape::Free)]);
+
 const TASK: Shape = Shape::Struct(&[
     ("Name", Shape::Free),
     ("Engine", SPEC_CONFIG),
     ("Publisher", SPEC_CONFIG),
     ("Env", Shape::Free),
     ("Meta", Shape::Free),
-    (
-        "InputSources",
-        Shape::List(&Shape::Struct(&[("Source", SPEC_CONFIG), ("Alias", Shape::Free), ("Target", Shape::Free)])),
-    ),
+    ("InputSources", Shape::List(&INPUT_SOURCE)),
     ("ResultPaths", Shape::List(&Shape::Struct(&[("Name", Shape::Free), ("Path", Shape::Free)]))),
     (
         "Resources",

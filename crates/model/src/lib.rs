@@ -15,6 +15,7 @@ mod history;
 mod id;
 mod job;
 mod keys;
+mod legacy;
 mod node;
 mod parse;
 mod resources;
@@ -33,6 +34,7 @@ pub use id::{EvaluationId, ExecutionId, JobId, NodeId};
 pub use job::{
     Job, JobState, JobStateType, JobType, LabelSelectorRequirement, Market, Operator, Strategy, Verification,
 };
+pub use legacy::{LEGACY_ENTRY_TARGET, rewrite_legacy_wasm};
 pub use node::{
     BuildVersionInfo, ComputeNodeInfo, NodeConnectionState, NodeInfo, NodeMembershipState, NodeState, NodeType, Prices,
     QUOTE_DEFAULT_SECONDS, ResourcesWire,

@@ -159,6 +159,14 @@ pub fn prepare_submission(
     if matches!(job.r#type, JobType::Ops | JobType::Daemon) && job.count == 1 {
         job.count = 0;
     }
+    for task in &mut job.tasks {
+        if crate::legacy::rewrite_legacy_wasm(task).map_err(ValidationError)? {
+            warnings.push(
+                "the WASM modules were given as input sources (Bacalhau's legacy form); they were added to InputSources and the engine names their Targets"
+                    .to_owned(),
+            );
+        }
+    }
     let d = defaults.for_type(job.r#type);
     if job.priority == 0 {
         job.priority = d.priority;

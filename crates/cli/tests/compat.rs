@@ -1,0 +1,248 @@
+//! A Bacalhau user's habits, end to end through the CLI on a real `serve`: the config system,
+//! job specs in Bacalhau's older and looser forms, dynamic linking, and the run flags' forms.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use bacalhau_testkit::{Serve, c_program};
+use base64::Engine as _;
+use serde_json::Value;
+
+fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_bacalhau"))
+}
+
+fn program(name: &str) -> PathBuf {
+    c_program(name).unwrap_or_else(|e| panic!("{e:#}"))
+}
+
+fn describe(s: &Serve, id: &str) -> Value {
+    serde_json::from_str(&s.ok(&["job", "describe", id, "--output", "json"])).expect("describe json")
+}
+
+fn submit(s: &Serve, args: &[&str]) -> String {
+    let mut full = vec!["wasm", "run", "--wait=false"];
+    full.extend_from_slice(args);
+    s.ok(&full).trim().to_owned()
+}
+
+/// The CLI with no BACALHAU_* settings but a data dir of its own.
+fn cli_in(dir: &Path, args: &[&str]) -> Output {
+    let mut cmd = Command::new(bin());
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("BACALHAU_") || k == "LOG_LEVEL") {
+        cmd.env_remove(k);
+    }
+    cmd.args(args).env("BACALHAU_DIR", dir).output().expect("run the CLI")
+}
+
+fn text(o: &Output) -> (String, String) {
+    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+}
+
+#[test]
+fn config_set_list_and_default_use_bacalhaus_keys() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path();
+    let o = cli_in(dir, &["config", "set", "API.Port=1235"]);
+    assert!(o.status.success(), "{o:?}");
+    let o = cli_in(dir, &["config", "set", "compute.allowlistedlocalpaths", "/data", "/scratch:rw"]);
+    assert!(o.status.success(), "{o:?}");
+    let file = std::fs::read_to_string(dir.join("config.yaml")).expect("config.yaml written");
+    assert!(file.contains("Port: 1235") && file.contains("/scratch:rw"), "{file}");
+    let list: Vec<Value> =
+        serde_json::from_str(&text(&cli_in(dir, &["config", "list", "--output", "json"])).0).expect("json");
+    let value = |k: &str| list.iter().find(|e| e["Key"] == k).map(|e| e["Value"].clone()).expect("listed");
+    assert_eq!(value("API.Port"), "1235");
+    assert_eq!(value("Compute.AllowListedLocalPaths"), "/data,/scratch:rw");
+    assert_eq!(value("JobDefaults.Batch.Task.Publisher.Type"), "ipfs");
+    // The environment beats the file, and -c beats the environment.
+    let mut cmd = Command::new(bin());
+    let o = cmd
+        .args(["config", "list", "--output", "json", "-c", "API.Host=10.1.2.3"])
+        .env("BACALHAU_DIR", dir)
+        .env("BACALHAU_API_PORT", "1300")
+        .env("BACALHAU_API_HOST", "10.9.9.9")
+        .output()
+        .expect("run");
+    let list: Vec<Value> = serde_json::from_str(&text(&o).0).expect("json");
+    let find = |k: &str| list.iter().find(|e| e["Key"] == k).map(|e| e["Value"].clone()).expect("listed");
+    assert_eq!((find("API.Port"), find("API.Host")), ("1300".into(), "10.1.2.3".into()));
+    // A key that does not exist is refused with the nearest one, and the file is untouched.
+    let o = cli_in(dir, &["config", "set", "API.Prot=1"]);
+    let (_, err) = text(&o);
+    assert!(!o.status.success() && err.contains("did you mean API.Port?"), "{err}");
+    assert_eq!(std::fs::read_to_string(dir.join("config.yaml")).expect("read"), file);
+    let o = cli_in(dir, &["job", "list", "-c", "JobDefaults.Batch.Task.Publisher.Typ=local"]);
+    let (_, err) = text(&o);
+    assert!(!o.status.success() && err.contains("did you mean JobDefaults.Batch.Task.Publisher.Type?"), "{err}");
+    // A misspelt key in the file stops every command that reads it, naming the fix.
+    std::fs::write(dir.join("config.yaml"), "Compute:\n  AllowListedLocalPath: [/data]\n").expect("write");
+    let (_, err) = text(&cli_in(dir, &["config", "list"]));
+    assert!(err.contains("did you mean Compute.AllowListedLocalPaths?"), "{err}");
+    let (out, _) = text(&cli_in(dir, &["config", "default"]));
+    let defaults: Value = serde_json::to_value(yaml_serde::from_str::<Value>(&out).expect("yaml")).expect("value");
+    assert_eq!(defaults["JobDefaults"]["Batch"]["Task"]["Publisher"]["Type"], "ipfs");
+    assert_eq!(defaults["API"]["Port"], 1234);
+}
+
+#[test]
+fn job_defaults_from_config_yaml_choose_the_publisher_and_flags_still_win() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let dir = tmp.path().join("data");
+    std::fs::create_dir_all(&dir).expect("mkdir");
+    std::fs::write(
+        dir.join("config.yaml"),
+        "JobDefaults:\n  Batch:\n    Priority: 3\n    Task:\n      Publisher: {Type: local}\n      Timeouts: {ExecutionTimeout: 2m}\nLabels: {zone: north}\n",
+    )
+    .expect("write");
+    let s = Serve::start_in(bin(), &dir, &[]).expect("serve");
+    let hello = program("hello").display().to_string();
+    let id = submit(&s, &[&hello]);
+    assert_eq!(s.wait_terminal(&id).expect("finish"), "Completed");
+    let d = describe(&s, &id);
+    assert_eq!(d["Job"]["Tasks"][0]["Publisher"]["Type"], "local", "{d}");
+    assert_eq!(d["Job"]["Tasks"][0]["Timeouts"]["ExecutionTimeout"], 120);
+    assert_eq!(d["Job"]["Priority"], 3);
+    // The local publisher's result is a URL on this node, as Bacalhau's.
+    let published = &d["Executions"]["Items"][0]["PublishedResult"];
+    assert_eq!(published["Type"], "urlDownload", "{published}");
+    assert!(published["Params"]["URL"].as_str().is_some_and(|u| u.contains("/api/v1/local-results/")), "{published}");
+    // -p on the command line wins over the default.
+    let id = submit(&s, &["-p", "noop", &hello]);
+    s.wait_terminal(&id).expect("finish");
+    assert_eq!(describe(&s, &id)["Job"]["Tasks"][0]["Publisher"]["Type"], "noop");
+    let nodes = s.ok(&["node", "list", "--output", "json"]);
+    assert!(nodes.contains("\"zone\": \"north\""), "{nodes}");
+}
+
+#[test]
+fn legacy_wasm_form_with_a_block_scalar_payload_runs_and_validates() {
+    let s = Serve::start(bin(), &[]).expect("serve");
+    let bytes = std::fs::read(program("hello")).expect("module");
+    let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);
+    // Wrapped at 76 columns inside a YAML block scalar, as people paste it.
+    let wrapped: Vec<String> =
+        b64.as_bytes().chunks(76).map(|c| format!("                {}", String::from_utf8_lossy(c))).collect();
+    let spec = format!(
+        "Type: batch\nCount: 1\nTasks:\n  - Name: main\n    Engine:\n      Type: wasm\n      Params:\n        EntryModule:\n          Source:\n            Type: inline\n            Params:\n              URL: |\n                data:application/wasm;base64,\n{}\n",
+        wrapped.join("\n")
+    );
+    let file = s.work.join("legacy.yaml");
+    std::fs::write(&file, spec).expect("write");
+    let f = file.display().to_string();
+    let out = s.ok(&["job", "validate", &f]);
+    assert!(out.to_lowercase().contains("valid"), "{out}");
+    let id = s.ok(&["job", "run", "--wait=false", &f]).trim().to_owned();
+    assert_eq!(s.wait_terminal(&id).expect("finish"), "Completed");
+    assert_eq!(s.ok(&["job", "logs", &id]), "Hello, world!\n");
+    let d = describe(&s, &id);
+    let task = &d["Job"]["Tasks"][0];
+    assert_eq!(
+        task["Engine"]["Params"]["EntryModule"], "/wasm/entry.wasm",
+        "rewritten as Bacalhau's orchestrator does"
+    );
+    assert_eq!(task["InputSources"][0]["Target"], "/wasm/entry.wasm");
+}
+
+#[test]
+fn relative_targets_are_read_from_the_root() {
+    let s = Serve::start(bin(), &[]).expect("serve");
+    let cat = std::fs::read(program("cat")).expect("module");
+    let spec = serde_json::json!({
+        "Type": "batch", "Count": 1,
+        "Tasks": [{
+            "Name": "main",
+            "Engine": {"Type": "wasm", "Params": {"EntryModule": "main.wasm", "Parameters": ["/data/hello.txt"]}},
+            "InputSources": [
+                {"Target": "main.wasm", "Source": {"Type": "inline", "Params": {
+                    "URL": format!("data:application/wasm;base64,{}", base64::engine::general_purpose::STANDARD.encode(cat))}}},
+                {"Target": "data/hello.txt", "Source": {"Type": "inline", "Params": {"URL": "data:,hello%20relative"}}}
+            ]
+        }]
+    });
+    let file = s.work.join("relative.json");
+    std::fs::write(&file, spec.to_string()).expect("write");
+    let id = s.ok(&["job", "run", "--wait=false", &file.display().to_string()]).trim().to_owned();
+    assert_eq!(s.wait_terminal(&id).expect("finish"), "Completed");
+    assert_eq!(s.ok(&["job", "logs", &id]), "hello relative");
+}
+
+#[test]
+fn modules_link_by_file_name_recursively_and_run_flags_take_bacalhaus_forms() {
+    let data = tempfile::tempdir().expect("tmp");
+    let folder = std::fs::canonicalize(data.path()).expect("canon");
+    let s = Serve::start(bin(), &["--allow-listed-local-paths", &format!("{}/*", folder.display())]).expect("serve");
+    let wat = |name: &str, text: &str| {
+        let path = folder.join(name);
+        std::fs::write(&path, wat::parse_str(text).expect("wat")).expect("write");
+        path.display().to_string()
+    };
+    let lib = wat("lib.wasm", r#"(module (func (export "answer") (result i32) i32.const 21))"#);
+    let mid = wat(
+        "mid.wasm",
+        r#"(module (import "lib.wasm" "answer" (func $a (result i32)))
+             (func (export "double") (result i32) call $a i32.const 2 i32.mul))"#,
+    );
+    let main = wat(
+        "main.wasm",
+        r#"(module (import "wasi_snapshot_preview1" "proc_exit" (func $exit (param i32)))
+             (import "mid.wasm" "double" (func $d (result i32)))
+             (memory (export "memory") 1)
+             (func (export "_start") call $d call $exit))"#,
+    );
+    // lib.wasm ships inline with -I FILE:TARGET; mid.wasm is only mounted, and is found because
+    // main.wasm imports a module of that name, and it in turn imports lib.wasm.
+    let id = submit(&s, &["-I", &format!("{lib}:/lib.wasm"), "-i", &format!("file://{mid}:/mid.wasm"), &main]);
+    assert_eq!(s.wait_terminal(&id).expect("finish"), "Completed", "{}", describe(&s, &id));
+    let d = describe(&s, &id);
+    assert_eq!(d["Executions"]["Items"][0]["RunOutput"]["ExitCode"], 42, "{d}");
+    let task = &d["Job"]["Tasks"][0];
+    assert_eq!(task["Engine"]["Params"]["EntryModule"], "main.wasm", "a local module ships at main.wasm");
+    assert_eq!(task["Engine"]["Params"]["ImportModules"], serde_json::json!(["/lib.wasm"]));
+    let err = s.fails(&["wasm", "run", "-I", &lib, &main]);
+    assert!(err.contains("must specify a target path using the format 'path:target'"), "{err}");
+
+    // -e A=B,C=D sets two variables; -e A=B,C one; FILE:TARGET places the entry module.
+    let env = program("env").display().to_string();
+    let id = submit(&s, &["-e", "ONE=1,TWO=2", "-e", "LIST=a,b", &format!("{env}:/app/env.wasm")]);
+    assert_eq!(s.wait_terminal(&id).expect("finish"), "Completed");
+    let logs = s.ok(&["job", "logs", &id]);
+    for want in ["ONE=1", "TWO=2", "LIST=a,b"] {
+        assert!(logs.lines().any(|l| l == want), "{want} missing from {logs}");
+    }
+    assert_eq!(describe(&s, &id)["Job"]["Tasks"][0]["Engine"]["Params"]["EntryModule"], "/app/env.wasm");
+}
+
+#[test]
+fn unsupported_types_use_bacalhaus_wording() {
+    let s = Serve::start(bin(), &[]).expect("serve");
+    let hello = program("hello").display().to_string();
+    let out = s.cli(&["wasm", "run", "-p", "flibble", &hello]);
+    let err = text(&out).1;
+    assert!(err.contains("does not support flibble, only noop, local, ipfs, s3"), "{err}");
+    let spec = s.work.join("engine.yaml");
+    std::fs::write(&spec, "Type: batch\nCount: 1\nTasks:\n  - Name: main\n    Engine: {Type: flibble}\n")
+        .expect("write");
+    let out = s.cli(&["job", "run", &spec.display().to_string()]);
+    let err = text(&out).1;
+    assert!(
+        err.contains("does not support flibble, only docker, wasm")
+            || err.contains("does not support flibble, only wasm"),
+        "{err}"
+    );
+}
+
+#[test]
+fn completions_man_pages_and_a_closed_stdout() {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (bash, _) = text(&cli_in(tmp.path(), &["completion", "bash"]));
+    assert!(bash.contains("complete") && bash.contains("bacalhau"), "{}", &bash[..bash.len().min(200)]);
+    let (man, _) = text(&cli_in(tmp.path(), &["man"]));
+    assert!(man.contains(".TH bacalhau"), "{}", &man[..man.len().min(200)]);
+    // `... | head -c 10`: the reader goes away after 10 bytes of a 200 KB script, far past a
+    // pipe's buffer, so the CLI's writes fail with EPIPE; it ends quietly with status 0.
+    let script = format!("set -o pipefail; '{}' completion bash | head -c 10 >/dev/null", bin().display());
+    let out = Command::new("bash").args(["-c", &script]).output().expect("bash");
+    assert!(out.status.success(), "{out:?}");
+    assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
+}
