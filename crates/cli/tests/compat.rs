@@ -16,16 +16,6 @@ fn program(name: &str) -> PathBuf {
     c_program(name).unwrap_or_else(|e| panic!("{e:#}"))
 }
 
-fn describe(s: &Serve, id: &str) -> Value {
-    serde_json::from_str(&s.ok(&["job", "describe", id, "--output", "json"])).expect("describe json")
-}
-
-fn submit(s: &Serve, args: &[&str]) -> String {
-    let mut full = vec!["wasm", "run", "--wait=false"];
-    full.extend_from_slice(args);
-    s.ok(&full).trim().to_owned()
-}
-
 /// The CLI with no BACALHAU_* settings but a data dir of its own.
 fn cli_in(dir: &Path, args: &[&str]) -> Output {
     let mut cmd = Command::new(bin());
@@ -97,9 +87,9 @@ fn job_defaults_from_config_yaml_choose_the_publisher_and_flags_still_win() {
     .expect("write");
     let s = Serve::start_in(bin(), &dir, &[]).expect("serve");
     let hello = program("hello").display().to_string();
-    let id = submit(&s, &[&hello]);
+    let id = s.submit_wasm(&[&hello]);
     assert_eq!(s.wait_terminal(&id).expect("finish"), "Completed");
-    let d = describe(&s, &id);
+    let d = s.describe(&id);
     assert_eq!(d["Job"]["Tasks"][0]["Publisher"]["Type"], "local", "{d}");
     assert_eq!(d["Job"]["Tasks"][0]["Timeouts"]["ExecutionTimeout"], 120);
     assert_eq!(d["Job"]["Priority"], 3);
@@ -108,9 +98,9 @@ fn job_defaults_from_config_yaml_choose_the_publisher_and_flags_still_win() {
     assert_eq!(published["Type"], "urlDownload", "{published}");
     assert!(published["Params"]["URL"].as_str().is_some_and(|u| u.contains("/api/v1/local-results/")), "{published}");
     // -p on the command line wins over the default.
-    let id = submit(&s, &["-p", "noop", &hello]);
+    let id = s.submit_wasm(&["-p", "noop", &hello]);
     s.wait_terminal(&id).expect("finish");
-    assert_eq!(describe(&s, &id)["Job"]["Tasks"][0]["Publisher"]["Type"], "noop");
+    assert_eq!(s.describe(&id)["Job"]["Tasks"][0]["Publisher"]["Type"], "noop");
     let nodes = s.ok(&["node", "list", "--output", "json"]);
     assert!(nodes.contains("\"zone\": \"north\""), "{nodes}");
 }
@@ -135,7 +125,7 @@ fn legacy_wasm_form_with_a_block_scalar_payload_runs_and_validates() {
     let id = s.ok(&["job", "run", "--wait=false", &f]).trim().to_owned();
     assert_eq!(s.wait_terminal(&id).expect("finish"), "Completed");
     assert_eq!(s.ok(&["job", "logs", &id]), "Hello, world!\n");
-    let d = describe(&s, &id);
+    let d = s.describe(&id);
     let task = &d["Job"]["Tasks"][0];
     assert_eq!(
         task["Engine"]["Params"]["EntryModule"], "/wasm/entry.wasm",
@@ -192,9 +182,9 @@ fn modules_link_by_file_name_recursively_and_run_flags_take_bacalhaus_forms() {
     );
     // lib.wasm ships inline with -I FILE:TARGET; mid.wasm is only mounted, and is found because
     // main.wasm imports a module of that name, and it in turn imports lib.wasm.
-    let id = submit(&s, &["-I", &format!("{lib}:/lib.wasm"), "-i", &format!("file://{mid}:/mid.wasm"), &main]);
-    assert_eq!(s.wait_terminal(&id).expect("finish"), "Completed", "{}", describe(&s, &id));
-    let d = describe(&s, &id);
+    let id = s.submit_wasm(&["-I", &format!("{lib}:/lib.wasm"), "-i", &format!("file://{mid}:/mid.wasm"), &main]);
+    assert_eq!(s.wait_terminal(&id).expect("finish"), "Completed", "{}", s.describe(&id));
+    let d = s.describe(&id);
     assert_eq!(d["Executions"]["Items"][0]["RunOutput"]["ExitCode"], 42, "{d}");
     let task = &d["Job"]["Tasks"][0];
     assert_eq!(task["Engine"]["Params"]["EntryModule"], "main.wasm", "a local module ships at main.wasm");
@@ -204,13 +194,13 @@ fn modules_link_by_file_name_recursively_and_run_flags_take_bacalhaus_forms() {
 
     // -e A=B,C=D sets two variables; -e A=B,C one; FILE:TARGET places the entry module.
     let env = program("env").display().to_string();
-    let id = submit(&s, &["-e", "ONE=1,TWO=2", "-e", "LIST=a,b", &format!("{env}:/app/env.wasm")]);
+    let id = s.submit_wasm(&["-e", "ONE=1,TWO=2", "-e", "LIST=a,b", &format!("{env}:/app/env.wasm")]);
     assert_eq!(s.wait_terminal(&id).expect("finish"), "Completed");
     let logs = s.ok(&["job", "logs", &id]);
     for want in ["ONE=1", "TWO=2", "LIST=a,b"] {
         assert!(logs.lines().any(|l| l == want), "{want} missing from {logs}");
     }
-    assert_eq!(describe(&s, &id)["Job"]["Tasks"][0]["Engine"]["Params"]["EntryModule"], "/app/env.wasm");
+    assert_eq!(s.describe(&id)["Job"]["Tasks"][0]["Engine"]["Params"]["EntryModule"], "/app/env.wasm");
 }
 
 #[test]

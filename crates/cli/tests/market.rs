@@ -84,7 +84,8 @@ fn verification_keeps_the_majority_result_and_flags_the_tampering_node() {
     let _t = compute(&addr, "a-tamperer", &["--test-fault", "tamper-results"]);
     o.wait_connected(3);
     let hello = program("hello");
-    let id = o.submit_wasm(&["--verify", "3", "-p", "ipfs", &hello]);
+    // No -p: the default publisher is ipfs, which verification needs.
+    let id = o.submit_wasm(&["--verify", "3", &hello]);
     assert_eq!(o.wait_terminal(&id).expect("finish"), "Completed", "{}", o.ok(&["job", "describe", &id]));
     let mut on = ran_on(&o, &id);
     on.sort();
@@ -118,8 +119,8 @@ fn verification_keeps_the_majority_result_and_flags_the_tampering_node() {
     assert_eq!(o.wait_terminal(&id).expect("finish"), "Failed");
     let describe = o.ok(&["job", "describe", &id]);
     assert!(describe.contains("verification failed") && describe.contains("tamperer → Qm"), "{describe}");
-    // Verification without the ipfs publisher is refused at submission.
-    let err = o.fails(&["wasm", "run", "--verify", "2", &hello]);
+    // Verification with another publisher is refused at submission.
+    let err = o.fails(&["wasm", "run", "--verify", "2", "-p", "local", &hello]);
     assert!(err.contains("needs the ipfs publisher"), "{err}");
 }
 

@@ -302,6 +302,12 @@ impl Serve {
         self.ok(&full).trim().to_owned()
     }
 
+    /// `job describe ID --output json`: the job, its executions and history.
+    pub fn describe(&self, id: &str) -> serde_json::Value {
+        let out = self.ok(&["job", "describe", id, "--output", "json"]);
+        serde_json::from_str(&out).unwrap_or_else(|e| panic!("job describe {id} is not JSON ({e}): {out}"))
+    }
+
     /// A job's executions (`job executions ID --output json`).
     pub fn executions(&self, id: &str) -> Vec<serde_json::Value> {
         serde_json::from_str::<serde_json::Value>(&self.ok(&["job", "executions", id, "--output", "json"]))
