@@ -65,6 +65,26 @@ fn a_symlink_and_a_same_named_entry_write_nothing_outside_the_input_folder() {
 }
 
 #[test]
+fn an_input_that_is_a_symlink_mounts_nothing_of_the_host() {
+    let s = serve(&[]);
+    let victim = s.work.join("victim");
+    std::fs::create_dir(&victim).expect("mkdir");
+    std::fs::write(victim.join("secret"), "the host's secret\n").expect("write");
+    // A CID whose root is a symlink to a host folder: mounted as such, it would put that folder
+    // (or `/`) inside the job.
+    let mut dag = Dag::new();
+    let link = dag.symlink(victim.to_str().expect("utf8"));
+    let cid = import(&s, &dag, &link, "link");
+    let id = s.submit_wasm(&["-i", &format!("ipfs://{cid}:/in"), &program("cat"), "/in/secret"]);
+    assert_eq!(s.wait_terminal(&id).expect("terminal"), "Failed");
+    let msg = message(&s, &id);
+    assert!(msg.contains("is a symlink"), "{msg}");
+    let logs = s.ok(&["job", "logs", &id]);
+    assert!(!logs.contains("secret"), "{logs}");
+    assert!(alive(&s));
+}
+
+#[test]
 fn a_chain_100000_levels_deep_fails_cleanly_as_input_and_through_the_gateway() {
     let s = serve(&[]);
     let mut dag = Dag::new();

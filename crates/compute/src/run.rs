@@ -101,6 +101,16 @@ impl RunPlan {
             let budget = self.disk_budget.saturating_sub(used);
             let dir = inputs_dir.join(i.to_string());
             match provider.prepare(input, &dir, budget).await {
+                // Mounting a symlink mounts what it points at: a CID whose root is a link to `/`
+                // would hand the job the host. An input must be a file or a folder itself.
+                Ok(p) if std::fs::symlink_metadata(&p.host_path).is_ok_and(|m| m.file_type().is_symlink()) => {
+                    let to = std::fs::read_link(&p.host_path).map(|t| t.display().to_string()).unwrap_or_default();
+                    let message = format!(
+                        "preparing input {} failed: it is a symlink (to {to}); an input must be a file or a folder",
+                        input.target
+                    );
+                    return Outcome::Failed { message, cancelled: false, retryable: false };
+                }
                 Ok(p) => {
                     // `local` inputs are used in place and take nothing here.
                     let d = dir.clone();

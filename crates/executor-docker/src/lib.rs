@@ -195,6 +195,14 @@ impl DockerExecutor {
                 env.push(format!("{key}={url}"));
             }
         }
+        // Docker resolves a bind source's symlink on the host: refuse it rather than mount
+        // whatever it points at.
+        if let Some(link) = request.inputs.iter().find(|i| fs_is_symlink(&i.host_path)) {
+            return Err(ExecutorError::InvalidSpec(format!(
+                "input {} is a symlink, not a file or folder",
+                link.target
+            )));
+        }
         let bind = |source: &Path, target: &str, read_only: bool| Mount {
             source: Some(source.display().to_string()),
             target: Some(target.to_owned()),
@@ -417,4 +425,8 @@ impl Executor for DockerExecutor {
         tokio::spawn(async move { this.remove(&created.id).await });
         result
     }
+}
+
+fn fs_is_symlink(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
 }
