@@ -71,7 +71,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         // variables, or a config setting) name another, and its token unless the environment
         // has credentials.
         let profile = crate::profile::selected(&data_dir, cli.profile.as_deref())?.map(|(_, p)| p);
-        let address_given = cli.api_host.is_some() || cli.api_port.is_some() || cfg.is_set("API.Host");
+        let address_given =
+            cli.api_host.is_some() || cli.api_port.is_some() || cfg.is_set("API.Host") || cfg.is_set("API.Port");
         let (host, port) = match &profile {
             Some(p) if !address_given => (p.endpoint.clone(), api_port),
             _ => (api_host.clone(), api_port),

@@ -235,8 +235,6 @@ pub struct Sources {
 #[derive(Debug, Clone, Default)]
 pub struct Config {
     values: BTreeMap<&'static str, Setting>,
-    /// The files read, in order.
-    pub files: Vec<PathBuf>,
 }
 
 impl Config {
@@ -276,7 +274,7 @@ impl Config {
         // The data folder decides where the default config.yaml is, so it is resolved from
         // every layer but that file first.
         if files.is_empty() {
-            let dir = cfg.data_dir_from(&overrides, sources, &env);
+            let dir = data_dir_before_files(&overrides, sources, &env);
             let default = dir.join("config.yaml");
             if default.is_file() {
                 files.push(default);
@@ -306,21 +304,7 @@ impl Config {
         for (key, setting) in overrides {
             cfg.values.insert(key.path, setting);
         }
-        cfg.files = files;
         Ok(cfg)
-    }
-
-    fn data_dir_from(
-        &self,
-        overrides: &[(&'static Key, Setting)],
-        sources: &Sources,
-        env: &impl Fn(&str) -> Option<String>,
-    ) -> PathBuf {
-        let from_c = overrides.iter().rev().find(|(k, _)| k.path == "DataDir").map(|(_, s)| s.display());
-        let raw = from_c
-            .or_else(|| env("BACALHAU_DATADIR"))
-            .or_else(|| sources.data_dir.as_ref().map(|d| d.display().to_string()));
-        raw.map_or_else(default_data_dir, |d| expand_home(&d))
     }
 
     fn merge_file(&mut self, v: &Value, prefix: &str) -> Result<()> {
@@ -409,8 +393,7 @@ impl Config {
 
     /// The data folder.
     pub fn data_dir(&self) -> PathBuf {
-        let d = self.str("DataDir");
-        if d == "~/.bacalhau" && !self.is_set("DataDir") { default_data_dir() } else { expand_home(&d) }
+        expand_home(&self.str("DataDir"))
     }
 
     /// `API.Auth.Users`.
@@ -439,14 +422,25 @@ impl Config {
     }
 }
 
-/// `~/.bacalhau`, or `.bacalhau` when there is no home.
-pub fn default_data_dir() -> PathBuf {
-    std::env::var_os("HOME").map_or_else(|| PathBuf::from(".bacalhau"), |h| Path::new(&h).join(".bacalhau"))
+/// The data folder from `-c DataDir=`, `BACALHAU_DATADIR` or `--data-dir`: where the default
+/// config.yaml is looked for.
+fn data_dir_before_files(
+    overrides: &[(&'static Key, Setting)],
+    sources: &Sources,
+    env: &impl Fn(&str) -> Option<String>,
+) -> PathBuf {
+    let from_c = overrides.iter().rev().find(|(k, _)| k.path == "DataDir").map(|(_, s)| s.display());
+    let raw = from_c
+        .or_else(|| env("BACALHAU_DATADIR"))
+        .or_else(|| sources.data_dir.as_ref().map(|d| d.display().to_string()));
+    expand_home(raw.as_deref().unwrap_or("~/.bacalhau"))
 }
 
 fn expand_home(p: &str) -> PathBuf {
     match (p.strip_prefix("~/"), std::env::var_os("HOME")) {
         (Some(rest), Some(home)) => Path::new(&home).join(rest),
+        // No home: the folder is relative to where the command runs.
+        (Some(rest), None) => PathBuf::from(rest),
         _ => PathBuf::from(p),
     }
 }

@@ -197,16 +197,13 @@ fn wasm_module(
     if local.exists() {
         bail!("{what} {file:?} should point to a single file");
     }
-    // Not a local file: the Target of a module another --input mounts.
-    let mounted = |t: &str| {
-        inputs.iter().any(|i| bacalhau_model::absolute_target(&i.target) == bacalhau_model::absolute_target(t))
-    };
-    if mounted(arg)
-        || inputs.iter().any(|i| {
-            bacalhau_model::absolute_target(arg)
-                .starts_with(&format!("{}/", bacalhau_model::absolute_target(&i.target)))
-        })
-    {
+    // Not a local file: the Target of a module another --input mounts, or a path inside one.
+    let want = bacalhau_model::absolute_target(arg);
+    let mounted = inputs
+        .iter()
+        .map(|i| bacalhau_model::absolute_target(&i.target))
+        .any(|t| want == t || want.strip_prefix(t.as_str()).is_some_and(|rest| rest.starts_with('/')));
+    if mounted {
         return Ok((None, arg.to_owned()));
     }
     bail!("{what} {arg} is not a local file, a URI, or the target of an --input: give the path of a .wasm file")

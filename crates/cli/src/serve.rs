@@ -190,10 +190,9 @@ pub struct Disabled {
     pub publishers: Vec<String>,
 }
 
-impl Disabled {
-    fn has(&self, list: &[String], name: &str) -> bool {
-        list.iter().any(|d| d.trim().eq_ignore_ascii_case(name))
-    }
+/// Whether `name` is in a `*.Disabled` list (any case).
+fn listed(list: &[String], name: &str) -> bool {
+    list.iter().any(|d| d.trim().eq_ignore_ascii_case(name))
 }
 
 /// Starts a compute node with every engine this machine offers, talking through `endpoint`.
@@ -231,7 +230,7 @@ pub async fn start_compute(
         Ok(Err(e)) => info!("docker engine unavailable, not offering docker jobs: {e}"),
         Err(_) => info!("docker engine did not answer within {DOCKER_PROBE:?}; not offering docker jobs"),
     }
-    executors.retain(|e| !disabled.has(&disabled.engines, e.engine_type()));
+    executors.retain(|e| !listed(&disabled.engines, e.engine_type()));
     let engines: Vec<String> = executors.iter().map(|e| e.engine_type().to_owned()).collect();
     let ipfs = node_ipfs.store.clone();
     let fetcher: Arc<dyn bacalhau_ipfs::Fetcher> = match &kubo {
@@ -251,11 +250,11 @@ pub async fn start_compute(
         Arc::new(LocalSource::new(allowed)),
         Arc::new(IpfsSource::with_fetcher(ipfs.clone(), fetcher)),
     ];
-    inputs.retain(|i| !disabled.has(&disabled.inputs, i.source_type()));
+    inputs.retain(|i| !listed(&disabled.inputs, i.source_type()));
     let results_dir = compute_dir.join("results");
     let local = LocalPublisher::new(results_dir.clone(), format!("{results_url}/api/v1/local-results"));
     let mut publishers: Vec<Arc<dyn Publisher>> = vec![Arc::new(NoopPublisher), Arc::new(local), ipfs_publisher];
-    publishers.retain(|p| !disabled.has(&disabled.publishers, p.publisher_type()));
+    publishers.retain(|p| !listed(&disabled.publishers, p.publisher_type()));
     let ccfg = ComputeConfig {
         node_id,
         data_dir: compute_dir,
@@ -625,7 +624,7 @@ pub fn allocated_capacity(dir: &Path, cfg: &Config, percent_flag: Option<u64>) -
                 _ => None,
             };
         match percent {
-            Some(p) => Ok(whole / 100 * p + whole % 100 * p / 100),
+            Some(p) => Ok(bacalhau_compute::capacity_share(whole, p)),
             None => parse(text).with_context(|| format!("{key} is {text:?}")),
         }
     };
@@ -708,5 +707,51 @@ pub async fn wait_for_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending::<()>().await } } => {}
+    }
+}
+
+#[cfg(test)]
+mod config_tests {
+    use super::*;
+    use clap::Parser as _;
+
+    fn cfg(values: &[&str]) -> Config {
+        let sources =
+            crate::config::Sources { config: values.iter().map(|v| (*v).to_owned()).collect(), data_dir: None };
+        Config::load_with_env(&sources, |_| None).expect("config")
+    }
+
+    fn settled(values: &[&str]) -> Result<ServeArgs> {
+        let cli = crate::args::Cli::parse_from(["bacalhau", "serve"]);
+        let crate::args::Command::Serve(mut args) = cli.command else { unreachable!("serve parses as serve") };
+        settle(&mut args, &cfg(values))?;
+        Ok(args)
+    }
+
+    #[test]
+    fn config_keys_fill_unset_flags_and_bad_values_are_named() {
+        let args =
+            settled(&["Compute.Orchestrators=nats://10.0.0.1:4222", "Orchestrator.NodeManager.ManualApproval=true"])
+                .expect("settle");
+        assert_eq!(args.orchestrators, ["10.0.0.1:4222"]);
+        assert_eq!(args.node_approval.as_deref(), Some("manual"));
+        let e = settled(&["JobAdmissionControl.Locality=nearby"]).expect_err("locality");
+        assert!(e.to_string().contains("use local or anywhere"), "{e}");
+        let e = settled(&["Orchestrator.NodeManager.DisconnectTimeout=2s"]).expect_err("short");
+        assert!(e.to_string().contains("at least 6s"), "{e}");
+        let e =
+            format!("{:#}", job_defaults(&cfg(&["JobDefaults.Batch.Task.Resources.CPU=lots"]), None).expect_err("cpu"));
+        assert!(e.contains("JobDefaults.Batch.Task.Resources.CPU is \"lots\""), "{e}");
+        let d = job_defaults(&cfg(&["JobDefaults.Ops.Task.Publisher.Type=local"]), Some(7)).expect("defaults");
+        assert_eq!((d.ops.publisher.type_name(), d.batch.publisher.type_name()), ("local".into(), "ipfs".into()));
+        assert_eq!((d.batch.execution_timeout, d.daemon.publisher.is_empty()), (7, true));
+        let tmp = tempfile::tempdir().expect("tmp");
+        let e = format!(
+            "{:#}",
+            allocated_capacity(tmp.path(), &cfg(&["Compute.AllocatedCapacity.CPU=150%"]), None).expect_err("share")
+        );
+        assert!(e.contains("from 0% to 100%"), "{e}");
+        let c = allocated_capacity(tmp.path(), &cfg(&["Compute.AllocatedCapacity.Memory=1GB"]), None).expect("amount");
+        assert_eq!(c.memory_bytes, 1_000_000_000);
     }
 }

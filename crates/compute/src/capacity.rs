@@ -7,6 +7,11 @@ use bacalhau_model::Resources;
 /// The share of the machine offered to jobs by default (Bacalhau's 80%).
 pub const DEFAULT_ALLOCATION_PERCENT: u64 = 80;
 
+/// `percent` of `whole`, without overflowing for any `whole`.
+pub fn share(whole: u64, percent: u64) -> u64 {
+    whole / 100 * percent + (whole % 100) * percent / 100
+}
+
 /// The machine's CPU, memory and disk (under `data_dir`), scaled to `percent`.
 pub fn detect(data_dir: &Path, percent: u64) -> Resources {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
@@ -20,7 +25,7 @@ pub fn detect(data_dir: &Path, percent: u64) -> Resources {
         })
         .map_or(0, |kb| kb * 1024);
     let disk = nix::sys::statvfs::statvfs(data_dir).map(|s| s.blocks_available() * s.fragment_size()).unwrap_or(0);
-    let scale = |v: u64| v / 100 * percent + (v % 100) * percent / 100;
+    let scale = |v: u64| share(v, percent);
     // GPUs are whole devices: all of them are offered, as Bacalhau's default GPU share is 100%.
     Resources {
         cpu_millis: scale(cpus * 1000),

@@ -12,7 +12,7 @@ mod node;
 mod run;
 mod store;
 
-pub use capacity::{DEFAULT_ALLOCATION_PERCENT, detect as detect_capacity};
+pub use capacity::{DEFAULT_ALLOCATION_PERCENT, detect as detect_capacity, share as capacity_share};
 pub use logs::{LogLine, LogStreamKind};
 pub use node::{BidPolicy, BidProbe, ComputeConfig, ComputeError, ComputeHandle, ComputeNode};
 pub use store::{ExecutionStore, Outcome, Record};

@@ -237,11 +237,9 @@ impl Inner {
         Ok(module)
     }
 
-    /// Reads and compiles the module mounted at `target`.
-    fn load(&self, inputs: &[PreparedInput], target: &str) -> Result<Module, ExecutorError> {
-        let path = resolve_module(inputs, target)?;
-        let bytes =
-            fs::read(&path).map_err(|e| ExecutorError::InvalidSpec(format!("cannot read the module {target}: {e}")))?;
+    /// Reads and compiles the module file at `path` (`name` is what the job calls it).
+    fn compile_file(&self, path: &Path, name: &str) -> Result<Module, ExecutorError> {
+        let bytes = fs::read(path).map_err(|e| ExecutorError::InvalidSpec(format!("cannot read the {name}: {e}")))?;
         self.module(&bytes)
     }
 
@@ -269,9 +267,7 @@ impl Inner {
                 )));
             }
             linked.insert(name.clone());
-            let bytes = fs::read(&path)
-                .map_err(|e| ExecutorError::InvalidSpec(format!("cannot read the module {name}: {e}")))?;
-            let m = self.module(&bytes)?;
+            let m = self.compile_file(&path, &format!("module {name}"))?;
             self.link_imports(linker, store, &m, inputs, linked)?;
             linker
                 .module(&mut *store, &name, &m)
@@ -281,11 +277,10 @@ impl Inner {
     }
 
     fn run_blocking(&self, request: RunRequest, spec: WasmEngineSpec) -> Result<RunOutcome, ExecutorError> {
-        let entry_path = resolve_module(&request.inputs, &spec.entry_module)?;
-        let bytes = fs::read(&entry_path).map_err(|e| {
-            ExecutorError::InvalidSpec(format!("cannot read the entry module {}: {e}", spec.entry_module))
-        })?;
-        let module = self.module(&bytes)?;
+        let module = self.compile_file(
+            &resolve_module(&request.inputs, &spec.entry_module)?,
+            &format!("entry module {}", spec.entry_module),
+        )?;
 
         let open = |name: &str| {
             OpenOptions::new()
@@ -337,7 +332,8 @@ impl Inner {
             let mut l = self.linker.clone();
             let mut linked = std::collections::HashSet::new();
             for target in &spec.import_modules {
-                let m = self.load(&request.inputs, target)?;
+                let m =
+                    self.compile_file(&resolve_module(&request.inputs, target)?, &format!("import module {target}"))?;
                 let file_name = Path::new(target).file_name().map(|n| n.to_string_lossy().into_owned());
                 let names: Vec<String> = [Some(target.clone()), file_name].into_iter().flatten().collect();
                 for name in &names {
@@ -392,7 +388,16 @@ fn mounts(inputs: &[PreparedInput], work_dir: &Path) -> Result<Vec<Mount>, Execu
     for input in inputs {
         // A relative Target is read from `/`, as Bacalhau does.
         let target = bacalhau_model::absolute_target(&input.target);
-        if input.host_path.is_dir() {
+        let meta = fs::symlink_metadata(&input.host_path)
+            .map_err(|e| ExecutorError::Failed(format!("input {} is missing on the host: {e}", input.target)))?;
+        if meta.file_type().is_symlink() {
+            // Pre-opening or copying it would follow it out of the input's folder.
+            return Err(ExecutorError::InvalidSpec(format!(
+                "input {} is a symlink, not a file or folder",
+                input.target
+            )));
+        }
+        if meta.is_dir() {
             out.push(Mount { host: input.host_path.clone(), guest: target, perms: perms(input.read_only) });
         } else {
             let guest_dir = Path::new(&target).parent().map_or("/".to_owned(), |p| p.display().to_string());
