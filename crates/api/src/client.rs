@@ -9,8 +9,8 @@ use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::types::{
-    CarImported, ErrorBody, GcResult, GetJobResponse, GetNodeResponse, ListNodesResponse, LogFrame, NodeActionRequest,
-    NodeActionResponse, Page, PinInfo, PutJobResponse, StopJobResponse,
+    CarImported, DiffJobResponse, ErrorBody, GcResult, GetJobResponse, GetNodeResponse, ListNodesResponse, LogFrame,
+    NodeActionRequest, NodeActionResponse, Page, PinInfo, PutJobResponse, RerunJobResponse, StopJobResponse,
 };
 
 /// How long a single API request may take (downloads have their own limit).
@@ -190,9 +190,15 @@ impl Client {
     /// Sent with an `Idempotency-Key`, and retried (with the same key) when the connection
     /// fails or the server is briefly unavailable: the job is created once either way.
     pub async fn submit(&self, job: &Value) -> Result<PutJobResponse, ClientError> {
+        self.submit_forced(job, false).await
+    }
+
+    /// [`Self::submit`], where `force` updates a job of the same Name even if the spec has not
+    /// changed.
+    pub async fn submit_forced(&self, job: &Value, force: bool) -> Result<PutJobResponse, ClientError> {
         let url = format!("{}/api/v1/orchestrator/jobs", self.base);
         let key = uuid::Uuid::new_v4().to_string();
-        let body = serde_json::json!({ "Job": job });
+        let body = serde_json::json!({ "Job": job, "Force": force });
         let mut delay = Duration::from_millis(250);
         for attempt in 1.. {
             let req = self.http.put(&url).header("Idempotency-Key", &key).json(&body);
@@ -212,6 +218,31 @@ impl Client {
     /// A job, optionally with history and executions.
     pub async fn get_job(&self, id: &str, include: &str) -> Result<GetJobResponse, ClientError> {
         self.get(&format!("/api/v1/orchestrator/jobs/{id}"), &[("include", include.to_owned())]).await
+    }
+
+    /// A job as it was at `version` (0: the current one), optionally with that version's
+    /// history and executions.
+    pub async fn get_job_version(&self, id: &str, include: &str, version: u64) -> Result<GetJobResponse, ClientError> {
+        let q = [("include", include.to_owned()), ("job_version", version.to_string())];
+        self.get(&format!("/api/v1/orchestrator/jobs/{id}"), &q).await
+    }
+
+    /// How a spec differs from the job with its Name.
+    pub async fn diff(&self, job: &Value) -> Result<DiffJobResponse, ClientError> {
+        let url = format!("{}/api/v1/orchestrator/jobs/diff", self.base);
+        self.send(self.http.put(&url).json(&serde_json::json!({ "Job": job })), &url).await
+    }
+
+    /// Runs a job again as a new version, from `version` (0: the latest).
+    pub async fn rerun(&self, id: &str, version: u64, reason: &str) -> Result<RerunJobResponse, ClientError> {
+        let url = format!("{}/api/v1/orchestrator/jobs/{id}/rerun", self.base);
+        let body = serde_json::json!({ "JobVersion": version, "Reason": reason });
+        self.send(self.http.put(&url).json(&body), &url).await
+    }
+
+    /// Every kept version of a job, oldest first.
+    pub async fn versions(&self, id: &str) -> Result<Page<Job>, ClientError> {
+        self.get(&format!("/api/v1/orchestrator/jobs/{id}/versions"), &[]).await
     }
 
     /// A page of jobs.

@@ -13,10 +13,25 @@ pub(crate) const ROUTES: &[(&str, &str, &str)] = &[
     ("get", "/api/v1/agent/node", "This node's NodeInfo"),
     ("get", "/api/v1/livez", "Liveness as plain text (Bacalhau 1.4)"),
     ("get", "/api/v1/orchestrator/jobs", "List jobs: namespace, labels, limit, next_token, reverse, order_by"),
-    ("put", "/api/v1/orchestrator/jobs", "Submit a job: {\"Job\": {...}}"),
+    (
+        "put",
+        "/api/v1/orchestrator/jobs",
+        "Submit a job: {\"Job\": {...}, \"Force\"}; a spec with an existing job's Name updates it",
+    ),
     ("post", "/api/v1/orchestrator/jobs", "Submit a job (same as PUT)"),
     ("get", "/api/v1/orchestrator/jobs/{id}", "Get a job by ID, ID prefix or name; include=history,executions"),
     ("delete", "/api/v1/orchestrator/jobs/{id}", "Stop a job; reason in the body or the query"),
+    (
+        "put",
+        "/api/v1/orchestrator/jobs/diff",
+        "How a spec differs from the job of its Name: {\"Job\": {...}} -> {Diff, Warnings}",
+    ),
+    (
+        "put",
+        "/api/v1/orchestrator/jobs/{id}/rerun",
+        "Run a job again as a new version: {\"JobVersion\": 0 (latest), \"Reason\"}",
+    ),
+    ("get", "/api/v1/orchestrator/jobs/{id}/versions", "Every kept version of a job, oldest first"),
     (
         "get",
         "/api/v1/orchestrator/jobs/{id}/history",

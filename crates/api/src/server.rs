@@ -20,8 +20,8 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use crate::types::{
-    AliveResponse, ErrorBody, GetJobResponse, GetNodeResponse, ListNodesResponse, LogFrame, LogValue,
-    NodeActionRequest, NodeActionResponse, Page, PutJobResponse, StopJobResponse,
+    AliveResponse, DiffJobResponse, ErrorBody, GetJobResponse, GetNodeResponse, ListNodesResponse, LogFrame, LogValue,
+    NodeActionRequest, NodeActionResponse, Page, PutJobResponse, RerunJobResponse, StopJobResponse,
 };
 
 /// Largest request body accepted (Bacalhau's limit): a spec with an inline module fits.
@@ -100,6 +100,9 @@ impl From<OrchestratorError> for ApiError {
                 (StatusCode::BAD_REQUEST, "BadRequest", "use a longer prefix of the ID")
             }
             OrchestratorError::Conflict(_) => (StatusCode::CONFLICT, "ResourceInUse", ""),
+            OrchestratorError::Unchanged { .. } => {
+                (StatusCode::CONFLICT, "ResourceInUse", "Use the --force flag to override this warning")
+            }
             OrchestratorError::ShuttingDown => (StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", "retry shortly"),
             _ => (StatusCode::INTERNAL_SERVER_ERROR, "InternalError", "check the server's log"),
         };
@@ -146,7 +149,10 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/agent/node", get(agent_node))
         .route("/api/v1/livez", get(livez))
         .route("/api/v1/orchestrator/jobs", get(list_jobs).put(put_job).post(put_job))
+        .route("/api/v1/orchestrator/jobs/diff", axum::routing::put(diff_job))
         .route("/api/v1/orchestrator/jobs/{id}", get(get_job).delete(stop_job))
+        .route("/api/v1/orchestrator/jobs/{id}/rerun", axum::routing::put(rerun_job))
+        .route("/api/v1/orchestrator/jobs/{id}/versions", get(job_versions))
         .route("/api/v1/orchestrator/jobs/{id}/history", get(job_history))
         .route("/api/v1/orchestrator/jobs/{id}/executions", get(job_executions))
         .route("/api/v1/orchestrator/jobs/{id}/results", get(job_results))
@@ -248,23 +254,112 @@ async fn put_job(
             ));
         }
     };
-    let value: Value = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::bad_request(format!("the request body is not valid JSON: {e}"), "send {\"Job\": {...}}")
-    })?;
-    let Value::Object(map) = value else {
-        return Err(ApiError::bad_request("the request body must be a JSON object", "send {\"Job\": {...}}"));
+    let mut map = body_object(&body, "send {\"Job\": {...}}")?;
+    let force = match take_key(&mut map, "force") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => b,
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                format!("Force must be true or false, not {other}"),
+                "send \"Force\": true",
+            ));
+        }
     };
-    let job_value = map
-        .into_iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case("job"))
-        .map(|(_, v)| v)
-        .ok_or_else(|| ApiError::bad_request("the request has no Job", "send {\"Job\": {...}}"))?;
-    let parsed = parse_job_value(job_value).map_err(|e| ApiError::bad_request(e.to_string(), "fix the job spec"))?;
-    let result = orch(&s)?.submit_once(parsed.job, key).await?;
+    let parsed = request_job(map)?;
+    let result = orch(&s)?.submit_once(parsed.job, key, force).await?;
     let mut warnings: Vec<String> =
         parsed.unknown_keys.iter().map(|k| format!("unknown field {k} was ignored")).collect();
     warnings.extend(result.warnings);
     Ok(Json(PutJobResponse { job_id: result.job_id.0, evaluation_id: result.evaluation_id.0, warnings }))
+}
+
+/// A request body that must be a JSON object.
+fn body_object(body: &[u8], usage: &str) -> ApiResult<serde_json::Map<String, Value>> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON: {e}"), usage))?;
+    match value {
+        Value::Object(map) => Ok(map),
+        _ => Err(ApiError::bad_request("the request body must be a JSON object", usage)),
+    }
+}
+
+/// Removes a key matched case-insensitively, as Go's JSON decoder matches field names.
+fn take_key(map: &mut serde_json::Map<String, Value>, key: &str) -> Option<Value> {
+    let k = map.keys().find(|k| k.eq_ignore_ascii_case(key))?.clone();
+    map.remove(&k)
+}
+
+/// The `Job` of a submission or diff request, parsed as a spec.
+fn request_job(mut map: serde_json::Map<String, Value>) -> ApiResult<bacalhau_model::ParsedJob> {
+    let job_value = take_key(&mut map, "job")
+        .ok_or_else(|| ApiError::bad_request("the request has no Job", "send {\"Job\": {...}}"))?;
+    parse_job_value(job_value).map_err(|e| ApiError::bad_request(e.to_string(), "fix the job spec"))
+}
+
+/// `PUT /jobs/diff`: how a spec differs from the job with its Name (Bacalhau 1.8).
+async fn diff_job(State(s): St, body: axum::body::Bytes) -> ApiResult<Json<DiffJobResponse>> {
+    let parsed = request_job(body_object(&body, "send {\"Job\": {...}}")?)?;
+    if parsed.job.name.trim().is_empty() {
+        return Err(ApiError::bad_request(
+            "invalid job spec: name is missing",
+            "a diff compares a spec with the job of the same Name: give the spec a Name",
+        ));
+    }
+    let (diff, mut warnings) = orch(&s)?.diff(parsed.job).await?;
+    warnings.splice(0..0, parsed.unknown_keys.iter().map(|k| format!("unknown field {k} was ignored")));
+    Ok(Json(DiffJobResponse { diff, warnings }))
+}
+
+/// `PUT /jobs/{id}/rerun`: the job again, as a new version.
+async fn rerun_job(State(s): St, Path(id): Path<String>, body: axum::body::Bytes) -> ApiResult<Json<RerunJobResponse>> {
+    let usage = "send {\"JobVersion\": 0, \"Reason\": \"...\"} (JobVersion 0 is the latest)";
+    let mut map =
+        if body.iter().all(u8::is_ascii_whitespace) { Default::default() } else { body_object(&body, usage)? };
+    let version = match take_key(&mut map, "jobversion") {
+        None | Some(Value::Null) => 0,
+        Some(v) => v.as_u64().ok_or_else(|| {
+            ApiError::bad_request(format!("JobVersion must be a whole number from 0, not {v}"), usage)
+        })?,
+    };
+    let reason = match take_key(&mut map, "reason") {
+        Some(Value::String(r)) => r,
+        _ => String::new(),
+    };
+    let r = orch(&s)?.rerun(&id, version, &reason).await?;
+    Ok(Json(RerunJobResponse {
+        evaluation_id: r.evaluation_id.0,
+        job_id: r.job_id.0,
+        job_version: r.job_version,
+        warnings: Vec::new(),
+    }))
+}
+
+/// `GET /jobs/{id}/versions`: every kept version, oldest first.
+async fn job_versions(State(s): St, Path(id): Path<String>) -> ApiResult<Json<Page<bacalhau_model::Job>>> {
+    let job_id = orch(&s)?.resolve_job_id(&id).await?;
+    Ok(Json(Page { items: orch(&s)?.versions(&job_id).await?, next_token: String::new() }))
+}
+
+/// Which job version a listing covers: `job_version=N`, every one with
+/// `all_job_versions=true`, else the current one (`None`: all).
+fn version_filter(params: &HashMap<String, String>, current: u64) -> ApiResult<Option<u64>> {
+    if flag(params, "all_job_versions")? {
+        return Ok(None);
+    }
+    match params.get("job_version").map(|v| v.trim()).filter(|v| !v.is_empty() && *v != "0") {
+        None => Ok(Some(current.max(1))),
+        Some(v) => v.parse::<u64>().map(Some).map_err(|_| {
+            ApiError::bad_request(
+                format!("job_version={v:?} is not a version number"),
+                "use a version from `job versions`",
+            )
+        }),
+    }
+}
+
+/// Whether an item of `item_version` (0: stored before versions, so 1) is in the listing.
+fn of_version(item_version: u64, wanted: Option<u64>) -> bool {
+    wanted.is_none_or(|v| item_version.max(1) == v)
 }
 
 async fn list_jobs(State(s): St, Query(p): Params) -> ApiResult<Json<Page<bacalhau_model::Job>>> {
@@ -285,15 +380,29 @@ async fn list_jobs(State(s): St, Query(p): Params) -> ApiResult<Json<Page<bacalh
 }
 
 async fn get_job(State(s): St, Path(id): Path<String>, Query(p): Params) -> ApiResult<Json<GetJobResponse>> {
-    let job = orch(&s)?.get_job(&id).await?;
+    let mut job = orch(&s)?.get_job(&id).await?;
+    let version = version_filter(&p, job.version)?;
+    if let Some(v) = version
+        && v != job.version.max(1)
+    {
+        job = orch(&s)?.job_version(&job.id, v).await?;
+    }
     let include = p.get("include").map(|v| v.to_ascii_lowercase()).unwrap_or_default();
     let history = if include.contains("history") {
-        Some(Page { items: orch(&s)?.history(&job.id).await?, next_token: String::new() })
+        let items = orch(&s)?.history(&job.id).await?;
+        Some(Page {
+            items: items.into_iter().filter(|h| of_version(h.job_version, version)).collect(),
+            next_token: String::new(),
+        })
     } else {
         None
     };
     let executions = if include.contains("executions") {
-        Some(Page { items: orch(&s)?.executions(&job.id).await?, next_token: String::new() })
+        let items = orch(&s)?.executions(&job.id).await?;
+        Some(Page {
+            items: items.into_iter().filter(|e| of_version(e.job_version, version)).collect(),
+            next_token: String::new(),
+        })
     } else {
         None
     };
@@ -323,7 +432,9 @@ async fn job_history(
     Path(id): Path<String>,
     Query(p): Params,
 ) -> ApiResult<Json<Page<bacalhau_model::JobHistory>>> {
-    let job_id = orch(&s)?.resolve_job_id(&id).await?;
+    let job = orch(&s)?.get_job(&id).await?;
+    let job_id = job.id.clone();
+    let version = version_filter(&p, job.version)?;
     let event_type = p.get("event_type").map(|v| v.to_ascii_lowercase()).unwrap_or_default();
     let wanted: Option<HistoryType> = match event_type.as_str() {
         "" | "all" => None,
@@ -346,6 +457,7 @@ async fn job_history(
         .await?
         .into_iter()
         .filter(|h| h.seq_num > after)
+        .filter(|h| of_version(h.job_version, version))
         .filter(|h| wanted.is_none_or(|w| h.r#type == w))
         .filter(|h| exec.as_ref().is_none_or(|e| h.execution_id.as_str().starts_with(e.as_str())))
         .filter(|h| node.as_ref().is_none_or(|n| h.node_id.as_str().starts_with(n.as_str())))
@@ -361,8 +473,10 @@ async fn job_executions(
     Path(id): Path<String>,
     Query(p): Params,
 ) -> ApiResult<Json<Page<bacalhau_model::Execution>>> {
-    let job_id = orch(&s)?.resolve_job_id(&id).await?;
-    let mut items = orch(&s)?.executions(&job_id).await?;
+    let job = orch(&s)?.get_job(&id).await?;
+    let version = version_filter(&p, job.version)?;
+    let mut items = orch(&s)?.executions(&job.id).await?;
+    items.retain(|e| of_version(e.job_version, version));
     if flag(&p, "reverse")? {
         items.reverse();
     }
@@ -396,8 +510,14 @@ async fn job_logs(
     Query(p): Params,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> ApiResult<Response> {
-    let job_id = orch(&s)?.resolve_job_id(&id).await?;
-    let executions = orch(&s)?.executions(&job_id).await?;
+    let job = orch(&s)?.get_job(&id).await?;
+    let job_id = job.id.clone();
+    let mut executions = orch(&s)?.executions(&job_id).await?;
+    // Without an execution ID, the logs are those of the version asked for (the current one).
+    let version = version_filter(&p, job.version)?;
+    if p.get("execution_id").is_none_or(|v| v.is_empty()) {
+        executions.retain(|e| of_version(e.job_version, version));
+    }
     let execution = match p.get("execution_id").filter(|v| !v.is_empty()) {
         Some(want) => executions.iter().find(|e| e.id.as_str().starts_with(want.as_str())).ok_or_else(|| {
             ApiError::not_found(

@@ -17,6 +17,34 @@ pub struct PutJobResponse {
     pub warnings: Vec<String>,
 }
 
+/// `PUT /api/v1/orchestrator/jobs/diff` answer.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct DiffJobResponse {
+    /// A unified diff from the job's current version to the spec; empty if they are the same.
+    #[serde(rename = "Diff")]
+    pub diff: String,
+    /// Ignored or changed parts of the spec.
+    #[serde(rename = "Warnings", default)]
+    pub warnings: Vec<String>,
+}
+
+/// `PUT /api/v1/orchestrator/jobs/{id}/rerun` answer.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct RerunJobResponse {
+    /// The evaluation scheduling the rerun.
+    #[serde(rename = "EvaluationID")]
+    pub evaluation_id: String,
+    /// The job.
+    #[serde(rename = "JobID")]
+    pub job_id: String,
+    /// The version the rerun made.
+    #[serde(rename = "JobVersion")]
+    pub job_version: u64,
+    /// Things to know about the rerun.
+    #[serde(rename = "Warnings", default)]
+    pub warnings: Vec<String>,
+}
+
 /// A page of items.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Page<T> {

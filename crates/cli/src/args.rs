@@ -437,6 +437,16 @@ pub enum Target {
 /// What to do after submitting.
 #[derive(Debug, Args, Clone)]
 pub struct RuntimeFlags {
+    #[command(flatten)]
+    pub track: TrackFlags,
+    /// Print the job spec instead of submitting it.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// How a submitted (or rerun) job is followed.
+#[derive(Debug, Args, Clone)]
+pub struct TrackFlags {
     /// Wait for the job to finish (--wait=false to return at once).
     #[arg(long, default_value_t = true, num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set)]
     pub wait: bool,
@@ -449,9 +459,6 @@ pub struct RuntimeFlags {
     /// Stream the job's output while it runs.
     #[arg(long, short = 'f')]
     pub follow: bool,
-    /// Print the job spec instead of submitting it.
-    #[arg(long)]
-    pub dry_run: bool,
     /// Exit with status 1 when the job fails. Bacalhau exits 0 whatever the job's outcome (a
     /// failure is reported on stderr), and so do we without this flag.
     #[arg(long)]
@@ -478,12 +485,35 @@ pub enum JobCommand {
     Get(GetArgs),
     /// Check a job spec without submitting it.
     Validate(ValidateArgs),
+    /// Run a job again, as its next version: from the latest version, or from --version N.
+    Rerun(RerunArgs),
+    /// List a job's versions (a spec submitted again under the job's Name makes the next).
+    Versions(IdOutputArgs),
+}
+
+#[derive(Debug, Args)]
+// `--version` here is the job's version, as in Bacalhau, not the CLI's.
+#[command(disable_version_flag = true)]
+pub struct RerunArgs {
+    /// Job ID, unique ID prefix, or name.
+    pub id: String,
+    /// The version to run again (`job versions` lists them); 0 is the latest.
+    #[arg(long, short = 'v', default_value_t = 0)]
+    pub version: u64,
+    /// Why (recorded in the job's history).
+    #[arg(long, default_value = "")]
+    pub reason: String,
+    #[command(flatten)]
+    pub track: TrackFlags,
 }
 
 #[derive(Debug, Args)]
 pub struct JobRunArgs {
     /// The spec file; `-` or nothing reads stdin.
     pub file: Option<PathBuf>,
+    /// Update the job with the spec's Name even if the spec has not changed (it runs again).
+    #[arg(long)]
+    pub force: bool,
     #[command(flatten)]
     pub runtime: RuntimeFlags,
 }
@@ -547,9 +577,14 @@ pub struct LegacyListArgs {
 }
 
 #[derive(Debug, Args)]
+// `--version` here is the job's version, as in Bacalhau, not the CLI's.
+#[command(disable_version_flag = true)]
 pub struct DescribeArgs {
     /// Job ID, unique ID prefix, or name.
     pub id: String,
+    /// Describe this version of the job (`job versions` lists them); 0 is the latest.
+    #[arg(long, short = 'v', default_value_t = 0)]
+    pub version: u64,
     /// json or yaml instead of the human view.
     #[arg(long, value_enum)]
     pub output: Option<Format>,
@@ -757,4 +792,16 @@ pub enum AgentCommand {
     Version(OutputArgs),
     /// The node's info.
     Node(OutputArgs),
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// clap checks a command's definition only when that command is parsed: a clash in a rarely
+    /// used subcommand would otherwise surface as a panic in a user's hands.
+    #[test]
+    fn every_command_definition_is_valid() {
+        super::Cli::command().debug_assert();
+    }
 }

@@ -11,7 +11,7 @@ use bacalhau_model::{
 
 use crate::args::{
     AgentCommand, Cli, Command, DescribeArgs, DockerCommand, Format, HistoryArgs, IdOutputArgs, JobCommand, JobRunArgs,
-    LegacyListArgs, ListArgs, LogsArgs, NodeCommand, OutputArgs, StopArgs, ValidateArgs, WasmCommand,
+    LegacyListArgs, ListArgs, LogsArgs, NodeCommand, OutputArgs, RerunArgs, StopArgs, ValidateArgs, WasmCommand,
 };
 use crate::output::{clock, datetime, print_list, print_object, rfc_clock};
 use crate::{jobspec, results, serve, wait};
@@ -111,11 +111,11 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Docker(DockerCommand::Run(args)) => {
             let job = jobspec::docker_job(&args)?;
-            return wait::submit_and_wait(&client, &job, &args.runtime).await;
+            return wait::submit_and_wait(&client, &job, &args.runtime, false).await;
         }
         Command::Wasm(WasmCommand::Run(args)) => {
             let job = jobspec::wasm_job(&args)?;
-            return wait::submit_and_wait(&client, &job, &args.runtime).await;
+            return wait::submit_and_wait(&client, &job, &args.runtime, false).await;
         }
         Command::Job(cmd) => return job_command(&client, cmd).await,
         Command::Ipfs(cmd) => crate::ipfs::run(&client, &data_dir, cmd).await?,
@@ -233,6 +233,8 @@ async fn job_command(client: &Client, cmd: JobCommand) -> Result<ExitCode> {
         JobCommand::Stop(args) => stop(client, &args).await?,
         JobCommand::Get(args) => get(client, &args).await?,
         JobCommand::Validate(args) => validate(&args)?,
+        JobCommand::Rerun(args) => return rerun(client, &args).await,
+        JobCommand::Versions(args) => versions(client, &args).await?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -284,7 +286,25 @@ fn load_spec(text: &str, source: &str) -> Result<Job> {
 async fn job_run(client: &Client, args: &JobRunArgs) -> Result<ExitCode> {
     let (text, source) = read_spec(args.file.as_deref())?;
     let job = load_spec(&text, &source)?;
-    wait::submit_and_wait(client, &job, &args.runtime).await
+    wait::submit_and_wait(client, &job, &args.runtime, args.force).await
+}
+
+async fn rerun(client: &Client, args: &RerunArgs) -> Result<ExitCode> {
+    let resp = client.rerun(&args.id, args.version, &args.reason).await?;
+    if !args.track.id_only {
+        eprintln!("Job {} is rerun as version {}.", resp.job_id, resp.job_version);
+    }
+    wait::track(client, &resp.job_id, &resp.warnings, &args.track).await
+}
+
+async fn versions(client: &Client, args: &IdOutputArgs) -> Result<()> {
+    let page = client.versions(&args.id).await?;
+    let rows = page
+        .items
+        .iter()
+        .map(|j| vec![datetime(j.modify_time), j.version.max(1).to_string(), j.state.state_type.to_string()])
+        .collect();
+    print_list(&args.output, &["created at", "job version", "state"], rows, &page.items)
 }
 
 fn validate(args: &ValidateArgs) -> Result<()> {
@@ -388,7 +408,7 @@ async fn history(client: &Client, args: &HistoryArgs) -> Result<()> {
 }
 
 async fn describe(client: &Client, args: &DescribeArgs) -> Result<()> {
-    let resp = client.get_job(&args.id, "history,executions").await?;
+    let resp = client.get_job_version(&args.id, "history,executions", args.version).await?;
     if let Some(format) = args.output {
         return print_object(format, &resp);
     }

@@ -15,49 +15,215 @@ use crate::args::{DockerRunArgs, JobFlags, Target, WasmRunArgs};
 /// Where `wasm run FILE` mounts the entry module, as Bacalhau (relative: read from `/`).
 const DEFAULT_ENTRY_TARGET: &str = "main.wasm";
 
-/// Parses an `--input` value into an input source.
+/// Parses an `--input` value into an input source, as Bacalhau's `-i` does: either
+/// `URI[:TARGET]` or comma-separated fields (`src|source=URI`, `dst|target|destination=PATH`,
+/// `opt|option=KEY=VALUE`, the first of which may be a bare `URI[:TARGET]`), quoted as CSV.
 pub fn parse_input(s: &str) -> Result<InputSource> {
-    let (uri, target) = if s.contains("src=") {
-        let mut src = None;
-        let mut dst = None;
-        for part in s.split(',') {
-            if let Some(v) = part.strip_prefix("src=") {
-                src = Some(v.to_owned());
-            } else if let Some(v) = part.strip_prefix("dst=") {
-                dst = Some(v.to_owned());
-            }
-        }
-        (src.with_context(|| format!("input {s:?} has no src=URI"))?, dst.unwrap_or_else(|| "/inputs".into()))
-    } else if s.starts_with("data:") {
-        (s.to_owned(), "/inputs".to_owned())
-    } else {
-        let after_scheme = s.find("://").map_or(0, |i| i + 3);
-        match s[after_scheme..].rfind(":/") {
-            Some(i) => (s[..after_scheme + i].to_owned(), s[after_scheme + i + 1..].to_owned()),
-            None => (s.to_owned(), "/inputs".to_owned()),
-        }
-    };
-    let source = source_for_uri(&uri)?;
-    Ok(InputSource { source, alias: String::new(), target })
+    Ok(parse_storage(s)?.0)
 }
 
-fn source_for_uri(uri: &str) -> Result<SpecConfig> {
+/// [`parse_input`], also saying whether the value named a target.
+fn parse_storage(s: &str) -> Result<(InputSource, bool)> {
+    let fields = csv_fields(s).with_context(|| format!("input {s:?} is not a valid comma-separated list"))?;
+    let mut uri = None;
+    let mut target = None;
+    let mut options = BTreeMap::new();
+    for (i, field) in fields.iter().enumerate() {
+        let Some((key, value)) = field.split_once('=').filter(|_| !field.starts_with("data:")) else {
+            if i > 0 {
+                bail!("input option {field:?} in {s:?} must be a key=value pair (src=, dst= or opt=KEY=VALUE)");
+            }
+            let (u, t) = split_target(field);
+            uri = Some(u.to_owned());
+            target = t.map(str::to_owned);
+            continue;
+        };
+        match key.to_ascii_lowercase().as_str() {
+            "source" | "src" => uri = Some(value.to_owned()),
+            "target" | "dst" | "destination" => target = Some(value.to_owned()),
+            "opt" | "option" => {
+                let (k, v) = value.split_once('=').unwrap_or((value, ""));
+                if !k.is_empty() {
+                    options.insert(k.to_owned(), v.to_owned());
+                }
+            }
+            other => bail!("unexpected key {other} in field {field:?} of input {s:?}: use src=, dst= or opt=KEY=VALUE"),
+        }
+    }
+    let uri = uri.with_context(|| format!("input {s:?} has no source: give URI[:TARGET] or src=URI"))?;
+    let uri = uri.trim_matches(|c| c == ' ' || c == '\'' || c == '"');
+    let given = target.is_some();
+    let target = target
+        .map_or_else(|| "/inputs".to_owned(), |t| t.trim_matches(|c| c == ' ' || c == '\'' || c == '"').to_owned());
+    let source = source_for_uri(uri, &options)?;
+    Ok((InputSource { source, alias: uri.to_owned(), target }, given))
+}
+
+/// Splits `URI:TARGET` at the last colon after the scheme, as Bacalhau does, except a colon
+/// that starts a port in an http(s) URL's host (`https://host:8080/f` has no target).
+fn split_target(field: &str) -> (&str, Option<&str>) {
+    if field.starts_with("data:") {
+        return (field, None);
+    }
+    let scheme_end = field.find("://").map_or(0, |i| i + 3);
+    let rest = &field[scheme_end..];
+    let Some(colon) = rest.rfind(':') else {
+        return (field, None);
+    };
+    let web = field.starts_with("http://") || field.starts_with("https://");
+    if web && colon < rest.find('/').unwrap_or(rest.len()) {
+        return (field, None);
+    }
+    (&field[..scheme_end + colon], Some(&rest[colon + 1..]))
+}
+
+/// One line of comma-separated fields as Go's `encoding/csv` reads it: a field may be quoted
+/// with `"`, and `""` inside quotes is one quote.
+fn csv_fields(s: &str) -> Result<Vec<String>> {
+    let mut fields = Vec::new();
+    let mut chars = s.chars().peekable();
+    loop {
+        let mut field = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            loop {
+                match chars.next() {
+                    None => bail!("a quoted field is not closed"),
+                    Some('"') if chars.peek() == Some(&'"') => {
+                        chars.next();
+                        field.push('"');
+                    }
+                    Some('"') => break,
+                    Some(c) => field.push(c),
+                }
+            }
+            match chars.next() {
+                None => {
+                    fields.push(field);
+                    return Ok(fields);
+                }
+                Some(',') => {}
+                Some(c) => bail!("unexpected {c:?} after a quoted field"),
+            }
+        } else {
+            loop {
+                match chars.next() {
+                    None => {
+                        fields.push(field);
+                        return Ok(fields);
+                    }
+                    Some(',') => break,
+                    Some(c) => field.push(c),
+                }
+            }
+        }
+        fields.push(field);
+    }
+}
+
+fn source_for_uri(uri: &str, options: &BTreeMap<String, String>) -> Result<SpecConfig> {
+    let no_options = |kind: &str| -> Result<()> {
+        match options.keys().next() {
+            Some(k) => bail!("unknown option {k:?} for storage {kind}"),
+            None => Ok(()),
+        }
+    };
     Ok(if let Some(cid) = uri.strip_prefix("ipfs://") {
+        no_options("ipfs")?;
         SpecConfig::new("ipfs").with_param("CID", cid.trim_end_matches('/'))
     } else if let Some(path) = uri.strip_prefix("file://") {
-        SpecConfig::new("local").with_param("SourcePath", path)
+        let mut rw = false;
+        for (k, v) in options {
+            match k.as_str() {
+                "rw" | "read-write" | "read_write" | "readwrite" => {
+                    rw = parse_go_bool(v).with_context(|| format!("option {k}={v:?} of {uri} must be true or false"))?
+                }
+                other => bail!("unknown option {other:?} for storage file: the only one is rw=true|false"),
+            }
+        }
+        let spec = SpecConfig::new("local").with_param("SourcePath", path);
+        if rw { spec.with_param("ReadWrite", true) } else { spec }
     } else if uri.starts_with("http://") || uri.starts_with("https://") {
+        no_options("url")?;
         SpecConfig::new("urlDownload").with_param("URL", uri)
     } else if uri.starts_with("data:") {
+        no_options("inline")?;
         SpecConfig::new("inline").with_param("URL", uri)
     } else if let Some(rest) = uri.strip_prefix("s3://") {
         let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
-        SpecConfig::new("s3").with_param("Bucket", bucket).with_param("Key", key)
+        let mut spec =
+            SpecConfig::new("s3").with_param("Bucket", bucket).with_param("Key", key.trim_start_matches('/'));
+        for (k, v) in options {
+            let param = match k.as_str() {
+                "endpoint" => "Endpoint",
+                "region" => "Region",
+                "versionID" | "version-id" | "version_id" => "VersionID",
+                "checksum-256" | "checksum256" | "checksum_256" => "ChecksumSHA256",
+                "filter" => "Filter",
+                other => bail!(
+                    "unknown option {other:?} for storage s3: use endpoint, region, version-id, checksum-256 or filter"
+                ),
+            };
+            spec = spec.with_param(param, v.as_str());
+        }
+        spec
     } else {
         bail!(
             "input {uri:?} is not a URI this client understands: use ipfs://CID, file:///path, http(s)://..., s3://bucket/key or a data: URL"
         )
     })
+}
+
+/// Go's `strconv.ParseBool`.
+fn parse_go_bool(v: &str) -> Option<bool> {
+    match v {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Some(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+/// Parses `-p` as Bacalhau does: a type or URI (`ipfs`, `local`, `noop`, `s3://bucket/key`),
+/// optionally followed by `target=URI` and `opt=KEY=VALUE` fields; an s3 URI's bucket and
+/// key become the `bucket` and `key` params unless options give them.
+pub fn parse_publisher(s: &str) -> Result<SpecConfig> {
+    let fields = csv_fields(s).with_context(|| format!("publisher {s:?} is not a valid comma-separated list"))?;
+    let mut destination = String::new();
+    let mut options = serde_json::Map::new();
+    for (i, field) in fields.iter().enumerate() {
+        let Some((key, value)) = field.split_once('=') else {
+            if i > 0 {
+                bail!(
+                    "invalid publisher option {field:?} in {s:?}: must be a key=value pair (target= or opt=KEY=VALUE)"
+                );
+            }
+            destination = field.clone();
+            continue;
+        };
+        match key.to_ascii_lowercase().as_str() {
+            "target" | "dst" | "destination" => destination = value.to_owned(),
+            "opt" | "option" => {
+                let (k, v) = value.split_once('=').unwrap_or((value, ""));
+                if !k.is_empty() {
+                    options.insert(k.to_owned(), serde_json::Value::String(v.to_owned()));
+                }
+            }
+            _ => bail!("invalid publisher option {field:?} in {s:?}: use target= or opt=KEY=VALUE"),
+        }
+    }
+    let destination = destination.trim_matches(|c| c == ' ' || c == '\'' || c == '"');
+    let (scheme, rest) = destination.split_once("://").unwrap_or((destination, ""));
+    match scheme {
+        "s3" => {
+            let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
+            options.entry("bucket").or_insert_with(|| bucket.into());
+            options.entry("key").or_insert_with(|| key.trim_start_matches('/').into());
+            Ok(SpecConfig { r#type: "s3".into(), params: options })
+        }
+        "" => bail!("publisher {s:?} names no type: use ipfs, local, noop or s3://bucket/key"),
+        other if rest.is_empty() => Ok(SpecConfig { r#type: other.to_owned(), params: options }),
+        other => bail!("unknown publisher type {other:?} in {s:?}: use ipfs, local, noop or s3://bucket/key"),
+    }
 }
 
 /// A `KEY=VALUE` flag read as pflag's StringToString reads it (Bacalhau's `-e`): one `=` is
@@ -111,7 +277,7 @@ pub fn build_job(flags: &JobFlags, engine: SpecConfig, extra_inputs: Vec<InputSo
     // embedded IPFS store), as Bacalhau does.
     let publisher = match flags.publisher.as_deref().map(str::trim) {
         None | Some("") => SpecConfig::default(),
-        Some(p) => SpecConfig::new(p),
+        Some(p) => parse_publisher(p)?,
     };
     let task = Task {
         name: "main".into(),
@@ -165,8 +331,8 @@ fn wasm_module(
 ) -> Result<(Option<InputSource>, String)> {
     let what = if default_target.is_some() { "the entry module" } else { "import module" };
     if arg.contains("://") {
-        let mut input = parse_input(arg)?;
-        if !arg[arg.find("://").map_or(0, |i| i + 3)..].contains(":/") {
+        let (mut input, named_target) = parse_storage(arg)?;
+        if !named_target {
             match default_target {
                 Some(t) => input.target = t.to_owned(),
                 None => bail!("{what} {arg:?} must name a target: write {arg}:/path/to/module.wasm"),
@@ -276,5 +442,48 @@ mod tests {
         assert_eq!(i.source.type_name(), "urlDownload");
         assert_eq!(i.target, "/in");
         assert!(parse_input("gopher://x").is_err());
+    }
+
+    #[test]
+    fn parses_bacalhaus_csv_input_fields_and_options() {
+        let i =
+            parse_input("source=s3://bkt/dir/*.csv,target=/in,opt=region=eu-west-1,opt=endpoint=http://127.0.0.1:9000")
+                .expect("s3");
+        assert_eq!((i.source.type_name().as_str(), i.target.as_str()), ("s3", "/in"));
+        assert_eq!(i.source.param_str("Key"), Some("dir/*.csv"));
+        assert_eq!(i.source.param_str("Region"), Some("eu-west-1"));
+        assert_eq!(i.source.param_str("Endpoint"), Some("http://127.0.0.1:9000"));
+        assert_eq!(i.alias, "s3://bkt/dir/*.csv");
+        let i = parse_input("file:///srv/in:/data,opt=rw=true").expect("rw");
+        assert_eq!((i.source.param_str("SourcePath"), i.target.as_str()), (Some("/srv/in"), "/data"));
+        assert_eq!(i.source.param("ReadWrite"), Some(&serde_json::Value::Bool(true)));
+        // A port is not a target; a relative target is one.
+        let i = parse_input("https://127.0.0.1:8080/a.csv").expect("port");
+        assert_eq!((i.source.param_str("URL"), i.target.as_str()), (Some("https://127.0.0.1:8080/a.csv"), "/inputs"));
+        let i = parse_input("ipfs://QmX:data").expect("relative");
+        assert_eq!(i.target, "data");
+        let i = parse_input("\"src=https://x.org/a,b.csv\",dst=/in").expect("quoted");
+        assert_eq!(i.source.param_str("URL"), Some("https://x.org/a,b.csv"));
+        let e = parse_input("ipfs://QmX,flavour=x").expect_err("unknown key");
+        assert!(e.to_string().contains("unexpected key flavour"), "{e}");
+        let e = parse_input("ipfs://QmX,/data").expect_err("bare second field");
+        assert!(e.to_string().contains("must be a key=value pair"), "{e}");
+        let e = parse_input("s3://b/k,opt=colour=red").expect_err("unknown option");
+        assert!(e.to_string().contains("unknown option \"colour\" for storage s3"), "{e}");
+        assert!(parse_input("file:///x,opt=rw=maybe").is_err());
+    }
+
+    #[test]
+    fn parses_bacalhaus_publisher_forms() {
+        assert_eq!(parse_publisher("ipfs").expect("ipfs").type_name(), "ipfs");
+        let p = parse_publisher("s3://results/out/,opt=region=us-east-1").expect("s3");
+        assert_eq!(p.type_name(), "s3");
+        assert_eq!(p.param_str("bucket"), Some("results"));
+        assert_eq!(p.param_str("key"), Some("out/"));
+        assert_eq!(p.param_str("region"), Some("us-east-1"));
+        let p = parse_publisher("target=s3://a/b,opt=bucket=c").expect("target");
+        assert_eq!((p.param_str("bucket"), p.param_str("key")), (Some("c"), Some("b")));
+        assert!(parse_publisher("gopher://x").is_err());
+        assert!(parse_publisher("ipfs,/x").is_err());
     }
 }

@@ -7,14 +7,15 @@ use anyhow::{Context, Result};
 use bacalhau_api::Client;
 use bacalhau_model::{HistoryType, Job, JobHistory, JobStateType};
 
-use crate::args::RuntimeFlags;
+use crate::args::{RuntimeFlags, TrackFlags};
 use crate::output::rfc_clock;
 
 /// How often progress is polled.
 const POLL: Duration = Duration::from_millis(100);
 
-/// Submits `job` (or prints it with --dry-run) and follows it per the runtime flags.
-pub async fn submit_and_wait(client: &Client, job: &Job, flags: &RuntimeFlags) -> Result<ExitCode> {
+/// Submits `job` (or prints it with --dry-run) and follows it per the runtime flags. With
+/// `force`, a spec with an existing job's Name updates it even if nothing changed.
+pub async fn submit_and_wait(client: &Client, job: &Job, flags: &RuntimeFlags, force: bool) -> Result<ExitCode> {
     let value = serde_json::to_value(job)?;
     if flags.dry_run {
         // A spec the user can edit and pass to `job run`: no server-owned fields.
@@ -27,17 +28,22 @@ pub async fn submit_and_wait(client: &Client, job: &Job, flags: &RuntimeFlags) -
         print!("{}", yaml_serde::to_string(&spec)?);
         return Ok(ExitCode::SUCCESS);
     }
-    let resp = client.submit(&value).await?;
+    let resp = client.submit_forced(&value, force).await?;
+    track(client, &resp.job_id, &resp.warnings, &flags.track).await
+}
+
+/// Follows a submitted (or rerun) job per the flags: its progress, or its logs.
+pub async fn track(client: &Client, job_id: &str, warnings: &[String], flags: &TrackFlags) -> Result<ExitCode> {
     if flags.id_only {
-        println!("{}", resp.job_id);
+        println!("{job_id}");
     } else {
-        for w in &resp.warnings {
+        for w in warnings {
             eprintln!("Warning: {w}");
         }
     }
     if !flags.wait {
         if !flags.id_only {
-            println!("{}", resp.job_id);
+            println!("{job_id}");
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -45,11 +51,11 @@ pub async fn submit_and_wait(client: &Client, job: &Job, flags: &RuntimeFlags) -
     if flags.follow {
         // As Bacalhau: the output ends with the job's own log stream, nothing after it.
         if !quiet {
-            println!("Job successfully submitted. Job ID: {}", resp.job_id);
+            println!("Job successfully submitted. Job ID: {}", job_id);
             println!("Waiting for logs... (Enter Ctrl+C to exit at any time, your job will continue running):\n");
         }
-        follow_logs(client, &resp.job_id).await?;
-        let job = client.get_job(&resp.job_id, "").await?.job;
+        follow_logs(client, job_id).await?;
+        let job = client.get_job(job_id, "").await?.job;
         if job.state.state_type == JobStateType::Failed {
             eprintln!("\nError: job failed: {}", job.state.message);
             if flags.fail_on_job_failure {
@@ -59,14 +65,14 @@ pub async fn submit_and_wait(client: &Client, job: &Job, flags: &RuntimeFlags) -
         return Ok(ExitCode::SUCCESS);
     }
     if !quiet {
-        println!("Job successfully submitted. Job ID: {}", resp.job_id);
+        println!("Job successfully submitted. Job ID: {}", job_id);
         println!("Checking job status... (Enter Ctrl+C to exit at any time, your job will continue running):\n");
         println!(" {:<13} {:<11} {:<20} EVENT", "TIME", "EXEC. ID", "TOPIC");
     }
     let deadline = Instant::now() + Duration::from_secs(flags.wait_timeout_secs);
     let mut token = String::new();
     let job = loop {
-        let page = client.history(&resp.job_id, "all", "", &token).await?;
+        let page = client.history(job_id, "all", "", &token).await?;
         if !page.items.is_empty() {
             token = page.items.last().map(|h| h.seq_num.to_string()).unwrap_or_default();
         }
@@ -77,10 +83,10 @@ pub async fn submit_and_wait(client: &Client, job: &Job, flags: &RuntimeFlags) -
             }
             print_event(h);
         }
-        let job = client.get_job(&resp.job_id, "").await?.job;
+        let job = client.get_job(job_id, "").await?.job;
         if job.state.state_type.is_terminal() && page.next_token.is_empty() {
             // One more read: entries committed with the final state.
-            let tail = client.history(&resp.job_id, "execution", "", &token).await?;
+            let tail = client.history(job_id, "execution", "", &token).await?;
             if !quiet {
                 for h in &tail.items {
                     print_event(h);

@@ -236,3 +236,105 @@ fn completions_man_pages_and_a_closed_stdout() {
     assert!(out.status.success(), "{out:?}");
     assert!(out.stderr.is_empty(), "{}", String::from_utf8_lossy(&out.stderr));
 }
+
+/// A spec named `greet` that prints `message` (an inline input) with the `cat` module.
+fn greet_spec(message: &str, extra: &str) -> String {
+    let cat = base64::engine::general_purpose::STANDARD.encode(std::fs::read(program("cat")).expect("module"));
+    format!(
+        "Name: greet\nType: batch\nCount: 1\n{extra}Tasks:\n  - Name: main\n    Engine:\n      Type: wasm\n      Params:\n        EntryModule: /main.wasm\n        Parameters: [/data/msg.txt]\n    Publisher: {{Type: noop}}\n    InputSources:\n      - Target: /main.wasm\n        Source: {{Type: inline, Params: {{URL: \"data:application/wasm;base64,{cat}\"}}}}\n      - Target: /data/msg.txt\n        Source: {{Type: inline, Params: {{URL: \"data:,{message}\"}}}}\n"
+    )
+}
+
+#[test]
+fn a_spec_submitted_again_by_name_updates_the_job_and_reruns_pick_a_version() {
+    let s = Serve::start(bin(), &[]).expect("serve");
+    let write = |name: &str, body: String| {
+        let f = s.work.join(name);
+        std::fs::write(&f, body).expect("write spec");
+        f.display().to_string()
+    };
+    let one = write("one.yaml", greet_spec("one", ""));
+    let two = write("two.yaml", greet_spec("two", ""));
+    let id = s.ok(&["job", "run", "--wait=false", &one]).trim().to_owned();
+    assert_eq!(s.wait_terminal(&id).expect("finish"), "Completed");
+    assert_eq!(s.ok(&["job", "logs", &id]), "one");
+
+    // The same spec again is refused with Bacalhau's message and the way out.
+    let err = s.fails(&["job", "run", "--wait=false", &one]);
+    assert!(err.contains(&format!("no changes detected for new job spec. Job Name: 'greet', Job Id: '{id}'")), "{err}");
+    assert!(err.contains("--force"), "{err}");
+
+    // The diff endpoint shows what an update would change.
+    let spec: Value = yaml_serde::from_str(&std::fs::read_to_string(&two).expect("read")).expect("yaml");
+    let body = serde_json::json!({ "Job": spec }).to_string();
+    let (status, diff) =
+        bacalhau_testkit::http_request(s.port, "PUT", "/api/v1/orchestrator/jobs/diff", &[], body.as_bytes())
+            .expect("diff request");
+    assert_eq!(status, 200, "{diff}");
+    let diff: Value = serde_json::from_str(&diff).expect("json");
+    let shown = diff["Diff"].as_str().expect("Diff");
+    assert!(shown.lines().any(|l| l.starts_with('-') && l.contains("data:,one")), "{shown}");
+    assert!(shown.lines().any(|l| l.starts_with('+') && l.contains("data:,two")), "{shown}");
+
+    // A changed spec updates the same job as version 2, and it runs again.
+    let same = s.ok(&["job", "run", "--wait=false", &two]).trim().to_owned();
+    assert_eq!(same, id, "an update keeps the job's ID");
+    assert_eq!(s.wait_terminal(&id).expect("finish"), "Completed");
+    assert_eq!(s.ok(&["job", "logs", &id]), "two");
+    let d = s.describe(&id);
+    assert_eq!(d["Job"]["Version"], 2);
+    assert!(
+        d["History"]["Items"].as_array().expect("history").iter().any(|h| h["Event"]["Message"] == "Job updated"),
+        "{d}"
+    );
+    let versions: Value = serde_json::from_str(&s.ok(&["job", "versions", &id, "--output", "json"])).expect("json");
+    let numbers: Vec<u64> = versions.as_array().expect("list").iter().filter_map(|j| j["Version"].as_u64()).collect();
+    assert_eq!(numbers, vec![1, 2]);
+
+    // Rerunning version 1 makes version 3 with version 1's spec.
+    let o = s.cli(&["job", "rerun", &id, "--version", "1", "--wait=false"]);
+    let (_, err) = text(&o);
+    assert!(o.status.success() && err.contains("version 3"), "{err}");
+    assert_eq!(s.wait_terminal(&id).expect("finish"), "Completed");
+    assert_eq!(s.ok(&["job", "logs", &id]), "one");
+    let current = s.executions(&id);
+    assert_eq!(current.len(), 1, "executions list the current version's: {current:?}");
+    assert_eq!(current[0]["JobVersion"], 3);
+    let all: Value = serde_json::from_str(
+        &s.get(&format!("/api/v1/orchestrator/jobs/{id}/executions?all_job_versions=true")).expect("executions"),
+    )
+    .expect("json");
+    assert_eq!(all["Items"].as_array().map(Vec::len), Some(3));
+    let v2: Value =
+        serde_json::from_str(&s.ok(&["job", "describe", &id, "--version", "2", "--output", "json"])).expect("json");
+    assert_eq!(v2["Job"]["Version"], 2);
+    assert_eq!(v2["Executions"]["Items"].as_array().map(Vec::len), Some(1));
+
+    // --force runs an unchanged spec again.
+    s.ok(&["job", "run", "--force", "--wait=false", &one]);
+    assert_eq!(s.wait_terminal(&id).expect("finish"), "Completed");
+    assert_eq!(s.describe(&id)["Job"]["Version"], 4);
+
+    // Bad input: a version that does not exist, a type change.
+    let err = s.fails(&["job", "rerun", &id, "--version", "9"]);
+    assert!(err.contains("9") && err.contains("versions 1 to 4"), "{err}");
+    let ops = write("ops.yaml", greet_spec("one", "").replace("Type: batch", "Type: ops"));
+    let err = s.fails(&["job", "run", "--wait=false", &ops]);
+    assert!(err.contains("cannot make it ops") && err.contains("another Name"), "{err}");
+    assert_eq!(s.describe(&id)["Job"]["Version"], 4, "a refused update changes nothing");
+
+    // A job not placed yet (it waits in the queue for a node in zone mars) cannot be rerun.
+    let nowhere = write(
+        "nowhere.yaml",
+        greet_spec("x", "Constraints:\n  - {Key: zone, Operator: '=', Values: [mars]}\n")
+            .replace("Name: greet", "Name: nowhere")
+            .replace("    Publisher:", "    Timeouts: {QueueTimeout: 600}\n    Publisher:"),
+    );
+    let stuck = s.ok(&["job", "run", "--wait=false", &nowhere]).trim().to_owned();
+    let err = s.fails(&["job", "rerun", &stuck]);
+    assert!(
+        err.contains("cannot rerun job in state Queued") || err.contains("cannot rerun job in state Pending"),
+        "{err}"
+    );
+    assert_eq!(s.describe(&stuck)["Job"]["Version"], 1);
+}

@@ -11,6 +11,12 @@ pub enum TriggeredBy {
     /// A job was submitted.
     #[serde(rename = "job-register")]
     JobRegister,
+    /// A job was updated: a spec with its Name was submitted again.
+    #[serde(rename = "job-update")]
+    JobUpdate,
+    /// A job was rerun.
+    #[serde(rename = "job-rerun")]
+    JobRerun,
     /// A job was stopped.
     #[serde(rename = "job-cancel")]
     JobCancel,

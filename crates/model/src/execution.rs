@@ -187,6 +187,9 @@ pub struct Execution {
     /// Its job.
     #[serde(rename = "JobID", default)]
     pub job_id: JobId,
+    /// The job version this execution runs; executions of older versions are stopped.
+    #[serde(default)]
+    pub job_version: u64,
     /// The job as it was when the execution was created (the compute node needs the spec).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job: Option<Box<Job>>,

@@ -52,6 +52,10 @@ pub struct JobHistory {
     /// The job.
     #[serde(rename = "JobID")]
     pub job_id: JobId,
+    /// The job version the entry belongs to (0 in entries stored before versions existed:
+    /// version 1).
+    #[serde(default)]
+    pub job_version: u64,
     /// The node, for execution-level entries.
     #[serde(rename = "NodeID", default, skip_serializing_if = "is_empty_node")]
     pub node_id: NodeId,

@@ -91,6 +91,12 @@ impl JobStateType {
     pub fn is_terminal(self) -> bool {
         matches!(self, JobStateType::Completed | JobStateType::Failed | JobStateType::Stopped)
     }
+
+    /// Whether `job rerun` may start the job again: not while it still waits to be placed
+    /// (Pending, Queued), where a rerun would only race the first run.
+    pub fn is_rerunnable(self) -> bool {
+        !matches!(self, JobStateType::Undefined | JobStateType::Pending | JobStateType::Queued)
+    }
 }
 
 impl fmt::Display for JobStateType {

@@ -23,6 +23,7 @@ mod spec_config;
 mod task;
 mod time;
 mod validate;
+mod versions;
 
 pub use engine::{DockerEngineSpec, EngineSpec, WasmEngineSpec};
 pub use evaluation::{Evaluation, EvaluationStatus, TriggeredBy};
@@ -52,3 +53,4 @@ pub use time::format_rfc3339_nanos;
 pub use validate::{
     FieldError, JobTypeDefaults, SERVER_OWNED_FIELDS, SubmissionDefaults, ValidationError, prepare_submission, validate,
 };
+pub use versions::{UpdateError, VERSION_TIME_META, next_version, spec_diff, version_start};

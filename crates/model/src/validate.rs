@@ -110,7 +110,7 @@ impl Default for JobTypeDefaults {
 /// Fields of a job that only the server sets; a spec file must not carry them.
 pub const SERVER_OWNED_FIELDS: [&str; 6] = ["ID", "State", "Version", "Revision", "CreateTime", "ModifyTime"];
 
-const RESERVED_META_PREFIX: &str = "bacalhau.org/";
+pub(crate) const RESERVED_META_PREFIX: &str = "bacalhau.org/";
 const RESERVED_RESULT_NAMES: [&str; 3] = ["stdout", "stderr", "exitCode"];
 const KNOWN_PUBLISHERS: [&str; 4] = [PUBLISHER_NOOP, PUBLISHER_LOCAL, PUBLISHER_IPFS, "s3"];
 const KNOWN_SOURCES: [&str; 6] = [SOURCE_IPFS, SOURCE_INLINE, SOURCE_LOCAL, "localdirectory", SOURCE_URL, "s3"];

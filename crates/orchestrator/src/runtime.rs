@@ -115,6 +115,14 @@ pub enum OrchestratorError {
         /// Some of the matches.
         matches: Vec<String>,
     },
+    /// A spec submitted under an existing job's Name is the same as that job's (409).
+    #[error("no changes detected for new job spec. Job Name: '{name}', Job Id: '{job_id}'")]
+    Unchanged {
+        /// The job's name.
+        name: String,
+        /// The job it would update.
+        job_id: JobId,
+    },
     /// The request conflicts with the job's state (409).
     #[error("{0}")]
     Conflict(String),
@@ -135,6 +143,17 @@ pub struct SubmitResult {
     pub evaluation_id: EvaluationId,
     /// Things ignored or changed in the submission.
     pub warnings: Vec<String>,
+}
+
+/// The answer to a rerun.
+#[derive(Clone, Debug)]
+pub struct RerunResult {
+    /// The job.
+    pub job_id: JobId,
+    /// The version the rerun made (the latest before it, plus one).
+    pub job_version: u64,
+    /// The evaluation that schedules it.
+    pub evaluation_id: EvaluationId,
 }
 
 /// The answer to a stop.
@@ -183,7 +202,16 @@ enum Command {
         warnings: Vec<String>,
         /// The client's Idempotency-Key: a retried submission gets the job the first one made.
         key: Option<String>,
+        /// Update a job of the same Name even when the spec has not changed.
+        force: bool,
         reply: oneshot::Sender<Result<SubmitResult, OrchestratorError>>,
+    },
+    Rerun {
+        job_id: JobId,
+        /// 0 for the current version.
+        version: u64,
+        reason: String,
+        reply: oneshot::Sender<Result<RerunResult, OrchestratorError>>,
     },
     Stop {
         job_id: JobId,
@@ -228,6 +256,7 @@ impl std::fmt::Debug for Command {
         match self {
             Command::Submit { job, .. } => write!(f, "Submit({})", job.id),
             Command::Stop { job_id, .. } => write!(f, "Stop({job_id})"),
+            Command::Rerun { job_id, version, .. } => write!(f, "Rerun({job_id}, {version})"),
             Command::Nodes { .. } => f.write_str("Nodes"),
             Command::NodeAction { node, action, .. } => write!(f, "NodeAction({node}, {action:?})"),
         }
@@ -300,6 +329,8 @@ impl Orchestrator {
     }
 }
 
+mod versions;
+
 fn join_err(e: tokio::task::JoinError) -> OrchestratorError {
     OrchestratorError::Store(StoreError::Db(format!("store task failed: {e}")))
 }
@@ -311,19 +342,67 @@ fn now_nanos() -> i64 {
 impl OrchestratorHandle {
     /// Validates and stores a job, and schedules it.
     pub async fn submit(&self, job: Job) -> Result<SubmitResult, OrchestratorError> {
-        self.submit_once(job, None).await
+        self.submit_once(job, None, false).await
     }
 
     /// Submits a job at most once per `key` (the HTTP `Idempotency-Key`): a client that
-    /// retries after losing the answer gets the job its first attempt created.
-    pub async fn submit_once(&self, job: Job, key: Option<String>) -> Result<SubmitResult, OrchestratorError> {
+    /// retries after losing the answer gets the job its first attempt created. A spec whose
+    /// Name and Namespace match a job's updates that job (a new version); an unchanged spec is
+    /// refused unless `force`.
+    pub async fn submit_once(
+        &self,
+        job: Job,
+        key: Option<String>,
+        force: bool,
+    ) -> Result<SubmitResult, OrchestratorError> {
         let (job, warnings) = prepare_submission(job, JobId::generate(), now_nanos(), &self.defaults)?;
         let (reply, rx) = oneshot::channel();
         self.commands
-            .send(Command::Submit { job: Box::new(job), warnings, key, reply })
+            .send(Command::Submit { job: Box::new(job), warnings, key, force, reply })
             .await
             .map_err(|_| OrchestratorError::ShuttingDown)?;
         rx.await.map_err(|_| OrchestratorError::ShuttingDown)?
+    }
+
+    /// Starts a job again as a new version, from version `version` (0: the current one).
+    pub async fn rerun(&self, id: &str, version: u64, reason: &str) -> Result<RerunResult, OrchestratorError> {
+        let job_id = self.resolve_job_id(id).await?;
+        let (reply, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Rerun { job_id, version, reason: reason.to_owned(), reply })
+            .await
+            .map_err(|_| OrchestratorError::ShuttingDown)?;
+        rx.await.map_err(|_| OrchestratorError::ShuttingDown)?
+    }
+
+    /// How `job` differs from the job of the same Name and Namespace, as it would be submitted
+    /// (defaults applied), with the submission's warnings.
+    pub async fn diff(&self, job: Job) -> Result<(String, Vec<String>), OrchestratorError> {
+        let (job, warnings) = prepare_submission(job, JobId::generate(), now_nanos(), &self.defaults)?;
+        self.read(move |s| {
+            let current =
+                versions::find_named(s, &job.namespace, &job.name)?.ok_or_else(|| OrchestratorError::NotFound {
+                    what: "job named",
+                    id: format!("{:?} in namespace {:?}", job.name, job.namespace),
+                })?;
+            Ok((bacalhau_model::spec_diff(&current, &job), warnings))
+        })
+        .await
+    }
+
+    /// Every kept version of a job, oldest first.
+    pub async fn versions(&self, job_id: &JobId) -> Result<Vec<Job>, OrchestratorError> {
+        let id = job_id.clone();
+        self.read(move |s| Ok(s.job_versions(id.as_str())?)).await
+    }
+
+    /// A job as it was at `version`.
+    pub async fn job_version(&self, job_id: &JobId, version: u64) -> Result<Job, OrchestratorError> {
+        let id = job_id.clone();
+        self.read(move |s| {
+            s.job_version(id.as_str(), version)?.ok_or_else(|| versions::no_such_version(s, &id, version))
+        })
+        .await
     }
 
     /// Stops a job (by ID, unique ID prefix or name).
@@ -481,6 +560,7 @@ struct NodeEntry {
 
 enum Reply {
     Submit(oneshot::Sender<Result<SubmitResult, OrchestratorError>>, SubmitResult),
+    Rerun(oneshot::Sender<Result<RerunResult, OrchestratorError>>, RerunResult),
     Stop(oneshot::Sender<Result<StopResult, OrchestratorError>>, StopResult),
     NodeAction(oneshot::Sender<Result<String, OrchestratorError>>, String),
 }
@@ -491,6 +571,8 @@ struct Round {
     sends: Vec<(NodeId, ToCompute)>,
     replies: Vec<Reply>,
     events: Vec<JobEvent>,
+    /// (namespace, name) of the jobs this round creates, which the store has not seen yet.
+    named: HashMap<(String, String), JobId>,
 }
 
 /// Idempotency keys kept in memory (the store has them all).
@@ -641,6 +723,7 @@ impl Runtime {
                 match r {
                     Reply::Submit(tx, _) => drop(tx.send(Err(OrchestratorError::Store(StoreError::Db(e.to_string()))))),
                     Reply::Stop(tx, _) => drop(tx.send(Err(OrchestratorError::Store(StoreError::Db(e.to_string()))))),
+                    Reply::Rerun(tx, _) => drop(tx.send(Err(OrchestratorError::Store(StoreError::Db(e.to_string()))))),
                     Reply::NodeAction(tx, _) => {
                         drop(tx.send(Err(OrchestratorError::Store(StoreError::Db(e.to_string())))))
                     }
@@ -666,6 +749,7 @@ impl Runtime {
             match r {
                 Reply::Submit(tx, v) => drop(tx.send(Ok(v))),
                 Reply::Stop(tx, v) => drop(tx.send(Ok(v))),
+                Reply::Rerun(tx, v) => drop(tx.send(Ok(v))),
                 Reply::NodeAction(tx, v) => drop(tx.send(Ok(v))),
             }
         }
@@ -706,7 +790,7 @@ impl Runtime {
 
     fn handle_command(&mut self, cmd: Command, now: i64, round: &mut Round) {
         match cmd {
-            Command::Submit { job, warnings, key, reply } => {
+            Command::Submit { job, warnings, key, force, reply } => {
                 if let Some(k) = &key {
                     let earlier = match self.idempotency.get(k) {
                         Some(r) => Some(r.clone()),
@@ -724,6 +808,18 @@ impl Runtime {
                     }
                 }
                 let job = *job;
+                match self.named_job(&job, round) {
+                    Ok(Some(current)) => {
+                        self.update(current, job, force, warnings, key, reply, now, round);
+                        return;
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        drop(reply.send(Err(e)));
+                        return;
+                    }
+                }
+                round.named.insert((job.namespace.clone(), job.name.clone()), job.id.clone());
                 let eval = evaluation(&job, TriggeredBy::JobRegister, now);
                 let result = SubmitResult { job_id: job.id.clone(), evaluation_id: eval.id.clone(), warnings };
                 if let Some(k) = key {
@@ -749,6 +845,9 @@ impl Runtime {
                 round.events.push(JobEvent { job_id: id.clone(), state: JobStateType::Pending });
                 self.dirty.insert(id);
                 round.replies.push(Reply::Submit(reply, result));
+            }
+            Command::Rerun { job_id, version, reason, reply } => {
+                self.rerun(&job_id, version, &reason, reply, now, round)
             }
             Command::Stop { job_id, reason, reply } => {
                 let reason = if reason.trim().is_empty() { "job stopped by user".to_owned() } else { reason };
@@ -1297,6 +1396,7 @@ impl Runtime {
                 partition_index: n.partition_index,
                 desired_state: ExecutionState::new(DesiredStateType::Pending, ""),
                 compute_state: ExecutionState::new(ComputeStateType::AskForBid, "asked the node for a bid"),
+                job_version: job.version,
                 published_result: None,
                 run_output: None,
                 quote: None,
@@ -1349,10 +1449,10 @@ impl Runtime {
         self.job_history(job_id, now, topic, &text, Some((previous, state)), round);
     }
 
-    fn next_seq(&mut self, job_id: &JobId) -> Option<(u64, u64)> {
+    fn next_seq(&mut self, job_id: &JobId) -> Option<(u64, u64, u64)> {
         let a = self.jobs.get_mut(job_id)?;
         a.history_seq += 1;
-        Some((a.history_seq, a.job.revision))
+        Some((a.history_seq, a.job.revision, a.job.version))
     }
 
     fn job_history(
@@ -1391,7 +1491,7 @@ impl Runtime {
         subject: Subject<'_>,
         round: &mut Round,
     ) {
-        let Some((seq, revision)) = self.next_seq(job_id) else {
+        let Some((seq, revision, job_version)) = self.next_seq(job_id) else {
             return;
         };
         let (r#type, execution_id, node_id, job_state, execution_state, is_error) = match subject {
@@ -1416,6 +1516,7 @@ impl Runtime {
             seq_num: seq,
             r#type,
             job_id: job_id.clone(),
+            job_version,
             node_id,
             execution_id,
             job_state,

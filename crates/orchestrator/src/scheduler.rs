@@ -157,8 +157,15 @@ pub fn plan(
         return plan;
     };
 
+    // An update or rerun made a new version: what older versions still run is stopped, and
+    // only the current version's executions count below. (Executions stored before versions
+    // existed carry 0 and belong to version 1.)
+    let current = job.version.max(1);
+    for e in executions.iter().filter(|e| e.job_version.max(1) != current) {
+        plan.stop(e, "Execution stopped for job update");
+    }
     // Work on a copy whose states reflect this plan's decisions so far.
-    let mut execs: Vec<Execution> = executions.to_vec();
+    let mut execs: Vec<Execution> = executions.iter().filter(|e| e.job_version.max(1) == current).cloned().collect();
     let apply = |plan: &mut Plan,
                  execs: &mut Vec<Execution>,
                  idx: usize,
@@ -172,7 +179,7 @@ pub fn plan(
     };
 
     let total = task.timeouts.total_timeout as i64 * 1_000_000_000;
-    if total > 0 && now - job.create_time > total {
+    if total > 0 && now - bacalhau_model::version_start(job) > total {
         let live: Vec<Execution> =
             execs.iter().filter(|e| !e.compute_state.state_type.is_terminal()).cloned().collect();
         plan.fail_job(
@@ -538,6 +545,32 @@ mod tests {
             create_time: id.len() as i64,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_new_version_stops_the_old_one_and_runs_again() {
+        let nodes = vec![node("n-a", &["wasm"], &[])];
+        let mut j = job(1, JobType::Batch);
+        j.version = 2;
+        let mut done = exec("e-1", "n-a", 0, ComputeStateType::Completed);
+        done.job_version = 1;
+        let mut running = exec("e-22", "n-a", 0, ComputeStateType::BidAccepted);
+        running.job_version = 1;
+        let p = plan(&j, &[done, running], &nodes, 0, true, &SchedulerConfig::default());
+        // Version 1's completion does not complete version 2: it runs again.
+        assert_eq!(p.new_executions, vec![NewExecution { node_id: "n-a".into(), partition_index: 0 }]);
+        assert_eq!(p.job_state, None);
+        let stopped: Vec<(&str, &str)> = p.updates.iter().map(|u| (u.id.as_str(), u.message.as_str())).collect();
+        assert_eq!(stopped, vec![("e-22", "Execution stopped for job update")]);
+        assert_eq!(p.updates[0].notify, Some(Notify::Cancel("Execution stopped for job update".into())));
+
+        // Executions stored before versions existed (0) belong to version 1.
+        let mut legacy = exec("e-3", "n-a", 0, ComputeStateType::Completed);
+        legacy.job_version = 0;
+        j.version = 1;
+        let p = plan(&j, &[legacy], &nodes, 0, true, &SchedulerConfig::default());
+        assert!(p.new_executions.is_empty());
+        assert_eq!(p.job_state.map(|s| s.0), Some(JobStateType::Completed));
     }
 
     #[test]

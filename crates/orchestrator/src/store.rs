@@ -34,6 +34,13 @@ const DISSENTS: TableDefinition<&str, u64> = TableDefinition::new("node_dissents
 const IDEMPOTENCY: TableDefinition<&str, &str> = TableDefinition::new("idempotency_keys");
 /// Node ID → the ed25519 public key bound to it.
 const NODE_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("node_keys");
+/// (job ID, version) → the job as it was when a later version replaced it. The current
+/// version lives in `jobs` only, so a job never updated costs nothing here.
+const JOB_VERSIONS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("job_versions");
+
+/// How many replaced versions of one job are kept: a client that updates a job in a loop must
+/// not grow the store without bound. Older ones are dropped as new ones arrive.
+pub const MAX_KEPT_VERSIONS: u64 = 100;
 
 /// A store failure. Callers treat all of them as "retry later or give up"; none is a user error.
 #[derive(Debug, thiserror::Error)]
@@ -76,6 +83,7 @@ fn decode<T: DeserializeOwned>(what: &'static str, bytes: &[u8]) -> Result<T, St
 #[derive(Debug, Default)]
 pub struct WriteBatch {
     jobs: Vec<(Job, bool)>,
+    replaced: Vec<Job>,
     executions: Vec<Execution>,
     evaluations: Vec<Evaluation>,
     history: Vec<JobHistory>,
@@ -95,6 +103,11 @@ impl WriteBatch {
     /// Stores a job (new or changed). `is_new` adds it to the creation-time and name indexes.
     pub fn put_job(&mut self, job: Job, is_new: bool) {
         self.jobs.push((job, is_new));
+    }
+
+    /// Keeps `job` as a replaced version (an update or rerun is making the next one).
+    pub fn put_replaced_version(&mut self, job: Job) {
+        self.replaced.push(job);
     }
 
     /// Stores an execution.
@@ -130,6 +143,7 @@ impl WriteBatch {
     /// Whether there is nothing to write.
     pub fn is_empty(&self) -> bool {
         self.jobs.is_empty()
+            && self.replaced.is_empty()
             && self.executions.is_empty()
             && self.evaluations.is_empty()
             && self.history.is_empty()
@@ -214,6 +228,7 @@ impl JobStore {
             tx.open_table(DISSENTS).map_err(db_err)?;
             tx.open_table(NODE_KEYS).map_err(db_err)?;
             tx.open_table(IDEMPOTENCY).map_err(db_err)?;
+            tx.open_table(JOB_VERSIONS).map_err(db_err)?;
         }
         tx.commit().map_err(db_err)
     }
@@ -272,6 +287,14 @@ impl JobStore {
                     active.remove(job.id.as_str()).map_err(db_err)?;
                 } else {
                     active.insert(job.id.as_str(), ()).map_err(db_err)?;
+                }
+            }
+            let mut versions = tx.open_table(JOB_VERSIONS).map_err(db_err)?;
+            for job in &batch.replaced {
+                let id = job.id.as_str();
+                versions.insert((id, job.version), encode(job)?.as_slice()).map_err(db_err)?;
+                if let Some(old) = job.version.checked_sub(MAX_KEPT_VERSIONS) {
+                    versions.remove((id, old)).map_err(db_err)?;
                 }
             }
             let mut execs = tx.open_table(EXECUTIONS).map_err(db_err)?;
@@ -508,7 +531,36 @@ impl JobStore {
         Ok(out)
     }
 
-    fn last_history_seq(&self, job_id: &str) -> Result<u64, StoreError> {
+    /// A job as it was at `version`: the current job if that is its version, else the kept
+    /// replaced version (`None` if there never was one or it is no longer kept).
+    pub fn job_version(&self, job_id: &str, version: u64) -> Result<Option<Job>, StoreError> {
+        if let Some(job) = self.job(job_id)?
+            && job.version.max(1) == version
+        {
+            return Ok(Some(job));
+        }
+        let tx = self.read_tx()?;
+        let t = tx.open_table(JOB_VERSIONS).map_err(db_err)?;
+        t.get((job_id, version)).map_err(db_err)?.map(|v| decode("job version", v.value())).transpose()
+    }
+
+    /// Every kept version of a job, oldest first, ending with the current one.
+    pub fn job_versions(&self, job_id: &str) -> Result<Vec<Job>, StoreError> {
+        let Some(current) = self.job(job_id)? else {
+            return Ok(Vec::new());
+        };
+        let tx = self.read_tx()?;
+        let t = tx.open_table(JOB_VERSIONS).map_err(db_err)?;
+        let mut out = Vec::new();
+        for item in t.range((job_id, 0u64)..(job_id, current.version)).map_err(db_err)? {
+            out.push(decode("job version", item.map_err(db_err)?.1.value())?);
+        }
+        out.push(current);
+        Ok(out)
+    }
+
+    /// The last history sequence number of a job (0 if it has none).
+    pub fn last_history_seq(&self, job_id: &str) -> Result<u64, StoreError> {
         let tx = self.read_tx()?;
         let t = tx.open_table(HISTORY).map_err(db_err)?;
         let last = t.range((job_id, 0u64)..=(job_id, u64::MAX)).map_err(db_err)?.next_back();
@@ -569,6 +621,35 @@ mod tests {
         assert!(cursor.is_none());
         assert_eq!(store.jobs_with_prefix("j-", 10).expect("prefix").len(), 5);
         assert_eq!(store.jobs_named("name-j-3").expect("name"), vec![JobId::from("j-3")]);
+    }
+
+    #[test]
+    fn replaced_versions_are_kept_up_to_a_bound() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = JobStore::open(&dir.path().join("jobs.redb")).expect("open");
+        let mut j = job("j-1", 1, JobStateType::Completed);
+        j.version = 1;
+        let mut b = WriteBatch::default();
+        b.put_job(j.clone(), true);
+        store.commit(&b).expect("commit");
+        // A client updating one job in a loop: the store keeps the newest versions only.
+        let updates = MAX_KEPT_VERSIONS + 20;
+        for _ in 0..updates {
+            let mut b = WriteBatch::default();
+            b.put_replaced_version(j.clone());
+            j.version += 1;
+            b.put_job(j.clone(), false);
+            store.commit(&b).expect("commit");
+        }
+        let versions: Vec<u64> = store.job_versions("j-1").expect("versions").iter().map(|j| j.version).collect();
+        let latest = updates + 1;
+        assert_eq!(versions.len() as u64, MAX_KEPT_VERSIONS + 1, "the kept replaced ones and the current one");
+        assert_eq!(versions.first().copied(), Some(latest - MAX_KEPT_VERSIONS));
+        assert_eq!(versions.last().copied(), Some(latest));
+        assert!(versions.windows(2).all(|w| w[0] + 1 == w[1]), "oldest first, none missing: {versions:?}");
+        assert!(store.job_version("j-1", 1).expect("read").is_none(), "dropped");
+        assert_eq!(store.job_version("j-1", latest).expect("read").map(|j| j.version), Some(latest));
+        assert_eq!(store.job_version("j-1", latest - 1).expect("read").map(|j| j.version), Some(latest - 1));
     }
 
     #[test]
