@@ -338,3 +338,42 @@ fn a_spec_submitted_again_by_name_updates_the_job_and_reruns_pick_a_version() {
     );
     assert_eq!(s.describe(&stuck)["Job"]["Version"], 1);
 }
+
+#[test]
+fn profiles_switch_the_cli_between_two_nodes() {
+    let a = Serve::start(bin(), &[]).expect("serve a");
+    let b = Serve::start(bin(), &[]).expect("serve b");
+    let home = tempfile::tempdir().expect("home");
+    let cli = |args: &[&str]| cli_in(home.path(), args);
+    let ok = |args: &[&str]| {
+        let o = cli(args);
+        assert!(o.status.success(), "{args:?}: {o:?}");
+        text(&o).0
+    };
+    let jobs = |out: String| -> Vec<String> {
+        let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+        v.as_array().expect("list").iter().filter_map(|j| j["ID"].as_str().map(str::to_owned)).collect()
+    };
+    ok(&["profile", "save", "a", "--endpoint", &format!("http://127.0.0.1:{}", a.port)]);
+    ok(&["profile", "save", "b", "--endpoint", &format!("http://127.0.0.1:{}", b.port), "--select"]);
+    let hello = program("hello").display().to_string();
+    let id = ok(&["wasm", "run", "--wait=false", &hello]).trim().to_owned();
+    assert_eq!(b.wait_terminal(&id).expect("ran on b"), "Completed");
+    assert_eq!(jobs(ok(&["job", "list", "--output", "json"])), vec![id.clone()]);
+
+    // Selecting a points every later command at a; --profile picks one for one command.
+    ok(&["profile", "select", "a"]);
+    assert!(jobs(ok(&["job", "list", "--output", "json"])).is_empty(), "a has no jobs");
+    assert!(ok(&["profile", "list"]).lines().any(|l| l.starts_with('*') && l.contains('a')));
+    assert_eq!(jobs(ok(&["--profile", "b", "job", "list", "--output", "json"])), vec![id.clone()]);
+    assert!(!a.cli(&["job", "describe", &id]).status.success(), "the job is b's only");
+
+    // A profile that does not exist is named, with the way to see the others.
+    ok(&["profile", "delete", "b"]);
+    let o = cli(&["--profile", "b", "job", "list"]);
+    let (_, err) = text(&o);
+    assert!(!o.status.success() && err.contains("no profile b") && err.contains("profile list"), "{err}");
+    let o = cli(&["profile", "select", "nosuch"]);
+    assert!(!o.status.success() && text(&o).1.contains("nosuch"), "{o:?}");
+    assert!(jobs(ok(&["job", "list", "--output", "json"])).is_empty(), "a is still selected");
+}

@@ -51,6 +51,7 @@ pub use task::{
 };
 pub use time::format_rfc3339_nanos;
 pub use validate::{
-    FieldError, JobTypeDefaults, SERVER_OWNED_FIELDS, SubmissionDefaults, ValidationError, prepare_submission, validate,
+    FieldError, JobTypeDefaults, MAX_TIMEOUT_SECS, SERVER_OWNED_FIELDS, SubmissionDefaults, ValidationError,
+    prepare_submission, validate,
 };
 pub use versions::{UpdateError, VERSION_TIME_META, next_version, spec_diff, version_start};

@@ -110,6 +110,10 @@ impl Default for JobTypeDefaults {
 /// Fields of a job that only the server sets; a spec file must not carry them.
 pub const SERVER_OWNED_FIELDS: [&str; 6] = ["ID", "State", "Version", "Revision", "CreateTime", "ModifyTime"];
 
+/// The longest timeout a spec may ask for, in seconds (ten years). Anything longer is a typo
+/// or an attack on the arithmetic: in nanoseconds it would not fit an i64.
+pub const MAX_TIMEOUT_SECS: u64 = 10 * 365 * 24 * 3600;
+
 pub(crate) const RESERVED_META_PREFIX: &str = "bacalhau.org/";
 const RESERVED_RESULT_NAMES: [&str; 3] = ["stdout", "stderr", "exitCode"];
 const KNOWN_PUBLISHERS: [&str; 4] = [PUBLISHER_NOOP, PUBLISHER_LOCAL, PUBLISHER_IPFS, "s3"];
@@ -426,6 +430,18 @@ fn validate_task(task: &Task, errs: &mut Vec<FieldError>) {
         ));
     }
     let to = &task.timeouts;
+    for (name, secs) in [
+        ("ExecutionTimeout", to.execution_timeout),
+        ("QueueTimeout", to.queue_timeout),
+        ("TotalTimeout", to.total_timeout),
+    ] {
+        if secs > MAX_TIMEOUT_SECS {
+            errs.push(FieldError::new(
+                format!("{t}.Timeouts.{name}"),
+                format!("is {secs}s, more than the most allowed ({MAX_TIMEOUT_SECS}s, ten years): use 0 for no limit"),
+            ));
+        }
+    }
     if to.total_timeout > 0 && to.execution_timeout.saturating_add(to.queue_timeout) > to.total_timeout {
         errs.push(FieldError::new(
             format!("{t}.Timeouts.TotalTimeout"),
@@ -536,6 +552,12 @@ Tasks:
 
         let e = prepare(&format!("{WASM}    Env: {{BACALHAU_X: y}}\n")).expect_err("invalid");
         assert!(e.to_string().contains("reserved prefix BACALHAU_"), "{e}");
+
+        // A timeout whose nanoseconds overflow an i64 (it once panicked the scheduler).
+        let e = prepare(&format!("{WASM}    Timeouts: {{TotalTimeout: 1000000000000}}\n")).expect_err("invalid");
+        assert!(e.to_string().contains("Tasks[0].Timeouts.TotalTimeout is 1000000000000s, more than the most"), "{e}");
+        let e = prepare(&format!("{WASM}    Timeouts: {{QueueTimeout: 18446744073709551615}}\n")).expect_err("invalid");
+        assert!(e.to_string().contains("Tasks[0].Timeouts.QueueTimeout"), "{e}");
 
         let e = prepare("Type: ops\nCount: 3\nTasks: []\n").expect_err("invalid");
         assert!(e.to_string().contains("Count must be 0 or 1 for a ops job"), "{e}");

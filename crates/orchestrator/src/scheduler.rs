@@ -178,8 +178,8 @@ pub fn plan(
         e.compute_state.message = msg.to_owned();
     };
 
-    let total = task.timeouts.total_timeout as i64 * 1_000_000_000;
-    if total > 0 && now - bacalhau_model::version_start(job) > total {
+    let total = nanos(task.timeouts.total_timeout);
+    if total > 0 && now.saturating_sub(bacalhau_model::version_start(job)) > total {
         let live: Vec<Execution> =
             execs.iter().filter(|e| !e.compute_state.state_type.is_terminal()).cloned().collect();
         plan.fail_job(
@@ -210,10 +210,10 @@ pub fn plan(
             apply(&mut plan, &mut execs, i, ComputeStateType::Failed, &msg, Some(Notify::Cancel(msg.clone())));
             continue;
         }
-        let exec_timeout = task.timeouts.execution_timeout as i64 * 1_000_000_000;
+        let exec_timeout = nanos(task.timeouts.execution_timeout);
         let timed_out = e.compute_state.state_type == ComputeStateType::BidAccepted
             && exec_timeout > 0
-            && now - e.modify_time > exec_timeout + cfg.execution_timeout_grace_nanos;
+            && now.saturating_sub(e.modify_time) > exec_timeout.saturating_add(cfg.execution_timeout_grace_nanos);
         if timed_out {
             let msg = format!(
                 "execution timed out: it ran longer than its ExecutionTimeout of {}s",
@@ -229,6 +229,12 @@ pub fn plan(
         _ => plan_batch(job, &execs, nodes, now, cfg, &mut plan),
     }
     plan
+}
+
+/// Seconds from a spec as nanoseconds, saturating: validation bounds timeouts, but a job
+/// stored before that bound must not overflow the arithmetic.
+fn nanos(secs: u64) -> i64 {
+    i64::try_from(secs).unwrap_or(i64::MAX).saturating_mul(1_000_000_000)
 }
 
 fn oldest_first(execs: &mut [&Execution]) {
@@ -410,8 +416,8 @@ fn verify(job: &Job, execs: &[Execution], v: &bacalhau_model::Verification, plan
 }
 
 fn queue_or_fail(job: &Job, execs: &[Execution], now: i64, cfg: &SchedulerConfig, reason: String, plan: &mut Plan) {
-    let queue_timeout = job.task().map_or(0, |t| t.timeouts.queue_timeout) as i64 * 1_000_000_000;
-    if queue_timeout > 0 && now - job.create_time < queue_timeout {
+    let queue_timeout = nanos(job.task().map_or(0, |t| t.timeouts.queue_timeout));
+    if queue_timeout > 0 && now.saturating_sub(bacalhau_model::version_start(job)) < queue_timeout {
         plan.retry_at = Some(now + cfg.queue_backoff_nanos);
         let msg = format!("Job queued. {reason}");
         if job.state.state_type != JobStateType::Queued || job.state.message != msg {
