@@ -97,10 +97,11 @@ impl BodyWriter {
 impl Write for BodyWriter {
     fn write(&mut self, mut data: &[u8]) -> io::Result<usize> {
         let n = data.len();
-        let skip = (self.skip.min(n as u64)) as usize;
+        // Both are at most a slice length, so they fit a usize.
+        let skip = usize::try_from(self.skip.min(n as u64)).unwrap_or(n);
         self.skip -= skip as u64;
         data = &data[skip..];
-        let take = (self.left.min(data.len() as u64)) as usize;
+        let take = usize::try_from(self.left.min(data.len() as u64)).unwrap_or(data.len());
         self.buf.extend_from_slice(&data[..take]);
         self.left -= take as u64;
         if self.buf.len() >= 256 * 1024 {

@@ -1,4 +1,7 @@
 //! Shared benchmark helpers: an in-process node and timing a job to completion.
+
+// Test data patterns truncate on purpose.
+#![allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap, clippy::cast_sign_loss)]
 // Each bench includes this module and uses a subset of it.
 #![allow(dead_code)]
 
@@ -54,6 +57,7 @@ pub async fn start_node(
         labels: Default::default(),
         heartbeat_interval: Duration::from_secs(5),
         silent_heartbeats: None,
+        drop_bid_acceptances: 0,
         version: BuildVersionInfo::default(),
         ipfs_addrs: Vec::new(),
         api_url: String::new(),

@@ -425,6 +425,8 @@ pub enum TestFault {
     TamperResults,
     /// The compute node sends no heartbeats from 4 s to 20 s after start.
     SilentHeartbeats,
+    /// The compute node ignores the first bid acceptance it gets, as if it were lost.
+    DropBidAcceptance,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, Default, PartialEq, Eq)]

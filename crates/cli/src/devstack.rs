@@ -86,6 +86,7 @@ pub async fn run(
             bid_policy: Default::default(),
             tamper: false,
             silent: false,
+            drop_bid_acceptances: 0,
         };
         let parts = start_compute(settings, endpoint, cancel.child_token()).await?;
         let state = ApiState {

@@ -49,11 +49,11 @@ pub fn bid_policy(args: &ServeArgs) -> Result<BidPolicy> {
             (Some(_), Some(_)) => bail!("give one of --job-selection-probe-exec and --job-selection-probe-http"),
             (Some(cmd), None) => {
                 let cmd = cmd.clone();
-                Some(Arc::new(move |job: &Job| blocking(|| probe_exec(&cmd, job))))
+                Some(Arc::new(move |job: &Job| probe_exec(&cmd, job)))
             }
             (None, Some(url)) => {
                 let target = HttpTarget::parse(url)?;
-                Some(Arc::new(move |job: &Job| blocking(|| probe_http(&target, job))))
+                Some(Arc::new(move |job: &Job| probe_http(&target, job)))
             }
             (None, None) => None,
         };
@@ -63,15 +63,6 @@ pub fn bid_policy(args: &ServeArgs) -> Result<BidPolicy> {
         probe,
         host_network_refusal: None,
     })
-}
-
-/// The probe runs inside the compute node's loop: let the runtime move other tasks off this
-/// thread while it waits.
-fn blocking<T>(f: impl FnOnce() -> T) -> T {
-    match tokio::runtime::Handle::try_current() {
-        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
-        _ => f(),
-    }
 }
 
 fn probe_exec(cmd: &str, job: &Job) -> Result<(), String> {

@@ -107,5 +107,5 @@ fn merge(from: &Path, to: &Path, append: bool) -> Result<()> {
 /// `O_NOFOLLOW`: the file appended to must be the regular file just checked, not a symlink
 /// swapped in since.
 fn libc_nofollow() -> i32 {
-    rustix::fs::OFlags::NOFOLLOW.bits() as i32
+    rustix::fs::OFlags::NOFOLLOW.bits().cast_signed()
 }

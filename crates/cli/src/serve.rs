@@ -177,6 +177,8 @@ pub struct ComputeSettings<'a> {
     pub tamper: bool,
     /// Test-only: send no heartbeats for a while after start.
     pub silent: bool,
+    /// Test-only: bid acceptances to ignore, as if lost.
+    pub drop_bid_acceptances: u32,
 }
 
 /// Engines, input sources and publishers turned off (`Engines.Disabled`, ...).
@@ -216,6 +218,7 @@ pub async fn start_compute(
         bid_policy,
         tamper,
         silent,
+        drop_bid_acceptances,
     } = settings;
     let compute_dir = dir.join("compute");
     std::fs::create_dir_all(&compute_dir).with_context(|| format!("cannot create {}", compute_dir.display()))?;
@@ -262,6 +265,7 @@ pub async fn start_compute(
         labels,
         heartbeat_interval,
         silent_heartbeats: silent.then_some((Duration::from_secs(4), Duration::from_secs(20))),
+        drop_bid_acceptances,
         version: version_info(),
         ipfs_addrs: node_ipfs.addrs(),
         api_url: results_url.clone(),
@@ -445,6 +449,7 @@ pub async fn serve(host: &str, port: u16, tls_ca: Option<PathBuf>, mut args: Ser
             },
             tamper: fault == Some(crate::args::TestFault::TamperResults),
             silent: fault == Some(crate::args::TestFault::SilentHeartbeats),
+            drop_bid_acceptances: u32::from(fault == Some(crate::args::TestFault::DropBidAcceptance)),
         };
         Some(start_compute(settings, endpoint, cancel.child_token()).await?)
     } else {

@@ -435,3 +435,16 @@ fn the_in_process_node_comes_back_after_being_marked_disconnected() {
     let out = s.ok(&["wasm", "run", "--queue-timeout", "60", &program("hello")]);
     assert!(out.contains("Completed"), "{out}");
 }
+
+#[test]
+fn a_lost_bid_acceptance_heals_without_a_reconnect() {
+    // The in-process compute node never reconnects, and the job has no timeout: before
+    // heartbeats carried a digest of what the node holds, this execution waited forever.
+    let s = Serve::start(bin(), &["-c", "Compute.Heartbeat.Interval=1s", "--test-fault", "drop-bid-acceptance"])
+        .expect("serve");
+    let id = s.submit_wasm(&[&program("hello")]);
+    assert_eq!(s.wait_terminal(&id).expect("the job finishes"), "Completed", "{}", s.log());
+    assert!(s.log().contains("a bid acceptance is dropped"), "the fault fired: {}", s.log());
+    assert!(s.log().contains("resyncing"), "the digest found the difference: {}", s.log());
+    assert_eq!(s.ok(&["job", "logs", &id]), "Hello, world!\n");
+}

@@ -168,6 +168,28 @@ fn jobs_go_where_their_data_is_and_nodes_apply_their_bid_policies() {
     assert_eq!(o.wait_terminal(&id).expect("finish"), "Completed");
 }
 
+#[test]
+fn a_slow_probe_holds_up_only_its_own_job() {
+    let gate = tempfile::tempdir().expect("tmp");
+    let go = gate.path().join("go");
+    // Jobs labelled waitforgo wait in the probe until the test creates the file.
+    let probe = format!("if grep -q waitforgo; then while [ ! -e {} ]; do sleep 0.05; done; fi", go.display());
+    let s = Serve::start(bin(), &["--job-selection-probe-exec", &probe]).expect("serve");
+    let hello = program("hello");
+    let held = s.submit_wasm(&["-l", "waitforgo=yes", &hello]);
+    // The probe of the held job blocks; the node still bids on, runs and reports the next one.
+    let quick = s.submit_wasm(&[&hello]);
+    assert_eq!(s.wait_terminal(&quick).expect("the quick job finishes"), "Completed");
+    assert_ne!(s.job_state(&held).expect("state"), "Completed", "its probe has not answered yet");
+    std::fs::write(&go, "").expect("open the gate");
+    assert_eq!(
+        s.wait_terminal(&held).expect("the held job finishes"),
+        "Completed",
+        "{}",
+        s.ok(&["job", "describe", &held])
+    );
+}
+
 /// `bacalhau serve ARGS...` that must refuse to start; returns its stderr.
 fn serve_refuses(dir: &Path, args: &[&str]) -> String {
     let out = std::process::Command::new(bin())

@@ -1,6 +1,9 @@
 //! Hostile content and requests against a real `bacalhau serve`, through the CLI and the REST
 //! API: each test here is an attack that worked before SECURITY.md's boundaries were drawn.
 
+// Test data patterns truncate on purpose.
+#![allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap, clippy::cast_sign_loss)]
+
 use std::io::Write;
 use std::path::Path;
 

@@ -9,7 +9,9 @@ use bacalhau_executor::{Executor, RunRequest};
 use bacalhau_model::{
     BuildVersionInfo, ComputeNodeInfo, Execution, ExecutionId, NodeId, NodeInfo, NodeType, Resources, ResourcesWire,
 };
-use bacalhau_protocol::{ComputeEndpoint, Envelope, ExecutionReport, FromCompute, LocalExecutionState, ToCompute};
+use bacalhau_protocol::{
+    ComputeEndpoint, Envelope, ExecutionDigest, ExecutionReport, FromCompute, LocalExecutionState, Phase, ToCompute,
+};
 use bacalhau_storage::{InputProvider, Publisher};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -42,6 +44,8 @@ pub struct ComputeConfig {
     /// Test-only: no heartbeats are sent in this window after start (to prove the node comes
     /// back after the orchestrator marks it disconnected).
     pub silent_heartbeats: Option<(Duration, Duration)>,
+    /// Test fault: ignore this many bid acceptances, as if they were lost in transit.
+    pub drop_bid_acceptances: u32,
     /// This build.
     pub version: BuildVersionInfo,
     /// Multiaddrs of the node's IPFS peer, advertised at registration.
@@ -54,7 +58,8 @@ pub struct ComputeConfig {
     pub bid_policy: BidPolicy,
 }
 
-/// An outside check on a job: `Err(reason)` declines it.
+/// An outside check on a job: `Err(reason)` declines it. It may block (it runs a program or
+/// asks a URL); the compute node calls it on a blocking thread, off its loop.
 pub type BidProbe = Arc<dyn Fn(&bacalhau_model::Job) -> Result<(), String> + Send + Sync>;
 
 /// A compute node's rules for which jobs it bids on (beyond what it can run at all), as
@@ -131,8 +136,20 @@ impl ComputeHandle {
 pub struct ComputeNode;
 
 enum Internal {
-    Done { id: ExecutionId, outcome: Outcome },
+    Done {
+        id: ExecutionId,
+        outcome: Outcome,
+    },
+    /// The bid probe's answer for an execution asked about.
+    Probed {
+        execution: Box<Execution>,
+        verdict: Result<(), String>,
+    },
 }
+
+/// The longest a bid probe may take, whatever it does: past it the job is declined. The probe
+/// runs off the node's loop, so heartbeats and other bids go on meanwhile.
+const PROBE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
 
 struct Queued {
     id: ExecutionId,
@@ -157,6 +174,10 @@ struct Runtime {
     info: Arc<RwLock<NodeInfo>>,
     /// The IPFS roots last told to the orchestrator.
     reported_roots: Vec<String>,
+    /// Executions whose bid waits for the outside probe; the bid is sent when it answers.
+    probing: std::collections::HashSet<ExecutionId>,
+    /// Bid acceptances dropped so far by the `drop_bid_acceptances` test fault.
+    dropped: u32,
 }
 
 #[derive(Default)]
@@ -199,6 +220,8 @@ impl ComputeNode {
             internal_tx,
             queue: Vec::new(),
             reported_roots: Vec::new(),
+            probing: Default::default(),
+            dropped: 0,
             queue_seq: 0,
             running: HashMap::new(),
             used: Resources::default(),
@@ -277,8 +300,8 @@ impl Runtime {
                 queue_used_capacity: queued.into(),
                 available_capacity: available.into(),
                 max_job_requirements: self.cfg.capacity.into(),
-                running_executions: self.running.len() as u32,
-                enqueued_executions: self.queue.len() as u32,
+                running_executions: count(self.running.len()),
+                enqueued_executions: count(self.queue.len()),
                 prices: self.cfg.prices,
                 ipfs_roots: self.inputs.iter().flat_map(|i| i.held()).collect(),
             }),
@@ -345,9 +368,10 @@ impl Runtime {
                     let msg = FromCompute::Heartbeat {
                         available,
                         queued: ResourcesWire::default(),
-                        running: self.running.len() as u32,
-                        enqueued: self.queue.len() as u32,
+                        running: count(self.running.len()),
+                        enqueued: count(self.queue.len()),
                         ipfs_roots: changed.then_some(roots),
+                        digest: Some(self.digest()),
                     };
                     if self.endpoint.send(msg).await.is_err() {
                         break;
@@ -365,8 +389,15 @@ impl Runtime {
             for m in msgs.drain(..) {
                 self.handle(m.payload, &mut round);
             }
-            for Internal::Done { id, outcome } in done.drain(..) {
-                self.finished(id, outcome, &mut round);
+            for d in done.drain(..) {
+                match d {
+                    Internal::Done { id, outcome } => self.finished(id, outcome, &mut round),
+                    Internal::Probed { execution, verdict } => {
+                        if self.probing.remove(&execution.id) {
+                            self.answer_bid(*execution, verdict, &mut round);
+                        }
+                    }
+                }
             }
             let starts = self.schedule(&mut round);
             if let Err(e) = self.commit(&round).await {
@@ -427,6 +458,11 @@ impl Runtime {
                 }
                 self.ask_for_bid(*execution, round)
             }
+            ToCompute::BidAccepted { execution_id } if self.cfg.drop_bid_acceptances > self.dropped => {
+                // Test fault: as if the message were lost on the way.
+                self.dropped += 1;
+                warn!(%execution_id, "test fault: a bid acceptance is dropped");
+            }
             ToCompute::BidAccepted { execution_id } => match self.records.get(&execution_id).map(|r| r.state) {
                 Some(LocalExecutionState::AskForBidAccepted) => {
                     self.set_state(&execution_id, LocalExecutionState::BidAccepted, "bid accepted", round);
@@ -463,7 +499,7 @@ impl Runtime {
                     round.writes.push(execution_id);
                 }
             }
-            ToCompute::Reconnected => round.reregister = true,
+            ToCompute::Reconnected | ToCompute::Resync => round.reregister = true,
             ToCompute::Registered { accepted, reason } => {
                 if accepted {
                     info!("registered with the orchestrator");
@@ -494,7 +530,49 @@ impl Runtime {
             }
             return;
         }
+        if self.probing.contains(&execution.id) {
+            // Asked again while the probe runs: it answers once it is done.
+            return;
+        }
         let decision = self.bid(&execution);
+        if decision.is_ok()
+            && let Some(probe) = self.cfg.bid_policy.probe.clone()
+            && let Some(job) = execution.job.clone()
+        {
+            self.probing.insert(execution.id.clone());
+            let tx = self.internal_tx.clone();
+            tokio::spawn(async move {
+                let run = tokio::task::spawn_blocking(move || probe(&job));
+                let verdict = match tokio::time::timeout(PROBE_DEADLINE, run).await {
+                    Ok(Ok(v)) => v,
+                    Ok(Err(e)) => Err(format!("the probe crashed: {e}")),
+                    Err(_) => Err(format!("it did not answer within {}s", PROBE_DEADLINE.as_secs())),
+                }
+                .map_err(|why| format!("the node's job-selection probe declined: {why}"));
+                let _ = tx.send(Internal::Probed { execution: Box::new(execution), verdict }).await;
+            });
+            return;
+        }
+        self.answer_bid(execution, decision, round);
+    }
+
+    /// What this node holds live, for the orchestrator to compare with its own view.
+    fn digest(&self) -> ExecutionDigest {
+        let mut d = ExecutionDigest::of(self.probing.iter().map(|id| (id, Phase::Asked)));
+        for (id, r) in &self.records {
+            match r.state {
+                LocalExecutionState::AskForBidAccepted => d.add(id, Phase::Bid),
+                LocalExecutionState::BidAccepted | LocalExecutionState::Running | LocalExecutionState::Publishing => {
+                    d.add(id, Phase::Accepted)
+                }
+                _ => {}
+            }
+        }
+        d
+    }
+
+    /// Records the bid decision and tells the orchestrator.
+    fn answer_bid(&mut self, execution: Execution, decision: Result<(), String>, round: &mut Round) {
         let quote = self.quote(&execution);
         let id = execution.id.clone();
         let (state, accepted, reason) = match decision {
@@ -516,7 +594,8 @@ impl Runtime {
     }
 
     /// Whether to bid: the node must have the engine, inputs and publisher, and the job must
-    /// fit in the node at all (it may still wait in the queue for capacity).
+    /// fit in the node at all (it may still wait in the queue for capacity). The outside probe,
+    /// if any, is asked afterwards, off the loop.
     fn bid(&self, execution: &Execution) -> Result<(), String> {
         let job = execution.job.as_deref().ok_or("the ask carried no job")?;
         let task = job.task().ok_or("the job has no task")?;
@@ -566,9 +645,6 @@ impl Runtime {
         {
             return Err(format!("this node quotes {q:.6}, above the job's MaxPrice {max}"));
         }
-        if let Some(probe) = &policy.probe {
-            probe(job).map_err(|why| format!("the node's job-selection probe declined: {why}"))?;
-        }
         let probe = RunRequest {
             job_id: job.id.clone(),
             execution_id: execution.id.clone(),
@@ -587,6 +663,10 @@ impl Runtime {
     }
 
     fn cancel(&mut self, id: &ExecutionId, reason: &str, round: &mut Round) {
+        // Cancelled while the probe runs: its answer is dropped, no bid is made.
+        if self.probing.remove(id) {
+            return;
+        }
         let Some(state) = self.records.get(id).map(|r| r.state) else {
             return;
         };
@@ -705,4 +785,9 @@ fn report(r: &Record) -> Option<FromCompute> {
             Some(FromCompute::ComputeError { execution_id: r.execution.id.clone(), message, cancelled, retryable })
         }
     }
+}
+
+/// A length as the protocol's u32 count, saturating.
+fn count(n: usize) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
 }

@@ -226,10 +226,10 @@ impl DockerExecutor {
         let host_config = HostConfig {
             mounts: Some(mounts),
             network_mode: Some(network_mode.to_owned()),
-            nano_cpus: (r.cpu_millis > 0).then(|| (r.cpu_millis as i64).saturating_mul(1_000_000)),
-            memory: (r.memory_bytes > 0).then_some(r.memory_bytes as i64),
+            nano_cpus: (r.cpu_millis > 0).then(|| signed(r.cpu_millis).saturating_mul(1_000_000)),
+            memory: (r.memory_bytes > 0).then_some(signed(r.memory_bytes)),
             // Equal to memory: no swap, so the limit is a real limit.
-            memory_swap: (r.memory_bytes > 0).then_some(r.memory_bytes as i64),
+            memory_swap: (r.memory_bytes > 0).then_some(signed(r.memory_bytes)),
             // Job code is untrusted: no privilege gain through setuid programs, a bounded number
             // of processes (a fork bomb stops there), and only the capabilities an ordinary
             // image needs to start as root and drop to its own user.
@@ -240,7 +240,7 @@ impl DockerExecutor {
             device_requests: (r.gpu > 0).then(|| {
                 vec![DeviceRequest {
                     driver: Some("nvidia".into()),
-                    count: Some(r.gpu as i64),
+                    count: Some(signed(r.gpu)),
                     capabilities: Some(vec![vec!["gpu".into()]]),
                     ..Default::default()
                 }]
@@ -429,4 +429,10 @@ impl Executor for DockerExecutor {
 
 fn fs_is_symlink(path: &Path) -> bool {
     std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink())
+}
+
+/// A limit as Docker's signed field, clamped: `as i64` would turn a limit past i64::MAX into a
+/// negative number, which Docker reads as "no limit".
+fn signed(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
 }

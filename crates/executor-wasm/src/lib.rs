@@ -305,7 +305,8 @@ impl Inner {
             wasi.preopened_dir(&out.host_path, &out.path, FsPerms::ReadWrite)
                 .map_err(|e| ExecutorError::Failed(format!("cannot mount result path {}: {e:#}", out.path)))?;
         }
-        let max_bytes = (request.resources.memory_bytes > 0).then_some(request.resources.memory_bytes as usize);
+        let max_bytes = (request.resources.memory_bytes > 0)
+            .then(|| usize::try_from(request.resources.memory_bytes).unwrap_or(usize::MAX));
         let state = State { wasi: wasi.build_p1(), limiter: Limiter::new(max_bytes) };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limiter);

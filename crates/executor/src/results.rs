@@ -54,7 +54,7 @@ fn head(path: &Path) -> io::Result<(String, bool)> {
         Err(e) => return Err(e),
     };
     let len = f.metadata()?.len();
-    let mut buf = Vec::with_capacity(RUN_OUTPUT_LIMIT_BYTES.min(len as usize));
+    let mut buf = Vec::with_capacity(RUN_OUTPUT_LIMIT_BYTES.min(usize::try_from(len).unwrap_or(usize::MAX)));
     f.by_ref().take(RUN_OUTPUT_LIMIT_BYTES as u64).read_to_end(&mut buf)?;
     Ok((String::from_utf8_lossy(&buf).into_owned(), len > RUN_OUTPUT_LIMIT_BYTES as u64))
 }

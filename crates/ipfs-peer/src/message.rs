@@ -110,7 +110,7 @@ pub fn block_cid(prefix: &[u8], data: &[u8]) -> Option<Cid> {
     if version == 0 && codec != bacalhau_ipfs::CODEC_DAG_PB {
         return None;
     }
-    Some(Cid::of(version as u8, codec, data))
+    Some(Cid::of(u8::try_from(version).ok()?, codec, data))
 }
 
 /// Reads one message; `Ok(None)` at a clean end of stream.

@@ -4,6 +4,9 @@
 //! ratios and our peak RSS. `BENCH_MIB` sets the size (default 1024); under `cargo test` it
 //! runs 16 MiB as a smoke test.
 
+// Test data patterns truncate on purpose.
+#![allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap, clippy::cast_sign_loss)]
+
 use std::io::Read;
 use std::time::Instant;
 

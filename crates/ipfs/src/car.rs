@@ -18,12 +18,20 @@ fn header(root: &Cid) -> Vec<u8> {
     h.push(0x81);
     // Tag 42 (CID), then a byte string of 0x00 (identity multibase) and the CID.
     h.extend_from_slice(&[0xd8, 0x2a]);
+    // A CBOR byte string's head: the length in the head byte when it is small, else in the
+    // bytes after it (an identity-hashed CID can be long).
     let len = cid.len() + 1;
-    if len < 24 {
-        h.push(0x40 | len as u8);
-    } else {
-        h.push(0x58);
-        h.push(len as u8);
+    match (u8::try_from(len), u16::try_from(len)) {
+        (Ok(n), _) if n < 24 => h.push(0x40 | n),
+        (Ok(n), _) => h.extend_from_slice(&[0x58, n]),
+        (_, Ok(n)) => {
+            h.push(0x59);
+            h.extend_from_slice(&n.to_be_bytes());
+        }
+        _ => {
+            h.push(0x5a);
+            h.extend_from_slice(&u32::try_from(len).unwrap_or(u32::MAX).to_be_bytes());
+        }
     }
     h.push(0x00);
     h.extend_from_slice(&cid);
@@ -215,10 +223,8 @@ const MAX_BLOCK: u64 = 4 << 20;
 pub fn import_car(reader: impl Read, sink: &mut dyn FnMut(&Cid, &[u8]) -> io::Result<()>) -> io::Result<CarImport> {
     let mut r = io::BufReader::with_capacity(1 << 20, reader);
     let hlen = read_varint(&mut r)?.ok_or_else(|| bad("the file is empty"))?;
-    if hlen > 1 << 20 {
-        return Err(bad(format!("a header of {hlen} bytes")));
-    }
-    let mut h = vec![0; hlen as usize];
+    let hlen = header_len(hlen)?;
+    let mut h = vec![0; hlen];
     r.read_exact(&mut h).map_err(|_| bad("the header is cut short"))?;
     let (version, mut roots) = parse_header(&h)?;
     match version {
@@ -235,10 +241,7 @@ pub fn import_car(reader: impl Read, sink: &mut dyn FnMut(&Cid, &[u8]) -> io::Re
             io::copy(&mut (&mut r).take(skip), &mut io::sink())?;
             let mut inner = (&mut r).take(size);
             let hlen = read_varint(&mut inner)?.ok_or_else(|| bad("the CARv2 payload is empty"))?;
-            if hlen > 1 << 20 {
-                return Err(bad(format!("a header of {hlen} bytes")));
-            }
-            let mut h = vec![0; hlen as usize];
+            let mut h = vec![0; header_len(hlen)?];
             inner.read_exact(&mut h).map_err(|_| bad("the inner header is cut short"))?;
             let (_, inner_roots) = parse_header(&h)?;
             if roots.is_empty() {
@@ -250,6 +253,11 @@ pub fn import_car(reader: impl Read, sink: &mut dyn FnMut(&Cid, &[u8]) -> io::Re
     }
 }
 
+/// A header length read from the stream, refused past 1 MiB (a real one is under 100 bytes).
+fn header_len(hlen: u64) -> io::Result<usize> {
+    usize::try_from(hlen).ok().filter(|&n| n <= 1 << 20).ok_or_else(|| bad(format!("a header of {hlen} bytes")))
+}
+
 fn read_blocks(
     r: &mut dyn Read,
     roots: Vec<Cid>,
@@ -258,10 +266,11 @@ fn read_blocks(
     let mut out = CarImport { roots, ..CarImport::default() };
     let mut buf = Vec::new();
     while let Some(len) = read_varint(r)? {
-        if len > MAX_BLOCK {
-            return Err(bad(format!("a section of {len} bytes (blocks are at most {MAX_BLOCK})")));
-        }
-        buf.resize(len as usize, 0);
+        let len = usize::try_from(len)
+            .ok()
+            .filter(|&n| n as u64 <= MAX_BLOCK)
+            .ok_or_else(|| bad(format!("a section of {len} bytes (blocks are at most {MAX_BLOCK})")))?;
+        buf.resize(len, 0);
         r.read_exact(&mut buf).map_err(|_| bad(format!("block {} is cut short", out.blocks + 1)))?;
         let (cid, n) =
             Cid::read_bytes(&buf).ok_or_else(|| bad(format!("block {} has no valid CID", out.blocks + 1)))?;

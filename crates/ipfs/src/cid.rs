@@ -123,7 +123,7 @@ fn base32_decode(s: &str) -> Option<Vec<u8>> {
         bits += 5;
         if bits >= 8 {
             bits -= 8;
-            out.push((buffer >> bits) as u8);
+            out.push((buffer >> bits).to_le_bytes()[0]);
         }
     }
     Some(out)

@@ -5,10 +5,10 @@
 /// Appends a protobuf varint.
 pub fn varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
-        out.push((v as u8) | 0x80);
+        out.push(v.to_le_bytes()[0] | 0x80);
         v >>= 7;
     }
-    out.push(v as u8);
+    out.push(v.to_le_bytes()[0]);
 }
 
 fn bytes_field(out: &mut Vec<u8>, tag: u8, data: &[u8]) {

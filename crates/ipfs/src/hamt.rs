@@ -16,7 +16,10 @@ pub const MURMUR3_X64_64: u64 = 0x22;
 /// murmur3 x64_128 (seed 0), big-endian, as Go's `murmur3.New64().Sum(nil)` gives.
 pub fn name_hash(name: &str) -> [u8; 8] {
     let h = murmur3::murmur3_x64_128(&mut name.as_bytes(), 0).unwrap_or_default();
-    (h as u64).to_be_bytes()
+    // The low 64 bits of the u128 are the first half of murmur3's output.
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&h.to_le_bytes()[..8]);
+    u64::from_le_bytes(first).to_be_bytes()
 }
 
 /// One folder entry waiting to be placed in a shard.

@@ -18,6 +18,9 @@
 //! - [`Fetcher`]: what brings missing blocks in from other peers (bitswap lives in the
 //!   `ipfs-peer` crate, which implements it).
 
+// Test data patterns truncate on purpose.
+#![cfg_attr(test, allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap, clippy::cast_sign_loss))]
+
 mod blockstore;
 mod car;
 mod cid;

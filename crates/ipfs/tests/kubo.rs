@@ -3,6 +3,9 @@
 //! hidden files, symlinks and enough entries to shard. kubo runs in a private network
 //! namespace (see oracle.rs).
 
+// Test data patterns truncate on purpose.
+#![allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap, clippy::cast_sign_loss)]
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 

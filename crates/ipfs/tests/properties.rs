@@ -1,5 +1,8 @@
 //! Properties: import then export gives the bytes back; the decoders never panic.
 
+// Test data patterns truncate on purpose.
+#![allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap, clippy::cast_sign_loss)]
+
 use bacalhau_ipfs::{BlockStore, Cid, ImportOptions, Importer, dagpb};
 use proptest::prelude::*;
 

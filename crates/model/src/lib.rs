@@ -17,6 +17,7 @@ mod job;
 mod keys;
 mod legacy;
 mod node;
+mod num;
 mod parse;
 mod resources;
 mod spec_config;
@@ -40,6 +41,7 @@ pub use node::{
     BuildVersionInfo, ComputeNodeInfo, NodeConnectionState, NodeInfo, NodeMembershipState, NodeState, NodeType, Prices,
     QUOTE_DEFAULT_SECONDS, ResourcesWire,
 };
+pub use num::{f64_to_i64_saturating, f64_to_u64};
 pub use parse::{ParseError, ParsedJob, SpecFormat, parse_job_spec, parse_job_value};
 pub use resources::{ResourceParseError, Resources, fmt_bytes, fmt_cpu, parse_bytes, parse_cpu};
 pub use spec_config::{

@@ -43,7 +43,8 @@ impl From<Resources> for ResourcesWire {
 impl From<ResourcesWire> for Resources {
     fn from(r: ResourcesWire) -> Self {
         Self {
-            cpu_millis: (r.cpu * 1000.0).round().max(0.0) as u64,
+            // A node that reports a negative or absurd CPU count has none to offer.
+            cpu_millis: crate::num::f64_to_u64((r.cpu * 1000.0).round()).unwrap_or(0),
             memory_bytes: r.memory,
             disk_bytes: r.disk,
             gpu: r.gpu,

@@ -130,7 +130,7 @@ pub fn parse_cpu(s: &str) -> Result<u64, ResourceParseError> {
     if !cores.is_finite() || cores < 0.0 {
         return Err(err());
     }
-    Ok((cores * 1000.0).round() as u64)
+    crate::num::f64_to_u64((cores * 1000.0).round()).ok_or_else(err)
 }
 
 /// Parses a byte amount the way go-humanize does (`512Mb` = 512×10⁶, `1GiB` = 2³⁰, `100` = bytes).
@@ -161,7 +161,7 @@ pub fn parse_bytes(field: &'static str, s: &str) -> Result<u64, ResourceParseErr
         "pi" | "pib" => 1024f64.powi(5),
         _ => return Err(err()),
     };
-    Ok((num * mult).round() as u64)
+    crate::num::f64_to_u64((num * mult).round()).ok_or_else(err)
 }
 
 #[cfg(test)]

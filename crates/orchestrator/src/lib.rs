@@ -8,6 +8,9 @@
 //!
 //! It knows compute nodes only through `bacalhau-protocol` messages; it never runs work itself.
 
+// Test data patterns truncate on purpose.
+#![cfg_attr(test, allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap, clippy::cast_sign_loss))]
+
 pub mod content;
 mod identity;
 mod runtime;

@@ -18,8 +18,8 @@ use bacalhau_model::{
     format_rfc3339_nanos, prepare_submission,
 };
 use bacalhau_protocol::{
-    Envelope, ExecutionReport, FromCompute, LocalExecutionState, OrchestratorInbound, Outbound, PROTOCOL_VERSION,
-    SendError, ToCompute,
+    Envelope, ExecutionDigest, ExecutionReport, FromCompute, LocalExecutionState, OrchestratorInbound, Outbound,
+    PROTOCOL_VERSION, Phase, SendError, ToCompute,
 };
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -336,7 +336,7 @@ fn join_err(e: tokio::task::JoinError) -> OrchestratorError {
 }
 
 fn now_nanos() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64)
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
 impl OrchestratorHandle {
@@ -556,6 +556,9 @@ struct NodeEntry {
     connected: bool,
     last_seen: Instant,
     available: Resources,
+    /// The last heartbeat's digests (the node's, ours) when they differed: a difference seen
+    /// twice in a row is not a message in flight, and the node is asked to resync.
+    mismatch: Option<(ExecutionDigest, ExecutionDigest)>,
 }
 
 enum Reply {
@@ -639,7 +642,10 @@ impl Runtime {
                 c.holds(&NodeId::from(node.as_str()), cid);
             }
         }
-        self.dissents = dissents.into_iter().map(|(n, c)| (NodeId::from(n.as_str()), c as u32)).collect();
+        self.dissents = dissents
+            .into_iter()
+            .map(|(n, c)| (NodeId::from(n.as_str()), u32::try_from(c).unwrap_or(u32::MAX)))
+            .collect();
         self.jobs.clear();
         self.exec_index.clear();
         // Keys of submissions that never reached the disk must not answer retries.
@@ -964,6 +970,7 @@ impl Runtime {
                     connected: false,
                     last_seen: Instant::now(),
                     available: Resources::default(),
+                    mismatch: None,
                 });
                 entry.link = Some(link);
                 entry.last_seen = Instant::now();
@@ -1034,6 +1041,7 @@ impl Runtime {
                     connected: true,
                     last_seen: Instant::now(),
                     available,
+                    mismatch: None,
                 });
                 entry.info = Some(*info);
                 entry.connected = true;
@@ -1043,7 +1051,10 @@ impl Runtime {
                 // A new node may be what queued jobs wait for.
                 self.dirty.extend(self.jobs.keys().cloned());
             }
-            FromCompute::Heartbeat { available, ipfs_roots, .. } => {
+            FromCompute::Heartbeat { available, ipfs_roots, digest, .. } => {
+                if let Some(theirs) = digest {
+                    self.compare_digest(&node_id, theirs, round);
+                }
                 if let Some(n) = self.nodes.get_mut(&node_id) {
                     n.available = available.into();
                     if let Some(roots) = ipfs_roots
@@ -1130,6 +1141,36 @@ impl Runtime {
                     self.exec_history(&job_id, &execution_id, &node_id, now, &topic, &message, None, round);
                 }
             }
+        }
+    }
+
+    /// Compares a node's digest of its live executions with ours of the same node; a
+    /// difference that persists across two heartbeats means a message was lost, and the node
+    /// is asked to register again so that reconciliation repairs it.
+    fn compare_digest(&mut self, node_id: &NodeId, theirs: ExecutionDigest, round: &mut Round) {
+        let mut ours = ExecutionDigest::default();
+        for active in self.jobs.values() {
+            for e in active.execs.iter().filter(|e| &e.node_id == node_id) {
+                let phase = match e.compute_state.state_type {
+                    ComputeStateType::New | ComputeStateType::AskForBid => Phase::Asked,
+                    ComputeStateType::AskForBidAccepted => Phase::Bid,
+                    ComputeStateType::BidAccepted => Phase::Accepted,
+                    _ => continue,
+                };
+                ours.add(&e.id, phase);
+            }
+        }
+        let Some(n) = self.nodes.get_mut(node_id) else {
+            return;
+        };
+        if theirs == ours {
+            n.mismatch = None;
+        } else if n.mismatch == Some((theirs, ours)) {
+            warn!(%node_id, ?theirs, ?ours, "the node and the orchestrator disagree about its executions; resyncing");
+            n.mismatch = None;
+            round.sends.push((node_id.clone(), ToCompute::Resync));
+        } else {
+            n.mismatch = Some((theirs, ours));
         }
     }
 

@@ -379,7 +379,7 @@ fn verify(job: &Job, execs: &[Execution], v: &bacalhau_model::Verification, plan
     let best = votes.iter().max_by_key(|(cid, voters)| (voters.len(), std::cmp::Reverse((*cid).clone())));
     let each: Vec<String> = done.iter().map(|e| format!("{} → {}", e.node_id, cid_of(e))).collect();
     match best {
-        Some((cid, voters)) if voters.len() as u32 >= v.quorum => {
+        Some((cid, voters)) if voters.len() >= v.quorum as usize => {
             for e in &done {
                 let mine = cid_of(e);
                 if &mine == cid {
@@ -485,8 +485,8 @@ fn plan_ops(job: &Job, execs: &[Execution], nodes: &[NodeView], now: i64, plan: 
             queue_or_fail(job, execs, now, &SchedulerConfig::default(), reason, plan);
             return;
         }
-        for (i, (node_id, _)) in ranked.into_iter().enumerate() {
-            plan.new_executions.push(NewExecution { node_id, partition_index: i as u32 });
+        for ((node_id, _), partition_index) in ranked.into_iter().zip(0u32..) {
+            plan.new_executions.push(NewExecution { node_id, partition_index });
         }
         return;
     }

@@ -1,7 +1,7 @@
 //! Node selection: which nodes may run a job, ranked best first, with a reason for each
 //! node that may not. Pure: the caller passes the nodes' state in.
 
-use bacalhau_model::{ComputeStateType, Execution, Job, NodeId, NodeInfo, Resources};
+use bacalhau_model::{ComputeStateType, Execution, Job, NodeId, NodeInfo, Resources, f64_to_i64_saturating};
 
 /// What the scheduler knows about a node.
 #[derive(Clone, Debug)]
@@ -143,9 +143,11 @@ pub fn rank_nodes(job: &Job, executions: &[Execution], nodes: &[NodeView]) -> (V
         // Prefer free capacity: up to 10 points for the share of CPU and memory left.
         let cap: Resources = compute.max_capacity.into();
         let share = |free: u64, max: u64| if max == 0 { 0.0 } else { free as f64 / max as f64 };
-        score += (5.0 * share(node.available.cpu_millis, cap.cpu_millis)
-            + 5.0 * share(node.available.memory_bytes, cap.memory_bytes))
-        .round() as i64;
+        score += f64_to_i64_saturating(
+            (5.0 * share(node.available.cpu_millis, cap.cpu_millis)
+                + 5.0 * share(node.available.memory_bytes, cap.memory_bytes))
+            .round(),
+        );
         ranked.push((node.id().clone(), score));
         quotes.push((node.id().clone(), quote));
     }
@@ -158,13 +160,13 @@ pub fn rank_nodes(job: &Job, executions: &[Execution], nodes: &[NodeView]) -> (V
             // Score only breaks ties between equal quotes.
             for r in &mut ranked {
                 let q = quote_of(&r.0);
-                r.1 -= (q.min(1e9) * 1e6).round() as i64 * 1000;
+                r.1 = r.1.saturating_sub(f64_to_i64_saturating((q.min(1e9) * 1e6).round()).saturating_mul(1000));
             }
         }
         bacalhau_model::Strategy::Balanced => {
             if top > 0.0 {
                 for r in &mut ranked {
-                    r.1 -= (30.0 * quote_of(&r.0) / top).round() as i64;
+                    r.1 = r.1.saturating_sub(f64_to_i64_saturating((30.0 * quote_of(&r.0) / top).round()));
                 }
             }
         }

@@ -9,9 +9,11 @@
 //! This crate also holds the in-process transport used when both roles live in one process;
 //! the network transport (one compute-initiated stream per node) carries the same messages.
 
+mod digest;
 mod inprocess;
 mod message;
 
+pub use digest::{ExecutionDigest, Phase};
 pub use inprocess::{ComputeEndpoint, ComputeSender, InProcessLink, connect_in_process};
 pub use message::{
     Envelope, ExecutionReport, FromCompute, LocalExecutionState, OrchestratorInbound, Outbound, PROTOCOL_VERSION,

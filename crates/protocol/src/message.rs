@@ -105,6 +105,9 @@ pub enum ToCompute {
     /// Not from the orchestrator: the network transport says the stream to it was
     /// re-established, so the node registers again and re-sends what was never acknowledged.
     Reconnected,
+    /// What you hold differs from what I believe: register again, reporting every execution,
+    /// so reconciliation repairs the difference.
+    Resync,
     /// The handshake's answer.
     Registered {
         /// Whether the node may stay.
@@ -137,6 +140,9 @@ pub enum FromCompute {
         /// The root CIDs its IPFS store holds now (data locality), when they changed.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         ipfs_roots: Option<Vec<String>>,
+        /// What the node holds live, to compare with what the orchestrator believes.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        digest: Option<crate::ExecutionDigest>,
     },
     /// My answer to an ask.
     BidResult {

@@ -61,7 +61,7 @@ pub fn parse_data_url(url: &str) -> Result<DataUrl, StorageError> {
 }
 
 fn percent_decode(s: &str) -> Vec<u8> {
-    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let hex = |c: u8| (c as char).to_digit(16).and_then(|d| u8::try_from(d).ok());
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;

@@ -334,8 +334,10 @@ impl Serve {
 impl Drop for Serve {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {
-            let _ =
-                nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), nix::sys::signal::Signal::SIGTERM);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(c.id().cast_signed()),
+                nix::sys::signal::Signal::SIGTERM,
+            );
             let end = Instant::now() + Duration::from_secs(5);
             while Instant::now() < end {
                 if let Ok(Some(_)) = c.try_wait() {

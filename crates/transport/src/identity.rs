@@ -123,7 +123,7 @@ impl ProofChecker {
         if t.abs_diff(now) > MAX_SKEW.as_secs() {
             return Err(format!(
                 "the node's clock is {}s away from the orchestrator's (more than {}s): fix the clocks (NTP)",
-                t as i64 - now as i64,
+                i128::from(t) - i128::from(now),
                 MAX_SKEW.as_secs()
             ));
         }
