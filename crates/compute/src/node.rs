@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use bacalhau_executor::{Executor, RunRequest};
 use bacalhau_model::{
-    BuildVersionInfo, ComputeNodeInfo, Execution, ExecutionId, NodeId, NodeInfo, NodeType, Resources, ResourcesWire,
+    BuildVersionInfo, ComputeNodeInfo, Execution, ExecutionEvent, ExecutionId, IllegalTransition, NodeId, NodeInfo,
+    NodeType, Resources, ResourcesWire,
 };
 use bacalhau_protocol::{
     ComputeEndpoint, Envelope, ExecutionDigest, ExecutionReport, FromCompute, LocalExecutionState, Phase, ToCompute,
@@ -245,12 +246,9 @@ impl Runtime {
             .map_err(|e| crate::store::StoreError::new(e.to_string()))??;
         let mut changed = Vec::new();
         for mut r in all {
-            if matches!(
-                r.state,
-                LocalExecutionState::BidAccepted | LocalExecutionState::Running | LocalExecutionState::Publishing
-            ) {
+            if let Ok(failed) = r.state.apply(ExecutionEvent::Lost) {
                 let message = "the compute node restarted while the execution was in progress".to_owned();
-                r.state = LocalExecutionState::Failed;
+                r.state = failed;
                 r.message = message.clone();
                 r.outcome = Some(Outcome::Failed { message, cancelled: false, retryable: true });
                 r.reported = false;
@@ -440,12 +438,22 @@ impl Runtime {
             .map_err(|e| crate::store::StoreError::new(e.to_string()))?
     }
 
-    fn set_state(&mut self, id: &ExecutionId, state: LocalExecutionState, message: &str, round: &mut Round) {
-        if let Some(r) = self.records.get_mut(id) {
-            r.state = state;
-            r.message = message.to_owned();
-            round.writes.push(id.clone());
-        }
+    /// Moves an execution through its lifecycle; an event its state does not allow (a
+    /// duplicate or late message) changes nothing and is returned.
+    fn transition(
+        &mut self,
+        id: &ExecutionId,
+        event: ExecutionEvent,
+        message: &str,
+        round: &mut Round,
+    ) -> Result<(), IllegalTransition> {
+        let Some(r) = self.records.get_mut(id) else {
+            return Err(IllegalTransition { from: "unknown", event });
+        };
+        r.state = r.state.apply(event)?;
+        r.message = message.to_owned();
+        round.writes.push(id.clone());
+        Ok(())
     }
 
     fn handle(&mut self, msg: ToCompute, round: &mut Round) {
@@ -464,8 +472,8 @@ impl Runtime {
                 warn!(%execution_id, "test fault: a bid acceptance is dropped");
             }
             ToCompute::BidAccepted { execution_id } => match self.records.get(&execution_id).map(|r| r.state) {
-                Some(LocalExecutionState::AskForBidAccepted) => {
-                    self.set_state(&execution_id, LocalExecutionState::BidAccepted, "bid accepted", round);
+                Some(s) if s.apply(ExecutionEvent::BidAccepted).is_ok() => {
+                    let _ = self.transition(&execution_id, ExecutionEvent::BidAccepted, "bid accepted", round);
                     let priority = self
                         .records
                         .get(&execution_id)
@@ -482,11 +490,10 @@ impl Runtime {
                 _ => debug!(%execution_id, "duplicate bid acceptance ignored"),
             },
             ToCompute::BidRejected { execution_id, reason } => {
-                if self.records.get(&execution_id).is_some_and(|r| r.state == LocalExecutionState::AskForBidAccepted) {
-                    self.set_state(&execution_id, LocalExecutionState::BidRejected, &reason, round);
-                    if let Some(r) = self.records.get_mut(&execution_id) {
-                        r.reported = true;
-                    }
+                if self.transition(&execution_id, ExecutionEvent::BidRejected, &reason, round).is_ok()
+                    && let Some(r) = self.records.get_mut(&execution_id)
+                {
+                    r.reported = true;
                 }
             }
             ToCompute::CancelExecution { execution_id, reason } => self.cancel(&execution_id, &reason, round),
@@ -667,20 +674,17 @@ impl Runtime {
         if self.probing.remove(id) {
             return;
         }
-        let Some(state) = self.records.get(id).map(|r| r.state) else {
-            return;
-        };
         if let Some((token, _)) = self.running.get(id) {
+            // The run ends itself and reports Cancelled.
             token.cancel();
             return;
         }
-        if state.is_terminal() {
+        let message =
+            if reason.is_empty() { "execution cancelled".to_owned() } else { format!("execution cancelled: {reason}") };
+        if self.transition(id, ExecutionEvent::Cancelled, &message, round).is_err() {
             return;
         }
         self.queue.retain(|q| &q.id != id);
-        let message =
-            if reason.is_empty() { "execution cancelled".to_owned() } else { format!("execution cancelled: {reason}") };
-        self.set_state(id, LocalExecutionState::Cancelled, &message, round);
         if let Some(r) = self.records.get_mut(id) {
             r.outcome = Some(Outcome::Failed { message, cancelled: true, retryable: false });
             r.reported = false;
@@ -692,12 +696,15 @@ impl Runtime {
         if let Some((_, res)) = self.running.remove(&id) {
             self.used = self.used.sub(&res);
         }
-        let (state, message) = match &outcome {
-            Outcome::Completed { .. } => (LocalExecutionState::Completed, "completed".to_owned()),
-            Outcome::Failed { cancelled: true, message, .. } => (LocalExecutionState::Cancelled, message.clone()),
-            Outcome::Failed { message, .. } => (LocalExecutionState::Failed, message.clone()),
+        let (event, message) = match &outcome {
+            Outcome::Completed { .. } => (ExecutionEvent::Completed, "completed".to_owned()),
+            Outcome::Failed { cancelled: true, message, .. } => (ExecutionEvent::Cancelled, message.clone()),
+            Outcome::Failed { message, .. } => (ExecutionEvent::Failed, message.clone()),
         };
-        self.set_state(&id, state, &message, round);
+        if let Err(illegal) = self.transition(&id, event, &message, round) {
+            warn!(execution_id = %id, %illegal, "a run ended in a state that does not allow it; its outcome is dropped");
+            return;
+        }
         if let Some(r) = self.records.get_mut(&id) {
             r.outcome = Some(outcome);
             r.reported = false;
@@ -731,9 +738,12 @@ impl Runtime {
             // Inputs are written against the job's disk, or what the node has left when it named none.
             let disk_budget =
                 if needs.disk_bytes > 0 { needs.disk_bytes } else { self.cfg.capacity.sub(&self.used).disk_bytes };
+            // Only an accepted bid starts (a queued execution cancelled meanwhile left the queue).
+            if self.transition(&q.id, ExecutionEvent::Started, "running", round).is_err() {
+                continue;
+            }
             self.used = self.used.add(&needs);
             self.running.insert(q.id.clone(), (token.clone(), needs));
-            self.set_state(&q.id, LocalExecutionState::Running, "running", round);
             starts.push(RunPlan {
                 exec_dir: self.cfg.data_dir.join("executions").join(q.id.as_str()),
                 execution,

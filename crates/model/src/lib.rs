@@ -16,6 +16,7 @@ mod id;
 mod job;
 mod keys;
 mod legacy;
+mod lifecycle;
 mod node;
 mod num;
 mod parse;
@@ -37,6 +38,7 @@ pub use job::{
     Job, JobState, JobStateType, JobType, LabelSelectorRequirement, Market, Operator, Strategy, Verification,
 };
 pub use legacy::{LEGACY_ENTRY_TARGET, rewrite_legacy_wasm};
+pub use lifecycle::{ExecutionEvent, IllegalTransition};
 pub use node::{
     BuildVersionInfo, ComputeNodeInfo, NodeConnectionState, NodeInfo, NodeMembershipState, NodeState, NodeType, Prices,
     QUOTE_DEFAULT_SECONDS, ResourcesWire,

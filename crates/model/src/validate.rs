@@ -114,6 +114,13 @@ pub const SERVER_OWNED_FIELDS: [&str; 6] = ["ID", "State", "Version", "Revision"
 /// or an attack on the arithmetic: in nanoseconds it would not fit an i64.
 pub const MAX_TIMEOUT_SECS: u64 = 10 * 365 * 24 * 3600;
 
+/// The most partitions (Count) one job may have: the scheduler walks them on every
+/// evaluation, so a Count of four billion would stall it.
+pub const MAX_COUNT: u32 = 10_000;
+
+/// The most nodes one verified job may run on.
+pub const MAX_REPLICAS: u32 = 100;
+
 pub(crate) const RESERVED_META_PREFIX: &str = "bacalhau.org/";
 const RESERVED_RESULT_NAMES: [&str; 3] = ["stdout", "stderr", "exitCode"];
 const KNOWN_PUBLISHERS: [&str; 4] = [PUBLISHER_NOOP, PUBLISHER_LOCAL, PUBLISHER_IPFS, "s3"];
@@ -234,6 +241,13 @@ pub fn validate(job: &Job) -> Vec<FieldError> {
         JobType::Batch if job.count == 0 => {
             errs.push(FieldError::new("Count", "must be at least 1 for a batch job"));
         }
+        _ if job.count > MAX_COUNT => errs.push(FieldError::new(
+            "Count",
+            format!(
+                "is {}, more than the most one job may run ({MAX_COUNT}): split the work into several jobs",
+                job.count
+            ),
+        )),
         JobType::Ops | JobType::Daemon if job.count > 1 => errs.push(FieldError::new(
             "Count",
             format!(
@@ -264,8 +278,11 @@ pub fn validate(job: &Job) -> Vec<FieldError> {
                 "needs the ipfs publisher: results are compared by their CIDs (add -p ipfs)",
             ));
         }
-        if v.replicas < 2 {
-            errs.push(FieldError::new("Verification.Replicas", "must be at least 2 to compare results"));
+        if v.replicas < 2 || v.replicas > MAX_REPLICAS {
+            errs.push(FieldError::new(
+                "Verification.Replicas",
+                format!("is {}: it must be from 2 (to compare results) to {MAX_REPLICAS}", v.replicas),
+            ));
         }
         if v.quorum == 0 || v.quorum > v.replicas {
             errs.push(FieldError::new(
@@ -552,6 +569,10 @@ Tasks:
 
         let e = prepare(&format!("{WASM}    Env: {{BACALHAU_X: y}}\n")).expect_err("invalid");
         assert!(e.to_string().contains("reserved prefix BACALHAU_"), "{e}");
+
+        // Counts that would stall the scheduler.
+        let e = prepare(&WASM.replace("Type: batch", "Type: batch\nCount: 4294967295")).expect_err("invalid");
+        assert!(e.to_string().contains("Count is 4294967295, more than the most one job may run (10000)"), "{e}");
 
         // A timeout whose nanoseconds overflow an i64 (it once panicked the scheduler).
         let e = prepare(&format!("{WASM}    Timeouts: {{TotalTimeout: 1000000000000}}\n")).expect_err("invalid");

@@ -12,10 +12,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bacalhau_model::{
-    ComputeStateType, DesiredStateType, Evaluation, EvaluationId, EvaluationStatus, Event, Execution, ExecutionId,
-    ExecutionState, HistoryType, Job, JobHistory, JobId, JobState, JobStateType, NodeConnectionState, NodeId, NodeInfo,
-    NodeMembershipState, NodeState, Resources, StateChange, SubmissionDefaults, TriggeredBy, ValidationError,
-    format_rfc3339_nanos, prepare_submission,
+    ComputeStateType, DesiredStateType, Evaluation, EvaluationId, EvaluationStatus, Event, Execution, ExecutionEvent,
+    ExecutionId, ExecutionState, HistoryType, Job, JobHistory, JobId, JobState, JobStateType, NodeConnectionState,
+    NodeId, NodeInfo, NodeMembershipState, NodeState, Resources, StateChange, SubmissionDefaults, TriggeredBy,
+    ValidationError, format_rfc3339_nanos, prepare_submission,
 };
 use bacalhau_protocol::{
     Envelope, ExecutionDigest, ExecutionReport, FromCompute, LocalExecutionState, OrchestratorInbound, Outbound,
@@ -38,13 +38,6 @@ const COMMAND_CAPACITY: usize = 8192;
 const INBOUND_CAPACITY: usize = 65_536;
 /// The most work items taken in one round: bounds the size of one transaction.
 const MAX_ROUND: usize = 4096;
-/// The execution states a result report may move an execution out of.
-const NOT_TERMINAL: [ComputeStateType; 4] = [
-    ComputeStateType::New,
-    ComputeStateType::AskForBid,
-    ComputeStateType::AskForBidAccepted,
-    ComputeStateType::BidAccepted,
-];
 /// Job events kept for slow subscribers before they start missing some.
 const EVENT_CAPACITY: usize = 16_384;
 
@@ -1065,16 +1058,11 @@ impl Runtime {
                 }
             }
             FromCompute::BidResult { execution_id, accepted, reason, quote } => {
-                let (state, msg) = if accepted {
-                    (ComputeStateType::AskForBidAccepted, "node bid for the execution".to_owned())
-                } else {
-                    (ComputeStateType::AskForBidRejected, format!("node declined: {reason}"))
-                };
-                let from = [ComputeStateType::New, ComputeStateType::AskForBid];
+                let msg =
+                    if accepted { "node bid for the execution".to_owned() } else { format!("node declined: {reason}") };
                 self.update_execution(
                     &execution_id,
-                    &from,
-                    state,
+                    ExecutionEvent::NodeBid { accepted },
                     if accepted { None } else { Some(DesiredStateType::Stopped) },
                     &msg,
                     now,
@@ -1099,8 +1087,7 @@ impl Runtime {
                 };
                 self.update_execution(
                     &execution_id,
-                    &NOT_TERMINAL,
-                    ComputeStateType::Completed,
+                    ExecutionEvent::Completed,
                     Some(DesiredStateType::Stopped),
                     &msg,
                     now,
@@ -1114,11 +1101,10 @@ impl Runtime {
                 round.sends.push((node_id, ToCompute::Ack { execution_id }));
             }
             FromCompute::ComputeError { execution_id, message, cancelled, retryable } => {
-                let state = if cancelled { ComputeStateType::Cancelled } else { ComputeStateType::Failed };
+                let event = if cancelled { ExecutionEvent::Cancelled } else { ExecutionEvent::Failed };
                 self.update_execution(
                     &execution_id,
-                    &NOT_TERMINAL,
-                    state,
+                    event,
                     Some(DesiredStateType::Stopped),
                     &message,
                     now,
@@ -1219,27 +1205,13 @@ impl Runtime {
             }
         }
         for id in lost {
-            let live = [ComputeStateType::AskForBidAccepted, ComputeStateType::BidAccepted];
             let msg = format!("node {node_id} restarted and has no record of the execution");
-            self.update_execution(
-                &id,
-                &live,
-                ComputeStateType::Failed,
-                Some(DesiredStateType::Stopped),
-                &msg,
-                now,
-                round,
-                |_| {},
-            );
+            self.update_execution(&id, ExecutionEvent::Lost, Some(DesiredStateType::Stopped), &msg, now, round, |_| {});
         }
         for (id, accepted) in bid_updates {
-            let from = [ComputeStateType::New, ComputeStateType::AskForBid];
-            let (state, desired) = if accepted {
-                (ComputeStateType::AskForBidAccepted, None)
-            } else {
-                (ComputeStateType::AskForBidRejected, Some(DesiredStateType::Stopped))
-            };
-            self.update_execution(&id, &from, state, desired, "bid reported after reconnect", now, round, |_| {});
+            let desired = if accepted { None } else { Some(DesiredStateType::Stopped) };
+            let event = ExecutionEvent::NodeBid { accepted };
+            self.update_execution(&id, event, desired, "bid reported after reconnect", now, round, |_| {});
         }
         // Executions the node still runs but the orchestrator has finished with.
         for r in reports.iter().filter(|r| !r.state.is_terminal()) {
@@ -1262,8 +1234,7 @@ impl Runtime {
     fn update_execution(
         &mut self,
         id: &ExecutionId,
-        from: &[ComputeStateType],
-        to: ComputeStateType,
+        event: ExecutionEvent,
         desired: Option<DesiredStateType>,
         message: &str,
         now: i64,
@@ -1280,11 +1251,14 @@ impl Runtime {
         let Some(e) = active.execs.iter_mut().find(|e| &e.id == id) else {
             return;
         };
-        if !from.contains(&e.compute_state.state_type) {
-            debug!(execution_id = %id, state = ?e.compute_state.state_type, "duplicate or late report ignored");
-            return;
-        }
         let previous = e.compute_state.state_type;
+        let to = match previous.apply(event) {
+            Ok(to) => to,
+            Err(illegal) => {
+                debug!(execution_id = %id, %illegal, "duplicate or late report ignored");
+                return;
+            }
+        };
         e.compute_state = ExecutionState::new(to, message);
         if let Some(d) = desired {
             e.desired_state = ExecutionState::new(d, message);
@@ -1395,7 +1369,16 @@ impl Runtime {
                 continue;
             };
             let previous = e.compute_state.state_type;
-            if let Some(s) = u.compute_state {
+            let next = match u.event.map(|ev| previous.apply(ev)) {
+                None => None,
+                Some(Ok(next)) => Some(next),
+                Some(Err(illegal)) => {
+                    // The plan was made from this state, so this is a bug; the execution stays.
+                    warn!(execution_id = %e.id, %illegal, "the scheduler planned an impossible change; skipped");
+                    continue;
+                }
+            };
+            if let Some(s) = next {
                 e.compute_state = ExecutionState::new(s, u.message.clone());
             }
             if let Some(d) = u.desired_state {
@@ -1418,7 +1401,7 @@ impl Runtime {
                     .push((node_id.clone(), ToCompute::CancelExecution { execution_id: exec_id.clone(), reason })),
                 None => {}
             }
-            let change = u.compute_state.filter(|s| *s != previous).map(|s| (previous, s));
+            let change = next.filter(|s| *s != previous).map(|s| (previous, s));
             self.exec_history(job_id, &exec_id, &node_id, now, "Scheduling", &u.message, change, round);
         }
         for n in plan.new_executions {

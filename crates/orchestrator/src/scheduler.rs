@@ -6,7 +6,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use bacalhau_model::{ComputeStateType, DesiredStateType, Execution, ExecutionId, Job, JobStateType, JobType, NodeId};
+use bacalhau_model::{
+    ComputeStateType, DesiredStateType, Execution, ExecutionEvent, ExecutionId, Job, JobStateType, JobType, NodeId,
+};
 
 use crate::selection::{NodeView, not_enough_nodes, rank_nodes};
 
@@ -48,8 +50,8 @@ pub enum Notify {
 pub struct ExecutionUpdate {
     /// Which.
     pub id: ExecutionId,
-    /// New observed state, if it changes.
-    pub compute_state: Option<ComputeStateType>,
+    /// What happens to it (the runtime applies it through the lifecycle), if anything.
+    pub event: Option<ExecutionEvent>,
     /// New desired state, if it changes.
     pub desired_state: Option<DesiredStateType>,
     /// Why.
@@ -86,14 +88,14 @@ impl Plan {
     fn update(
         &mut self,
         e: &Execution,
-        compute: Option<ComputeStateType>,
+        event: Option<ExecutionEvent>,
         desired: DesiredStateType,
         msg: &str,
         notify: Option<Notify>,
     ) {
         self.updates.push(ExecutionUpdate {
             id: e.id.clone(),
-            compute_state: compute,
+            event,
             desired_state: Some(desired),
             message: msg.to_owned(),
             notify,
@@ -109,7 +111,7 @@ impl Plan {
         if state == ComputeStateType::AskForBidAccepted {
             self.update(
                 e,
-                Some(ComputeStateType::BidRejected),
+                Some(ExecutionEvent::BidRejected),
                 DesiredStateType::Stopped,
                 reason,
                 Some(Notify::BidRejected(reason.into())),
@@ -117,7 +119,7 @@ impl Plan {
         } else {
             self.update(
                 e,
-                Some(ComputeStateType::Cancelled),
+                Some(ExecutionEvent::Cancelled),
                 DesiredStateType::Stopped,
                 reason,
                 Some(Notify::Cancel(reason.into())),
@@ -169,13 +171,15 @@ pub fn plan(
     let apply = |plan: &mut Plan,
                  execs: &mut Vec<Execution>,
                  idx: usize,
-                 state: ComputeStateType,
+                 event: ExecutionEvent,
                  msg: &str,
                  notify: Option<Notify>| {
         let e = &mut execs[idx];
-        plan.update(e, Some(state), DesiredStateType::Stopped, msg, notify);
-        e.compute_state.state_type = state;
-        e.compute_state.message = msg.to_owned();
+        if let Ok(state) = e.compute_state.state_type.apply(event) {
+            plan.update(e, Some(event), DesiredStateType::Stopped, msg, notify);
+            e.compute_state.state_type = state;
+            e.compute_state.message = msg.to_owned();
+        }
     };
 
     let total = nanos(task.timeouts.total_timeout);
@@ -201,13 +205,13 @@ pub fn plan(
         };
         if lost {
             let msg = format!("node {} has disappeared", e.node_id);
-            apply(&mut plan, &mut execs, i, ComputeStateType::Failed, &msg, None);
+            apply(&mut plan, &mut execs, i, ExecutionEvent::Failed, &msg, None);
             continue;
         }
         // An operator rejected the node: what it still runs is stopped there and run elsewhere.
         if node.is_some_and(|n| !n.approved) {
             let msg = format!("node {} was rejected by the orchestrator's operator", e.node_id);
-            apply(&mut plan, &mut execs, i, ComputeStateType::Failed, &msg, Some(Notify::Cancel(msg.clone())));
+            apply(&mut plan, &mut execs, i, ExecutionEvent::Failed, &msg, Some(Notify::Cancel(msg.clone())));
             continue;
         }
         let exec_timeout = nanos(task.timeouts.execution_timeout);
@@ -219,7 +223,7 @@ pub fn plan(
                 "execution timed out: it ran longer than its ExecutionTimeout of {}s",
                 task.timeouts.execution_timeout
             );
-            apply(&mut plan, &mut execs, i, ComputeStateType::Failed, &msg, Some(Notify::Cancel(msg.clone())));
+            apply(&mut plan, &mut execs, i, ExecutionEvent::Failed, &msg, Some(Notify::Cancel(msg.clone())));
         }
     }
 
@@ -272,7 +276,7 @@ fn plan_batch(job: &Job, execs: &[Execution], nodes: &[NodeView], now: i64, cfg:
             any_running = true;
             plan.update(
                 winner,
-                Some(ComputeStateType::BidAccepted),
+                Some(ExecutionEvent::BidAccepted),
                 DesiredStateType::Running,
                 "bid accepted",
                 Some(Notify::BidAccepted),
@@ -440,7 +444,7 @@ fn plan_daemon(job: &Job, execs: &[Execution], nodes: &[NodeView], plan: &mut Pl
             ComputeStateType::AskForBidAccepted => {
                 plan.update(
                     e,
-                    Some(ComputeStateType::BidAccepted),
+                    Some(ExecutionEvent::BidAccepted),
                     DesiredStateType::Running,
                     "bid accepted",
                     Some(Notify::BidAccepted),
@@ -495,7 +499,7 @@ fn plan_ops(job: &Job, execs: &[Execution], nodes: &[NodeView], now: i64, plan: 
         if e.compute_state.state_type == ComputeStateType::AskForBidAccepted {
             plan.update(
                 e,
-                Some(ComputeStateType::BidAccepted),
+                Some(ExecutionEvent::BidAccepted),
                 DesiredStateType::Running,
                 "bid accepted",
                 Some(Notify::BidAccepted),
@@ -685,7 +689,7 @@ mod tests {
         let p = plan(&job(1, JobType::Batch), &execs, &[], 0, false, &SchedulerConfig::default());
         assert!(p.updates.is_empty());
         let p = plan(&job(1, JobType::Batch), &execs, &[], 0, true, &SchedulerConfig::default());
-        assert_eq!(p.updates[0].compute_state, Some(ComputeStateType::Failed));
+        assert_eq!(p.updates[0].event, Some(ExecutionEvent::Failed));
         assert_eq!(p.updates[0].message, "node n-gone has disappeared");
     }
 

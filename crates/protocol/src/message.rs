@@ -3,7 +3,10 @@
 use std::fmt;
 use std::sync::Arc;
 
-use bacalhau_model::{Execution, ExecutionId, NodeId, NodeInfo, ResourcesWire, RunCommandResult, SpecConfig};
+use bacalhau_model::{
+    Execution, ExecutionEvent, ExecutionId, IllegalTransition, NodeId, NodeInfo, ResourcesWire, RunCommandResult,
+    SpecConfig,
+};
 use serde::{Deserialize, Serialize};
 
 /// The protocol version both sides must agree on in the handshake.
@@ -54,6 +57,41 @@ impl LocalExecutionState {
     /// Whether the execution is finished on the node.
     pub fn is_terminal(self) -> bool {
         matches!(self, Self::AskForBidRejected | Self::BidRejected | Self::Completed | Self::Failed | Self::Cancelled)
+    }
+
+    /// The state `event` leads to from this one on the compute node: the same lifecycle as
+    /// the orchestrator's ([`bacalhau_model::ComputeStateType::apply`]) with the node's own
+    /// `Running` and `Publishing` phases. A bid is not a transition: the node's record starts
+    /// at its answer.
+    pub fn apply(self, event: ExecutionEvent) -> Result<Self, IllegalTransition> {
+        use ExecutionEvent as E;
+        let next = match (self, event) {
+            (Self::AskForBidAccepted, E::BidAccepted) => Self::BidAccepted,
+            (Self::AskForBidAccepted, E::BidRejected) => Self::BidRejected,
+            (Self::BidAccepted, E::Started) => Self::Running,
+            (Self::Running, E::Publishing) => Self::Publishing,
+            (Self::Running | Self::Publishing, E::Completed) => Self::Completed,
+            (s, E::Failed) if !s.is_terminal() => Self::Failed,
+            (s, E::Cancelled) if !s.is_terminal() => Self::Cancelled,
+            (Self::BidAccepted | Self::Running | Self::Publishing, E::Lost) => Self::Failed,
+            _ => return Err(IllegalTransition { from: self.name(), event }),
+        };
+        Ok(next)
+    }
+
+    /// The display name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::AskForBidAccepted => "AskForBidAccepted",
+            Self::AskForBidRejected => "AskForBidRejected",
+            Self::BidAccepted => "BidAccepted",
+            Self::BidRejected => "BidRejected",
+            Self::Running => "Running",
+            Self::Publishing => "Publishing",
+            Self::Completed => "Completed",
+            Self::Failed => "Failed",
+            Self::Cancelled => "Cancelled",
+        }
     }
 }
 
@@ -237,4 +275,26 @@ pub enum OrchestratorInbound {
         /// The node.
         node_id: NodeId,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ExecutionEvent as E;
+    use LocalExecutionState as S;
+
+    #[test]
+    fn the_nodes_lifecycle() {
+        let mut s = S::AskForBidAccepted;
+        for e in [E::BidAccepted, E::Started, E::Publishing, E::Completed] {
+            s = s.apply(e).expect("legal");
+        }
+        assert_eq!(s, S::Completed);
+        assert!(S::AskForBidAccepted.apply(E::Started).is_err(), "not before the bid is accepted");
+        assert!(S::BidAccepted.apply(E::BidAccepted).is_err(), "a duplicate acceptance");
+        assert!(S::Completed.apply(E::Cancelled).is_err(), "a late cancel");
+        assert_eq!(S::Running.apply(E::Lost), Ok(S::Failed));
+        assert!(S::AskForBidAccepted.apply(E::Lost).is_err(), "a bid survives a restart");
+        assert_eq!(S::BidAccepted.apply(E::Cancelled), Ok(S::Cancelled));
+    }
 }
