@@ -1,0 +1,232 @@
+//! A real orchestrator and three real compute nodes in one process, joined by links that
+//! lose and duplicate messages at random (seeded): every job still completes, and no partition
+//! completes twice. The streams never break, so nothing re-registers on its own: what repairs
+//! the losses is the digest each heartbeat carries (docs/protocol.md, Delivery).
+//!
+//! `CHAOS_SEEDS=N` runs N seeds (default 3); a failure names its seed, and `CHAOS_SEED=S` runs
+//! that one. The runtime's task scheduling is not replayed, so a seed fixes which messages are
+//! lost, not the interleaving.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bacalhau_compute::{ComputeConfig, ComputeNode};
+use bacalhau_executor::Executor;
+use bacalhau_executor_wasm::WasmExecutor;
+use bacalhau_model::{
+    BuildVersionInfo, ComputeStateType, InputSource, Job, JobType, NodeId, ResourcesConfig, SpecConfig, Task,
+};
+use bacalhau_orchestrator::{Orchestrator, OrchestratorConfig, OrchestratorHandle};
+use bacalhau_protocol::{ComputeEndpoint, Envelope, FromCompute, OrchestratorInbound, Outbound, SendError, ToCompute};
+use bacalhau_storage::{InlineSource, InputProvider, NoopPublisher, Publisher};
+use base64::Engine as _;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// Per message: the chance in 100 that it is lost, and that it arrives twice.
+const LOSS_PCT: u64 = 15;
+const DUP_PCT: u64 = 10;
+const JOBS: usize = 24;
+
+/// splitmix64: a small seeded generator, the same on every machine.
+#[derive(Debug)]
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// How many copies of a message arrive: 0 (lost), 1 or 2.
+    fn copies(&mut self) -> usize {
+        match self.next() % 100 {
+            n if n < LOSS_PCT => 0,
+            n if n < LOSS_PCT + DUP_PCT => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// The orchestrator's side of a link that loses and duplicates what it carries.
+#[derive(Debug)]
+struct LossyLink {
+    tx: mpsc::Sender<Envelope<ToCompute>>,
+    node_id: NodeId,
+    rng: Arc<Mutex<Rng>>,
+}
+
+impl Outbound for LossyLink {
+    fn send(&self, msg: ToCompute) -> Result<(), SendError> {
+        // The handshake's answer is not at risk: a node that never hears it is another test.
+        let copies = match msg {
+            ToCompute::Registered { .. } => 1,
+            _ => self.rng.lock().map_or(1, |mut r| r.copies()),
+        };
+        for _ in 0..copies {
+            self.tx.try_send(Envelope::new(self.node_id.clone(), msg.clone())).map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => SendError::Full,
+                mpsc::error::TrySendError::Closed(_) => SendError::Disconnected,
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// Connects a compute node through lossy links both ways.
+async fn lossy_connect(orchestrator: mpsc::Sender<OrchestratorInbound>, node_id: NodeId, seed: u64) -> ComputeEndpoint {
+    let rng = Arc::new(Mutex::new(Rng(seed)));
+    let (tx, inbox) = mpsc::channel(65_536);
+    let link = Arc::new(LossyLink { tx, node_id: node_id.clone(), rng: rng.clone() });
+    orchestrator.send(OrchestratorInbound::Connected { node_id: node_id.clone(), link }).await.expect("connect");
+    let (outbox, mut from_node) = mpsc::channel::<OrchestratorInbound>(65_536);
+    tokio::spawn(async move {
+        while let Some(m) = from_node.recv().await {
+            let OrchestratorInbound::Message(e) = m else {
+                if orchestrator.send(m).await.is_err() {
+                    return;
+                }
+                continue;
+            };
+            // The handshake itself is not at risk (see above).
+            let copies = match e.payload {
+                FromCompute::Register { .. } => 1,
+                _ => rng.lock().map_or(1, |mut r| r.copies()),
+            };
+            for _ in 0..copies {
+                if orchestrator.send(OrchestratorInbound::Message(e.clone())).await.is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    ComputeEndpoint { inbox, outbox, node_id }
+}
+
+fn job(module_url: &str, count: u32) -> Job {
+    Job {
+        r#type: JobType::Batch,
+        count,
+        tasks: vec![Task {
+            name: "main".into(),
+            engine: SpecConfig::new("wasm").with_param("EntryModule", "/wasm/hello.wasm"),
+            input_sources: vec![InputSource {
+                source: SpecConfig::new("inline").with_param("URL", module_url),
+                alias: String::new(),
+                target: "/wasm/hello.wasm".into(),
+            }],
+            resources: ResourcesConfig { cpu: "10m".into(), memory: "16Mb".into(), ..Default::default() },
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+async fn start(dir: &std::path::Path, seed: u64, cancel: &CancellationToken) -> OrchestratorHandle {
+    let orch = Orchestrator::start(OrchestratorConfig::new(dir.join("jobs.redb")), cancel.child_token())
+        .await
+        .expect("orchestrator");
+    let h = orch.handle();
+    for n in 0..3u64 {
+        let node_id = NodeId::from(format!("n-chaos-{n}").as_str());
+        let endpoint = lossy_connect(h.inbound(), node_id.clone(), seed.wrapping_add(n)).await;
+        let executors: Vec<Arc<dyn Executor>> = vec![Arc::new(WasmExecutor::new(None).expect("wasm"))];
+        let inputs: Vec<Arc<dyn InputProvider>> = vec![Arc::new(InlineSource)];
+        let publishers: Vec<Arc<dyn Publisher>> = vec![Arc::new(NoopPublisher)];
+        let cfg = ComputeConfig {
+            node_id,
+            data_dir: dir.join(format!("compute-{n}")),
+            capacity: bacalhau_compute::detect_capacity(dir, 80),
+            labels: Default::default(),
+            heartbeat_interval: Duration::from_millis(100),
+            silent_heartbeats: None,
+            drop_bid_acceptances: 0,
+            version: BuildVersionInfo::default(),
+            ipfs_addrs: Vec::new(),
+            api_url: String::new(),
+            prices: None,
+            bid_policy: Default::default(),
+        };
+        ComputeNode::start(cfg, executors, inputs, publishers, endpoint, cancel.child_token()).await.expect("compute");
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while h.nodes().await.expect("nodes").len() < 3 {
+        assert!(Instant::now() < deadline, "the three nodes did not register");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    h
+}
+
+/// Runs one seed; returns what went wrong, if anything.
+async fn run_seed(seed: u64) -> Result<(), String> {
+    let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let cancel = CancellationToken::new();
+    let h = start(dir.path(), seed, &cancel).await;
+    let wat = bacalhau_testkit::hello_wat().map_err(|e| e.to_string())?;
+    let url = format!("data:application/wasm;base64,{}", base64::engine::general_purpose::STANDARD.encode(wat));
+    let mut ids = Vec::new();
+    for i in 0..JOBS {
+        let count = if i % 4 == 0 { 2 } else { 1 };
+        ids.push((h.submit(job(&url, count)).await.map_err(|e| e.to_string())?.job_id, count));
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let result = loop {
+        let mut pending = Vec::new();
+        for (id, _) in &ids {
+            let j = h.get_job(id.as_str()).await.map_err(|e| e.to_string())?;
+            if !j.state.state_type.is_terminal() {
+                pending.push(format!("{id}: {}", j.state.state_type));
+            }
+        }
+        if pending.is_empty() {
+            break Ok(());
+        }
+        if Instant::now() > deadline {
+            break Err(format!("jobs not finished after 60 s: {pending:?}"));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let check = async {
+        result?;
+        for (id, count) in &ids {
+            let j = h.get_job(id.as_str()).await.map_err(|e| e.to_string())?;
+            if j.state.state_type != bacalhau_model::JobStateType::Completed {
+                return Err(format!("job {id} ended {}: {}", j.state.state_type, j.state.message));
+            }
+            let mut completed: BTreeMap<u32, usize> = BTreeMap::new();
+            for e in h.executions(id).await.map_err(|e| e.to_string())? {
+                if e.compute_state.state_type == ComputeStateType::Completed {
+                    *completed.entry(e.partition_index).or_default() += 1;
+                }
+            }
+            let want: BTreeMap<u32, usize> = (0..*count).map(|p| (p, 1)).collect();
+            if completed != want {
+                return Err(format!("job {id}: completed executions per partition {completed:?}, want {want:?}"));
+            }
+        }
+        Ok(())
+    };
+    let outcome = check.await;
+    cancel.cancel();
+    outcome
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_complete_once_when_messages_are_lost_and_duplicated() {
+    let seeds: Vec<u64> = match std::env::var("CHAOS_SEED").ok().and_then(|s| s.parse().ok()) {
+        Some(s) => vec![s],
+        None => {
+            let n = std::env::var("CHAOS_SEEDS").ok().and_then(|s| s.parse().ok()).unwrap_or(3u64);
+            (1..=n).collect()
+        }
+    };
+    for seed in seeds {
+        if let Err(e) = run_seed(seed).await {
+            panic!("seed {seed} (replay with CHAOS_SEED={seed}): {e}");
+        }
+    }
+}
