@@ -15,10 +15,13 @@ use bacalhau_compute::{ComputeConfig, ComputeNode};
 use bacalhau_executor::Executor;
 use bacalhau_executor_wasm::WasmExecutor;
 use bacalhau_model::{
-    BuildVersionInfo, ComputeStateType, InputSource, Job, JobType, NodeId, ResourcesConfig, SpecConfig, Task,
+    BuildVersionInfo, ComputeStateType, InputSource, Job, JobType, NodeId, NodeInfo, ResourcesConfig, RunCommandResult,
+    SpecConfig, Task,
 };
 use bacalhau_orchestrator::{Orchestrator, OrchestratorConfig, OrchestratorHandle};
-use bacalhau_protocol::{ComputeEndpoint, Envelope, FromCompute, OrchestratorInbound, Outbound, SendError, ToCompute};
+use bacalhau_protocol::{
+    ComputeEndpoint, Envelope, FromCompute, OrchestratorInbound, Outbound, SendError, ToCompute, connect_in_process,
+};
 use bacalhau_storage::{InlineSource, InputProvider, NoopPublisher, Publisher};
 use base64::Engine as _;
 use tokio::sync::mpsc;
@@ -107,6 +110,10 @@ async fn lossy_connect(orchestrator: mpsc::Sender<OrchestratorInbound>, node_id:
     ComputeEndpoint { inbox, outbox, node_id }
 }
 
+fn module_url(wasm: &[u8]) -> String {
+    format!("data:application/wasm;base64,{}", base64::engine::general_purpose::STANDARD.encode(wasm))
+}
+
 fn job(module_url: &str, count: u32) -> Job {
     Job {
         r#type: JobType::Batch,
@@ -126,6 +133,28 @@ fn job(module_url: &str, count: u32) -> Job {
     }
 }
 
+/// A real WASM compute node with its store under `dir`, heartbeating every 100 ms.
+async fn start_compute(dir: &std::path::Path, node_id: NodeId, endpoint: ComputeEndpoint, cancel: &CancellationToken) {
+    let executors: Vec<Arc<dyn Executor>> = vec![Arc::new(WasmExecutor::new(None).expect("wasm"))];
+    let inputs: Vec<Arc<dyn InputProvider>> = vec![Arc::new(InlineSource)];
+    let publishers: Vec<Arc<dyn Publisher>> = vec![Arc::new(NoopPublisher)];
+    let cfg = ComputeConfig {
+        data_dir: dir.join(node_id.as_str()),
+        node_id,
+        capacity: bacalhau_compute::detect_capacity(dir, 80),
+        labels: Default::default(),
+        heartbeat_interval: Duration::from_millis(100),
+        silent_heartbeats: None,
+        drop_bid_acceptances: 0,
+        version: BuildVersionInfo::default(),
+        ipfs_addrs: Vec::new(),
+        api_url: String::new(),
+        prices: None,
+        bid_policy: Default::default(),
+    };
+    ComputeNode::start(cfg, executors, inputs, publishers, endpoint, cancel.child_token()).await.expect("compute");
+}
+
 async fn start(dir: &std::path::Path, seed: u64, cancel: &CancellationToken) -> OrchestratorHandle {
     let orch = Orchestrator::start(OrchestratorConfig::new(dir.join("jobs.redb")), cancel.child_token())
         .await
@@ -134,24 +163,7 @@ async fn start(dir: &std::path::Path, seed: u64, cancel: &CancellationToken) -> 
     for n in 0..3u64 {
         let node_id = NodeId::from(format!("n-chaos-{n}").as_str());
         let endpoint = lossy_connect(h.inbound(), node_id.clone(), seed.wrapping_add(n)).await;
-        let executors: Vec<Arc<dyn Executor>> = vec![Arc::new(WasmExecutor::new(None).expect("wasm"))];
-        let inputs: Vec<Arc<dyn InputProvider>> = vec![Arc::new(InlineSource)];
-        let publishers: Vec<Arc<dyn Publisher>> = vec![Arc::new(NoopPublisher)];
-        let cfg = ComputeConfig {
-            node_id,
-            data_dir: dir.join(format!("compute-{n}")),
-            capacity: bacalhau_compute::detect_capacity(dir, 80),
-            labels: Default::default(),
-            heartbeat_interval: Duration::from_millis(100),
-            silent_heartbeats: None,
-            drop_bid_acceptances: 0,
-            version: BuildVersionInfo::default(),
-            ipfs_addrs: Vec::new(),
-            api_url: String::new(),
-            prices: None,
-            bid_policy: Default::default(),
-        };
-        ComputeNode::start(cfg, executors, inputs, publishers, endpoint, cancel.child_token()).await.expect("compute");
+        start_compute(dir, node_id, endpoint, cancel).await;
     }
     let deadline = Instant::now() + Duration::from_secs(30);
     while h.nodes().await.expect("nodes").len() < 3 {
@@ -167,7 +179,7 @@ async fn run_seed(seed: u64) -> Result<(), String> {
     let cancel = CancellationToken::new();
     let h = start(dir.path(), seed, &cancel).await;
     let wat = bacalhau_testkit::hello_wat().map_err(|e| e.to_string())?;
-    let url = format!("data:application/wasm;base64,{}", base64::engine::general_purpose::STANDARD.encode(wat));
+    let url = module_url(&wat);
     let mut ids = Vec::new();
     for i in 0..JOBS {
         let count = if i % 4 == 0 { 2 } else { 1 };
@@ -229,4 +241,66 @@ async fn jobs_complete_once_when_messages_are_lost_and_duplicated() {
             panic!("seed {seed} (replay with CHAOS_SEED={seed}): {e}");
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_cannot_report_on_another_nodes_execution() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let cancel = CancellationToken::new();
+    let orch = Orchestrator::start(OrchestratorConfig::new(dir.path().join("jobs.redb")), cancel.child_token())
+        .await
+        .expect("orchestrator");
+    let h = orch.handle();
+    let honest = NodeId::from("n-honest");
+    let endpoint = connect_in_process(h.inbound(), honest.clone()).await.expect("connect");
+    start_compute(dir.path(), honest.clone(), endpoint, &cancel).await;
+    // A registered node with nothing to offer (no engines: it gets no work), and one that
+    // connected but never registered.
+    let rogue = connect_in_process(h.inbound(), NodeId::from("n-rogue")).await.expect("connect");
+    let info = NodeInfo { node_id: NodeId::from("n-rogue"), ..Default::default() };
+    rogue.send(FromCompute::Register { info: Box::new(info), executions: Vec::new() }).await.expect("register");
+    let stranger = connect_in_process(h.inbound(), NodeId::from("n-stranger")).await.expect("connect");
+
+    // A job that runs until stopped, so its execution is live when the forgeries arrive.
+    let id = h.submit(job(&module_url(&bacalhau_testkit::spin_wat().expect("wat")), 1)).await.expect("submit").job_id;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let exec = loop {
+        let running = h
+            .executions(&id)
+            .await
+            .expect("executions")
+            .into_iter()
+            .find(|e| e.compute_state.state_type == ComputeStateType::BidAccepted && e.node_id == honest);
+        if let Some(e) = running {
+            break e;
+        }
+        assert!(Instant::now() < deadline, "the job never started on the honest node");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let forged = FromCompute::RunResult {
+        execution_id: exec.id.clone(),
+        published_result: None,
+        run_output: RunCommandResult { stdout: "forged".into(), ..Default::default() },
+        cost: None,
+    };
+    rogue.send(forged.clone()).await.expect("send");
+    stranger.send(forged).await.expect("send");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let r = h.refusals();
+        let foreign = r.get("report on another node's execution").copied().unwrap_or(0);
+        let unregistered = r.get("message from a node that has not registered").copied().unwrap_or(0);
+        if foreign == 1 && unregistered >= 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the forgeries were not refused: {r:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Both were refused after they arrived: the execution still runs, on the honest node.
+    let now = h.executions(&id).await.expect("executions");
+    assert_eq!(now.len(), 1);
+    assert_eq!(now[0].compute_state.state_type, ComputeStateType::BidAccepted, "{:?}", now[0].compute_state);
+    assert!(now[0].run_output.is_none());
+    h.stop(id.as_str(), "done").await.expect("stop");
+    cancel.cancel();
 }

@@ -278,10 +278,12 @@ pub fn validate(job: &Job) -> Vec<FieldError> {
                 "needs the ipfs publisher: results are compared by their CIDs (add -p ipfs)",
             ));
         }
-        if v.replicas < 2 || v.replicas > MAX_REPLICAS {
+        if v.replicas < 2 {
+            errs.push(FieldError::new("Verification.Replicas", "must be at least 2 to compare results"));
+        } else if v.replicas > MAX_REPLICAS {
             errs.push(FieldError::new(
                 "Verification.Replicas",
-                format!("is {}: it must be from 2 (to compare results) to {MAX_REPLICAS}", v.replicas),
+                format!("is {}, more than the most allowed ({MAX_REPLICAS})", v.replicas),
             ));
         }
         if v.quorum == 0 || v.quorum > v.replicas {

@@ -21,5 +21,5 @@ pub mod store;
 pub use identity::NodeKeys;
 pub use runtime::{
     JobEvent, ListJobsQuery, ListJobsResult, NodeAction, Orchestrator, OrchestratorConfig, OrchestratorError,
-    OrchestratorHandle, StopResult, SubmitResult,
+    OrchestratorHandle, Refusals, RerunResult, StopResult, SubmitResult,
 };

@@ -242,7 +242,33 @@ pub struct OrchestratorHandle {
     defaults: SubmissionDefaults,
     content: Arc<std::sync::RwLock<ContentIndex>>,
     keys: Arc<NodeKeys>,
+    refusals: Arc<Refusals>,
 }
+
+/// Messages from compute nodes that were refused, by why: each is logged and counted and
+/// changes nothing.
+#[derive(Debug, Default)]
+pub struct Refusals(std::sync::Mutex<BTreeMap<&'static str, u64>>);
+
+impl Refusals {
+    fn count(&self, why: &'static str) {
+        if let Ok(mut m) = self.0.lock() {
+            *m.entry(why).or_default() += 1;
+        }
+    }
+
+    /// How many of each kind so far.
+    pub fn snapshot(&self) -> BTreeMap<String, u64> {
+        self.0.lock().map(|m| m.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()).unwrap_or_default()
+    }
+}
+
+/// Why a node's message about an execution is refused.
+const FOREIGN_EXECUTION: &str = "report on another node's execution";
+/// Why a message from a node that has not registered (or was deleted) is refused.
+const UNREGISTERED: &str = "message from a node that has not registered";
+/// Why a message from a rejected node is refused.
+const REJECTED: &str = "message from a rejected node";
 
 impl std::fmt::Debug for Command {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -274,7 +300,9 @@ impl Orchestrator {
         let content = Arc::new(std::sync::RwLock::new(ContentIndex::new(config.ipfs_addrs.clone())));
         let (s, local) = (store.clone(), config.local_node.clone());
         let keys = Arc::new(tokio::task::spawn_blocking(move || NodeKeys::load(s, local)).await.map_err(join_err)??);
+        let refusals = Arc::new(Refusals::default());
         let mut runtime = Runtime {
+            refusals: refusals.clone(),
             idempotency: HashMap::new(),
             keys: keys.clone(),
             content: content.clone(),
@@ -299,6 +327,7 @@ impl Orchestrator {
             defaults: config.defaults.clone(),
             content,
             keys,
+            refusals,
         };
         let task = tokio::spawn(runtime.run(commands_rx, inbound_rx, cancel));
         Ok(Self { handle, task })
@@ -322,7 +351,12 @@ impl Orchestrator {
     }
 }
 
+mod apply;
+mod history;
+mod nodes;
 mod versions;
+
+use nodes::membership_name;
 
 fn join_err(e: tokio::task::JoinError) -> OrchestratorError {
     OrchestratorError::Store(StoreError::Db(format!("store task failed: {e}")))
@@ -427,6 +461,11 @@ impl OrchestratorHandle {
         let cmd = Command::NodeAction { node: node.to_owned(), action, reply };
         self.commands.send(cmd).await.map_err(|_| OrchestratorError::ShuttingDown)?;
         rx.await.map_err(|_| OrchestratorError::ShuttingDown)?
+    }
+
+    /// Compute nodes' messages refused so far, by why.
+    pub fn refusals(&self) -> BTreeMap<String, u64> {
+        self.refusals.snapshot()
     }
 
     /// Where transports deliver compute nodes' messages.
@@ -575,6 +614,7 @@ struct Round {
 const MAX_IDEMPOTENCY_CACHE: usize = 10_000;
 
 struct Runtime {
+    refusals: Arc<Refusals>,
     /// Recent Idempotency-Keys → (job ID, evaluation ID), including this round's.
     idempotency: HashMap<String, (String, String)>,
     keys: Arc<NodeKeys>,
@@ -597,14 +637,6 @@ struct Runtime {
 enum Work {
     Command(Command),
     Inbound(OrchestratorInbound),
-}
-
-fn membership_name(m: NodeMembershipState) -> &'static str {
-    match m {
-        NodeMembershipState::Pending => "PENDING",
-        NodeMembershipState::Approved => "APPROVED",
-        NodeMembershipState::Rejected => "REJECTED",
-    }
 }
 
 impl Runtime {
@@ -928,350 +960,6 @@ impl Runtime {
         }
     }
 
-    fn membership(&self, id: &NodeId) -> NodeMembershipState {
-        self.memberships.get(id).copied().unwrap_or(NodeMembershipState::Pending)
-    }
-
-    fn node_states(&self) -> Vec<NodeState> {
-        self.nodes
-            .values()
-            .filter_map(|n| {
-                let mut info = n.info.clone()?;
-                if let Some(c) = info.compute_node_info.as_mut() {
-                    c.available_capacity = n.available.into();
-                }
-                Some(NodeState {
-                    membership: self.membership(&info.node_id),
-                    dissents: self.dissents.get(&info.node_id).copied().unwrap_or(0),
-                    info,
-                    connection: if n.connected {
-                        NodeConnectionState::Connected
-                    } else {
-                        NodeConnectionState::Disconnected
-                    },
-                })
-            })
-            .collect()
-    }
-
-    fn handle_inbound(&mut self, msg: OrchestratorInbound, now: i64, round: &mut Round) {
-        match msg {
-            OrchestratorInbound::Connected { node_id, link } => {
-                let entry = self.nodes.entry(node_id).or_insert_with(|| NodeEntry {
-                    info: None,
-                    link: None,
-                    connected: false,
-                    last_seen: Instant::now(),
-                    available: Resources::default(),
-                    mismatch: None,
-                });
-                entry.link = Some(link);
-                entry.last_seen = Instant::now();
-            }
-            OrchestratorInbound::Disconnected { node_id } => {
-                if let Some(n) = self.nodes.get_mut(&node_id) {
-                    n.link = None;
-                    // Work is rescheduled only after the disconnect timeout, so a brief
-                    // reconnect loses nothing.
-                }
-            }
-            OrchestratorInbound::Message(env) => self.handle_message(*env, now, round),
-        }
-    }
-
-    fn handle_message(&mut self, env: Envelope<FromCompute>, now: i64, round: &mut Round) {
-        let node_id = env.node_id.clone();
-        if env.version != PROTOCOL_VERSION {
-            let reason = format!(
-                "protocol version mismatch: node {node_id} speaks version {}, this orchestrator speaks {PROTOCOL_VERSION}; run the same bacalhau version on both",
-                env.version
-            );
-            warn!("{reason}");
-            round.sends.push((node_id, ToCompute::Registered { accepted: false, reason }));
-            return;
-        }
-        if let Some(n) = self.nodes.get_mut(&node_id) {
-            let was_lost = !n.connected && n.info.is_some();
-            n.last_seen = Instant::now();
-            n.connected = true;
-            // Its work was failed and rescheduled when it went silent: it must register again
-            // so both sides reconcile (it cancels what it still runs of that work).
-            if was_lost && !matches!(env.payload, FromCompute::Register { .. }) {
-                info!(%node_id, "a node marked disconnected spoke again; asking it to register");
-                round.sends.push((node_id.clone(), ToCompute::Reconnected));
-            }
-        }
-        match env.payload {
-            FromCompute::Register { info, executions } => {
-                match self.memberships.get(&node_id).copied() {
-                    Some(NodeMembershipState::Rejected) => {
-                        warn!(%node_id, "a rejected node tried to register");
-                        let reason = "this node was rejected by the orchestrator's operator (`bacalhau node approve` lets it in)".to_owned();
-                        round.sends.push((node_id, ToCompute::Registered { accepted: false, reason }));
-                        return;
-                    }
-                    Some(_) => {}
-                    None => {
-                        let m = if self.cfg.manual_node_approval {
-                            info!(%node_id, "new node waits for approval: `bacalhau node approve {node_id}`");
-                            NodeMembershipState::Pending
-                        } else {
-                            NodeMembershipState::Approved
-                        };
-                        self.memberships.insert(node_id.clone(), m);
-                        round.batch.put_node_membership(node_id.as_str(), Some(membership_name(m)));
-                    }
-                }
-                info!(%node_id, "compute node registered");
-                if let Ok(mut c) = self.content.write() {
-                    c.node_up(&node_id, &info.ipfs_addrs);
-                }
-                let available =
-                    info.compute_node_info.as_ref().map(|c| Resources::from(c.available_capacity)).unwrap_or_default();
-                let entry = self.nodes.entry(node_id.clone()).or_insert_with(|| NodeEntry {
-                    info: None,
-                    link: None,
-                    connected: true,
-                    last_seen: Instant::now(),
-                    available,
-                    mismatch: None,
-                });
-                entry.info = Some(*info);
-                entry.connected = true;
-                entry.available = available;
-                round.sends.push((node_id.clone(), ToCompute::Registered { accepted: true, reason: String::new() }));
-                self.reconcile(&node_id, executions, now, round);
-                // A new node may be what queued jobs wait for.
-                self.dirty.extend(self.jobs.keys().cloned());
-            }
-            FromCompute::Heartbeat { available, ipfs_roots, digest, .. } => {
-                if let Some(theirs) = digest {
-                    self.compare_digest(&node_id, theirs, round);
-                }
-                if let Some(n) = self.nodes.get_mut(&node_id) {
-                    n.available = available.into();
-                    if let Some(roots) = ipfs_roots
-                        && let Some(c) = n.info.as_mut().and_then(|i| i.compute_node_info.as_mut())
-                    {
-                        c.ipfs_roots = roots;
-                    }
-                }
-            }
-            FromCompute::BidResult { execution_id, accepted, reason, quote } => {
-                let msg =
-                    if accepted { "node bid for the execution".to_owned() } else { format!("node declined: {reason}") };
-                self.update_execution(
-                    &execution_id,
-                    ExecutionEvent::NodeBid { accepted },
-                    if accepted { None } else { Some(DesiredStateType::Stopped) },
-                    &msg,
-                    now,
-                    round,
-                    |e| e.quote = quote,
-                );
-            }
-            FromCompute::RunResult { execution_id, published_result, run_output, cost } => {
-                if let Some(cid) = published_result
-                    .as_ref()
-                    .filter(|p| p.r#type.eq_ignore_ascii_case(bacalhau_model::PUBLISHER_IPFS))
-                    .and_then(|p| p.param_str("CID"))
-                    && let Ok(mut c) = self.content.write()
-                {
-                    c.holds(&node_id, cid);
-                    round.batch.put_holder(cid, node_id.as_str());
-                }
-                let msg = if run_output.exit_code == 0 {
-                    "Completed successfully".to_owned()
-                } else {
-                    format!("Completed with exit code {}", run_output.exit_code)
-                };
-                self.update_execution(
-                    &execution_id,
-                    ExecutionEvent::Completed,
-                    Some(DesiredStateType::Stopped),
-                    &msg,
-                    now,
-                    round,
-                    |e| {
-                        e.published_result = published_result;
-                        e.run_output = Some(run_output);
-                        e.cost = cost;
-                    },
-                );
-                round.sends.push((node_id, ToCompute::Ack { execution_id }));
-            }
-            FromCompute::ComputeError { execution_id, message, cancelled, retryable } => {
-                let event = if cancelled { ExecutionEvent::Cancelled } else { ExecutionEvent::Failed };
-                self.update_execution(
-                    &execution_id,
-                    event,
-                    Some(DesiredStateType::Stopped),
-                    &message,
-                    now,
-                    round,
-                    |_| {},
-                );
-                if !retryable && !cancelled {
-                    // Another attempt would fail the same way: fail the job now, with this reason.
-                    if let Some(job_id) = self.exec_index.get(&execution_id).cloned() {
-                        let live = self.jobs.get(&job_id).is_some_and(|a| !a.job.state.state_type.is_terminal());
-                        if live {
-                            self.set_job_state(&job_id, JobStateType::Failed, message.clone(), now, round);
-                        }
-                    }
-                }
-                round.sends.push((node_id, ToCompute::Ack { execution_id }));
-            }
-            FromCompute::ExecutionEvent { execution_id, topic, message } => {
-                if let Some(job_id) = self.exec_index.get(&execution_id).cloned() {
-                    self.exec_history(&job_id, &execution_id, &node_id, now, &topic, &message, None, round);
-                }
-            }
-        }
-    }
-
-    /// Compares a node's digest of its live executions with ours of the same node; a
-    /// difference that persists across two heartbeats means a message was lost, and the node
-    /// is asked to register again so that reconciliation repairs it.
-    fn compare_digest(&mut self, node_id: &NodeId, theirs: ExecutionDigest, round: &mut Round) {
-        let mut ours = ExecutionDigest::default();
-        for active in self.jobs.values() {
-            for e in active.execs.iter().filter(|e| &e.node_id == node_id) {
-                let phase = match e.compute_state.state_type {
-                    ComputeStateType::New | ComputeStateType::AskForBid => Phase::Asked,
-                    ComputeStateType::AskForBidAccepted => Phase::Bid,
-                    ComputeStateType::BidAccepted => Phase::Accepted,
-                    _ => continue,
-                };
-                ours.add(&e.id, phase);
-            }
-        }
-        let Some(n) = self.nodes.get_mut(node_id) else {
-            return;
-        };
-        if theirs == ours {
-            n.mismatch = None;
-        } else if n.mismatch == Some((theirs, ours)) {
-            warn!(%node_id, ?theirs, ?ours, "the node and the orchestrator disagree about its executions; resyncing");
-            n.mismatch = None;
-            round.sends.push((node_id.clone(), ToCompute::Resync));
-        } else {
-            n.mismatch = Some((theirs, ours));
-        }
-    }
-
-    /// Brings a (re)connected node and the orchestrator back into agreement.
-    fn reconcile(&mut self, node_id: &NodeId, reports: Vec<ExecutionReport>, now: i64, round: &mut Round) {
-        let reported: HashMap<ExecutionId, LocalExecutionState> =
-            reports.iter().map(|r| (r.execution_id.clone(), r.state)).collect();
-        let mut lost = Vec::new();
-        let mut bid_updates = Vec::new();
-        for active in self.jobs.values() {
-            for e in active.execs.iter().filter(|e| &e.node_id == node_id && !e.compute_state.state_type.is_terminal())
-            {
-                let state = e.compute_state.state_type;
-                match reported.get(&e.id) {
-                    None if matches!(state, ComputeStateType::New | ComputeStateType::AskForBid) => {
-                        let mut with_job = e.clone();
-                        with_job.job = Some(Box::new(active.job.clone()));
-                        let providers = self.content.read().map(|c| c.for_job(&active.job)).unwrap_or_default();
-                        round
-                            .sends
-                            .push((node_id.clone(), ToCompute::AskForBid { execution: Box::new(with_job), providers }));
-                    }
-                    None => lost.push(e.id.clone()),
-                    Some(local) => {
-                        if e.desired_state.state_type == DesiredStateType::Stopped {
-                            round.sends.push((
-                                node_id.clone(),
-                                ToCompute::CancelExecution {
-                                    execution_id: e.id.clone(),
-                                    reason: e.desired_state.message.clone(),
-                                },
-                            ));
-                        } else if state == ComputeStateType::BidAccepted
-                            && *local == LocalExecutionState::AskForBidAccepted
-                        {
-                            round.sends.push((node_id.clone(), ToCompute::BidAccepted { execution_id: e.id.clone() }));
-                        } else if matches!(state, ComputeStateType::New | ComputeStateType::AskForBid) {
-                            match local {
-                                LocalExecutionState::AskForBidAccepted => bid_updates.push((e.id.clone(), true)),
-                                LocalExecutionState::AskForBidRejected => bid_updates.push((e.id.clone(), false)),
-                                _ => {}
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        for id in lost {
-            let msg = format!("node {node_id} restarted and has no record of the execution");
-            self.update_execution(&id, ExecutionEvent::Lost, Some(DesiredStateType::Stopped), &msg, now, round, |_| {});
-        }
-        for (id, accepted) in bid_updates {
-            let desired = if accepted { None } else { Some(DesiredStateType::Stopped) };
-            let event = ExecutionEvent::NodeBid { accepted };
-            self.update_execution(&id, event, desired, "bid reported after reconnect", now, round, |_| {});
-        }
-        // Executions the node still runs but the orchestrator has finished with.
-        for r in reports.iter().filter(|r| !r.state.is_terminal()) {
-            let known_live = self.exec_index.get(&r.execution_id).and_then(|j| self.jobs.get(j)).is_some_and(|a| {
-                a.execs.iter().any(|e| e.id == r.execution_id && !e.compute_state.state_type.is_terminal())
-            });
-            if !known_live {
-                round.sends.push((
-                    node_id.clone(),
-                    ToCompute::CancelExecution {
-                        execution_id: r.execution_id.clone(),
-                        reason: "the orchestrator no longer wants this execution".into(),
-                    },
-                ));
-            }
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn update_execution(
-        &mut self,
-        id: &ExecutionId,
-        event: ExecutionEvent,
-        desired: Option<DesiredStateType>,
-        message: &str,
-        now: i64,
-        round: &mut Round,
-        extra: impl FnOnce(&mut Execution),
-    ) {
-        let Some(job_id) = self.exec_index.get(id).cloned() else {
-            debug!(execution_id = %id, "report for an execution not in flight; ignored");
-            return;
-        };
-        let Some(active) = self.jobs.get_mut(&job_id) else {
-            return;
-        };
-        let Some(e) = active.execs.iter_mut().find(|e| &e.id == id) else {
-            return;
-        };
-        let previous = e.compute_state.state_type;
-        let to = match previous.apply(event) {
-            Ok(to) => to,
-            Err(illegal) => {
-                debug!(execution_id = %id, %illegal, "duplicate or late report ignored");
-                return;
-            }
-        };
-        e.compute_state = ExecutionState::new(to, message);
-        if let Some(d) = desired {
-            e.desired_state = ExecutionState::new(d, message);
-        }
-        extra(e);
-        e.revision += 1;
-        e.modify_time = now;
-        let node_id = e.node_id.clone();
-        round.batch.put_execution(e.clone());
-        self.exec_history(&job_id, id, &node_id, now, "Execution", message, Some((previous, to)), round);
-        self.dirty.insert(job_id);
-    }
-
     fn housekeep(&mut self, now: i64) {
         let timeout = self.cfg.node_disconnect_timeout;
         let mut lost_nodes = Vec::new();
@@ -1305,266 +993,6 @@ impl Runtime {
             }
         }
     }
-
-    fn node_views(&self) -> Vec<NodeView> {
-        self.nodes
-            .values()
-            .filter_map(|n| {
-                let info = n.info.clone()?;
-                let approved = self.membership(&info.node_id) == NodeMembershipState::Approved;
-                let published = self.content.read().map(|c| c.held_by(&info.node_id)).unwrap_or_default();
-                let roots = info.compute_node_info.as_ref().map(|c| c.ipfs_roots.as_slice()).unwrap_or_default();
-                // Usually one of the two is empty: share the published set rather than copy it.
-                let holds = if roots.is_empty() {
-                    published
-                } else {
-                    Arc::new(published.iter().cloned().chain(roots.iter().cloned()).collect())
-                };
-                let dissents = self.dissents.get(&info.node_id).copied().unwrap_or(0);
-                Some(NodeView { info, connected: n.connected, approved, available: n.available, holds, dissents })
-            })
-            .collect()
-    }
-
-    fn evaluate(&mut self, now: i64, round: &mut Round) {
-        if self.dirty.is_empty() {
-            return;
-        }
-        let views = self.node_views();
-        let grace_over = self.started.elapsed() > self.cfg.restart_grace;
-        let dirty = std::mem::take(&mut self.dirty);
-        for job_id in dirty {
-            let Some(active) = self.jobs.get(&job_id) else {
-                continue;
-            };
-            let plan = scheduler::plan(&active.job, &active.execs, &views, now, grace_over, &self.cfg.scheduler);
-            self.apply(&job_id, plan, now, round);
-        }
-    }
-
-    fn apply(&mut self, job_id: &JobId, plan: Plan, now: i64, round: &mut Round) {
-        for (exec_id, verdict, dissent) in &plan.verdicts {
-            let Some(e) = self.jobs.get_mut(job_id).and_then(|a| a.execs.iter_mut().find(|e| &e.id == exec_id)) else {
-                continue;
-            };
-            if e.verification.as_deref() == Some(verdict.as_str()) {
-                continue;
-            }
-            e.verification = Some(verdict.clone());
-            e.revision += 1;
-            e.modify_time = now;
-            if *dissent {
-                warn!(node_id = %e.node_id, execution = %e.id, "result disagreed with the verification quorum");
-                let n = self.dissents.entry(e.node_id.clone()).or_default();
-                *n += 1;
-                round.batch.put_dissents(e.node_id.as_str(), u64::from(*n));
-            }
-            round.batch.put_execution(e.clone());
-        }
-        for u in plan.updates {
-            let Some(active) = self.jobs.get_mut(job_id) else {
-                return;
-            };
-            let Some(e) = active.execs.iter_mut().find(|e| e.id == u.id) else {
-                continue;
-            };
-            let previous = e.compute_state.state_type;
-            let next = match u.event.map(|ev| previous.apply(ev)) {
-                None => None,
-                Some(Ok(next)) => Some(next),
-                Some(Err(illegal)) => {
-                    // The plan was made from this state, so this is a bug; the execution stays.
-                    warn!(execution_id = %e.id, %illegal, "the scheduler planned an impossible change; skipped");
-                    continue;
-                }
-            };
-            if let Some(s) = next {
-                e.compute_state = ExecutionState::new(s, u.message.clone());
-            }
-            if let Some(d) = u.desired_state {
-                e.desired_state = ExecutionState::new(d, u.message.clone());
-            }
-            e.revision += 1;
-            e.modify_time = now;
-            let node_id = e.node_id.clone();
-            let exec_id = e.id.clone();
-            round.batch.put_execution(e.clone());
-            match u.notify {
-                Some(Notify::BidAccepted) => {
-                    round.sends.push((node_id.clone(), ToCompute::BidAccepted { execution_id: exec_id.clone() }))
-                }
-                Some(Notify::BidRejected(reason)) => round
-                    .sends
-                    .push((node_id.clone(), ToCompute::BidRejected { execution_id: exec_id.clone(), reason })),
-                Some(Notify::Cancel(reason)) => round
-                    .sends
-                    .push((node_id.clone(), ToCompute::CancelExecution { execution_id: exec_id.clone(), reason })),
-                None => {}
-            }
-            let change = next.filter(|s| *s != previous).map(|s| (previous, s));
-            self.exec_history(job_id, &exec_id, &node_id, now, "Scheduling", &u.message, change, round);
-        }
-        for n in plan.new_executions {
-            let Some(active) = self.jobs.get_mut(job_id) else {
-                return;
-            };
-            let job = &active.job;
-            let e = Execution {
-                id: ExecutionId::generate(),
-                namespace: job.namespace.clone(),
-                eval_id: EvaluationId::default(),
-                name: job.name.clone(),
-                node_id: n.node_id.clone(),
-                job_id: job.id.clone(),
-                job: None,
-                partition_index: n.partition_index,
-                desired_state: ExecutionState::new(DesiredStateType::Pending, ""),
-                compute_state: ExecutionState::new(ComputeStateType::AskForBid, "asked the node for a bid"),
-                job_version: job.version,
-                published_result: None,
-                run_output: None,
-                quote: None,
-                cost: None,
-                verification: None,
-                revision: 1,
-                create_time: now,
-                modify_time: now,
-            };
-            let mut with_job = e.clone();
-            with_job.job = Some(Box::new(job.clone()));
-            round.batch.put_execution(e.clone());
-            let providers = self.content.read().map(|c| c.for_job(job)).unwrap_or_default();
-            round.sends.push((n.node_id.clone(), ToCompute::AskForBid { execution: Box::new(with_job), providers }));
-            self.exec_index.insert(e.id.clone(), job_id.clone());
-            let exec_id = e.id.clone();
-            active.execs.push(e);
-            let msg = format!("Requested execution on {}", n.node_id);
-            self.exec_history(job_id, &exec_id, &n.node_id, now, "Scheduling", &msg, None, round);
-        }
-        if let Some((state, message)) = plan.job_state {
-            self.set_job_state(job_id, state, message, now, round);
-            if state.is_terminal() {
-                // Cancel whatever the plan did not already stop.
-                self.dirty.insert(job_id.clone());
-            }
-        }
-        if let Some(t) = plan.retry_at
-            && let Some(a) = self.jobs.get_mut(job_id)
-        {
-            a.retry_at = Some(t);
-        }
-    }
-
-    fn set_job_state(&mut self, job_id: &JobId, state: JobStateType, message: String, now: i64, round: &mut Round) {
-        let Some(active) = self.jobs.get_mut(job_id) else {
-            return;
-        };
-        let previous = active.job.state.state_type;
-        active.job.state = JobState { state_type: state, message: message.clone() };
-        active.job.revision += 1;
-        active.job.modify_time = now;
-        round.batch.put_job(active.job.clone(), false);
-        round.events.push(JobEvent { job_id: job_id.clone(), state });
-        let text = match (state, message.is_empty()) {
-            (_, true) => format!("Job {}", state.to_string().to_lowercase()),
-            (_, false) => message,
-        };
-        let topic = if state == JobStateType::Queued { "Queueing" } else { "State Update" };
-        self.job_history(job_id, now, topic, &text, Some((previous, state)), round);
-    }
-
-    fn next_seq(&mut self, job_id: &JobId) -> Option<(u64, u64, u64)> {
-        let a = self.jobs.get_mut(job_id)?;
-        a.history_seq += 1;
-        Some((a.history_seq, a.job.revision, a.job.version))
-    }
-
-    fn job_history(
-        &mut self,
-        job_id: &JobId,
-        now: i64,
-        topic: &str,
-        message: &str,
-        change: Option<(JobStateType, JobStateType)>,
-        round: &mut Round,
-    ) {
-        self.add_history(job_id, now, topic, message, Subject::Job(change), round);
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn exec_history(
-        &mut self,
-        job_id: &JobId,
-        exec_id: &ExecutionId,
-        node_id: &NodeId,
-        now: i64,
-        topic: &str,
-        message: &str,
-        change: Option<(ComputeStateType, ComputeStateType)>,
-        round: &mut Round,
-    ) {
-        self.add_history(job_id, now, topic, message, Subject::Execution(exec_id, node_id, change), round);
-    }
-
-    fn add_history(
-        &mut self,
-        job_id: &JobId,
-        now: i64,
-        topic: &str,
-        message: &str,
-        subject: Subject<'_>,
-        round: &mut Round,
-    ) {
-        let Some((seq, revision, job_version)) = self.next_seq(job_id) else {
-            return;
-        };
-        let (r#type, execution_id, node_id, job_state, execution_state, is_error) = match subject {
-            Subject::Job(change) => (
-                HistoryType::JobLevel,
-                ExecutionId::default(),
-                NodeId::default(),
-                change.map(|(previous, new)| StateChange { previous, new }),
-                None,
-                change.is_some_and(|c| c.1 == JobStateType::Failed),
-            ),
-            Subject::Execution(exec, node, change) => (
-                HistoryType::ExecutionLevel,
-                exec.clone(),
-                node.clone(),
-                None,
-                change.map(|(previous, new)| StateChange { previous, new }),
-                change.is_some_and(|c| c.1 == ComputeStateType::Failed),
-            ),
-        };
-        round.batch.add_history(JobHistory {
-            seq_num: seq,
-            r#type,
-            job_id: job_id.clone(),
-            job_version,
-            node_id,
-            execution_id,
-            job_state,
-            execution_state,
-            new_revision: revision,
-            comment: message.to_owned(),
-            event: event(topic, message, now, is_error),
-            time: format_rfc3339_nanos(now),
-        });
-    }
-}
-
-/// What a history entry is about.
-enum Subject<'a> {
-    Job(Option<(JobStateType, JobStateType)>),
-    Execution(&'a ExecutionId, &'a NodeId, Option<(ComputeStateType, ComputeStateType)>),
-}
-
-fn event(topic: &str, message: &str, now: i64, is_error: bool) -> Event {
-    let mut details = serde_json::Map::new();
-    if is_error {
-        details.insert("IsError".into(), serde_json::Value::String("true".into()));
-    }
-    Event { message: message.to_owned(), topic: topic.to_owned(), timestamp: format_rfc3339_nanos(now), details }
 }
 
 fn evaluation(job: &Job, trigger: TriggeredBy, now: i64) -> Evaluation {

@@ -1,0 +1,434 @@
+//! Compute nodes: their messages, membership and liveness as the orchestrator sees them,
+//! reconciliation with what a node holds, and the one place an execution's state changes
+//! on a node's word (`update_execution`).
+
+use super::*;
+
+impl Runtime {
+    pub(super) fn membership(&self, id: &NodeId) -> NodeMembershipState {
+        self.memberships.get(id).copied().unwrap_or(NodeMembershipState::Pending)
+    }
+
+    pub(super) fn node_states(&self) -> Vec<NodeState> {
+        self.nodes
+            .values()
+            .filter_map(|n| {
+                let mut info = n.info.clone()?;
+                if let Some(c) = info.compute_node_info.as_mut() {
+                    c.available_capacity = n.available.into();
+                }
+                Some(NodeState {
+                    membership: self.membership(&info.node_id),
+                    dissents: self.dissents.get(&info.node_id).copied().unwrap_or(0),
+                    info,
+                    connection: if n.connected {
+                        NodeConnectionState::Connected
+                    } else {
+                        NodeConnectionState::Disconnected
+                    },
+                })
+            })
+            .collect()
+    }
+
+    pub(super) fn handle_inbound(&mut self, msg: OrchestratorInbound, now: i64, round: &mut Round) {
+        match msg {
+            OrchestratorInbound::Connected { node_id, link } => {
+                let entry = self.nodes.entry(node_id).or_insert_with(|| NodeEntry {
+                    info: None,
+                    link: None,
+                    connected: false,
+                    last_seen: Instant::now(),
+                    available: Resources::default(),
+                    mismatch: None,
+                });
+                entry.link = Some(link);
+                entry.last_seen = Instant::now();
+            }
+            OrchestratorInbound::Disconnected { node_id } => {
+                if let Some(n) = self.nodes.get_mut(&node_id) {
+                    n.link = None;
+                    // Work is rescheduled only after the disconnect timeout, so a brief
+                    // reconnect loses nothing.
+                }
+            }
+            OrchestratorInbound::Message(env) => self.handle_message(*env, now, round),
+        }
+    }
+
+    pub(super) fn handle_message(&mut self, env: Envelope<FromCompute>, now: i64, round: &mut Round) {
+        let node_id = env.node_id.clone();
+        if env.version != PROTOCOL_VERSION {
+            let reason = format!(
+                "protocol version mismatch: node {node_id} speaks version {}, this orchestrator speaks {PROTOCOL_VERSION}; run the same bacalhau version on both",
+                env.version
+            );
+            warn!("{reason}");
+            round.sends.push((node_id, ToCompute::Registered { accepted: false, reason }));
+            return;
+        }
+        if let Some(n) = self.nodes.get_mut(&node_id) {
+            let was_lost = !n.connected && n.info.is_some();
+            n.last_seen = Instant::now();
+            n.connected = true;
+            // Its work was failed and rescheduled when it went silent: it must register again
+            // so both sides reconcile (it cancels what it still runs of that work).
+            if was_lost && !matches!(env.payload, FromCompute::Register { .. }) {
+                info!(%node_id, "a node marked disconnected spoke again; asking it to register");
+                round.sends.push((node_id.clone(), ToCompute::Reconnected));
+            }
+        }
+        if !matches!(env.payload, FromCompute::Register { .. }) {
+            let why = if self.memberships.get(&node_id) == Some(&NodeMembershipState::Rejected) {
+                Some(REJECTED)
+            } else if self.nodes.get(&node_id).is_none_or(|n| n.info.is_none()) {
+                Some(UNREGISTERED)
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                if matches!(env.payload, FromCompute::Heartbeat { .. }) {
+                    debug!(%node_id, "refused: {why}");
+                } else {
+                    warn!(%node_id, "refused: {why}");
+                }
+                self.refusals.count(why);
+                if why == UNREGISTERED {
+                    // It may only have missed its turn (an orchestrator restart): it registers
+                    // again, re-sending what was never acknowledged.
+                    round.sends.push((node_id, ToCompute::Resync));
+                }
+                return;
+            }
+        }
+        match env.payload {
+            FromCompute::Register { info, executions } => {
+                match self.memberships.get(&node_id).copied() {
+                    Some(NodeMembershipState::Rejected) => {
+                        warn!(%node_id, "a rejected node tried to register");
+                        let reason = "this node was rejected by the orchestrator's operator (`bacalhau node approve` lets it in)".to_owned();
+                        round.sends.push((node_id, ToCompute::Registered { accepted: false, reason }));
+                        return;
+                    }
+                    Some(_) => {}
+                    None => {
+                        let m = if self.cfg.manual_node_approval {
+                            info!(%node_id, "new node waits for approval: `bacalhau node approve {node_id}`");
+                            NodeMembershipState::Pending
+                        } else {
+                            NodeMembershipState::Approved
+                        };
+                        self.memberships.insert(node_id.clone(), m);
+                        round.batch.put_node_membership(node_id.as_str(), Some(membership_name(m)));
+                    }
+                }
+                info!(%node_id, "compute node registered");
+                if let Ok(mut c) = self.content.write() {
+                    c.node_up(&node_id, &info.ipfs_addrs);
+                }
+                let available =
+                    info.compute_node_info.as_ref().map(|c| Resources::from(c.available_capacity)).unwrap_or_default();
+                let entry = self.nodes.entry(node_id.clone()).or_insert_with(|| NodeEntry {
+                    info: None,
+                    link: None,
+                    connected: true,
+                    last_seen: Instant::now(),
+                    available,
+                    mismatch: None,
+                });
+                entry.info = Some(*info);
+                entry.connected = true;
+                entry.available = available;
+                round.sends.push((node_id.clone(), ToCompute::Registered { accepted: true, reason: String::new() }));
+                self.reconcile(&node_id, executions, now, round);
+                // A new node may be what queued jobs wait for.
+                self.dirty.extend(self.jobs.keys().cloned());
+            }
+            FromCompute::Heartbeat { available, ipfs_roots, digest, .. } => {
+                if let Some(theirs) = digest {
+                    self.compare_digest(&node_id, theirs, round);
+                }
+                if let Some(n) = self.nodes.get_mut(&node_id) {
+                    n.available = available.into();
+                    if let Some(roots) = ipfs_roots
+                        && let Some(c) = n.info.as_mut().and_then(|i| i.compute_node_info.as_mut())
+                    {
+                        c.ipfs_roots = roots;
+                    }
+                }
+            }
+            FromCompute::BidResult { execution_id, accepted, reason, quote } => {
+                if !self.owns(&node_id, &execution_id) {
+                    return;
+                }
+                let msg =
+                    if accepted { "node bid for the execution".to_owned() } else { format!("node declined: {reason}") };
+                self.update_execution(
+                    &execution_id,
+                    ExecutionEvent::NodeBid { accepted },
+                    if accepted { None } else { Some(DesiredStateType::Stopped) },
+                    &msg,
+                    now,
+                    round,
+                    |e| e.quote = quote,
+                );
+            }
+            FromCompute::RunResult { execution_id, published_result, run_output, cost } => {
+                if !self.owns(&node_id, &execution_id) {
+                    return;
+                }
+                if let Some(cid) = published_result
+                    .as_ref()
+                    .filter(|p| p.r#type.eq_ignore_ascii_case(bacalhau_model::PUBLISHER_IPFS))
+                    .and_then(|p| p.param_str("CID"))
+                    && let Ok(mut c) = self.content.write()
+                {
+                    c.holds(&node_id, cid);
+                    round.batch.put_holder(cid, node_id.as_str());
+                }
+                let msg = if run_output.exit_code == 0 {
+                    "Completed successfully".to_owned()
+                } else {
+                    format!("Completed with exit code {}", run_output.exit_code)
+                };
+                self.update_execution(
+                    &execution_id,
+                    ExecutionEvent::Completed,
+                    Some(DesiredStateType::Stopped),
+                    &msg,
+                    now,
+                    round,
+                    |e| {
+                        e.published_result = published_result;
+                        e.run_output = Some(run_output);
+                        e.cost = cost;
+                    },
+                );
+                round.sends.push((node_id, ToCompute::Ack { execution_id }));
+            }
+            FromCompute::ComputeError { execution_id, message, cancelled, retryable } => {
+                if !self.owns(&node_id, &execution_id) {
+                    return;
+                }
+                let event = if cancelled { ExecutionEvent::Cancelled } else { ExecutionEvent::Failed };
+                self.update_execution(
+                    &execution_id,
+                    event,
+                    Some(DesiredStateType::Stopped),
+                    &message,
+                    now,
+                    round,
+                    |_| {},
+                );
+                if !retryable && !cancelled {
+                    // Another attempt would fail the same way: fail the job now, with this reason.
+                    if let Some(job_id) = self.exec_index.get(&execution_id).cloned() {
+                        let live = self.jobs.get(&job_id).is_some_and(|a| !a.job.state.state_type.is_terminal());
+                        if live {
+                            self.set_job_state(&job_id, JobStateType::Failed, message.clone(), now, round);
+                        }
+                    }
+                }
+                round.sends.push((node_id, ToCompute::Ack { execution_id }));
+            }
+            FromCompute::ExecutionEvent { execution_id, topic, message } => {
+                if !self.owns(&node_id, &execution_id) {
+                    return;
+                }
+                if let Some(job_id) = self.exec_index.get(&execution_id).cloned() {
+                    self.exec_history(&job_id, &execution_id, &node_id, now, &topic, &message, None, round);
+                }
+            }
+        }
+    }
+
+    /// Whether `node_id` may report on `execution_id`: an execution in flight belongs to the
+    /// node it was asked of, and no other node's word on it counts. (One not in flight is for
+    /// the handlers to ignore, and for reconciliation to tell the node.)
+    pub(super) fn owns(&self, node_id: &NodeId, execution_id: &ExecutionId) -> bool {
+        let owner = self
+            .exec_index
+            .get(execution_id)
+            .and_then(|j| self.jobs.get(j))
+            .and_then(|a| a.execs.iter().find(|e| &e.id == execution_id))
+            .map(|e| &e.node_id);
+        match owner {
+            Some(owner) if owner != node_id => {
+                warn!(%node_id, %execution_id, %owner, "refused: {FOREIGN_EXECUTION}");
+                self.refusals.count(FOREIGN_EXECUTION);
+                false
+            }
+            _ => true,
+        }
+    }
+
+    /// Compares a node's digest of its live executions with ours of the same node; a
+    /// difference that persists across two heartbeats means a message was lost, and the node
+    /// is asked to register again so that reconciliation repairs it.
+    pub(super) fn compare_digest(&mut self, node_id: &NodeId, theirs: ExecutionDigest, round: &mut Round) {
+        let mut ours = ExecutionDigest::default();
+        for active in self.jobs.values() {
+            for e in active.execs.iter().filter(|e| &e.node_id == node_id) {
+                let phase = match e.compute_state.state_type {
+                    ComputeStateType::New | ComputeStateType::AskForBid => Phase::Asked,
+                    ComputeStateType::AskForBidAccepted => Phase::Bid,
+                    ComputeStateType::BidAccepted => Phase::Accepted,
+                    _ => continue,
+                };
+                ours.add(&e.id, phase);
+            }
+        }
+        let Some(n) = self.nodes.get_mut(node_id) else {
+            return;
+        };
+        if theirs == ours {
+            n.mismatch = None;
+        } else if n.mismatch == Some((theirs, ours)) {
+            warn!(%node_id, ?theirs, ?ours, "the node and the orchestrator disagree about its executions; resyncing");
+            n.mismatch = None;
+            round.sends.push((node_id.clone(), ToCompute::Resync));
+        } else {
+            n.mismatch = Some((theirs, ours));
+        }
+    }
+
+    /// Brings a (re)connected node and the orchestrator back into agreement.
+    pub(super) fn reconcile(&mut self, node_id: &NodeId, reports: Vec<ExecutionReport>, now: i64, round: &mut Round) {
+        let reported: HashMap<ExecutionId, LocalExecutionState> =
+            reports.iter().map(|r| (r.execution_id.clone(), r.state)).collect();
+        let mut lost = Vec::new();
+        let mut bid_updates = Vec::new();
+        for active in self.jobs.values() {
+            for e in active.execs.iter().filter(|e| &e.node_id == node_id && !e.compute_state.state_type.is_terminal())
+            {
+                let state = e.compute_state.state_type;
+                match reported.get(&e.id) {
+                    None if matches!(state, ComputeStateType::New | ComputeStateType::AskForBid) => {
+                        let mut with_job = e.clone();
+                        with_job.job = Some(Box::new(active.job.clone()));
+                        let providers = self.content.read().map(|c| c.for_job(&active.job)).unwrap_or_default();
+                        round
+                            .sends
+                            .push((node_id.clone(), ToCompute::AskForBid { execution: Box::new(with_job), providers }));
+                    }
+                    None => lost.push(e.id.clone()),
+                    Some(local) => {
+                        if e.desired_state.state_type == DesiredStateType::Stopped {
+                            round.sends.push((
+                                node_id.clone(),
+                                ToCompute::CancelExecution {
+                                    execution_id: e.id.clone(),
+                                    reason: e.desired_state.message.clone(),
+                                },
+                            ));
+                        } else if state == ComputeStateType::BidAccepted
+                            && *local == LocalExecutionState::AskForBidAccepted
+                        {
+                            round.sends.push((node_id.clone(), ToCompute::BidAccepted { execution_id: e.id.clone() }));
+                        } else if matches!(state, ComputeStateType::New | ComputeStateType::AskForBid) {
+                            match local {
+                                LocalExecutionState::AskForBidAccepted => bid_updates.push((e.id.clone(), true)),
+                                LocalExecutionState::AskForBidRejected => bid_updates.push((e.id.clone(), false)),
+                                _ => {}
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for id in lost {
+            let msg = format!("node {node_id} restarted and has no record of the execution");
+            self.update_execution(&id, ExecutionEvent::Lost, Some(DesiredStateType::Stopped), &msg, now, round, |_| {});
+        }
+        for (id, accepted) in bid_updates {
+            let desired = if accepted { None } else { Some(DesiredStateType::Stopped) };
+            let event = ExecutionEvent::NodeBid { accepted };
+            self.update_execution(&id, event, desired, "bid reported after reconnect", now, round, |_| {});
+        }
+        // Executions the node still runs but the orchestrator has finished with.
+        for r in reports.iter().filter(|r| !r.state.is_terminal()) {
+            let known_live = self.exec_index.get(&r.execution_id).and_then(|j| self.jobs.get(j)).is_some_and(|a| {
+                a.execs.iter().any(|e| e.id == r.execution_id && !e.compute_state.state_type.is_terminal())
+            });
+            if !known_live {
+                round.sends.push((
+                    node_id.clone(),
+                    ToCompute::CancelExecution {
+                        execution_id: r.execution_id.clone(),
+                        reason: "the orchestrator no longer wants this execution".into(),
+                    },
+                ));
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn update_execution(
+        &mut self,
+        id: &ExecutionId,
+        event: ExecutionEvent,
+        desired: Option<DesiredStateType>,
+        message: &str,
+        now: i64,
+        round: &mut Round,
+        extra: impl FnOnce(&mut Execution),
+    ) {
+        let Some(job_id) = self.exec_index.get(id).cloned() else {
+            debug!(execution_id = %id, "report for an execution not in flight; ignored");
+            return;
+        };
+        let Some(active) = self.jobs.get_mut(&job_id) else {
+            return;
+        };
+        let Some(e) = active.execs.iter_mut().find(|e| &e.id == id) else {
+            return;
+        };
+        let previous = e.compute_state.state_type;
+        let to = match previous.apply(event) {
+            Ok(to) => to,
+            Err(illegal) => {
+                debug!(execution_id = %id, %illegal, "duplicate or late report ignored");
+                return;
+            }
+        };
+        e.compute_state = ExecutionState::new(to, message);
+        if let Some(d) = desired {
+            e.desired_state = ExecutionState::new(d, message);
+        }
+        extra(e);
+        e.revision += 1;
+        e.modify_time = now;
+        let node_id = e.node_id.clone();
+        round.batch.put_execution(e.clone());
+        self.exec_history(&job_id, id, &node_id, now, "Execution", message, Some((previous, to)), round);
+        self.dirty.insert(job_id);
+    }
+
+    pub(super) fn node_views(&self) -> Vec<NodeView> {
+        self.nodes
+            .values()
+            .filter_map(|n| {
+                let info = n.info.clone()?;
+                let approved = self.membership(&info.node_id) == NodeMembershipState::Approved;
+                let published = self.content.read().map(|c| c.held_by(&info.node_id)).unwrap_or_default();
+                let roots = info.compute_node_info.as_ref().map(|c| c.ipfs_roots.as_slice()).unwrap_or_default();
+                // Usually one of the two is empty: share the published set rather than copy it.
+                let holds = if roots.is_empty() {
+                    published
+                } else {
+                    Arc::new(published.iter().cloned().chain(roots.iter().cloned()).collect())
+                };
+                let dissents = self.dissents.get(&info.node_id).copied().unwrap_or(0);
+                Some(NodeView { info, connected: n.connected, approved, available: n.available, holds, dissents })
+            })
+            .collect()
+    }
+}
+
+pub(super) fn membership_name(m: NodeMembershipState) -> &'static str {
+    match m {
+        NodeMembershipState::Pending => "PENDING",
+        NodeMembershipState::Approved => "APPROVED",
+        NodeMembershipState::Rejected => "REJECTED",
+    }
+}
