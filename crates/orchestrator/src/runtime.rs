@@ -6,7 +6,7 @@
 //! the commit sends messages to compute nodes and answers callers. Persisting before acting
 //! is what makes a `kill -9` safe: whatever a node or user was told is already on disk.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -311,6 +311,7 @@ impl Orchestrator {
             cfg: config.clone(),
             jobs: HashMap::new(),
             exec_index: HashMap::new(),
+            on_node: HashMap::new(),
             nodes: BTreeMap::new(),
             memberships: HashMap::new(),
             dirty: BTreeSet::new(),
@@ -625,6 +626,9 @@ struct Runtime {
     cfg: OrchestratorConfig,
     jobs: HashMap<JobId, Active>,
     exec_index: HashMap<ExecutionId, JobId>,
+    /// The executions in memory on each node, so that what concerns one node (its heartbeat's
+    /// digest, its reconciliation) costs its own work, not the whole cluster's.
+    on_node: HashMap<NodeId, HashSet<ExecutionId>>,
     nodes: BTreeMap<NodeId, NodeEntry>,
     /// Every node's membership, persisted; nodes not here are new.
     memberships: HashMap<NodeId, NodeMembershipState>,
@@ -673,11 +677,13 @@ impl Runtime {
             .collect();
         self.jobs.clear();
         self.exec_index.clear();
+        self.on_node.clear();
         // Keys of submissions that never reached the disk must not answer retries.
         self.idempotency.clear();
         for (job, execs, seq) in active {
             for e in &execs {
                 self.exec_index.insert(e.id.clone(), job.id.clone());
+                self.on_node.entry(e.node_id.clone()).or_default().insert(e.id.clone());
             }
             self.dirty.insert(job.id.clone());
             self.jobs.insert(job.id.clone(), Active { job, execs, history_seq: seq, retry_at: None });
@@ -794,6 +800,11 @@ impl Runtime {
         });
         let jobs = &self.jobs;
         self.exec_index.retain(|_, j| jobs.contains_key(j));
+        let index = &self.exec_index;
+        self.on_node.retain(|_, execs| {
+            execs.retain(|e| index.contains_key(e));
+            !execs.is_empty()
+        });
     }
 
     fn send(&mut self, node_id: &NodeId, msg: ToCompute) {

@@ -79,8 +79,21 @@ pub fn grow_wat(pages: u32) -> Result<Vec<u8>> {
     ))?)
 }
 
-/// A free loopback port (bound and released; good enough for tests).
+/// A free loopback port (bound and released), from below Linux's ephemeral range
+/// (32768-60999): a port the kernel hands out for `:0` could be taken meanwhile by another
+/// listener of the same test that asked for any port (a node's IPFS peer, say).
 pub fn free_port() -> Result<u16> {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    // Spread processes apart by PID, then walk: tests in one process never get the same port.
+    let base = 20_000 + (std::process::id() % 500) * 20;
+    for _ in 0..2_000 {
+        let step = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let port = 20_000 + (base - 20_000 + step) % 12_000;
+        let port = u16::try_from(port).unwrap_or(20_000);
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 

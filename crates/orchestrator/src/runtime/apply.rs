@@ -114,6 +114,7 @@ impl Runtime {
             let providers = self.content.read().map(|c| c.for_job(job)).unwrap_or_default();
             round.sends.push((n.node_id.clone(), ToCompute::AskForBid { execution: Box::new(with_job), providers }));
             self.exec_index.insert(e.id.clone(), job_id.clone());
+            self.on_node.entry(e.node_id.clone()).or_default().insert(e.id.clone());
             let exec_id = e.id.clone();
             active.execs.push(e);
             let msg = format!("Requested execution on {}", n.node_id);

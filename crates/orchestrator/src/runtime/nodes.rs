@@ -242,6 +242,14 @@ impl Runtime {
         }
     }
 
+    /// The executions in memory on `node_id`, each with its job.
+    pub(super) fn executions_on<'a>(&'a self, node_id: &NodeId) -> impl Iterator<Item = (&'a Active, &'a Execution)> {
+        self.on_node.get(node_id).into_iter().flatten().filter_map(|id| {
+            let active = self.jobs.get(self.exec_index.get(id)?)?;
+            Some((active, active.execs.iter().find(|e| &e.id == id)?))
+        })
+    }
+
     /// Whether `node_id` may report on `execution_id`: an execution in flight belongs to the
     /// node it was asked of, and no other node's word on it counts. (One not in flight is for
     /// the handlers to ignore, and for reconciliation to tell the node.)
@@ -267,16 +275,14 @@ impl Runtime {
     /// is asked to register again so that reconciliation repairs it.
     pub(super) fn compare_digest(&mut self, node_id: &NodeId, theirs: ExecutionDigest, round: &mut Round) {
         let mut ours = ExecutionDigest::default();
-        for active in self.jobs.values() {
-            for e in active.execs.iter().filter(|e| &e.node_id == node_id) {
-                let phase = match e.compute_state.state_type {
-                    ComputeStateType::New | ComputeStateType::AskForBid => Phase::Asked,
-                    ComputeStateType::AskForBidAccepted => Phase::Bid,
-                    ComputeStateType::BidAccepted => Phase::Accepted,
-                    _ => continue,
-                };
-                ours.add(&e.id, phase);
-            }
+        for (_, e) in self.executions_on(node_id) {
+            let phase = match e.compute_state.state_type {
+                ComputeStateType::New | ComputeStateType::AskForBid => Phase::Asked,
+                ComputeStateType::AskForBidAccepted => Phase::Bid,
+                ComputeStateType::BidAccepted => Phase::Accepted,
+                _ => continue,
+            };
+            ours.add(&e.id, phase);
         }
         let Some(n) = self.nodes.get_mut(node_id) else {
             return;
@@ -298,39 +304,38 @@ impl Runtime {
             reports.iter().map(|r| (r.execution_id.clone(), r.state)).collect();
         let mut lost = Vec::new();
         let mut bid_updates = Vec::new();
-        for active in self.jobs.values() {
-            for e in active.execs.iter().filter(|e| &e.node_id == node_id && !e.compute_state.state_type.is_terminal())
-            {
-                let state = e.compute_state.state_type;
-                match reported.get(&e.id) {
-                    None if matches!(state, ComputeStateType::New | ComputeStateType::AskForBid) => {
-                        let mut with_job = e.clone();
-                        with_job.job = Some(Box::new(active.job.clone()));
-                        let providers = self.content.read().map(|c| c.for_job(&active.job)).unwrap_or_default();
-                        round
-                            .sends
-                            .push((node_id.clone(), ToCompute::AskForBid { execution: Box::new(with_job), providers }));
-                    }
-                    None => lost.push(e.id.clone()),
-                    Some(local) => {
-                        if e.desired_state.state_type == DesiredStateType::Stopped {
-                            round.sends.push((
-                                node_id.clone(),
-                                ToCompute::CancelExecution {
-                                    execution_id: e.id.clone(),
-                                    reason: e.desired_state.message.clone(),
-                                },
-                            ));
-                        } else if state == ComputeStateType::BidAccepted
-                            && *local == LocalExecutionState::AskForBidAccepted
-                        {
-                            round.sends.push((node_id.clone(), ToCompute::BidAccepted { execution_id: e.id.clone() }));
-                        } else if matches!(state, ComputeStateType::New | ComputeStateType::AskForBid) {
-                            match local {
-                                LocalExecutionState::AskForBidAccepted => bid_updates.push((e.id.clone(), true)),
-                                LocalExecutionState::AskForBidRejected => bid_updates.push((e.id.clone(), false)),
-                                _ => {}
-                            }
+        for (active, e) in self.executions_on(node_id) {
+            if e.compute_state.state_type.is_terminal() {
+                continue;
+            }
+            let state = e.compute_state.state_type;
+            match reported.get(&e.id) {
+                None if matches!(state, ComputeStateType::New | ComputeStateType::AskForBid) => {
+                    let mut with_job = e.clone();
+                    with_job.job = Some(Box::new(active.job.clone()));
+                    let providers = self.content.read().map(|c| c.for_job(&active.job)).unwrap_or_default();
+                    round
+                        .sends
+                        .push((node_id.clone(), ToCompute::AskForBid { execution: Box::new(with_job), providers }));
+                }
+                None => lost.push(e.id.clone()),
+                Some(local) => {
+                    if e.desired_state.state_type == DesiredStateType::Stopped {
+                        round.sends.push((
+                            node_id.clone(),
+                            ToCompute::CancelExecution {
+                                execution_id: e.id.clone(),
+                                reason: e.desired_state.message.clone(),
+                            },
+                        ));
+                    } else if state == ComputeStateType::BidAccepted && *local == LocalExecutionState::AskForBidAccepted
+                    {
+                        round.sends.push((node_id.clone(), ToCompute::BidAccepted { execution_id: e.id.clone() }));
+                    } else if matches!(state, ComputeStateType::New | ComputeStateType::AskForBid) {
+                        match local {
+                            LocalExecutionState::AskForBidAccepted => bid_updates.push((e.id.clone(), true)),
+                            LocalExecutionState::AskForBidRejected => bid_updates.push((e.id.clone(), false)),
+                            _ => {}
                         }
                     }
                 }
