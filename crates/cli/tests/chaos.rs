@@ -156,9 +156,10 @@ async fn start_compute(dir: &std::path::Path, node_id: NodeId, endpoint: Compute
 }
 
 async fn start(dir: &std::path::Path, seed: u64, cancel: &CancellationToken) -> OrchestratorHandle {
-    let orch = Orchestrator::start(OrchestratorConfig::new(dir.join("jobs.redb")), cancel.child_token())
-        .await
-        .expect("orchestrator");
+    // The seed also fixes the orchestrator's execution and evaluation IDs.
+    let mut cfg = OrchestratorConfig::new(dir.join("jobs.redb"));
+    cfg.id_seed = Some(seed);
+    let orch = Orchestrator::start(cfg, cancel.child_token()).await.expect("orchestrator");
     let h = orch.handle();
     for n in 0..3u64 {
         let node_id = NodeId::from(format!("n-chaos-{n}").as_str());

@@ -20,6 +20,11 @@ macro_rules! id_type {
                 Self(format!("{}{}", $prefix, uuid::Uuid::new_v4()))
             }
 
+            /// The ID whose UUID (v4 form) is made of these bytes: for a seeded source of IDs.
+            pub fn from_random_bytes(bytes: [u8; 16]) -> Self {
+                Self(format!("{}{}", $prefix, uuid::Builder::from_random_bytes(bytes).into_uuid()))
+            }
+
             /// The ID as a string slice.
             pub fn as_str(&self) -> &str {
                 &self.0

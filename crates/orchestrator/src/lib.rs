@@ -13,12 +13,14 @@
 
 pub mod content;
 mod identity;
+mod ids;
 mod runtime;
 pub mod scheduler;
 pub mod selection;
 pub mod store;
 
 pub use identity::NodeKeys;
+pub use ids::{IdSource, RandomIds, SeededIds};
 pub use runtime::{
     JobEvent, ListJobsQuery, ListJobsResult, NodeAction, Orchestrator, OrchestratorConfig, OrchestratorError,
     OrchestratorHandle, Refusals, RerunResult, StopResult, SubmitResult,

@@ -63,6 +63,9 @@ pub struct OrchestratorConfig {
     /// The compute node in this process, if any: its ID is reserved (no network node may use
     /// it) and it cannot be rejected or deleted.
     pub local_node: Option<NodeId>,
+    /// Make execution and evaluation IDs from this seed instead of at random (for tests that
+    /// replay a run).
+    pub id_seed: Option<u64>,
 }
 
 impl OrchestratorConfig {
@@ -78,6 +81,7 @@ impl OrchestratorConfig {
             restart_grace: Duration::from_secs(10),
             ipfs_addrs: Vec::new(),
             local_node: None,
+            id_seed: None,
         }
     }
 }
@@ -315,7 +319,12 @@ impl Orchestrator {
             nodes: BTreeMap::new(),
             memberships: HashMap::new(),
             dirty: BTreeSet::new(),
-            started: Instant::now(),
+            origin: Instant::now(),
+            mono: Duration::ZERO,
+            ids: match config.id_seed {
+                Some(seed) => Box::new(crate::ids::SeededIds::new(seed)),
+                None => Box::new(crate::ids::RandomIds),
+            },
             grace_checked: false,
             events: events.clone(),
         };
@@ -587,7 +596,8 @@ struct NodeEntry {
     info: Option<NodeInfo>,
     link: Option<Arc<dyn Outbound>>,
     connected: bool,
-    last_seen: Instant,
+    /// When it was last heard from, on the runtime's monotonic clock.
+    last_seen: Duration,
     available: Resources,
     /// The last heartbeat's digests (the node's, ours) when they differed: a difference seen
     /// twice in a row is not a message in flight, and the node is asked to resync.
@@ -633,7 +643,13 @@ struct Runtime {
     /// Every node's membership, persisted; nodes not here are new.
     memberships: HashMap<NodeId, NodeMembershipState>,
     dirty: BTreeSet<JobId>,
-    started: Instant,
+    /// The runtime's clock: it reads `origin` once per round into `mono`, and the handlers
+    /// use `mono` (with the wall-clock `now` they are given), never the clock itself.
+    origin: Instant,
+    /// Time since `origin` at the start of this round (the orchestrator's start is 0).
+    mono: Duration,
+    /// Where new execution and evaluation IDs come from.
+    ids: Box<dyn crate::ids::IdSource>,
     grace_checked: bool,
     events: broadcast::Sender<JobEvent>,
 }
@@ -735,6 +751,7 @@ impl Runtime {
 
     async fn round(&mut self, work: Vec<Work>, housekeeping: bool) {
         let now = now_nanos();
+        self.mono = self.origin.elapsed();
         let mut round = Round::default();
         for w in work {
             match w {
@@ -862,7 +879,7 @@ impl Runtime {
                     }
                 }
                 round.named.insert((job.namespace.clone(), job.name.clone()), job.id.clone());
-                let eval = evaluation(&job, TriggeredBy::JobRegister, now);
+                let eval = evaluation(self.ids.evaluation(), &job, TriggeredBy::JobRegister, now);
                 let result = SubmitResult { job_id: job.id.clone(), evaluation_id: eval.id.clone(), warnings };
                 if let Some(k) = key {
                     round.batch.put_idempotency_key(&k, job.id.as_str(), eval.id.as_str());
@@ -899,7 +916,7 @@ impl Runtime {
                         drop(reply.send(stop_terminal(state, &job_id)));
                         return;
                     }
-                    let eval = evaluation(&active.job, TriggeredBy::JobCancel, now);
+                    let eval = evaluation(self.ids.evaluation(), &active.job, TriggeredBy::JobCancel, now);
                     let result = StopResult { evaluation_id: eval.id.0.clone() };
                     round.batch.put_evaluation(eval);
                     self.set_job_state(&job_id, JobStateType::Stopped, reason, now, round);
@@ -977,7 +994,7 @@ impl Runtime {
         for (id, n) in &mut self.nodes {
             // A dropped stream or a silent one (a partition can leave TCP half-open): both
             // count once the node has not been heard from for the timeout.
-            if n.connected && n.last_seen.elapsed() > timeout {
+            if n.connected && self.mono.saturating_sub(n.last_seen) > timeout {
                 warn!(node_id = %id, "compute node disconnected");
                 n.connected = false;
                 // The link stays: if the node is only slow (or is this process's own node, which
@@ -988,7 +1005,7 @@ impl Runtime {
                 lost_nodes.push(id.clone());
             }
         }
-        let grace_over = self.started.elapsed() > self.cfg.restart_grace;
+        let grace_over = self.mono > self.cfg.restart_grace;
         let first_after_grace = grace_over && !self.grace_checked;
         self.grace_checked |= grace_over;
         for (id, a) in &mut self.jobs {
@@ -1006,9 +1023,9 @@ impl Runtime {
     }
 }
 
-fn evaluation(job: &Job, trigger: TriggeredBy, now: i64) -> Evaluation {
+fn evaluation(id: EvaluationId, job: &Job, trigger: TriggeredBy, now: i64) -> Evaluation {
     Evaluation {
-        id: EvaluationId::generate(),
+        id,
         namespace: job.namespace.clone(),
         job_id: job.id.clone(),
         triggered_by: trigger,

@@ -9,7 +9,7 @@ impl Runtime {
             return;
         }
         let views = self.node_views();
-        let grace_over = self.started.elapsed() > self.cfg.restart_grace;
+        let grace_over = self.mono > self.cfg.restart_grace;
         let dirty = std::mem::take(&mut self.dirty);
         for job_id in dirty {
             let Some(active) = self.jobs.get(&job_id) else {
@@ -88,7 +88,7 @@ impl Runtime {
             };
             let job = &active.job;
             let e = Execution {
-                id: ExecutionId::generate(),
+                id: self.ids.execution(),
                 namespace: job.namespace.clone(),
                 eval_id: EvaluationId::default(),
                 name: job.name.clone(),

@@ -34,16 +34,17 @@ impl Runtime {
     pub(super) fn handle_inbound(&mut self, msg: OrchestratorInbound, now: i64, round: &mut Round) {
         match msg {
             OrchestratorInbound::Connected { node_id, link } => {
+                let mono = self.mono;
                 let entry = self.nodes.entry(node_id).or_insert_with(|| NodeEntry {
                     info: None,
                     link: None,
                     connected: false,
-                    last_seen: Instant::now(),
+                    last_seen: mono,
                     available: Resources::default(),
                     mismatch: None,
                 });
                 entry.link = Some(link);
-                entry.last_seen = Instant::now();
+                entry.last_seen = self.mono;
             }
             OrchestratorInbound::Disconnected { node_id } => {
                 if let Some(n) = self.nodes.get_mut(&node_id) {
@@ -69,7 +70,7 @@ impl Runtime {
         }
         if let Some(n) = self.nodes.get_mut(&node_id) {
             let was_lost = !n.connected && n.info.is_some();
-            n.last_seen = Instant::now();
+            n.last_seen = self.mono;
             n.connected = true;
             // Its work was failed and rescheduled when it went silent: it must register again
             // so both sides reconcile (it cancels what it still runs of that work).
@@ -128,11 +129,12 @@ impl Runtime {
                 }
                 let available =
                     info.compute_node_info.as_ref().map(|c| Resources::from(c.available_capacity)).unwrap_or_default();
+                let mono = self.mono;
                 let entry = self.nodes.entry(node_id.clone()).or_insert_with(|| NodeEntry {
                     info: None,
                     link: None,
                     connected: true,
-                    last_seen: Instant::now(),
+                    last_seen: mono,
                     available,
                     mismatch: None,
                 });

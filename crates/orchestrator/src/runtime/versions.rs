@@ -182,7 +182,7 @@ impl Runtime {
         };
         let previous = current.state.state_type;
         info!(job_id = %id, version = next.version, "job {}", if trigger == TriggeredBy::JobRerun { "rerun" } else { "updated" });
-        let eval = evaluation(&next, trigger, now);
+        let eval = evaluation(self.ids.evaluation(), &next, trigger, now);
         let eval_id = eval.id.clone();
         round.batch.put_replaced_version(current);
         round.batch.put_job(next.clone(), false);
