@@ -1,6 +1,6 @@
 //! A real orchestrator and three real compute nodes in one process, joined by links that
-//! lose and duplicate messages at random (seeded): every job still completes, and no partition
-//! completes twice. The streams never break, so nothing re-registers on its own: what repairs
+//! lose and duplicate messages at random (seeded), with nodes crashing and starting again on
+//! their stores: every job still completes, and no partition completes twice. The streams never break, so nothing re-registers on its own: what repairs
 //! the losses is the digest each heartbeat carries (docs/protocol.md, Delivery).
 //!
 //! `CHAOS_SEEDS=N` runs N seeds (default 3); a failure names its seed, and `CHAOS_SEED=S` runs
@@ -110,6 +110,17 @@ async fn lossy_connect(orchestrator: mpsc::Sender<OrchestratorInbound>, node_id:
     ComputeEndpoint { inbox, outbox, node_id }
 }
 
+/// A module that counts for a few tens of milliseconds, so that crashes catch it running.
+fn busy_wat() -> Vec<u8> {
+    wat::parse_str(
+        r#"(module (memory (export "memory") 1)
+  (func (export "_start") (local $i i32)
+    (loop $l (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $l (i32.lt_u (local.get $i) (i32.const 150000000))))))"#,
+    )
+    .expect("wat")
+}
+
 fn module_url(wasm: &[u8]) -> String {
     format!("data:application/wasm;base64,{}", base64::engine::general_purpose::STANDARD.encode(wasm))
 }
@@ -135,6 +146,15 @@ fn job(module_url: &str, count: u32) -> Job {
 
 /// A real WASM compute node with its store under `dir`, heartbeating every 100 ms.
 async fn start_compute(dir: &std::path::Path, node_id: NodeId, endpoint: ComputeEndpoint, cancel: &CancellationToken) {
+    try_start_compute(dir, node_id, endpoint, cancel).await.expect("compute");
+}
+
+async fn try_start_compute(
+    dir: &std::path::Path,
+    node_id: NodeId,
+    endpoint: ComputeEndpoint,
+    cancel: &CancellationToken,
+) -> Result<(), bacalhau_compute::ComputeError> {
     let executors: Vec<Arc<dyn Executor>> = vec![Arc::new(WasmExecutor::new(None).expect("wasm"))];
     let inputs: Vec<Arc<dyn InputProvider>> = vec![Arc::new(InlineSource)];
     let publishers: Vec<Arc<dyn Publisher>> = vec![Arc::new(NoopPublisher)];
@@ -152,39 +172,80 @@ async fn start_compute(dir: &std::path::Path, node_id: NodeId, endpoint: Compute
         prices: None,
         bid_policy: Default::default(),
     };
-    ComputeNode::start(cfg, executors, inputs, publishers, endpoint, cancel.child_token()).await.expect("compute");
+    ComputeNode::start(cfg, executors, inputs, publishers, endpoint, cancel.child_token()).await.map(|_| ())
 }
 
-async fn start(dir: &std::path::Path, seed: u64, cancel: &CancellationToken) -> OrchestratorHandle {
+/// The test's nodes: each one's ID, and the token that stops it.
+type Nodes = Vec<(NodeId, CancellationToken)>;
+
+async fn start(dir: &std::path::Path, seed: u64, cancel: &CancellationToken) -> (OrchestratorHandle, Nodes) {
     // The seed also fixes the orchestrator's execution and evaluation IDs.
     let mut cfg = OrchestratorConfig::new(dir.join("jobs.redb"));
     cfg.id_seed = Some(seed);
     let orch = Orchestrator::start(cfg, cancel.child_token()).await.expect("orchestrator");
     let h = orch.handle();
+    let mut nodes = Vec::new();
     for n in 0..3u64 {
         let node_id = NodeId::from(format!("n-chaos-{n}").as_str());
         let endpoint = lossy_connect(h.inbound(), node_id.clone(), seed.wrapping_add(n)).await;
-        start_compute(dir, node_id, endpoint, cancel).await;
+        let stop = cancel.child_token();
+        start_compute(dir, node_id.clone(), endpoint, &stop).await;
+        nodes.push((node_id, stop));
     }
     let deadline = Instant::now() + Duration::from_secs(30);
     while h.nodes().await.expect("nodes").len() < 3 {
         assert!(Instant::now() < deadline, "the three nodes did not register");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    h
+    (h, nodes)
+}
+
+/// Crashes one node at a seeded moment and brings it back on the same store, twice: what it
+/// was running fails with it and runs again elsewhere.
+async fn crash_and_restart(h: OrchestratorHandle, dir: std::path::PathBuf, mut nodes: Nodes, seed: u64) {
+    let mut rng = Rng(seed ^ 0x5eed);
+    for round in 0..2u64 {
+        tokio::time::sleep(Duration::from_millis(30 + rng.next() % 150)).await;
+        let k = usize::try_from(rng.next() % 3).unwrap_or(0);
+        let (node_id, stop) = nodes[k].clone();
+        stop.cancel();
+        tokio::time::sleep(Duration::from_millis(50 + rng.next() % 150)).await;
+        // The crashed node's store closes once its loop has ended; start again until it opens.
+        let parent = CancellationToken::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let endpoint = lossy_connect(h.inbound(), node_id.clone(), seed.wrapping_add(100 + round)).await;
+            let stop = parent.child_token();
+            match try_start_compute(&dir, node_id.clone(), endpoint, &stop).await {
+                Ok(()) => {
+                    nodes[k] = (node_id.clone(), stop);
+                    break;
+                }
+                Err(e) if Instant::now() < deadline => {
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+                Err(e) => panic!("node {node_id} could not start again: {e}"),
+            }
+        }
+        // Keep the restarted node alive for the rest of the run.
+        std::mem::forget(parent);
+    }
 }
 
 /// Runs one seed; returns what went wrong, if anything.
 async fn run_seed(seed: u64) -> Result<(), String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let cancel = CancellationToken::new();
-    let h = start(dir.path(), seed, &cancel).await;
-    let wat = bacalhau_testkit::hello_wat().map_err(|e| e.to_string())?;
-    let url = module_url(&wat);
+    let (h, nodes) = start(dir.path(), seed, &cancel).await;
+    let url = module_url(&busy_wat());
+    let monkey = tokio::spawn(crash_and_restart(h.clone(), dir.path().to_owned(), nodes, seed));
     let mut ids = Vec::new();
     for i in 0..JOBS {
         let count = if i % 4 == 0 { 2 } else { 1 };
         ids.push((h.submit(job(&url, count)).await.map_err(|e| e.to_string())?.job_id, count));
+        // Spread the submissions over the crashes.
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let deadline = Instant::now() + Duration::from_secs(60);
     let result = loop {
@@ -203,8 +264,10 @@ async fn run_seed(seed: u64) -> Result<(), String> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
+    monkey.await.map_err(|e| format!("the crash task failed: {e}"))?;
     let check = async {
         result?;
+        let (mut runs, mut lost) = (0, 0);
         for (id, count) in &ids {
             let j = h.get_job(id.as_str()).await.map_err(|e| e.to_string())?;
             if j.state.state_type != bacalhau_model::JobStateType::Completed {
@@ -212,6 +275,10 @@ async fn run_seed(seed: u64) -> Result<(), String> {
             }
             let mut completed: BTreeMap<u32, usize> = BTreeMap::new();
             for e in h.executions(id).await.map_err(|e| e.to_string())? {
+                runs += 1;
+                if e.compute_state.message.contains("restarted") {
+                    lost += 1;
+                }
                 if e.compute_state.state_type == ComputeStateType::Completed {
                     *completed.entry(e.partition_index).or_default() += 1;
                 }
@@ -221,6 +288,7 @@ async fn run_seed(seed: u64) -> Result<(), String> {
                 return Err(format!("job {id}: completed executions per partition {completed:?}, want {want:?}"));
             }
         }
+        eprintln!("seed {seed}: {} jobs, {runs} executions, {lost} lost to node crashes", ids.len());
         Ok(())
     };
     let outcome = check.await;
