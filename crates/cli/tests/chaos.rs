@@ -202,7 +202,13 @@ async fn start(dir: &std::path::Path, seed: u64, cancel: &CancellationToken) -> 
 
 /// Crashes one node at a seeded moment and brings it back on the same store, twice: what it
 /// was running fails with it and runs again elsewhere.
-async fn crash_and_restart(h: OrchestratorHandle, dir: std::path::PathBuf, mut nodes: Nodes, seed: u64) {
+async fn crash_and_restart(
+    h: OrchestratorHandle,
+    dir: std::path::PathBuf,
+    mut nodes: Nodes,
+    seed: u64,
+    cancel: CancellationToken,
+) {
     let mut rng = Rng(seed ^ 0x5eed);
     for round in 0..2u64 {
         tokio::time::sleep(Duration::from_millis(30 + rng.next() % 150)).await;
@@ -211,11 +217,10 @@ async fn crash_and_restart(h: OrchestratorHandle, dir: std::path::PathBuf, mut n
         stop.cancel();
         tokio::time::sleep(Duration::from_millis(50 + rng.next() % 150)).await;
         // The crashed node's store closes once its loop has ended; start again until it opens.
-        let parent = CancellationToken::new();
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let endpoint = lossy_connect(h.inbound(), node_id.clone(), seed.wrapping_add(100 + round)).await;
-            let stop = parent.child_token();
+            let stop = cancel.child_token();
             match try_start_compute(&dir, node_id.clone(), endpoint, &stop).await {
                 Ok(()) => {
                     nodes[k] = (node_id.clone(), stop);
@@ -228,8 +233,6 @@ async fn crash_and_restart(h: OrchestratorHandle, dir: std::path::PathBuf, mut n
                 Err(e) => panic!("node {node_id} could not start again: {e}"),
             }
         }
-        // Keep the restarted node alive for the rest of the run.
-        std::mem::forget(parent);
     }
 }
 
@@ -239,7 +242,7 @@ async fn run_seed(seed: u64) -> Result<(), String> {
     let cancel = CancellationToken::new();
     let (h, nodes) = start(dir.path(), seed, &cancel).await;
     let url = module_url(&busy_wat());
-    let monkey = tokio::spawn(crash_and_restart(h.clone(), dir.path().to_owned(), nodes, seed));
+    let monkey = tokio::spawn(crash_and_restart(h.clone(), dir.path().to_owned(), nodes, seed, cancel.clone()));
     let mut ids = Vec::new();
     for i in 0..JOBS {
         let count = if i % 4 == 0 { 2 } else { 1 };
