@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bacalhau_compute::{ComputeConfig, ComputeNode};
+use bacalhau_compute::{ComputeConfig, ComputeHandle, ComputeNode};
 use bacalhau_executor::Executor;
 use bacalhau_executor_wasm::WasmExecutor;
 use bacalhau_model::{
@@ -145,8 +145,13 @@ fn job(module_url: &str, count: u32) -> Job {
 }
 
 /// A real WASM compute node with its store under `dir`, heartbeating every 100 ms.
-async fn start_compute(dir: &std::path::Path, node_id: NodeId, endpoint: ComputeEndpoint, cancel: &CancellationToken) {
-    try_start_compute(dir, node_id, endpoint, cancel).await.expect("compute");
+async fn start_compute(
+    dir: &std::path::Path,
+    node_id: NodeId,
+    endpoint: ComputeEndpoint,
+    cancel: &CancellationToken,
+) -> ComputeHandle {
+    try_start_compute(dir, node_id, endpoint, cancel).await.expect("compute")
 }
 
 async fn try_start_compute(
@@ -154,7 +159,7 @@ async fn try_start_compute(
     node_id: NodeId,
     endpoint: ComputeEndpoint,
     cancel: &CancellationToken,
-) -> Result<(), bacalhau_compute::ComputeError> {
+) -> Result<ComputeHandle, bacalhau_compute::ComputeError> {
     let executors: Vec<Arc<dyn Executor>> = vec![Arc::new(WasmExecutor::new(None).expect("wasm"))];
     let inputs: Vec<Arc<dyn InputProvider>> = vec![Arc::new(InlineSource)];
     let publishers: Vec<Arc<dyn Publisher>> = vec![Arc::new(NoopPublisher)];
@@ -172,7 +177,7 @@ async fn try_start_compute(
         prices: None,
         bid_policy: Default::default(),
     };
-    ComputeNode::start(cfg, executors, inputs, publishers, endpoint, cancel.child_token()).await.map(|_| ())
+    ComputeNode::start(cfg, executors, inputs, publishers, endpoint, cancel.child_token()).await
 }
 
 /// The test's nodes: each one's ID, and the token that stops it.
@@ -222,7 +227,7 @@ async fn crash_and_restart(
             let endpoint = lossy_connect(h.inbound(), node_id.clone(), seed.wrapping_add(100 + round)).await;
             let stop = cancel.child_token();
             match try_start_compute(&dir, node_id.clone(), endpoint, &stop).await {
-                Ok(()) => {
+                Ok(_) => {
                     nodes[k] = (node_id.clone(), stop);
                     break;
                 }
@@ -325,7 +330,7 @@ async fn a_node_cannot_report_on_another_nodes_execution() {
     let h = orch.handle();
     let honest = NodeId::from("n-honest");
     let endpoint = connect_in_process(h.inbound(), honest.clone()).await.expect("connect");
-    start_compute(dir.path(), honest.clone(), endpoint, &cancel).await;
+    let honest_node = start_compute(dir.path(), honest.clone(), endpoint, &cancel).await;
     // A registered node with nothing to offer (no engines: it gets no work), and one that
     // connected but never registered.
     let rogue = connect_in_process(h.inbound(), NodeId::from("n-rogue")).await.expect("connect");
@@ -373,6 +378,12 @@ async fn a_node_cannot_report_on_another_nodes_execution() {
     assert_eq!(now.len(), 1);
     assert_eq!(now[0].compute_state.state_type, ComputeStateType::BidAccepted, "{:?}", now[0].compute_state);
     assert!(now[0].run_output.is_none());
+    // Stop the job and let the node end the run before the test tears everything down.
     h.stop(id.as_str(), "done").await.expect("stop");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while honest_node.execution_state(&exec.id).is_some_and(|s| !s.is_terminal()) {
+        assert!(Instant::now() < deadline, "the honest node did not stop the run");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     cancel.cancel();
 }

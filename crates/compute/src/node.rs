@@ -120,6 +120,11 @@ impl ComputeHandle {
         self.states.read().is_ok_and(|s| s.contains_key(id))
     }
 
+    /// The execution's state on this node, if it holds it.
+    pub fn execution_state(&self, id: &ExecutionId) -> Option<LocalExecutionState> {
+        self.states.read().ok().and_then(|s| s.get(id).copied())
+    }
+
     /// The execution's output as lines; with `follow`, until it ends.
     pub fn logs(&self, id: &ExecutionId, follow: bool) -> mpsc::Receiver<LogLine> {
         let (tx, rx) = mpsc::channel(LOG_BUFFER);
@@ -338,7 +343,7 @@ impl Runtime {
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut msgs: Vec<Envelope<ToCompute>> = Vec::with_capacity(MAX_ROUND);
         let mut done: Vec<Internal> = Vec::with_capacity(MAX_ROUND);
-        loop {
+        'rounds: loop {
             tokio::select! {
                 biased;
                 () = cancel.cancelled() => break,
@@ -411,8 +416,10 @@ impl Runtime {
             }
             for e in round.sends {
                 if self.endpoint.send(e).await.is_err() {
+                    // Whatever runs here would finish unheard: stop it (the store says it was
+                    // running, so it is reported failed when the node registers again).
                     warn!("the orchestrator is gone");
-                    return;
+                    break 'rounds;
                 }
             }
             for plan in starts {
