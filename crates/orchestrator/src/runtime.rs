@@ -812,16 +812,25 @@ impl Runtime {
             let _ = self.events.send(e);
         }
         // Jobs that are finished and have no live executions leave memory; the store has them.
+        // Their executions leave the indexes with them: the cost is what leaves, not what stays.
+        let mut left = Vec::new();
         self.jobs.retain(|_, a| {
-            !(a.job.state.state_type.is_terminal() && a.execs.iter().all(|e| e.compute_state.state_type.is_terminal()))
+            let done = a.job.state.state_type.is_terminal()
+                && a.execs.iter().all(|e| e.compute_state.state_type.is_terminal());
+            if done {
+                left.extend(a.execs.iter().map(|e| (e.id.clone(), e.node_id.clone())));
+            }
+            !done
         });
-        let jobs = &self.jobs;
-        self.exec_index.retain(|_, j| jobs.contains_key(j));
-        let index = &self.exec_index;
-        self.on_node.retain(|_, execs| {
-            execs.retain(|e| index.contains_key(e));
-            !execs.is_empty()
-        });
+        for (id, node) in left {
+            self.exec_index.remove(&id);
+            if let Some(on) = self.on_node.get_mut(&node) {
+                on.remove(&id);
+                if on.is_empty() {
+                    self.on_node.remove(&node);
+                }
+            }
+        }
     }
 
     fn send(&mut self, node_id: &NodeId, msg: ToCompute) {
