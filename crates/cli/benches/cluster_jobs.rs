@@ -13,30 +13,10 @@ use std::time::{Duration, Instant};
 
 use bacalhau_executor::Executor;
 use bacalhau_executor_wasm::WasmExecutor;
-use bacalhau_model::{InputSource, Job, JobStateType, ResourcesConfig, SpecConfig, Task};
+use bacalhau_model::JobStateType;
 use bacalhau_orchestrator::{Orchestrator, OrchestratorConfig, OrchestratorHandle};
-use base64::Engine as _;
 use common::{is_bench, ms, percentile, start_node};
 use tokio_util::sync::CancellationToken;
-
-fn job(module_url: &str) -> Job {
-    Job {
-        r#type: bacalhau_model::JobType::Batch,
-        count: 1,
-        tasks: vec![Task {
-            name: "main".into(),
-            engine: SpecConfig::new("wasm").with_param("EntryModule", "/wasm/hello.wasm"),
-            input_sources: vec![InputSource {
-                source: SpecConfig::new("inline").with_param("URL", module_url),
-                alias: String::new(),
-                target: "/wasm/hello.wasm".into(),
-            }],
-            resources: ResourcesConfig { cpu: "10m".into(), memory: "16Mb".into(), ..Default::default() },
-            ..Default::default()
-        }],
-        ..Default::default()
-    }
-}
 
 /// Submits `n` jobs at once and waits for all; returns wall time and sorted latencies.
 async fn burst(h: &OrchestratorHandle, url: &str, n: usize) -> (Duration, Vec<Duration>) {
@@ -44,7 +24,7 @@ async fn burst(h: &OrchestratorHandle, url: &str, n: usize) -> (Duration, Vec<Du
     let start = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..n {
-        let (h, j) = (h.clone(), job(url));
+        let (h, j) = (h.clone(), bacalhau_testkit::wasm_job(url, 1));
         tasks.spawn(async move {
             let t = Instant::now();
             (h.submit(j).await.expect("submit").job_id, t)
@@ -101,7 +81,7 @@ async fn bench() {
     let computes = env("BENCH_COMPUTES", if smoke { 2 } else { 10 });
     let tmp = tempfile::tempdir().expect("tmp");
     let wasm = bacalhau_testkit::hello_wat().expect("wat");
-    let url = format!("data:application/wasm;base64,{}", base64::engine::general_purpose::STANDARD.encode(&wasm));
+    let url = bacalhau_testkit::wasm_data_url(&wasm);
 
     // Reference: the single-process node.
     let cancel = CancellationToken::new();

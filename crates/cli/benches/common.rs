@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use bacalhau_compute::{ComputeConfig, ComputeNode};
 use bacalhau_executor::Executor;
-use bacalhau_model::{BuildVersionInfo, Job, JobStateType, NodeId};
+use bacalhau_model::{Job, JobStateType, NodeId};
 use bacalhau_orchestrator::{JobEvent, Orchestrator, OrchestratorConfig, OrchestratorHandle};
 use bacalhau_protocol::connect_in_process;
 use bacalhau_storage::{InlineSource, InputProvider, NoopPublisher, Publisher};
@@ -50,20 +50,7 @@ pub async fn start_node(
     let endpoint = connect_in_process(h.inbound(), node_id.clone()).await.expect("connect");
     let inputs: Vec<Arc<dyn InputProvider>> = vec![Arc::new(InlineSource)];
     let publishers: Vec<Arc<dyn Publisher>> = vec![Arc::new(NoopPublisher)];
-    let cfg = ComputeConfig {
-        node_id,
-        data_dir: dir.join("compute"),
-        capacity: bacalhau_compute::detect_capacity(dir, 80),
-        labels: Default::default(),
-        heartbeat_interval: Duration::from_secs(5),
-        silent_heartbeats: None,
-        drop_bid_acceptances: 0,
-        version: BuildVersionInfo::default(),
-        ipfs_addrs: Vec::new(),
-        api_url: String::new(),
-        prices: None,
-        bid_policy: Default::default(),
-    };
+    let cfg = ComputeConfig::new(node_id, dir.join("compute"), bacalhau_compute::detect_capacity(dir, 80));
     ComputeNode::start(cfg, executors, inputs, publishers, endpoint, cancel.child_token()).await.expect("compute");
     while h.nodes().await.expect("nodes").is_empty() {
         tokio::time::sleep(Duration::from_millis(5)).await;

@@ -14,29 +14,9 @@ use std::time::{Duration, Instant};
 
 use bacalhau_executor::{Executor, ResultFolder, RunRequest};
 use bacalhau_executor_wasm::WasmExecutor;
-use bacalhau_model::{InputSource, Job, JobStateType, Resources, ResourcesConfig, SpecConfig, Task};
-use base64::Engine as _;
+use bacalhau_model::{JobStateType, Resources, SpecConfig};
 use common::{is_bench, ms, percentile, run_job, start_node};
 use tokio_util::sync::CancellationToken;
-
-fn job(module_url: &str) -> Job {
-    Job {
-        r#type: bacalhau_model::JobType::Batch,
-        count: 1,
-        tasks: vec![Task {
-            name: "main".into(),
-            engine: SpecConfig::new("wasm").with_param("EntryModule", "/wasm/hello.wasm"),
-            input_sources: vec![InputSource {
-                source: SpecConfig::new("inline").with_param("URL", module_url),
-                alias: String::new(),
-                target: "/wasm/hello.wasm".into(),
-            }],
-            resources: ResourcesConfig { cpu: "10m".into(), memory: "16Mb".into(), ..Default::default() },
-            ..Default::default()
-        }],
-        ..Default::default()
-    }
-}
 
 /// Runs the module on the executor alone `n` times. `mount` is the input: the module file
 /// itself at `/wasm/hello.wasm` (staged as a one-file input), or a folder holding it at `/wasm`.
@@ -86,7 +66,7 @@ async fn bench() {
     let wasm = bacalhau_testkit::hello_wat().expect("wat");
     let module_path = tmp.path().join("hello.wasm");
     std::fs::write(&module_path, &wasm).expect("write module");
-    let url = format!("data:application/wasm;base64,{}", base64::engine::general_purpose::STANDARD.encode(&wasm));
+    let url = bacalhau_testkit::wasm_data_url(&wasm);
 
     // Reference: the same module on the executor directly.
     let raw_exec = WasmExecutor::new(None).expect("executor");
@@ -107,11 +87,11 @@ async fn bench() {
 
     let mut events = h.subscribe();
     for _ in 0..20 {
-        run_job(&h, &mut events, job(&url)).await;
+        run_job(&h, &mut events, bacalhau_testkit::wasm_job(&url, 1)).await;
     }
     let mut single = Vec::new();
     for _ in 0..single_n {
-        single.push(run_job(&h, &mut events, job(&url)).await);
+        single.push(run_job(&h, &mut events, bacalhau_testkit::wasm_job(&url, 1)).await);
     }
     single.sort();
 
@@ -122,7 +102,7 @@ async fn bench() {
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..n {
         let h = h.clone();
-        let j = job(&url);
+        let j = bacalhau_testkit::wasm_job(&url, 1);
         tasks.spawn(async move {
             let t = Instant::now();
             (h.submit(j).await.expect("submit").job_id, t)

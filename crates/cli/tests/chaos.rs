@@ -14,16 +14,13 @@ use std::time::{Duration, Instant};
 use bacalhau_compute::{ComputeConfig, ComputeHandle, ComputeNode};
 use bacalhau_executor::Executor;
 use bacalhau_executor_wasm::WasmExecutor;
-use bacalhau_model::{
-    BuildVersionInfo, ComputeStateType, InputSource, Job, JobType, NodeId, NodeInfo, ResourcesConfig, RunCommandResult,
-    SpecConfig, Task,
-};
+use bacalhau_model::{ComputeStateType, NodeId, NodeInfo, RunCommandResult};
 use bacalhau_orchestrator::{Orchestrator, OrchestratorConfig, OrchestratorHandle};
 use bacalhau_protocol::{
     ComputeEndpoint, Envelope, FromCompute, OrchestratorInbound, Outbound, SendError, ToCompute, connect_in_process,
 };
 use bacalhau_storage::{InlineSource, InputProvider, NoopPublisher, Publisher};
-use base64::Engine as _;
+use bacalhau_testkit::{wasm_data_url, wasm_job};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -121,29 +118,6 @@ fn busy_wat() -> Vec<u8> {
     .expect("wat")
 }
 
-fn module_url(wasm: &[u8]) -> String {
-    format!("data:application/wasm;base64,{}", base64::engine::general_purpose::STANDARD.encode(wasm))
-}
-
-fn job(module_url: &str, count: u32) -> Job {
-    Job {
-        r#type: JobType::Batch,
-        count,
-        tasks: vec![Task {
-            name: "main".into(),
-            engine: SpecConfig::new("wasm").with_param("EntryModule", "/wasm/hello.wasm"),
-            input_sources: vec![InputSource {
-                source: SpecConfig::new("inline").with_param("URL", module_url),
-                alias: String::new(),
-                target: "/wasm/hello.wasm".into(),
-            }],
-            resources: ResourcesConfig { cpu: "10m".into(), memory: "16Mb".into(), ..Default::default() },
-            ..Default::default()
-        }],
-        ..Default::default()
-    }
-}
-
 /// A real WASM compute node with its store under `dir`, heartbeating every 100 ms.
 async fn start_compute(
     dir: &std::path::Path,
@@ -164,18 +138,8 @@ async fn try_start_compute(
     let inputs: Vec<Arc<dyn InputProvider>> = vec![Arc::new(InlineSource)];
     let publishers: Vec<Arc<dyn Publisher>> = vec![Arc::new(NoopPublisher)];
     let cfg = ComputeConfig {
-        data_dir: dir.join(node_id.as_str()),
-        node_id,
-        capacity: bacalhau_compute::detect_capacity(dir, 80),
-        labels: Default::default(),
         heartbeat_interval: Duration::from_millis(100),
-        silent_heartbeats: None,
-        drop_bid_acceptances: 0,
-        version: BuildVersionInfo::default(),
-        ipfs_addrs: Vec::new(),
-        api_url: String::new(),
-        prices: None,
-        bid_policy: Default::default(),
+        ..ComputeConfig::new(node_id.clone(), dir.join(node_id.as_str()), bacalhau_compute::detect_capacity(dir, 80))
     };
     ComputeNode::start(cfg, executors, inputs, publishers, endpoint, cancel.child_token()).await
 }
@@ -246,12 +210,12 @@ async fn run_seed(seed: u64) -> Result<(), String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
     let cancel = CancellationToken::new();
     let (h, nodes) = start(dir.path(), seed, &cancel).await;
-    let url = module_url(&busy_wat());
+    let url = wasm_data_url(&busy_wat());
     let monkey = tokio::spawn(crash_and_restart(h.clone(), dir.path().to_owned(), nodes, seed, cancel.clone()));
     let mut ids = Vec::new();
     for i in 0..JOBS {
         let count = if i % 4 == 0 { 2 } else { 1 };
-        ids.push((h.submit(job(&url, count)).await.map_err(|e| e.to_string())?.job_id, count));
+        ids.push((h.submit(wasm_job(&url, count)).await.map_err(|e| e.to_string())?.job_id, count));
         // Spread the submissions over the crashes.
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
@@ -339,7 +303,11 @@ async fn a_node_cannot_report_on_another_nodes_execution() {
     let stranger = connect_in_process(h.inbound(), NodeId::from("n-stranger")).await.expect("connect");
 
     // A job that runs until stopped, so its execution is live when the forgeries arrive.
-    let id = h.submit(job(&module_url(&bacalhau_testkit::spin_wat().expect("wat")), 1)).await.expect("submit").job_id;
+    let id = h
+        .submit(wasm_job(&wasm_data_url(&bacalhau_testkit::spin_wat().expect("wat")), 1))
+        .await
+        .expect("submit")
+        .job_id;
     let deadline = Instant::now() + Duration::from_secs(30);
     let exec = loop {
         let running = h

@@ -275,6 +275,21 @@ fn a_spec_submitted_again_by_name_updates_the_job_and_reruns_pick_a_version() {
     let shown = diff["Diff"].as_str().expect("Diff");
     assert!(shown.lines().any(|l| l.starts_with('-') && l.contains("data:,one")), "{shown}");
     assert!(shown.lines().any(|l| l.starts_with('+') && l.contains("data:,two")), "{shown}");
+    // A diff needs a Name, and a job with it; a rerun's JobVersion is a number.
+    let put = |path: &str, body: &Value| {
+        bacalhau_testkit::http_request(s.port, "PUT", path, &[], body.to_string().as_bytes()).expect("request")
+    };
+    let mut nameless = spec.clone();
+    nameless.as_object_mut().expect("object").remove("Name");
+    let (status, body) = put("/api/v1/orchestrator/jobs/diff", &serde_json::json!({ "Job": nameless }));
+    assert!(status == 400 && body.contains("name is missing"), "{status} {body}");
+    let mut stranger = spec.clone();
+    stranger["Name"] = "nobody-has-this".into();
+    let (status, body) = put("/api/v1/orchestrator/jobs/diff", &serde_json::json!({ "Job": stranger }));
+    assert!(status == 404 && body.contains("nobody-has-this"), "{status} {body}");
+    let (status, body) =
+        put(&format!("/api/v1/orchestrator/jobs/{id}/rerun"), &serde_json::json!({ "JobVersion": "two" }));
+    assert!(status == 400 && body.contains("JobVersion must be a whole number"), "{status} {body}");
 
     // A changed spec updates the same job as version 2, and it runs again.
     let same = s.ok(&["job", "run", "--wait=false", &two]).trim().to_owned();

@@ -59,6 +59,27 @@ pub struct ComputeConfig {
     pub bid_policy: BidPolicy,
 }
 
+impl ComputeConfig {
+    /// A node with no labels, prices, bid rules or faults, heartbeating every 5 s: the
+    /// settings a caller does not name.
+    pub fn new(node_id: NodeId, data_dir: PathBuf, capacity: Resources) -> Self {
+        Self {
+            node_id,
+            data_dir,
+            capacity,
+            labels: BTreeMap::new(),
+            heartbeat_interval: Duration::from_secs(5),
+            silent_heartbeats: None,
+            drop_bid_acceptances: 0,
+            version: BuildVersionInfo::default(),
+            ipfs_addrs: Vec::new(),
+            api_url: String::new(),
+            prices: None,
+            bid_policy: BidPolicy::default(),
+        }
+    }
+}
+
 /// An outside check on a job: `Err(reason)` declines it. It may block (it runs a program or
 /// asks a URL); the compute node calls it on a blocking thread, off its loop.
 pub type BidProbe = Arc<dyn Fn(&bacalhau_model::Job) -> Result<(), String> + Send + Sync>;

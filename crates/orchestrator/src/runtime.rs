@@ -887,7 +887,9 @@ impl Runtime {
                         return;
                     }
                 }
-                round.named.insert((job.namespace.clone(), job.name.clone()), job.id.clone());
+                if job.name != job.id.0 {
+                    round.named.insert((job.namespace.clone(), job.name.clone()), job.id.clone());
+                }
                 let eval = evaluation(self.ids.evaluation(), &job, TriggeredBy::JobRegister, now);
                 let result = SubmitResult { job_id: job.id.clone(), evaluation_id: eval.id.clone(), warnings };
                 if let Some(k) = key {

@@ -65,6 +65,34 @@ pub fn exit_wat(code: i32) -> Result<Vec<u8>> {
     ))?)
 }
 
+/// A module as an inline `data:` URL, as `wasm run` ships it.
+pub fn wasm_data_url(wasm: &[u8]) -> String {
+    use base64::Engine as _;
+    format!("data:application/wasm;base64,{}", base64::engine::general_purpose::STANDARD.encode(wasm))
+}
+
+/// A batch job of `count` partitions running the module at `module_url` (a `data:` URL) with
+/// small resources, for in-process nodes in tests and benchmarks.
+pub fn wasm_job(module_url: &str, count: u32) -> bacalhau_model::Job {
+    use bacalhau_model::{InputSource, Job, JobType, ResourcesConfig, SpecConfig, Task};
+    Job {
+        r#type: JobType::Batch,
+        count,
+        tasks: vec![Task {
+            name: "main".into(),
+            engine: SpecConfig::new("wasm").with_param("EntryModule", "/wasm/main.wasm"),
+            input_sources: vec![InputSource {
+                source: SpecConfig::new("inline").with_param("URL", module_url),
+                alias: String::new(),
+                target: "/wasm/main.wasm".into(),
+            }],
+            resources: ResourcesConfig { cpu: "10m".into(), memory: "16Mb".into(), ..Default::default() },
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
 /// A WAT module that never ends.
 pub fn spin_wat() -> Result<Vec<u8>> {
     Ok(wat::parse_str(r#"(module (memory (export "memory") 1) (func (export "_start") (loop $l (br $l))))"#)?)

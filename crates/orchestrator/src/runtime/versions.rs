@@ -5,7 +5,7 @@
 //! replaced version is kept in the store, the job goes back to Pending, and the scheduler
 //! stops what the older version still runs (executions carry the version they run).
 
-use bacalhau_model::{Job, JobId, JobStateType, TriggeredBy, next_version, spec_diff};
+use bacalhau_model::{EvaluationId, Job, JobId, JobStateType, TriggeredBy, next_version, spec_diff};
 use tokio::sync::oneshot;
 use tracing::info;
 
@@ -42,6 +42,11 @@ pub(super) fn no_such_version(store: &JobStore, job_id: &JobId, version: u64) ->
 impl Runtime {
     /// The current state of the job a submission with this Name and Namespace would update.
     pub(super) fn named_job(&self, job: &Job, round: &Round) -> Result<Option<Job>, OrchestratorError> {
+        // A job submitted without a Name is named after its own new ID: nothing has it yet, and
+        // most submissions (`docker run`, `wasm run`) skip the store read.
+        if job.name == job.id.0 {
+            return Ok(None);
+        }
         let key = (job.namespace.clone(), job.name.clone());
         let found = match round.named.get(&key) {
             Some(id) => self.jobs.get(id).map(|a| a.job.clone()),
@@ -51,7 +56,8 @@ impl Runtime {
         Ok(found.map(|j| self.jobs.get(&j.id).map_or(j, |a| a.job.clone())))
     }
 
-    /// A submission for an existing job: its next version, unless nothing changed.
+    /// A submission for an existing job: its next version, unless nothing changed. A refusal
+    /// is answered at once; the new version's answer waits for its commit.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn update(
         &mut self,
@@ -64,30 +70,35 @@ impl Runtime {
         now: i64,
         round: &mut Round,
     ) {
-        if !force && spec_diff(&current, &spec).is_empty() {
-            drop(reply.send(Err(OrchestratorError::Unchanged { name: current.name.clone(), job_id: current.id })));
-            return;
+        match self.try_update(current, spec, force, key, now, round) {
+            Ok((job_id, evaluation_id)) => {
+                round.replies.push(Reply::Submit(reply, SubmitResult { job_id, evaluation_id, warnings }))
+            }
+            Err(e) => drop(reply.send(Err(e))),
         }
-        let next = match next_version(&current, &spec, now, "Job update requested by user") {
-            Ok(n) => n,
-            Err(e) => {
-                drop(reply.send(Err(OrchestratorError::Unsupported(e.0))));
-                return;
-            }
-        };
+    }
+
+    fn try_update(
+        &mut self,
+        current: Job,
+        spec: Job,
+        force: bool,
+        key: Option<String>,
+        now: i64,
+        round: &mut Round,
+    ) -> Result<(JobId, EvaluationId), OrchestratorError> {
+        if !force && spec_diff(&current, &spec).is_empty() {
+            return Err(OrchestratorError::Unchanged { name: current.name.clone(), job_id: current.id });
+        }
+        let next = next_version(&current, &spec, now, "Job update requested by user")
+            .map_err(|e| OrchestratorError::Unsupported(e.0))?;
         let job_id = current.id.clone();
-        let eval = match self.start_version(current, next, TriggeredBy::JobUpdate, "Job updated", now, round) {
-            Ok(e) => e,
-            Err(e) => {
-                drop(reply.send(Err(e.into())));
-                return;
-            }
-        };
+        let eval = self.start_version(current, next, TriggeredBy::JobUpdate, "Job updated", now, round)?;
         if let Some(k) = key {
             round.batch.put_idempotency_key(&k, job_id.as_str(), eval.0.as_str());
             self.idempotency.insert(k, (job_id.0.clone(), eval.0.clone()));
         }
-        round.replies.push(Reply::Submit(reply, SubmitResult { job_id, evaluation_id: eval, warnings }));
+        Ok((job_id, eval))
     }
 
     /// `job rerun`: the next version, with the spec of `version` (0: the current one).
@@ -100,66 +111,49 @@ impl Runtime {
         now: i64,
         round: &mut Round,
     ) {
+        match self.try_rerun(job_id, version, reason, now, round) {
+            Ok(r) => round.replies.push(Reply::Rerun(reply, r)),
+            Err(e) => drop(reply.send(Err(e))),
+        }
+    }
+
+    fn try_rerun(
+        &mut self,
+        job_id: &JobId,
+        version: u64,
+        reason: &str,
+        now: i64,
+        round: &mut Round,
+    ) -> Result<RerunResult, OrchestratorError> {
         let current = match self.jobs.get(job_id) {
-            Some(a) => Ok(Some(a.job.clone())),
-            None => self.store.job(job_id.as_str()),
-        };
-        let current = match current {
-            Ok(Some(j)) => j,
-            Ok(None) => {
-                drop(reply.send(Err(OrchestratorError::NotFound { what: "job", id: job_id.0.clone() })));
-                return;
-            }
-            Err(e) => {
-                drop(reply.send(Err(e.into())));
-                return;
-            }
-        };
+            Some(a) => Some(a.job.clone()),
+            None => self.store.job(job_id.as_str())?,
+        }
+        .ok_or_else(|| OrchestratorError::NotFound { what: "job", id: job_id.0.clone() })?;
         let state = current.state.state_type;
         if !state.is_rerunnable() {
-            drop(reply.send(Err(OrchestratorError::Conflict(format!(
+            return Err(OrchestratorError::Conflict(format!(
                 "cannot rerun job in state {state}: it has not been placed yet, so it will run without a rerun \
                  (use `bacalhau job run` to submit a new job instead)"
-            )))));
-            return;
+            )));
         }
         let source = if version == 0 || version == current.version.max(1) {
-            Ok(Some(current.clone()))
+            current.clone()
         } else {
-            self.store.job_version(job_id.as_str(), version)
+            self.store
+                .job_version(job_id.as_str(), version)?
+                .ok_or_else(|| no_such_version(&self.store, job_id, version))?
         };
-        let source = match source {
-            Ok(Some(j)) => j,
-            Ok(None) => {
-                drop(reply.send(Err(no_such_version(&self.store, job_id, version))));
-                return;
-            }
-            Err(e) => {
-                drop(reply.send(Err(e.into())));
-                return;
-            }
-        };
-        let next = match next_version(&current, &source, now, "job rerun") {
-            Ok(n) => n,
-            Err(e) => {
-                drop(reply.send(Err(OrchestratorError::Unsupported(e.0))));
-                return;
-            }
-        };
+        let next =
+            next_version(&current, &source, now, "job rerun").map_err(|e| OrchestratorError::Unsupported(e.0))?;
         let job_version = next.version;
         let message = if reason.trim().is_empty() {
             "Job rerun requested".to_owned()
         } else {
             format!("Job rerun requested: {}", reason.trim())
         };
-        let evaluation_id = match self.start_version(current, next, TriggeredBy::JobRerun, &message, now, round) {
-            Ok(e) => e,
-            Err(e) => {
-                drop(reply.send(Err(e.into())));
-                return;
-            }
-        };
-        round.replies.push(Reply::Rerun(reply, RerunResult { job_id: job_id.clone(), job_version, evaluation_id }));
+        let evaluation_id = self.start_version(current, next, TriggeredBy::JobRerun, &message, now, round)?;
+        Ok(RerunResult { job_id: job_id.clone(), job_version, evaluation_id })
     }
 
     /// Makes `next` the job's current version (keeping `current` as a replaced one) and has
@@ -172,7 +166,7 @@ impl Runtime {
         message: &str,
         now: i64,
         round: &mut Round,
-    ) -> Result<bacalhau_model::EvaluationId, StoreError> {
+    ) -> Result<EvaluationId, StoreError> {
         let id = next.id.clone();
         // A finished job left memory with all its executions ended; they belong to older
         // versions, so the new one starts with none, its history where the store's ends.
