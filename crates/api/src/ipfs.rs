@@ -191,7 +191,10 @@ async fn serve(
             ));
         };
         // The orchestrator knows which node published which result: ask those peers first.
-        let providers = s.orchestrator.as_ref().map(|o| o.providers(&root.to_string())).unwrap_or_default();
+        let providers = match &s.orchestrator {
+            Some(o) => o.providers(&root.to_string()).await.unwrap_or_default(),
+            None => Vec::new(),
+        };
         peer.fetcher.fetch(root, providers).await.map_err(|e| {
             ApiError::not_found(
                 format!("{cid} is not in this node's IPFS store and could not be fetched from its peers: {e}"),

@@ -7,6 +7,7 @@
 //! bid for, what it finished, and which results the orchestrator has not acknowledged yet.
 
 mod capacity;
+pub mod engine;
 mod logs;
 mod node;
 mod run;

@@ -1,4 +1,9 @@
-//! The compute node's runtime: one task that owns the executions and the capacity.
+//! The compute node's runtime: the one task that drives the [`Engine`] and does its I/O.
+//!
+//! Each round it takes the orchestrator's messages and the runs that ended, checks each ask
+//! against this node's engines, inputs and publishers (the verdict goes to the engine), steps
+//! the engine, persists the records it changed, and only then sends, starts runs, cancels
+//! runs and asks the bid probe.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -7,20 +12,18 @@ use std::time::Duration;
 
 use bacalhau_executor::{Executor, RunRequest};
 use bacalhau_model::{
-    BuildVersionInfo, ComputeNodeInfo, Execution, ExecutionEvent, ExecutionId, IllegalTransition, NodeId, NodeInfo,
-    NodeType, Resources, ResourcesWire,
+    BuildVersionInfo, ComputeNodeInfo, Execution, ExecutionId, NodeId, NodeInfo, NodeType, Resources, ResourcesWire,
 };
-use bacalhau_protocol::{
-    ComputeEndpoint, Envelope, ExecutionDigest, ExecutionReport, FromCompute, LocalExecutionState, Phase, ToCompute,
-};
+use bacalhau_protocol::{ComputeEndpoint, Envelope, FromCompute, LocalExecutionState, ToCompute};
 use bacalhau_storage::{InputProvider, Publisher};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, error, warn};
 
+use crate::engine::{Engine, Input, Start, job_resources_of, quote};
 use crate::logs::{LogLine, stream_files};
 use crate::run::RunPlan;
-use crate::store::{ExecutionStore, Outcome, Record};
+use crate::store::{ExecutionStore, Outcome};
 
 /// How many finished runs and progress events may wait for the node's runtime.
 const INTERNAL_CAPACITY: usize = 65_536;
@@ -178,41 +181,22 @@ enum Internal {
 /// runs off the node's loop, so heartbeats and other bids go on meanwhile.
 const PROBE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
 
-struct Queued {
-    id: ExecutionId,
-    priority: i32,
-    seq: u64,
-}
-
+/// The engine's shell.
 struct Runtime {
     cfg: ComputeConfig,
+    engine: Engine,
     store: Arc<ExecutionStore>,
-    records: HashMap<ExecutionId, Record>,
     executors: Vec<Arc<dyn Executor>>,
     inputs: Vec<Arc<dyn InputProvider>>,
     publishers: Vec<Arc<dyn Publisher>>,
     endpoint: ComputeEndpoint,
     internal_tx: mpsc::Sender<Internal>,
-    queue: Vec<Queued>,
-    queue_seq: u64,
-    running: HashMap<ExecutionId, (CancellationToken, Resources)>,
-    used: Resources,
+    /// Each running execution's stop switch.
+    tokens: HashMap<ExecutionId, CancellationToken>,
     states: Arc<RwLock<HashMap<ExecutionId, LocalExecutionState>>>,
     info: Arc<RwLock<NodeInfo>>,
     /// The IPFS roots last told to the orchestrator.
     reported_roots: Vec<String>,
-    /// Executions whose bid waits for the outside probe; the bid is sent when it answers.
-    probing: std::collections::HashSet<ExecutionId>,
-    /// Bid acceptances dropped so far by the `drop_bid_acceptances` test fault.
-    dropped: u32,
-}
-
-#[derive(Default)]
-struct Round {
-    writes: Vec<ExecutionId>,
-    sends: Vec<FromCompute>,
-    /// The transport re-connected: register again after this round.
-    reregister: bool,
 }
 
 impl ComputeNode {
@@ -236,22 +220,18 @@ impl ComputeNode {
         let (internal_tx, internal_rx) = mpsc::channel(INTERNAL_CAPACITY);
         let info = Arc::new(RwLock::new(NodeInfo::default()));
         let states = Arc::new(RwLock::new(HashMap::new()));
+        let engine = Engine::new(cfg.capacity, cfg.prices, cfg.bid_policy.probe.is_some(), cfg.drop_bid_acceptances);
         let mut rt = Runtime {
             cfg: cfg.clone(),
+            engine,
             store,
-            records: HashMap::new(),
             executors,
             inputs,
             publishers,
             endpoint,
             internal_tx,
-            queue: Vec::new(),
+            tokens: HashMap::new(),
             reported_roots: Vec::new(),
-            probing: Default::default(),
-            dropped: 0,
-            queue_seq: 0,
-            running: HashMap::new(),
-            used: Resources::default(),
             states: states.clone(),
             info: info.clone(),
         };
@@ -270,20 +250,8 @@ impl Runtime {
         let all = tokio::task::spawn_blocking(move || store.all())
             .await
             .map_err(|e| crate::store::StoreError::new(e.to_string()))??;
-        let mut changed = Vec::new();
-        for mut r in all {
-            if let Ok(failed) = r.state.apply(ExecutionEvent::Lost) {
-                let message = "the compute node restarted while the execution was in progress".to_owned();
-                r.state = failed;
-                r.message = message.clone();
-                r.outcome = Some(Outcome::Failed { message, cancelled: false, retryable: true });
-                r.reported = false;
-                changed.push(r.clone());
-            }
-            self.records.insert(r.execution.id.clone(), r);
-        }
+        let changed = self.engine.restore(all);
         if !changed.is_empty() {
-            warn!(executions = changed.len(), "executions interrupted by a restart are reported as failed");
             let store = self.store.clone();
             tokio::task::spawn_blocking(move || store.put_all(&changed))
                 .await
@@ -296,15 +264,13 @@ impl Runtime {
     fn sync_states(&self) {
         if let Ok(mut s) = self.states.write() {
             s.clear();
-            s.extend(self.records.iter().map(|(id, r)| (id.clone(), r.state)));
+            s.extend(self.engine.states().map(|(id, st)| (id.clone(), st)));
         }
     }
 
     fn publish_info(&self) {
-        let available = self.cfg.capacity.sub(&self.used);
-        let queued = self.queue.iter().fold(Resources::default(), |acc, q| {
-            acc.add(&self.records.get(&q.id).map(job_resources).unwrap_or_default())
-        });
+        let available = self.cfg.capacity.sub(&self.engine.used());
+        let queued = self.engine.queued();
         let mut engines: Vec<String> = self.executors.iter().map(|e| e.engine_type().to_owned()).collect();
         engines.sort();
         let mut publishers: Vec<String> = self.publishers.iter().map(|p| p.publisher_type().to_owned()).collect();
@@ -324,8 +290,8 @@ impl Runtime {
                 queue_used_capacity: queued.into(),
                 available_capacity: available.into(),
                 max_job_requirements: self.cfg.capacity.into(),
-                running_executions: count(self.running.len()),
-                enqueued_executions: count(self.queue.len()),
+                running_executions: count(self.engine.running_count()),
+                enqueued_executions: count(self.engine.queued_count()),
                 prices: self.cfg.prices,
                 ipfs_roots: self.inputs.iter().flat_map(|i| i.held()).collect(),
             }),
@@ -340,22 +306,55 @@ impl Runtime {
 
     async fn register(&mut self) -> Result<(), ComputeError> {
         let info = self.info.read().map(|i| i.clone()).unwrap_or_default();
-        let executions = self
-            .records
-            .values()
-            .filter(|r| !(r.state.is_terminal() && r.reported))
-            .map(|r| ExecutionReport { execution_id: r.execution.id.clone(), state: r.state })
-            .collect();
+        let (executions, pending) = self.engine.registration();
         self.endpoint
             .send(FromCompute::Register { info: Box::new(info), executions })
             .await
             .map_err(|e| ComputeError::Transport(e.to_string()))?;
         // Results the orchestrator never acknowledged go again; it ignores duplicates.
-        let pending: Vec<FromCompute> = self.records.values().filter_map(report).collect();
         for msg in pending {
             self.endpoint.send(msg).await.map_err(|e| ComputeError::Transport(e.to_string()))?;
         }
         Ok(())
+    }
+
+    fn heartbeat(&mut self) -> FromCompute {
+        self.publish_info();
+        let available: ResourcesWire = self.cfg.capacity.sub(&self.engine.used()).into();
+        let roots: Vec<String> = self
+            .info
+            .read()
+            .ok()
+            .and_then(|i| i.compute_node_info.as_ref().map(|c| c.ipfs_roots.clone()))
+            .unwrap_or_default();
+        let changed = roots != self.reported_roots;
+        if changed {
+            self.reported_roots = roots.clone();
+        }
+        FromCompute::Heartbeat {
+            available,
+            queued: ResourcesWire::default(),
+            running: count(self.engine.running_count()),
+            enqueued: count(self.engine.queued_count()),
+            ipfs_roots: changed.then_some(roots),
+            digest: Some(self.engine.digest()),
+        }
+    }
+
+    /// The engine's input for a message: an ask gets this node's verdict on the job.
+    fn input(&self, msg: ToCompute) -> Input {
+        match msg {
+            ToCompute::AskForBid { execution, providers } => {
+                if !providers.is_empty() {
+                    for input in &self.inputs {
+                        input.learn_providers(&providers);
+                    }
+                }
+                let verdict = self.bid(&execution);
+                Input::Ask { execution, verdict }
+            }
+            other => Input::Message(other),
+        }
     }
 
     async fn run(mut self, mut internal: mpsc::Receiver<Internal>, cancel: CancellationToken) {
@@ -377,26 +376,7 @@ impl Runtime {
                     if self.cfg.silent_heartbeats.is_some_and(|(from, to)| (from..to).contains(&started.elapsed())) {
                         continue;
                     }
-                    self.publish_info();
-                    let available: ResourcesWire = self.cfg.capacity.sub(&self.used).into();
-                    let roots: Vec<String> = self
-                        .info
-                        .read()
-                        .ok()
-                        .and_then(|i| i.compute_node_info.as_ref().map(|c| c.ipfs_roots.clone()))
-                        .unwrap_or_default();
-                    let changed = roots != self.reported_roots;
-                    if changed {
-                        self.reported_roots = roots.clone();
-                    }
-                    let msg = FromCompute::Heartbeat {
-                        available,
-                        queued: ResourcesWire::default(),
-                        running: count(self.running.len()),
-                        enqueued: count(self.queue.len()),
-                        ipfs_roots: changed.then_some(roots),
-                        digest: Some(self.digest()),
-                    };
+                    let msg = self.heartbeat();
                     if self.endpoint.send(msg).await.is_err() {
                         break;
                     }
@@ -409,33 +389,34 @@ impl Runtime {
                     break;
                 }
             }
-            let mut round = Round::default();
-            for m in msgs.drain(..) {
-                self.handle(m.payload, &mut round);
-            }
+            let mut inputs: Vec<Input> = msgs.drain(..).map(|m| self.input(m.payload)).collect();
             for d in done.drain(..) {
-                match d {
-                    Internal::Done { id, outcome } => self.finished(id, outcome, &mut round),
-                    Internal::Probed { execution, verdict } => {
-                        if self.probing.remove(&execution.id) {
-                            self.answer_bid(*execution, verdict, &mut round);
-                        }
+                inputs.push(match d {
+                    Internal::Done { id, outcome } => {
+                        self.tokens.remove(&id);
+                        Input::Finished { id, outcome }
                     }
-                }
+                    Internal::Probed { execution, verdict } => Input::Probed { execution, verdict },
+                });
             }
-            let starts = self.schedule(&mut round);
-            if let Err(e) = self.commit(&round).await {
+            let fx = self.engine.step(inputs);
+            let store = self.store.clone();
+            let writes = fx.writes;
+            let committed = tokio::task::spawn_blocking(move || store.put_all(&writes))
+                .await
+                .map_err(|e| crate::store::StoreError::new(e.to_string()));
+            if let Err(e) = committed.and_then(|r| r) {
                 error!(error = %e, "cannot persist execution state; stopping the compute node");
                 break;
             }
             self.sync_states();
-            if round.reregister {
+            if fx.reregister {
                 self.publish_info();
                 if let Err(e) = self.register().await {
                     warn!(error = %e, "cannot register again with the orchestrator");
                 }
             }
-            for e in round.sends {
+            for e in fx.sends {
                 if self.endpoint.send(e).await.is_err() {
                     // Whatever runs here would finish unheard: stop it (the store says it was
                     // running, so it is reported failed when the node registers again).
@@ -443,189 +424,84 @@ impl Runtime {
                     break 'rounds;
                 }
             }
-            for plan in starts {
-                let tx = self.internal_tx.clone();
-                tokio::spawn(async move {
-                    let id = plan.execution.id.clone();
-                    let outcome = plan.run().await;
-                    let _ = tx.send(Internal::Done { id, outcome }).await;
-                });
+            for id in fx.cancels {
+                if let Some(token) = self.tokens.get(&id) {
+                    token.cancel();
+                }
+            }
+            for execution in fx.probes {
+                self.probe(execution);
+            }
+            for start in fx.starts {
+                self.start(start);
             }
         }
-        for (token, _) in self.running.values() {
+        for token in self.tokens.values() {
             token.cancel();
         }
         debug!("compute node runtime stopped");
     }
 
-    async fn commit(&self, round: &Round) -> Result<(), crate::store::StoreError> {
-        let records: Vec<Record> = round.writes.iter().filter_map(|id| self.records.get(id).cloned()).collect();
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || store.put_all(&records))
-            .await
-            .map_err(|e| crate::store::StoreError::new(e.to_string()))?
-    }
-
-    /// Moves an execution through its lifecycle; an event its state does not allow (a
-    /// duplicate or late message) changes nothing and is returned.
-    fn transition(
-        &mut self,
-        id: &ExecutionId,
-        event: ExecutionEvent,
-        message: &str,
-        round: &mut Round,
-    ) -> Result<(), IllegalTransition> {
-        let Some(r) = self.records.get_mut(id) else {
-            return Err(IllegalTransition { from: "unknown", event });
+    /// Asks the outside probe about `execution`, off the loop; its answer comes back as an input.
+    fn probe(&self, execution: Execution) {
+        let (Some(probe), Some(job)) = (self.cfg.bid_policy.probe.clone(), execution.job.clone()) else {
+            return;
         };
-        r.state = r.state.apply(event)?;
-        r.message = message.to_owned();
-        round.writes.push(id.clone());
-        Ok(())
+        let tx = self.internal_tx.clone();
+        tokio::spawn(async move {
+            let run = tokio::task::spawn_blocking(move || probe(&job));
+            let verdict = match tokio::time::timeout(PROBE_DEADLINE, run).await {
+                Ok(Ok(v)) => v,
+                Ok(Err(e)) => Err(format!("the probe crashed: {e}")),
+                Err(_) => Err(format!("it did not answer within {}s", PROBE_DEADLINE.as_secs())),
+            }
+            .map_err(|why| format!("the node's job-selection probe declined: {why}"));
+            let _ = tx.send(Internal::Probed { execution: Box::new(execution), verdict }).await;
+        });
     }
 
-    fn handle(&mut self, msg: ToCompute, round: &mut Round) {
-        match msg {
-            ToCompute::AskForBid { execution, providers } => {
-                if !providers.is_empty() {
-                    for input in &self.inputs {
-                        input.learn_providers(&providers);
-                    }
-                }
-                self.ask_for_bid(*execution, round)
-            }
-            ToCompute::BidAccepted { execution_id } if self.cfg.drop_bid_acceptances > self.dropped => {
-                // Test fault: as if the message were lost on the way.
-                self.dropped += 1;
-                warn!(%execution_id, "test fault: a bid acceptance is dropped");
-            }
-            ToCompute::BidAccepted { execution_id } => match self.records.get(&execution_id).map(|r| r.state) {
-                Some(s) if s.apply(ExecutionEvent::BidAccepted).is_ok() => {
-                    let _ = self.transition(&execution_id, ExecutionEvent::BidAccepted, "bid accepted", round);
-                    let priority = self
-                        .records
-                        .get(&execution_id)
-                        .and_then(|r| r.execution.job.as_ref())
-                        .map_or(0, |j| j.priority);
-                    self.queue_seq += 1;
-                    self.queue.push(Queued { id: execution_id, priority, seq: self.queue_seq });
-                }
-                Some(s) if s.is_terminal() => {
-                    if let Some(m) = self.records.get(&execution_id).and_then(report) {
-                        round.sends.push(m);
-                    }
-                }
-                _ => debug!(%execution_id, "duplicate bid acceptance ignored"),
-            },
-            ToCompute::BidRejected { execution_id, reason } => {
-                if self.transition(&execution_id, ExecutionEvent::BidRejected, &reason, round).is_ok()
-                    && let Some(r) = self.records.get_mut(&execution_id)
-                {
-                    r.reported = true;
-                }
-            }
-            ToCompute::CancelExecution { execution_id, reason } => self.cancel(&execution_id, &reason, round),
-            ToCompute::Ack { execution_id } => {
-                if let Some(r) = self.records.get_mut(&execution_id)
-                    && !r.reported
-                    && r.state.is_terminal()
-                {
-                    r.reported = true;
-                    round.writes.push(execution_id);
-                }
-            }
-            ToCompute::Reconnected | ToCompute::Resync => round.reregister = true,
-            ToCompute::Registered { accepted, reason } => {
-                if accepted {
-                    info!("registered with the orchestrator");
-                } else {
-                    error!(%reason, "the orchestrator refused this node");
-                }
-            }
-        }
-    }
-
-    fn ask_for_bid(&mut self, execution: Execution, round: &mut Round) {
-        if let Some(r) = self.records.get(&execution.id) {
-            // Asked again (a reconnect): answer the same way, or re-send the outcome.
-            match r.state {
-                LocalExecutionState::AskForBidAccepted => round.sends.push(FromCompute::BidResult {
-                    execution_id: execution.id.clone(),
-                    accepted: true,
-                    reason: String::new(),
-                    quote: self.quote(&r.execution),
-                }),
-                LocalExecutionState::AskForBidRejected => round.sends.push(FromCompute::BidResult {
-                    execution_id: execution.id.clone(),
-                    accepted: false,
-                    reason: r.message.clone(),
-                    quote: None,
-                }),
-                _ => round.sends.extend(report(r)),
-            }
-            return;
-        }
-        if self.probing.contains(&execution.id) {
-            // Asked again while the probe runs: it answers once it is done.
-            return;
-        }
-        let decision = self.bid(&execution);
-        if decision.is_ok()
-            && let Some(probe) = self.cfg.bid_policy.probe.clone()
-            && let Some(job) = execution.job.clone()
-        {
-            self.probing.insert(execution.id.clone());
-            let tx = self.internal_tx.clone();
+    /// Starts a run the engine decided on.
+    fn start(&mut self, start: Start) {
+        let Start { execution, resources, disk_budget } = start;
+        let id = execution.id.clone();
+        let tx = self.internal_tx.clone();
+        let task = execution.job.as_deref().and_then(|j| j.task()).cloned();
+        let executor =
+            task.as_ref().and_then(|t| self.executors.iter().find(|e| t.engine.is_type(e.engine_type())).cloned());
+        let Some(executor) = executor else {
+            // The bid checked the engine; a job that lost it since fails rather than hangs.
+            let outcome = Outcome::Failed {
+                message: "this node no longer has the job's engine".into(),
+                cancelled: false,
+                retryable: true,
+            };
             tokio::spawn(async move {
-                let run = tokio::task::spawn_blocking(move || probe(&job));
-                let verdict = match tokio::time::timeout(PROBE_DEADLINE, run).await {
-                    Ok(Ok(v)) => v,
-                    Ok(Err(e)) => Err(format!("the probe crashed: {e}")),
-                    Err(_) => Err(format!("it did not answer within {}s", PROBE_DEADLINE.as_secs())),
-                }
-                .map_err(|why| format!("the node's job-selection probe declined: {why}"));
-                let _ = tx.send(Internal::Probed { execution: Box::new(execution), verdict }).await;
+                let _ = tx.send(Internal::Done { id, outcome }).await;
             });
             return;
-        }
-        self.answer_bid(execution, decision, round);
-    }
-
-    /// What this node holds live, for the orchestrator to compare with its own view.
-    fn digest(&self) -> ExecutionDigest {
-        let mut d = ExecutionDigest::of(self.probing.iter().map(|id| (id, Phase::Asked)));
-        for (id, r) in &self.records {
-            match r.state {
-                LocalExecutionState::AskForBidAccepted => d.add(id, Phase::Bid),
-                LocalExecutionState::BidAccepted | LocalExecutionState::Running | LocalExecutionState::Publishing => {
-                    d.add(id, Phase::Accepted)
-                }
-                _ => {}
-            }
-        }
-        d
-    }
-
-    /// Records the bid decision and tells the orchestrator.
-    fn answer_bid(&mut self, execution: Execution, decision: Result<(), String>, round: &mut Round) {
-        let quote = self.quote(&execution);
-        let id = execution.id.clone();
-        let (state, accepted, reason) = match decision {
-            Ok(()) => (LocalExecutionState::AskForBidAccepted, true, String::new()),
-            Err(reason) => (LocalExecutionState::AskForBidRejected, false, reason),
         };
-        self.records.insert(
-            id.clone(),
-            Record { execution, state, message: reason.clone(), outcome: None, reported: !accepted },
-        );
-        round.writes.push(id.clone());
-        round.sends.push(FromCompute::BidResult { execution_id: id, accepted, reason, quote });
-    }
-
-    fn quote(&self, execution: &Execution) -> Option<f64> {
-        let prices = self.cfg.prices?;
-        let job = execution.job.as_deref()?;
-        Some(prices.quote(&job_resources_of(job), job.task().map_or(0, |t| t.timeouts.execution_timeout)))
+        let publisher = task
+            .as_ref()
+            .filter(|t| !t.publisher.is_empty())
+            .and_then(|t| self.publishers.iter().find(|p| t.publisher.is_type(p.publisher_type())).cloned());
+        let token = CancellationToken::new();
+        self.tokens.insert(id.clone(), token.clone());
+        let plan = RunPlan {
+            exec_dir: self.cfg.data_dir.join("executions").join(id.as_str()),
+            execution,
+            executor,
+            inputs: self.inputs.clone(),
+            publisher,
+            resources,
+            disk_budget,
+            prices: self.cfg.prices,
+            cancel: token,
+            events: self.endpoint.sender(),
+        };
+        tokio::spawn(async move {
+            let outcome = plan.run().await;
+            let _ = tx.send(Internal::Done { id, outcome }).await;
+        });
     }
 
     /// Whether to bid: the node must have the engine, inputs and publisher, and the job must
@@ -675,7 +551,7 @@ impl Runtime {
                 }
             }
         }
-        if let (Some(max), Some(q)) = (job.market.as_ref().and_then(|m| m.max_price), self.quote(execution))
+        if let (Some(max), Some(q)) = (job.market.as_ref().and_then(|m| m.max_price), quote(self.cfg.prices, execution))
             && q > max
         {
             return Err(format!("this node quotes {q:.6}, above the job's MaxPrice {max}"));
@@ -695,133 +571,6 @@ impl Runtime {
             cancel: CancellationToken::new(),
         };
         executor.validate(&probe).map_err(|e| e.to_string())
-    }
-
-    fn cancel(&mut self, id: &ExecutionId, reason: &str, round: &mut Round) {
-        // Cancelled while the probe runs: its answer is dropped, no bid is made.
-        if self.probing.remove(id) {
-            return;
-        }
-        if let Some((token, _)) = self.running.get(id) {
-            // The run ends itself and reports Cancelled.
-            token.cancel();
-            return;
-        }
-        let message =
-            if reason.is_empty() { "execution cancelled".to_owned() } else { format!("execution cancelled: {reason}") };
-        if self.transition(id, ExecutionEvent::Cancelled, &message, round).is_err() {
-            return;
-        }
-        self.queue.retain(|q| &q.id != id);
-        if let Some(r) = self.records.get_mut(id) {
-            r.outcome = Some(Outcome::Failed { message, cancelled: true, retryable: false });
-            r.reported = false;
-            round.sends.extend(report(r));
-        }
-    }
-
-    fn finished(&mut self, id: ExecutionId, outcome: Outcome, round: &mut Round) {
-        if let Some((_, res)) = self.running.remove(&id) {
-            self.used = self.used.sub(&res);
-        }
-        let (event, message) = match &outcome {
-            Outcome::Completed { .. } => (ExecutionEvent::Completed, "completed".to_owned()),
-            Outcome::Failed { cancelled: true, message, .. } => (ExecutionEvent::Cancelled, message.clone()),
-            Outcome::Failed { message, .. } => (ExecutionEvent::Failed, message.clone()),
-        };
-        if let Err(illegal) = self.transition(&id, event, &message, round) {
-            warn!(execution_id = %id, %illegal, "a run ended in a state that does not allow it; its outcome is dropped");
-            return;
-        }
-        if let Some(r) = self.records.get_mut(&id) {
-            r.outcome = Some(outcome);
-            r.reported = false;
-            round.sends.extend(report(r));
-        }
-    }
-
-    /// Starts queued executions that fit, highest priority first, then oldest.
-    fn schedule(&mut self, round: &mut Round) -> Vec<RunPlan> {
-        self.queue.sort_by(|a, b| b.priority.cmp(&a.priority).then(a.seq.cmp(&b.seq)));
-        let mut starts = Vec::new();
-        let mut keep = Vec::new();
-        for q in std::mem::take(&mut self.queue) {
-            let Some(record) = self.records.get(&q.id) else { continue };
-            let needs = job_resources(record);
-            if !self.used.add(&needs).fits_within(&self.cfg.capacity) {
-                keep.push(q);
-                continue;
-            }
-            let execution = record.execution.clone();
-            let Some(task) = execution.job.as_deref().and_then(|j| j.task()).cloned() else { continue };
-            let Some(executor) = self.executors.iter().find(|e| task.engine.is_type(e.engine_type())).cloned() else {
-                continue;
-            };
-            let publisher = if task.publisher.is_empty() {
-                None
-            } else {
-                self.publishers.iter().find(|p| task.publisher.is_type(p.publisher_type())).cloned()
-            };
-            let token = CancellationToken::new();
-            // Inputs are written against the job's disk, or what the node has left when it named none.
-            let disk_budget =
-                if needs.disk_bytes > 0 { needs.disk_bytes } else { self.cfg.capacity.sub(&self.used).disk_bytes };
-            // Only an accepted bid starts (a queued execution cancelled meanwhile left the queue).
-            if self.transition(&q.id, ExecutionEvent::Started, "running", round).is_err() {
-                continue;
-            }
-            self.used = self.used.add(&needs);
-            self.running.insert(q.id.clone(), (token.clone(), needs));
-            starts.push(RunPlan {
-                exec_dir: self.cfg.data_dir.join("executions").join(q.id.as_str()),
-                execution,
-                executor,
-                inputs: self.inputs.clone(),
-                publisher,
-                resources: needs,
-                disk_budget,
-                prices: self.cfg.prices,
-                cancel: token,
-                events: self.endpoint.sender(),
-            });
-        }
-        self.queue = keep;
-        starts
-    }
-}
-
-/// What a job takes from capacity. An orchestrator fills in defaults for zero amounts; a
-/// zero that reaches here anyway still counts as the submission defaults, never as nothing.
-fn job_resources_of(job: &bacalhau_model::Job) -> Resources {
-    static DEFAULTS: std::sync::LazyLock<Resources> = std::sync::LazyLock::new(|| {
-        let d = bacalhau_model::JobTypeDefaults::default();
-        let cfg = bacalhau_model::ResourcesConfig { cpu: d.cpu, memory: d.memory, ..Default::default() };
-        Resources::parse(&cfg).unwrap_or_default()
-    });
-    let r = job.task().and_then(|t| Resources::parse(&t.resources).ok()).unwrap_or_default();
-    Resources {
-        cpu_millis: if r.cpu_millis == 0 { DEFAULTS.cpu_millis } else { r.cpu_millis },
-        memory_bytes: if r.memory_bytes == 0 { DEFAULTS.memory_bytes } else { r.memory_bytes },
-        ..r
-    }
-}
-
-fn job_resources(r: &Record) -> Resources {
-    r.execution.job.as_deref().map(job_resources_of).unwrap_or_default()
-}
-
-/// The message that reports a finished execution, if it still needs reporting.
-fn report(r: &Record) -> Option<FromCompute> {
-    if r.reported {
-        return None;
-    }
-    match r.outcome.clone()? {
-        Outcome::Completed { published_result, run_output, cost } => {
-            Some(FromCompute::RunResult { execution_id: r.execution.id.clone(), published_result, run_output, cost })
-        }
-        Outcome::Failed { message, cancelled, retryable } => {
-            Some(FromCompute::ComputeError { execution_id: r.execution.id.clone(), message, cancelled, retryable })
-        }
     }
 }
 

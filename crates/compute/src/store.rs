@@ -99,6 +99,17 @@ impl ExecutionStore {
                 path.display()
             )));
         }
+        Self::init(db)
+    }
+
+    /// A store in memory (redb's in-memory backend): the same code without a file, for the
+    /// simulator, where a node's "disk" outlives its crashes but not the process.
+    pub fn in_memory() -> Result<Self, StoreError> {
+        let db = Database::builder().create_with_backend(redb::backends::InMemoryBackend::new()).map_err(err)?;
+        Self::init(db)
+    }
+
+    fn init(db: Database) -> Result<Self, StoreError> {
         let tx = db.begin_write().map_err(err)?;
         tx.open_table(EXECUTIONS).map_err(err)?;
         tx.commit().map_err(err)?;

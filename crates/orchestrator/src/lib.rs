@@ -12,6 +12,7 @@
 #![cfg_attr(test, allow(clippy::cast_possible_truncation, clippy::cast_possible_wrap, clippy::cast_sign_loss))]
 
 pub mod content;
+pub mod engine;
 mod identity;
 mod ids;
 mod runtime;

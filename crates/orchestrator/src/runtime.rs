@@ -1,35 +1,29 @@
-//! The orchestrator's runtime: one task that owns the jobs in flight.
+//! The orchestrator's runtime: the one task that drives the [`Engine`] and does its I/O.
 //!
 //! Each round it takes everything waiting in its inboxes (submissions, stops, messages from
-//! compute nodes, timer ticks), updates its in-memory view, runs the scheduler for every job
-//! that changed, commits all resulting state changes in one store transaction, and only after
-//! the commit sends messages to compute nodes and answers callers. Persisting before acting
-//! is what makes a `kill -9` safe: whatever a node or user was told is already on disk.
+//! compute nodes, timer ticks), reads from the store what those inputs need, steps the engine
+//! once, commits the step's writes in one store transaction, and only after the commit sends
+//! messages to compute nodes, answers callers and publishes job events. Persisting before
+//! acting is what makes a `kill -9` safe: whatever a node or user was told is already on disk.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bacalhau_model::{
-    ComputeStateType, DesiredStateType, Evaluation, EvaluationId, EvaluationStatus, Event, Execution, ExecutionEvent,
-    ExecutionId, ExecutionState, HistoryType, Job, JobHistory, JobId, JobState, JobStateType, NodeConnectionState,
-    NodeId, NodeInfo, NodeMembershipState, NodeState, Resources, StateChange, SubmissionDefaults, TriggeredBy,
-    ValidationError, format_rfc3339_nanos, prepare_submission,
+    Evaluation, EvaluationId, Execution, ExecutionId, Job, JobHistory, JobId, JobStateType, NodeId,
+    NodeMembershipState, NodeState, SubmissionDefaults, ValidationError, prepare_submission,
 };
-use bacalhau_protocol::{
-    Envelope, ExecutionDigest, ExecutionReport, FromCompute, LocalExecutionState, OrchestratorInbound, Outbound,
-    PROTOCOL_VERSION, Phase, SendError, ToCompute,
-};
+use bacalhau_protocol::{OrchestratorInbound, Outbound, SendError, ToCompute};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, error, warn};
 
-use crate::content::ContentIndex;
+use crate::engine::{Answer, Engine, Input, Now, Snapshot, Stored, Ticket};
 use crate::identity::NodeKeys;
-use crate::scheduler::{self, Notify, Plan, SchedulerConfig};
-use crate::selection::NodeView;
-use crate::store::{JobOrder, JobStore, StoreError, WriteBatch};
+use crate::scheduler::SchedulerConfig;
+use crate::store::{JobOrder, JobStore, StoreError};
 
 /// How many commands may wait for the runtime. Submitters wait when it is full, which is the
 /// back-pressure we want under a burst.
@@ -218,6 +212,10 @@ enum Command {
     Nodes {
         reply: oneshot::Sender<Vec<NodeState>>,
     },
+    Providers {
+        cid: String,
+        reply: oneshot::Sender<Vec<String>>,
+    },
     NodeAction {
         node: String,
         action: NodeAction,
@@ -244,7 +242,6 @@ pub struct OrchestratorHandle {
     store: Arc<JobStore>,
     events: broadcast::Sender<JobEvent>,
     defaults: SubmissionDefaults,
-    content: Arc<std::sync::RwLock<ContentIndex>>,
     keys: Arc<NodeKeys>,
     refusals: Arc<Refusals>,
 }
@@ -267,13 +264,6 @@ impl Refusals {
     }
 }
 
-/// Why a node's message about an execution is refused.
-const FOREIGN_EXECUTION: &str = "report on another node's execution";
-/// Why a message from a node that has not registered (or was deleted) is refused.
-const UNREGISTERED: &str = "message from a node that has not registered";
-/// Why a message from a rejected node is refused.
-const REJECTED: &str = "message from a rejected node";
-
 impl std::fmt::Debug for Command {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -281,6 +271,7 @@ impl std::fmt::Debug for Command {
             Command::Stop { job_id, .. } => write!(f, "Stop({job_id})"),
             Command::Rerun { job_id, version, .. } => write!(f, "Rerun({job_id}, {version})"),
             Command::Nodes { .. } => f.write_str("Nodes"),
+            Command::Providers { cid, .. } => write!(f, "Providers({cid})"),
             Command::NodeAction { node, action, .. } => write!(f, "NodeAction({node}, {action:?})"),
         }
     }
@@ -301,32 +292,25 @@ impl Orchestrator {
         let (commands_tx, commands_rx) = mpsc::channel(COMMAND_CAPACITY);
         let (inbound_tx, inbound_rx) = mpsc::channel(INBOUND_CAPACITY);
         let (events, _) = broadcast::channel(EVENT_CAPACITY);
-        let content = Arc::new(std::sync::RwLock::new(ContentIndex::new(config.ipfs_addrs.clone())));
         let (s, local) = (store.clone(), config.local_node.clone());
         let keys = Arc::new(tokio::task::spawn_blocking(move || NodeKeys::load(s, local)).await.map_err(join_err)??);
         let refusals = Arc::new(Refusals::default());
+        let ids: Box<dyn crate::ids::IdSource> = match config.id_seed {
+            Some(seed) => Box::new(crate::ids::SeededIds::new(seed)),
+            None => Box::new(crate::ids::RandomIds),
+        };
         let mut runtime = Runtime {
-            refusals: refusals.clone(),
-            idempotency: HashMap::new(),
-            keys: keys.clone(),
-            content: content.clone(),
-            dissents: HashMap::new(),
+            engine: Engine::new(config.clone(), ids),
             store: store.clone(),
-            cfg: config.clone(),
-            jobs: HashMap::new(),
-            exec_index: HashMap::new(),
-            on_node: HashMap::new(),
-            nodes: BTreeMap::new(),
-            memberships: HashMap::new(),
-            dirty: BTreeSet::new(),
-            origin: Instant::now(),
-            mono: Duration::ZERO,
-            ids: match config.id_seed {
-                Some(seed) => Box::new(crate::ids::SeededIds::new(seed)),
-                None => Box::new(crate::ids::RandomIds),
-            },
-            grace_checked: false,
+            links: HashMap::new(),
+            keys: keys.clone(),
+            refusals: refusals.clone(),
             events: events.clone(),
+            waiting: HashMap::new(),
+            next_ticket: 0,
+            lost_links: Vec::new(),
+            origin: Instant::now(),
+            housekeeping_interval: config.housekeeping_interval,
         };
         runtime.load().await?;
         let handle = OrchestratorHandle {
@@ -335,7 +319,6 @@ impl Orchestrator {
             store,
             events,
             defaults: config.defaults.clone(),
-            content,
             keys,
             refusals,
         };
@@ -360,13 +343,6 @@ impl Orchestrator {
         }
     }
 }
-
-mod apply;
-mod history;
-mod nodes;
-mod versions;
-
-use nodes::membership_name;
 
 fn join_err(e: tokio::task::JoinError) -> OrchestratorError {
     OrchestratorError::Store(StoreError::Db(format!("store task failed: {e}")))
@@ -417,11 +393,10 @@ impl OrchestratorHandle {
     pub async fn diff(&self, job: Job) -> Result<(String, Vec<String>), OrchestratorError> {
         let (job, warnings) = prepare_submission(job, JobId::generate(), now_nanos(), &self.defaults)?;
         self.read(move |s| {
-            let current =
-                versions::find_named(s, &job.namespace, &job.name)?.ok_or_else(|| OrchestratorError::NotFound {
-                    what: "job named",
-                    id: format!("{:?} in namespace {:?}", job.name, job.namespace),
-                })?;
+            let current = s.job_named(&job.namespace, &job.name)?.ok_or_else(|| OrchestratorError::NotFound {
+                what: "job named",
+                id: format!("{:?} in namespace {:?}", job.name, job.namespace),
+            })?;
             Ok((bacalhau_model::spec_diff(&current, &job), warnings))
         })
         .await
@@ -436,8 +411,12 @@ impl OrchestratorHandle {
     /// A job as it was at `version`.
     pub async fn job_version(&self, job_id: &JobId, version: u64) -> Result<Job, OrchestratorError> {
         let id = job_id.clone();
-        self.read(move |s| {
-            s.job_version(id.as_str(), version)?.ok_or_else(|| versions::no_such_version(s, &id, version))
+        self.read(move |s| match s.job_version(id.as_str(), version)? {
+            Some(job) => Ok(job),
+            None => {
+                let latest = s.job(id.as_str())?.map_or(1, |j| j.version);
+                Err(crate::engine::no_such_version(latest, &id, version))
+            }
         })
         .await
     }
@@ -454,8 +433,11 @@ impl OrchestratorHandle {
     }
 
     /// Multiaddrs of IPFS peers to ask for `cid`, best first (content routing without a DHT).
-    pub fn providers(&self, cid: &str) -> Vec<String> {
-        self.content.read().map(|c| c.providers(cid)).unwrap_or_default()
+    pub async fn providers(&self, cid: &str) -> Result<Vec<String>, OrchestratorError> {
+        let (reply, rx) = oneshot::channel();
+        let cmd = Command::Providers { cid: cid.to_owned(), reply };
+        self.commands.send(cmd).await.map_err(|_| OrchestratorError::ShuttingDown)?;
+        rx.await.map_err(|_| OrchestratorError::ShuttingDown)
     }
 
     /// The nodes the orchestrator knows.
@@ -583,75 +565,34 @@ impl OrchestratorHandle {
     }
 }
 
-#[derive(Debug)]
-struct Active {
-    job: Job,
-    execs: Vec<Execution>,
-    history_seq: u64,
-    retry_at: Option<i64>,
+/// A caller waiting for its answer.
+enum Waiting {
+    Submit(oneshot::Sender<Result<SubmitResult, OrchestratorError>>),
+    Rerun(oneshot::Sender<Result<RerunResult, OrchestratorError>>),
+    Stop(oneshot::Sender<Result<StopResult, OrchestratorError>>),
+    Nodes(oneshot::Sender<Vec<NodeState>>),
+    NodeAction(oneshot::Sender<Result<String, OrchestratorError>>),
+    Providers(oneshot::Sender<Vec<String>>),
 }
 
-#[derive(Debug)]
-struct NodeEntry {
-    info: Option<NodeInfo>,
-    link: Option<Arc<dyn Outbound>>,
-    connected: bool,
-    /// When it was last heard from, on the runtime's monotonic clock.
-    last_seen: Duration,
-    available: Resources,
-    /// The last heartbeat's digests (the node's, ours) when they differed: a difference seen
-    /// twice in a row is not a message in flight, and the node is asked to resync.
-    mismatch: Option<(ExecutionDigest, ExecutionDigest)>,
-}
-
-enum Reply {
-    Submit(oneshot::Sender<Result<SubmitResult, OrchestratorError>>, SubmitResult),
-    Rerun(oneshot::Sender<Result<RerunResult, OrchestratorError>>, RerunResult),
-    Stop(oneshot::Sender<Result<StopResult, OrchestratorError>>, StopResult),
-    NodeAction(oneshot::Sender<Result<String, OrchestratorError>>, String),
-}
-
-#[derive(Default)]
-struct Round {
-    batch: WriteBatch,
-    sends: Vec<(NodeId, ToCompute)>,
-    replies: Vec<Reply>,
-    events: Vec<JobEvent>,
-    /// (namespace, name) of the jobs this round creates, which the store has not seen yet.
-    named: HashMap<(String, String), JobId>,
-}
-
-/// Idempotency keys kept in memory (the store has them all).
-const MAX_IDEMPOTENCY_CACHE: usize = 10_000;
-
+/// The engine's shell: it gathers inputs, reads what they need from the store, steps the
+/// engine, commits the effects' writes, and only then sends, answers and publishes.
 struct Runtime {
-    refusals: Arc<Refusals>,
-    /// Recent Idempotency-Keys → (job ID, evaluation ID), including this round's.
-    idempotency: HashMap<String, (String, String)>,
-    keys: Arc<NodeKeys>,
-    content: Arc<std::sync::RwLock<ContentIndex>>,
-    /// Per node, results that disagreed with a verification quorum (its reputation).
-    dissents: HashMap<NodeId, u32>,
+    engine: Engine,
     store: Arc<JobStore>,
-    cfg: OrchestratorConfig,
-    jobs: HashMap<JobId, Active>,
-    exec_index: HashMap<ExecutionId, JobId>,
-    /// The executions in memory on each node, so that what concerns one node (its heartbeat's
-    /// digest, its reconciliation) costs its own work, not the whole cluster's.
-    on_node: HashMap<NodeId, HashSet<ExecutionId>>,
-    nodes: BTreeMap<NodeId, NodeEntry>,
-    /// Every node's membership, persisted; nodes not here are new.
-    memberships: HashMap<NodeId, NodeMembershipState>,
-    dirty: BTreeSet<JobId>,
-    /// The runtime's clock: it reads `origin` once per round into `mono`, and the handlers
-    /// use `mono` (with the wall-clock `now` they are given), never the clock itself.
-    origin: Instant,
-    /// Time since `origin` at the start of this round (the orchestrator's start is 0).
-    mono: Duration,
-    /// Where new execution and evaluation IDs come from.
-    ids: Box<dyn crate::ids::IdSource>,
-    grace_checked: bool,
+    /// The open link to each connected node.
+    links: HashMap<NodeId, Arc<dyn Outbound>>,
+    keys: Arc<NodeKeys>,
+    refusals: Arc<Refusals>,
     events: broadcast::Sender<JobEvent>,
+    /// Callers waiting on this round's answers, by ticket.
+    waiting: HashMap<Ticket, Waiting>,
+    next_ticket: Ticket,
+    /// Links found closed while sending: the engine hears of it next round.
+    lost_links: Vec<NodeId>,
+    /// The monotonic clock's origin (the runtime's start).
+    origin: Instant,
+    housekeeping_interval: Duration,
 }
 
 enum Work {
@@ -659,13 +600,60 @@ enum Work {
     Inbound(OrchestratorInbound),
 }
 
-impl Runtime {
-    async fn load(&mut self) -> Result<(), OrchestratorError> {
-        let store = self.store.clone();
-        let active = tokio::task::spawn_blocking(move || store.active_jobs()).await.map_err(join_err)??;
-        let store = self.store.clone();
-        let members = tokio::task::spawn_blocking(move || store.node_memberships()).await.map_err(join_err)??;
-        self.memberships = members
+/// What a command needs read from the store before the engine can act on it.
+enum Lookup {
+    None,
+    /// A submission: its Idempotency-Key (unless the engine remembers it) and its Name.
+    Submit {
+        key: Option<String>,
+        named: Option<(String, String)>,
+    },
+    /// A stop of a job not in flight.
+    Job(JobId),
+    /// A rerun of a job not in flight (`job` set), and of an older version.
+    Rerun {
+        job: Option<JobId>,
+        version: Option<(JobId, u64)>,
+    },
+}
+
+fn read_stored(store: &JobStore, lookup: &Lookup) -> Result<Stored, StoreError> {
+    let mut stored = Stored::default();
+    let with_seq = |job: Option<Job>| -> Result<(Option<Job>, u64), StoreError> {
+        let seq = match &job {
+            Some(j) => store.last_history_seq(j.id.as_str())?,
+            None => 0,
+        };
+        Ok((job, seq))
+    };
+    match lookup {
+        Lookup::None => {}
+        Lookup::Submit { key, named } => {
+            if let Some(k) = key {
+                stored.idempotent = store.idempotent_submission(k)?;
+            }
+            if let Some((ns, name)) = named {
+                (stored.job, stored.history_seq) = with_seq(store.job_named(ns, name)?)?;
+            }
+        }
+        Lookup::Job(id) => stored.job = store.job(id.as_str())?,
+        Lookup::Rerun { job, version } => {
+            if let Some(id) = job {
+                (stored.job, stored.history_seq) = with_seq(store.job(id.as_str())?)?;
+            }
+            if let Some((id, v)) = version {
+                stored.version = store.job_version(id.as_str(), *v)?;
+            }
+        }
+    }
+    Ok(stored)
+}
+
+impl Snapshot {
+    /// Reads the engine's starting state from the store. Blocking.
+    pub fn read(store: &JobStore) -> Result<Snapshot, StoreError> {
+        let memberships = store
+            .node_memberships()?
             .into_iter()
             .map(|(id, m)| {
                 let m = match m.as_str() {
@@ -676,37 +664,24 @@ impl Runtime {
                 (NodeId::from(id.as_str()), m)
             })
             .collect();
-        let store = self.store.clone();
-        let (holders, dissents) = tokio::task::spawn_blocking(move || {
-            Ok::<_, StoreError>((store.content_holders()?, store.node_dissents()?))
+        Ok(Snapshot {
+            active: store.active_jobs()?,
+            memberships,
+            holders: store.content_holders()?.into_iter().map(|(cid, n)| (cid, NodeId::from(n.as_str()))).collect(),
+            dissents: store
+                .node_dissents()?
+                .into_iter()
+                .map(|(n, c)| (NodeId::from(n.as_str()), u32::try_from(c).unwrap_or(u32::MAX)))
+                .collect(),
         })
-        .await
-        .map_err(join_err)??;
-        if let Ok(mut c) = self.content.write() {
-            for (cid, node) in &holders {
-                c.holds(&NodeId::from(node.as_str()), cid);
-            }
-        }
-        self.dissents = dissents
-            .into_iter()
-            .map(|(n, c)| (NodeId::from(n.as_str()), u32::try_from(c).unwrap_or(u32::MAX)))
-            .collect();
-        self.jobs.clear();
-        self.exec_index.clear();
-        self.on_node.clear();
-        // Keys of submissions that never reached the disk must not answer retries.
-        self.idempotency.clear();
-        for (job, execs, seq) in active {
-            for e in &execs {
-                self.exec_index.insert(e.id.clone(), job.id.clone());
-                self.on_node.entry(e.node_id.clone()).or_default().insert(e.id.clone());
-            }
-            self.dirty.insert(job.id.clone());
-            self.jobs.insert(job.id.clone(), Active { job, execs, history_seq: seq, retry_at: None });
-        }
-        if !self.jobs.is_empty() {
-            info!(jobs = self.jobs.len(), "resuming jobs in flight");
-        }
+    }
+}
+
+impl Runtime {
+    async fn load(&mut self) -> Result<(), OrchestratorError> {
+        let store = self.store.clone();
+        let snapshot = tokio::task::spawn_blocking(move || Snapshot::read(&store)).await.map_err(join_err)??;
+        self.engine.restore(snapshot);
         Ok(())
     }
 
@@ -716,7 +691,7 @@ impl Runtime {
         mut inbound: mpsc::Receiver<OrchestratorInbound>,
         cancel: CancellationToken,
     ) {
-        let mut tick = tokio::time::interval(self.cfg.housekeeping_interval);
+        let mut tick = tokio::time::interval(self.housekeeping_interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut cmd_buf = Vec::with_capacity(MAX_ROUND);
         let mut in_buf = Vec::with_capacity(MAX_ROUND);
@@ -749,39 +724,124 @@ impl Runtime {
         debug!("orchestrator runtime stopped");
     }
 
+    fn ticket(&mut self, waiting: Waiting) -> Ticket {
+        self.next_ticket += 1;
+        self.waiting.insert(self.next_ticket, waiting);
+        self.next_ticket
+    }
+
+    /// The engine's input for a piece of work, with what it needs read from the store (`None`
+    /// for work that only the runtime handles).
+    fn input(&mut self, work: Work) -> (Option<Input>, Lookup) {
+        match work {
+            Work::Inbound(OrchestratorInbound::Connected { node_id, link }) => {
+                self.links.insert(node_id.clone(), link);
+                (Some(Input::Connected(node_id)), Lookup::None)
+            }
+            Work::Inbound(OrchestratorInbound::Disconnected { node_id }) => {
+                // Work is rescheduled only after the disconnect timeout, so a brief reconnect
+                // loses nothing.
+                self.links.remove(&node_id);
+                (None, Lookup::None)
+            }
+            Work::Inbound(OrchestratorInbound::Message(env)) => (Some(Input::Message(env)), Lookup::None),
+            Work::Command(Command::Submit { job, warnings, key, force, reply }) => {
+                let lookup = Lookup::Submit {
+                    key: key.clone().filter(|k| !self.engine.remembers_key(k)),
+                    named: (job.name != job.id.0).then(|| (job.namespace.clone(), job.name.clone())),
+                };
+                let ticket = self.ticket(Waiting::Submit(reply));
+                (Some(Input::Submit { ticket, job, warnings, key, force, stored: Stored::default() }), lookup)
+            }
+            Work::Command(Command::Rerun { job_id, version, reason, reply }) => {
+                let lookup = Lookup::Rerun {
+                    job: (!self.engine.is_active(&job_id)).then(|| job_id.clone()),
+                    version: (version != 0).then(|| (job_id.clone(), version)),
+                };
+                let ticket = self.ticket(Waiting::Rerun(reply));
+                (Some(Input::Rerun { ticket, job_id, version, reason, stored: Stored::default() }), lookup)
+            }
+            Work::Command(Command::Stop { job_id, reason, reply }) => {
+                let lookup = if self.engine.is_active(&job_id) { Lookup::None } else { Lookup::Job(job_id.clone()) };
+                let ticket = self.ticket(Waiting::Stop(reply));
+                (Some(Input::Stop { ticket, job_id, reason, stored: Stored::default() }), lookup)
+            }
+            Work::Command(Command::Nodes { reply }) => {
+                let ticket = self.ticket(Waiting::Nodes(reply));
+                (Some(Input::Nodes { ticket }), Lookup::None)
+            }
+            Work::Command(Command::NodeAction { node, action, reply }) => {
+                let ticket = self.ticket(Waiting::NodeAction(reply));
+                (Some(Input::NodeAction { ticket, node, action }), Lookup::None)
+            }
+            Work::Command(Command::Providers { cid, reply }) => {
+                let ticket = self.ticket(Waiting::Providers(reply));
+                (Some(Input::Providers { ticket, cid }), Lookup::None)
+            }
+        }
+    }
+
     async fn round(&mut self, work: Vec<Work>, housekeeping: bool) {
-        let now = now_nanos();
-        self.mono = self.origin.elapsed();
-        let mut round = Round::default();
+        let now = Now { wall: now_nanos(), mono: self.origin.elapsed() };
+        let mut inputs: Vec<Input> = self.lost_links.drain(..).map(Input::LinkLost).collect();
+        let mut lookups = Vec::new();
         for w in work {
-            match w {
-                Work::Command(c) => self.handle_command(c, now, &mut round),
-                Work::Inbound(m) => self.handle_inbound(m, now, &mut round),
+            let (input, lookup) = self.input(w);
+            if let Some(input) = input {
+                if !matches!(lookup, Lookup::None) {
+                    lookups.push((inputs.len(), lookup));
+                }
+                inputs.push(input);
+            }
+        }
+        if !lookups.is_empty() {
+            // The round's store reads, in one blocking task; most rounds have none.
+            let store = self.store.clone();
+            let read = tokio::task::spawn_blocking(move || {
+                lookups.into_iter().map(|(i, l)| (i, read_stored(&store, &l))).collect::<Vec<_>>()
+            })
+            .await
+            .unwrap_or_default();
+            let mut failed = Vec::new();
+            for (i, found) in read {
+                match found {
+                    Ok(found) => match &mut inputs[i] {
+                        Input::Submit { stored, .. } | Input::Rerun { stored, .. } | Input::Stop { stored, .. } => {
+                            *stored = found;
+                        }
+                        _ => {}
+                    },
+                    Err(e) => failed.push((i, e)),
+                }
+            }
+            // An input whose read failed is answered with the error and not acted on.
+            for (i, e) in failed.into_iter().rev() {
+                let ticket = match inputs.remove(i) {
+                    Input::Submit { ticket, .. } | Input::Rerun { ticket, .. } | Input::Stop { ticket, .. } => ticket,
+                    _ => continue,
+                };
+                self.answer(ticket, None, Some(&e));
             }
         }
         if housekeeping {
-            self.housekeep(now);
+            inputs.push(Input::Tick);
         }
-        self.evaluate(now, &mut round);
+        let mut fx = self.engine.step(inputs, now);
 
         let store = self.store.clone();
-        let batch = std::mem::take(&mut round.batch);
+        let batch = std::mem::take(&mut fx.batch);
         let committed = tokio::task::spawn_blocking(move || store.commit(&batch)).await;
         let result = match committed {
             Ok(r) => r,
             Err(e) => Err(StoreError::Db(format!("store task failed: {e}"))),
         };
+        for why in &fx.refused {
+            self.refusals.count(why);
+        }
         if let Err(e) = result {
             error!(error = %e, "could not commit orchestrator state; reloading from the store");
-            for r in round.replies {
-                match r {
-                    Reply::Submit(tx, _) => drop(tx.send(Err(OrchestratorError::Store(StoreError::Db(e.to_string()))))),
-                    Reply::Stop(tx, _) => drop(tx.send(Err(OrchestratorError::Store(StoreError::Db(e.to_string()))))),
-                    Reply::Rerun(tx, _) => drop(tx.send(Err(OrchestratorError::Store(StoreError::Db(e.to_string()))))),
-                    Reply::NodeAction(tx, _) => {
-                        drop(tx.send(Err(OrchestratorError::Store(StoreError::Db(e.to_string())))))
-                    }
-                }
+            for (ticket, answer) in fx.answers {
+                self.answer(ticket, Some(answer), Some(&e));
             }
             // redb refuses writes after a failed one until reopened; the state in memory has
             // changes that never reached the disk, so it is rebuilt from what did.
@@ -796,267 +856,64 @@ impl Runtime {
             }
             return;
         }
-        for (node_id, msg) in round.sends {
+        for id in fx.forgotten {
+            self.keys.forget(&id);
+            self.links.remove(&id);
+        }
+        for (node_id, msg) in fx.sends {
             self.send(&node_id, msg);
         }
-        for r in round.replies {
-            match r {
-                Reply::Submit(tx, v) => drop(tx.send(Ok(v))),
-                Reply::Stop(tx, v) => drop(tx.send(Ok(v))),
-                Reply::Rerun(tx, v) => drop(tx.send(Ok(v))),
-                Reply::NodeAction(tx, v) => drop(tx.send(Ok(v))),
-            }
+        for (ticket, answer) in fx.answers {
+            self.answer(ticket, Some(answer), None);
         }
-        for e in round.events {
+        for e in fx.events {
             // Nobody listening is fine.
             let _ = self.events.send(e);
         }
-        // Jobs that are finished and have no live executions leave memory; the store has them.
-        // Their executions leave the indexes with them: the cost is what leaves, not what stays.
-        let mut left = Vec::new();
-        self.jobs.retain(|_, a| {
-            let done = a.job.state.state_type.is_terminal()
-                && a.execs.iter().all(|e| e.compute_state.state_type.is_terminal());
-            if done {
-                left.extend(a.execs.iter().map(|e| (e.id.clone(), e.node_id.clone())));
-            }
-            !done
-        });
-        for (id, node) in left {
-            self.exec_index.remove(&id);
-            if let Some(on) = self.on_node.get_mut(&node) {
-                on.remove(&id);
-                if on.is_empty() {
-                    self.on_node.remove(&node);
-                }
-            }
+    }
+
+    /// Hands a caller its answer; `failed` (a store error) replaces any answer that was not
+    /// already a refusal, or stands for the answer when there is none.
+    fn answer(&mut self, ticket: Ticket, answer: Option<Answer>, failed: Option<&StoreError>) {
+        let Some(waiting) = self.waiting.remove(&ticket) else {
+            return;
+        };
+        let err = || OrchestratorError::Store(StoreError::Db(failed.map(ToString::to_string).unwrap_or_default()));
+        let answer = match answer {
+            Some(a) if failed.is_none() || a.is_err() => Some(a),
+            _ => None,
+        };
+        // A dropped receiver (the caller gave up) is fine.
+        match (waiting, answer) {
+            (Waiting::Submit(tx), Some(Answer::Submit(r))) => drop(tx.send(r)),
+            (Waiting::Rerun(tx), Some(Answer::Rerun(r))) => drop(tx.send(r)),
+            (Waiting::Stop(tx), Some(Answer::Stop(r))) => drop(tx.send(r)),
+            (Waiting::Nodes(tx), Some(Answer::Nodes(r))) => drop(tx.send(r)),
+            (Waiting::NodeAction(tx), Some(Answer::NodeAction(r))) => drop(tx.send(r)),
+            (Waiting::Providers(tx), Some(Answer::Providers(r))) => drop(tx.send(r)),
+            (Waiting::Submit(tx), _) => drop(tx.send(Err(err()))),
+            (Waiting::Rerun(tx), _) => drop(tx.send(Err(err()))),
+            (Waiting::Stop(tx), _) => drop(tx.send(Err(err()))),
+            (Waiting::NodeAction(tx), _) => drop(tx.send(Err(err()))),
+            // Reads: without an answer the caller sees the runtime as gone.
+            (Waiting::Nodes(_) | Waiting::Providers(_), _) => {}
         }
     }
 
     fn send(&mut self, node_id: &NodeId, msg: ToCompute) {
-        let Some(node) = self.nodes.get_mut(node_id) else {
-            debug!(%node_id, "message for an unknown node dropped; it is re-sent when the node registers");
-            return;
-        };
-        let Some(link) = &node.link else {
+        let Some(link) = self.links.get(node_id) else {
+            debug!(%node_id, "message for a node without a link dropped; the digest comparison or its registration repairs it");
             return;
         };
         match link.send(msg) {
             Ok(()) => {}
             Err(SendError::Full) => {
-                warn!(%node_id, "node's queue is full; outstanding messages are re-sent when it re-registers");
+                warn!(%node_id, "node's queue is full; the next digest comparison repairs what is lost");
             }
             Err(SendError::Disconnected) => {
-                node.link = None;
-                node.connected = false;
-                if let Ok(mut c) = self.content.write() {
-                    c.node_down(node_id);
-                }
+                self.links.remove(node_id);
+                self.lost_links.push(node_id.clone());
             }
         }
-    }
-
-    fn handle_command(&mut self, cmd: Command, now: i64, round: &mut Round) {
-        match cmd {
-            Command::Submit { job, warnings, key, force, reply } => {
-                if let Some(k) = &key {
-                    let earlier = match self.idempotency.get(k) {
-                        Some(r) => Some(r.clone()),
-                        None => self.store.idempotent_submission(k).ok().flatten(),
-                    };
-                    if let Some((job_id, evaluation_id)) = earlier {
-                        info!(%job_id, "a retried submission (same Idempotency-Key) gets the job it created");
-                        let result = SubmitResult {
-                            job_id: JobId(job_id),
-                            evaluation_id: EvaluationId(evaluation_id),
-                            warnings,
-                        };
-                        drop(reply.send(Ok(result)));
-                        return;
-                    }
-                }
-                let job = *job;
-                match self.named_job(&job, round) {
-                    Ok(Some(current)) => {
-                        self.update(current, job, force, warnings, key, reply, now, round);
-                        return;
-                    }
-                    Ok(None) => {}
-                    Err(e) => {
-                        drop(reply.send(Err(e)));
-                        return;
-                    }
-                }
-                if job.name != job.id.0 {
-                    round.named.insert((job.namespace.clone(), job.name.clone()), job.id.clone());
-                }
-                let eval = evaluation(self.ids.evaluation(), &job, TriggeredBy::JobRegister, now);
-                let result = SubmitResult { job_id: job.id.clone(), evaluation_id: eval.id.clone(), warnings };
-                if let Some(k) = key {
-                    round.batch.put_idempotency_key(&k, job.id.as_str(), eval.id.as_str());
-                    // Submissions in flight and just made; older ones are found in the store.
-                    if self.idempotency.len() >= MAX_IDEMPOTENCY_CACHE {
-                        self.idempotency.clear();
-                    }
-                    self.idempotency.insert(k, (job.id.0.clone(), eval.id.0.clone()));
-                }
-                round.batch.put_job(job.clone(), true);
-                round.batch.put_evaluation(eval);
-                let id = job.id.clone();
-                self.jobs.insert(id.clone(), Active { job, execs: Vec::new(), history_seq: 0, retry_at: None });
-                self.job_history(
-                    &id,
-                    now,
-                    "Submission",
-                    "Job submitted",
-                    Some((JobStateType::Undefined, JobStateType::Pending)),
-                    round,
-                );
-                round.events.push(JobEvent { job_id: id.clone(), state: JobStateType::Pending });
-                self.dirty.insert(id);
-                round.replies.push(Reply::Submit(reply, result));
-            }
-            Command::Rerun { job_id, version, reason, reply } => {
-                self.rerun(&job_id, version, &reason, reply, now, round)
-            }
-            Command::Stop { job_id, reason, reply } => {
-                let reason = if reason.trim().is_empty() { "job stopped by user".to_owned() } else { reason };
-                if let Some(active) = self.jobs.get_mut(&job_id) {
-                    if active.job.state.state_type.is_terminal() {
-                        let state = active.job.state.state_type;
-                        drop(reply.send(stop_terminal(state, &job_id)));
-                        return;
-                    }
-                    let eval = evaluation(self.ids.evaluation(), &active.job, TriggeredBy::JobCancel, now);
-                    let result = StopResult { evaluation_id: eval.id.0.clone() };
-                    round.batch.put_evaluation(eval);
-                    self.set_job_state(&job_id, JobStateType::Stopped, reason, now, round);
-                    self.dirty.insert(job_id);
-                    round.replies.push(Reply::Stop(reply, result));
-                } else {
-                    let answer = match self.store.job(job_id.as_str()) {
-                        Ok(Some(job)) => stop_terminal(job.state.state_type, &job_id),
-                        Ok(None) => Err(OrchestratorError::NotFound { what: "job", id: job_id.0 }),
-                        Err(e) => Err(e.into()),
-                    };
-                    drop(reply.send(answer));
-                }
-            }
-            Command::Nodes { reply } => {
-                drop(reply.send(self.node_states()));
-            }
-            Command::NodeAction { node, action, reply } => {
-                let known: BTreeSet<&NodeId> = self.nodes.keys().chain(self.memberships.keys()).collect();
-                let matches: Vec<NodeId> =
-                    known.into_iter().filter(|id| id.as_str().starts_with(node.as_str())).cloned().collect();
-                let id = match matches.as_slice() {
-                    [one] => one.clone(),
-                    [] => {
-                        drop(reply.send(Err(OrchestratorError::NotFound { what: "node", id: node })));
-                        return;
-                    }
-                    _ => {
-                        let ids: Vec<String> = matches.iter().map(ToString::to_string).collect();
-                        let msg = format!("{node} matches several nodes ({}): give more of the ID", ids.join(", "));
-                        drop(reply.send(Err(OrchestratorError::Conflict(msg))));
-                        return;
-                    }
-                };
-                if action != NodeAction::Approve && self.keys.is_reserved(&id) {
-                    let msg = format!(
-                        "node {id} is this orchestrator's own compute node; it cannot be rejected or deleted. \
-                         To run the orchestrator alone, restart it with `bacalhau serve --orchestrator`"
-                    );
-                    drop(reply.send(Err(OrchestratorError::Conflict(msg))));
-                    return;
-                }
-                match action {
-                    NodeAction::Approve | NodeAction::Reject => {
-                        let m = if action == NodeAction::Approve {
-                            NodeMembershipState::Approved
-                        } else {
-                            NodeMembershipState::Rejected
-                        };
-                        self.memberships.insert(id.clone(), m);
-                        round.batch.put_node_membership(id.as_str(), Some(membership_name(m)));
-                        if m == NodeMembershipState::Rejected {
-                            let reason = "this node was rejected by the orchestrator's operator".to_owned();
-                            round.sends.push((id.clone(), ToCompute::Registered { accepted: false, reason }));
-                        }
-                    }
-                    NodeAction::Delete => {
-                        self.keys.forget(&id);
-                        self.memberships.remove(&id);
-                        self.nodes.remove(&id);
-                        round.batch.put_node_membership(id.as_str(), None);
-                    }
-                }
-                info!(node_id = %id, ?action, "node membership changed");
-                // Approval may be what queued jobs wait for.
-                self.dirty.extend(self.jobs.keys().cloned());
-                round.replies.push(Reply::NodeAction(reply, id.to_string()));
-            }
-        }
-    }
-
-    fn housekeep(&mut self, now: i64) {
-        let timeout = self.cfg.node_disconnect_timeout;
-        let mut lost_nodes = Vec::new();
-        for (id, n) in &mut self.nodes {
-            // A dropped stream or a silent one (a partition can leave TCP half-open): both
-            // count once the node has not been heard from for the timeout.
-            if n.connected && self.mono.saturating_sub(n.last_seen) > timeout {
-                warn!(node_id = %id, "compute node disconnected");
-                n.connected = false;
-                // The link stays: if the node is only slow (or is this process's own node, which
-                // never re-dials), its next message brings it back through a re-registration.
-                if let Ok(mut c) = self.content.write() {
-                    c.node_down(id);
-                }
-                lost_nodes.push(id.clone());
-            }
-        }
-        let grace_over = self.mono > self.cfg.restart_grace;
-        let first_after_grace = grace_over && !self.grace_checked;
-        self.grace_checked |= grace_over;
-        for (id, a) in &mut self.jobs {
-            let timeouts =
-                a.job.task().is_some_and(|t| t.timeouts.total_timeout > 0 || t.timeouts.execution_timeout > 0);
-            let retry = a.retry_at.is_some_and(|t| t <= now);
-            let on_lost = a.execs.iter().any(|e| lost_nodes.contains(&e.node_id));
-            if timeouts || retry || on_lost || first_after_grace {
-                if retry {
-                    a.retry_at = None;
-                }
-                self.dirty.insert(id.clone());
-            }
-        }
-    }
-}
-
-fn evaluation(id: EvaluationId, job: &Job, trigger: TriggeredBy, now: i64) -> Evaluation {
-    Evaluation {
-        id,
-        namespace: job.namespace.clone(),
-        job_id: job.id.clone(),
-        triggered_by: trigger,
-        priority: job.priority,
-        r#type: job.r#type,
-        status: EvaluationStatus::Complete,
-        comment: String::new(),
-        wait_until: 0,
-        create_time: now,
-        modify_time: now,
-    }
-}
-
-fn stop_terminal(state: JobStateType, job_id: &JobId) -> Result<StopResult, OrchestratorError> {
-    if state == JobStateType::Stopped {
-        Ok(StopResult { evaluation_id: String::new() })
-    } else {
-        Err(OrchestratorError::Conflict(format!(
-            "cannot stop job {job_id}: it is already {}",
-            state.to_string().to_lowercase()
-        )))
     }
 }

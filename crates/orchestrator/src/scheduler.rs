@@ -22,6 +22,10 @@ pub struct SchedulerConfig {
     /// How far past its ExecutionTimeout an execution may run before the orchestrator gives up
     /// on it (the compute node enforces the timeout itself; this is the backstop).
     pub execution_timeout_grace_nanos: i64,
+    /// Queue, rather than fail, a job that no node can take now: set by the orchestrator
+    /// while nodes it knows are still reconnecting after a restart, so a submission in that
+    /// window waits for them instead of failing for want of nodes.
+    pub hold_unplaced: bool,
 }
 
 impl Default for SchedulerConfig {
@@ -30,6 +34,7 @@ impl Default for SchedulerConfig {
             max_attempts_per_partition: 3,
             queue_backoff_nanos: 1_000_000_000,
             execution_timeout_grace_nanos: 30_000_000_000,
+            hold_unplaced: false,
         }
     }
 }
@@ -228,7 +233,7 @@ pub fn plan(
     }
 
     match job.r#type {
-        JobType::Ops => plan_ops(job, &execs, nodes, now, &mut plan),
+        JobType::Ops => plan_ops(job, &execs, nodes, now, cfg, &mut plan),
         JobType::Daemon => plan_daemon(job, &execs, nodes, &mut plan),
         _ => plan_batch(job, &execs, nodes, now, cfg, &mut plan),
     }
@@ -421,9 +426,14 @@ fn verify(job: &Job, execs: &[Execution], v: &bacalhau_model::Verification, plan
 
 fn queue_or_fail(job: &Job, execs: &[Execution], now: i64, cfg: &SchedulerConfig, reason: String, plan: &mut Plan) {
     let queue_timeout = nanos(job.task().map_or(0, |t| t.timeouts.queue_timeout));
-    if queue_timeout > 0 && now.saturating_sub(bacalhau_model::version_start(job)) < queue_timeout {
+    let queue = queue_timeout > 0 && now.saturating_sub(bacalhau_model::version_start(job)) < queue_timeout;
+    if queue || cfg.hold_unplaced {
         plan.retry_at = Some(now + cfg.queue_backoff_nanos);
-        let msg = format!("Job queued. {reason}");
+        let msg = if queue {
+            format!("Job queued. {reason}")
+        } else {
+            format!("Job queued while this orchestrator's nodes reconnect after its restart. {reason}")
+        };
         if job.state.state_type != JobStateType::Queued || job.state.message != msg {
             plan.job_state = Some((JobStateType::Queued, msg));
         }
@@ -481,12 +491,12 @@ fn plan_daemon(job: &Job, execs: &[Execution], nodes: &[NodeView], plan: &mut Pl
     }
 }
 
-fn plan_ops(job: &Job, execs: &[Execution], nodes: &[NodeView], now: i64, plan: &mut Plan) {
+fn plan_ops(job: &Job, execs: &[Execution], nodes: &[NodeView], now: i64, cfg: &SchedulerConfig, plan: &mut Plan) {
     if execs.is_empty() {
         let (ranked, rejected) = rank_nodes(job, execs, nodes);
         if ranked.is_empty() {
             let reason = not_enough_nodes(1, nodes.len(), 0, &rejected);
-            queue_or_fail(job, execs, now, &SchedulerConfig::default(), reason, plan);
+            queue_or_fail(job, execs, now, cfg, reason, plan);
             return;
         }
         for ((node_id, _), partition_index) in ranked.into_iter().zip(0u32..) {

@@ -212,6 +212,14 @@ impl JobStore {
         Ok(Self { db: std::sync::RwLock::new(Some(db)), path: path.to_owned() })
     }
 
+    /// A store in memory (redb's in-memory backend): the same code without a file, for the
+    /// simulator, where the orchestrator's "disk" outlives its crashes but not the process.
+    pub fn in_memory() -> Result<Self, StoreError> {
+        let db = Database::builder().create_with_backend(redb::backends::InMemoryBackend::new()).map_err(db_err)?;
+        Self::init_tables(&db)?;
+        Ok(Self { db: std::sync::RwLock::new(Some(db)), path: std::path::PathBuf::new() })
+    }
+
     fn init_tables(db: &Database) -> Result<(), StoreError> {
         let tx = db.begin_write().map_err(db_err)?;
         {
@@ -231,6 +239,22 @@ impl JobStore {
             tx.open_table(JOB_VERSIONS).map_err(db_err)?;
         }
         tx.commit().map_err(db_err)
+    }
+
+    /// The current version of the job named `name` in `namespace`, if there is one. Jobs
+    /// submitted before names were unique may share one; the newest is the one a new spec
+    /// updates.
+    pub fn job_named(&self, namespace: &str, name: &str) -> Result<Option<Job>, StoreError> {
+        let mut best: Option<Job> = None;
+        for id in self.jobs_named(name)? {
+            if let Some(job) = self.job(id.as_str())?
+                && job.namespace == namespace
+                && best.as_ref().is_none_or(|b| (job.create_time, &job.id.0) > (b.create_time, &b.id.0))
+            {
+                best = Some(job);
+            }
+        }
+        Ok(best)
     }
 
     /// The (job ID, evaluation ID) a submission with this Idempotency-Key created, if any.

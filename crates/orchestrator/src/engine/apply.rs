@@ -3,24 +3,31 @@
 
 use super::*;
 
-impl Runtime {
-    pub(super) fn evaluate(&mut self, now: i64, round: &mut Round) {
+impl Engine {
+    pub(super) fn evaluate(&mut self, now: i64, round: &mut Effects) {
         if self.dirty.is_empty() {
             return;
         }
         let views = self.node_views();
         let grace_over = self.mono > self.cfg.restart_grace;
+        // Known nodes that have not registered since the restart may be on their way.
+        let awaiting = !grace_over
+            && self.memberships.iter().any(|(id, m)| {
+                *m == NodeMembershipState::Approved
+                    && !self.nodes.get(id).is_some_and(|n| n.connected && n.info.is_some())
+            });
+        let cfg = SchedulerConfig { hold_unplaced: awaiting, ..self.cfg.scheduler.clone() };
         let dirty = std::mem::take(&mut self.dirty);
         for job_id in dirty {
             let Some(active) = self.jobs.get(&job_id) else {
                 continue;
             };
-            let plan = scheduler::plan(&active.job, &active.execs, &views, now, grace_over, &self.cfg.scheduler);
+            let plan = scheduler::plan(&active.job, &active.execs, &views, now, grace_over, &cfg);
             self.apply(&job_id, plan, now, round);
         }
     }
 
-    pub(super) fn apply(&mut self, job_id: &JobId, plan: Plan, now: i64, round: &mut Round) {
+    pub(super) fn apply(&mut self, job_id: &JobId, plan: Plan, now: i64, round: &mut Effects) {
         for (exec_id, verdict, dissent) in &plan.verdicts {
             let Some(e) = self.jobs.get_mut(job_id).and_then(|a| a.execs.iter_mut().find(|e| &e.id == exec_id)) else {
                 continue;
@@ -111,7 +118,7 @@ impl Runtime {
             let mut with_job = e.clone();
             with_job.job = Some(Box::new(job.clone()));
             round.batch.put_execution(e.clone());
-            let providers = self.content.read().map(|c| c.for_job(job)).unwrap_or_default();
+            let providers = self.content.for_job(job);
             round.sends.push((n.node_id.clone(), ToCompute::AskForBid { execution: Box::new(with_job), providers }));
             self.exec_index.insert(e.id.clone(), job_id.clone());
             self.on_node.entry(e.node_id.clone()).or_default().insert(e.id.clone());
@@ -140,7 +147,7 @@ impl Runtime {
         state: JobStateType,
         message: String,
         now: i64,
-        round: &mut Round,
+        round: &mut Effects,
     ) {
         let Some(active) = self.jobs.get_mut(job_id) else {
             return;

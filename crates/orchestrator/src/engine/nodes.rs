@@ -4,7 +4,7 @@
 
 use super::*;
 
-impl Runtime {
+impl Engine {
     pub(super) fn membership(&self, id: &NodeId) -> NodeMembershipState {
         self.memberships.get(id).copied().unwrap_or(NodeMembershipState::Pending)
     }
@@ -31,33 +31,30 @@ impl Runtime {
             .collect()
     }
 
-    pub(super) fn handle_inbound(&mut self, msg: OrchestratorInbound, now: i64, round: &mut Round) {
-        match msg {
-            OrchestratorInbound::Connected { node_id, link } => {
-                let mono = self.mono;
-                let entry = self.nodes.entry(node_id).or_insert_with(|| NodeEntry {
-                    info: None,
-                    link: None,
-                    connected: false,
-                    last_seen: mono,
-                    available: Resources::default(),
-                    mismatch: None,
-                });
-                entry.link = Some(link);
-                entry.last_seen = self.mono;
-            }
-            OrchestratorInbound::Disconnected { node_id } => {
-                if let Some(n) = self.nodes.get_mut(&node_id) {
-                    n.link = None;
-                    // Work is rescheduled only after the disconnect timeout, so a brief
-                    // reconnect loses nothing.
-                }
-            }
-            OrchestratorInbound::Message(env) => self.handle_message(*env, now, round),
+    /// A node's link came up (it may not have registered yet).
+    pub(super) fn connected(&mut self, node_id: NodeId) {
+        let mono = self.mono;
+        let entry = self.nodes.entry(node_id).or_insert_with(|| NodeEntry {
+            info: None,
+            connected: false,
+            last_seen: mono,
+            available: Resources::default(),
+            mismatch: None,
+        });
+        entry.last_seen = mono;
+    }
+
+    /// A send to the node found its link closed: it is gone until it registers again (its
+    /// work is rescheduled only after the disconnect timeout, so a brief reconnect loses
+    /// nothing).
+    pub(super) fn link_lost(&mut self, node_id: &NodeId) {
+        if let Some(n) = self.nodes.get_mut(node_id) {
+            n.connected = false;
+            self.content.node_down(node_id);
         }
     }
 
-    pub(super) fn handle_message(&mut self, env: Envelope<FromCompute>, now: i64, round: &mut Round) {
+    pub(super) fn handle_message(&mut self, env: Envelope<FromCompute>, now: i64, round: &mut Effects) {
         let node_id = env.node_id.clone();
         if env.version != PROTOCOL_VERSION {
             let reason = format!(
@@ -93,7 +90,7 @@ impl Runtime {
                 } else {
                     warn!(%node_id, "refused: {why}");
                 }
-                self.refusals.count(why);
+                round.refused.push(why);
                 if why == UNREGISTERED {
                     // It may only have missed its turn (an orchestrator restart): it registers
                     // again, re-sending what was never acknowledged.
@@ -124,15 +121,12 @@ impl Runtime {
                     }
                 }
                 info!(%node_id, "compute node registered");
-                if let Ok(mut c) = self.content.write() {
-                    c.node_up(&node_id, &info.ipfs_addrs);
-                }
+                self.content.node_up(&node_id, &info.ipfs_addrs);
                 let available =
                     info.compute_node_info.as_ref().map(|c| Resources::from(c.available_capacity)).unwrap_or_default();
                 let mono = self.mono;
                 let entry = self.nodes.entry(node_id.clone()).or_insert_with(|| NodeEntry {
                     info: None,
-                    link: None,
                     connected: true,
                     last_seen: mono,
                     available,
@@ -160,7 +154,7 @@ impl Runtime {
                 }
             }
             FromCompute::BidResult { execution_id, accepted, reason, quote } => {
-                if !self.owns(&node_id, &execution_id) {
+                if !self.owns(&node_id, &execution_id, round) {
                     return;
                 }
                 let msg =
@@ -176,16 +170,15 @@ impl Runtime {
                 );
             }
             FromCompute::RunResult { execution_id, published_result, run_output, cost } => {
-                if !self.owns(&node_id, &execution_id) {
+                if !self.owns(&node_id, &execution_id, round) {
                     return;
                 }
                 if let Some(cid) = published_result
                     .as_ref()
                     .filter(|p| p.r#type.eq_ignore_ascii_case(bacalhau_model::PUBLISHER_IPFS))
                     .and_then(|p| p.param_str("CID"))
-                    && let Ok(mut c) = self.content.write()
                 {
-                    c.holds(&node_id, cid);
+                    self.content.holds(&node_id, cid);
                     round.batch.put_holder(cid, node_id.as_str());
                 }
                 let msg = if run_output.exit_code == 0 {
@@ -209,7 +202,7 @@ impl Runtime {
                 round.sends.push((node_id, ToCompute::Ack { execution_id }));
             }
             FromCompute::ComputeError { execution_id, message, cancelled, retryable } => {
-                if !self.owns(&node_id, &execution_id) {
+                if !self.owns(&node_id, &execution_id, round) {
                     return;
                 }
                 let event = if cancelled { ExecutionEvent::Cancelled } else { ExecutionEvent::Failed };
@@ -234,7 +227,7 @@ impl Runtime {
                 round.sends.push((node_id, ToCompute::Ack { execution_id }));
             }
             FromCompute::ExecutionEvent { execution_id, topic, message } => {
-                if !self.owns(&node_id, &execution_id) {
+                if !self.owns(&node_id, &execution_id, round) {
                     return;
                 }
                 if let Some(job_id) = self.exec_index.get(&execution_id).cloned() {
@@ -255,7 +248,7 @@ impl Runtime {
     /// Whether `node_id` may report on `execution_id`: an execution in flight belongs to the
     /// node it was asked of, and no other node's word on it counts. (One not in flight is for
     /// the handlers to ignore, and for reconciliation to tell the node.)
-    pub(super) fn owns(&self, node_id: &NodeId, execution_id: &ExecutionId) -> bool {
+    pub(super) fn owns(&self, node_id: &NodeId, execution_id: &ExecutionId, fx: &mut Effects) -> bool {
         let owner = self
             .exec_index
             .get(execution_id)
@@ -265,7 +258,7 @@ impl Runtime {
         match owner {
             Some(owner) if owner != node_id => {
                 warn!(%node_id, %execution_id, %owner, "refused: {FOREIGN_EXECUTION}");
-                self.refusals.count(FOREIGN_EXECUTION);
+                fx.refused.push(FOREIGN_EXECUTION);
                 false
             }
             _ => true,
@@ -275,7 +268,7 @@ impl Runtime {
     /// Compares a node's digest of its live executions with ours of the same node; a
     /// difference that persists across two heartbeats means a message was lost, and the node
     /// is asked to register again so that reconciliation repairs it.
-    pub(super) fn compare_digest(&mut self, node_id: &NodeId, theirs: ExecutionDigest, round: &mut Round) {
+    pub(super) fn compare_digest(&mut self, node_id: &NodeId, theirs: ExecutionDigest, round: &mut Effects) {
         let mut ours = ExecutionDigest::default();
         for (_, e) in self.executions_on(node_id) {
             let phase = match e.compute_state.state_type {
@@ -301,7 +294,7 @@ impl Runtime {
     }
 
     /// Brings a (re)connected node and the orchestrator back into agreement.
-    pub(super) fn reconcile(&mut self, node_id: &NodeId, reports: Vec<ExecutionReport>, now: i64, round: &mut Round) {
+    pub(super) fn reconcile(&mut self, node_id: &NodeId, reports: Vec<ExecutionReport>, now: i64, round: &mut Effects) {
         let reported: HashMap<ExecutionId, LocalExecutionState> =
             reports.iter().map(|r| (r.execution_id.clone(), r.state)).collect();
         let mut lost = Vec::new();
@@ -315,7 +308,7 @@ impl Runtime {
                 None if matches!(state, ComputeStateType::New | ComputeStateType::AskForBid) => {
                     let mut with_job = e.clone();
                     with_job.job = Some(Box::new(active.job.clone()));
-                    let providers = self.content.read().map(|c| c.for_job(&active.job)).unwrap_or_default();
+                    let providers = self.content.for_job(&active.job);
                     round
                         .sends
                         .push((node_id.clone(), ToCompute::AskForBid { execution: Box::new(with_job), providers }));
@@ -377,7 +370,7 @@ impl Runtime {
         desired: Option<DesiredStateType>,
         message: &str,
         now: i64,
-        round: &mut Round,
+        round: &mut Effects,
         extra: impl FnOnce(&mut Execution),
     ) {
         let Some(job_id) = self.exec_index.get(id).cloned() else {
@@ -417,7 +410,7 @@ impl Runtime {
             .filter_map(|n| {
                 let info = n.info.clone()?;
                 let approved = self.membership(&info.node_id) == NodeMembershipState::Approved;
-                let published = self.content.read().map(|c| c.held_by(&info.node_id)).unwrap_or_default();
+                let published = self.content.held_by(&info.node_id);
                 let roots = info.compute_node_info.as_ref().map(|c| c.ipfs_roots.as_slice()).unwrap_or_default();
                 // Usually one of the two is empty: share the published set rather than copy it.
                 let holds = if roots.is_empty() {
@@ -432,7 +425,7 @@ impl Runtime {
     }
 }
 
-pub(super) fn membership_name(m: NodeMembershipState) -> &'static str {
+pub(crate) fn membership_name(m: NodeMembershipState) -> &'static str {
     match m {
         NodeMembershipState::Pending => "PENDING",
         NodeMembershipState::Approved => "APPROVED",

@@ -3,7 +3,7 @@
 
 use super::*;
 
-impl Runtime {
+impl Engine {
     pub(super) fn next_seq(&mut self, job_id: &JobId) -> Option<(u64, u64, u64)> {
         let a = self.jobs.get_mut(job_id)?;
         a.history_seq += 1;
@@ -17,7 +17,7 @@ impl Runtime {
         topic: &str,
         message: &str,
         change: Option<(JobStateType, JobStateType)>,
-        round: &mut Round,
+        round: &mut Effects,
     ) {
         self.add_history(job_id, now, topic, message, Subject::Job(change), round);
     }
@@ -32,7 +32,7 @@ impl Runtime {
         topic: &str,
         message: &str,
         change: Option<(ComputeStateType, ComputeStateType)>,
-        round: &mut Round,
+        round: &mut Effects,
     ) {
         self.add_history(job_id, now, topic, message, Subject::Execution(exec_id, node_id, change), round);
     }
@@ -44,7 +44,7 @@ impl Runtime {
         topic: &str,
         message: &str,
         subject: Subject<'_>,
-        round: &mut Round,
+        round: &mut Effects,
     ) {
         let Some((seq, revision, job_version)) = self.next_seq(job_id) else {
             return;

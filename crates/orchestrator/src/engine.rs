@@ -1,0 +1,596 @@
+//! The orchestrator's decisions as a synchronous state machine.
+//!
+//! [`Engine::step`] takes one round of [`Input`]s (submissions, stops, node messages, ticks)
+//! at a given [`Now`] and returns its [`Effects`]: the store writes, the messages for compute
+//! nodes, the answers for callers and the job events. It holds no lock, reads no clock, makes
+//! no ID of its own (they come from an injected [`IdSource`]) and does no I/O: what it needs
+//! from the store arrives with its input ([`Stored`]), read by the runtime beforehand. The same
+//! inputs from the same state give the same effects, which is what lets the simulator
+//! (`tests/simulation.rs`) replay a seed exactly.
+//!
+//! The runtime (`runtime.rs`) commits the effects' writes in one transaction and only then
+//! sends, answers and publishes; if the commit fails it rebuilds the engine from the store
+//! ([`Engine::restore`]) and nothing that was not written was told to anyone.
+//!
+//! Handlers by concern: `nodes.rs` (node messages, membership, reconciliation, digests),
+//! `apply.rs` (evaluating jobs and applying plans), `history.rs`, `versions.rs` (updates and
+//! reruns).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bacalhau_model::{
+    ComputeStateType, DesiredStateType, Evaluation, EvaluationId, EvaluationStatus, Event, Execution, ExecutionEvent,
+    ExecutionId, ExecutionState, HistoryType, Job, JobHistory, JobId, JobState, JobStateType, NodeConnectionState,
+    NodeId, NodeInfo, NodeMembershipState, NodeState, Resources, StateChange, TriggeredBy, format_rfc3339_nanos,
+};
+use bacalhau_protocol::{
+    Envelope, ExecutionDigest, ExecutionReport, FromCompute, LocalExecutionState, PROTOCOL_VERSION, Phase, ToCompute,
+};
+use tracing::{debug, info, warn};
+
+use crate::content::ContentIndex;
+use crate::ids::IdSource;
+use crate::runtime::{
+    JobEvent, NodeAction, OrchestratorConfig, OrchestratorError, RerunResult, StopResult, SubmitResult,
+};
+use crate::scheduler::{self, Notify, Plan, SchedulerConfig};
+use crate::selection::NodeView;
+use crate::store::WriteBatch;
+
+mod apply;
+mod history;
+mod nodes;
+mod versions;
+
+pub(crate) use nodes::membership_name;
+pub(crate) use versions::no_such_version;
+
+/// Idempotency keys kept in memory (the store has them all).
+const MAX_IDEMPOTENCY_CACHE: usize = 10_000;
+
+/// Why a node's message about an execution is refused.
+pub const FOREIGN_EXECUTION: &str = "report on another node's execution";
+/// Why a message from a node that has not registered (or was deleted) is refused.
+pub const UNREGISTERED: &str = "message from a node that has not registered";
+/// Why a message from a rejected node is refused.
+pub const REJECTED: &str = "message from a rejected node";
+
+/// The time a step runs at: wall-clock nanoseconds for what is recorded, and a monotonic
+/// reading (since the runtime started) for what is measured (liveness, grace).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Now {
+    /// Nanoseconds since the Unix epoch.
+    pub wall: i64,
+    /// Time since the runtime started; never goes back.
+    pub mono: Duration,
+}
+
+/// Names a caller waiting for an answer; the runtime maps it back to the caller.
+pub type Ticket = u64;
+
+/// What the store holds that an input needs, read by the runtime before the step. The engine
+/// prefers its own memory: a job in flight is newer there than in the store.
+#[derive(Clone, Debug, Default)]
+pub struct Stored {
+    /// The job the input names (by ID for stop and rerun, by Name and Namespace for a
+    /// submission), as the store has it.
+    pub job: Option<Job>,
+    /// Where that job's history ends in the store.
+    pub history_seq: u64,
+    /// For a rerun of an older version: that version.
+    pub version: Option<Job>,
+    /// For a submission with an Idempotency-Key: the (job ID, evaluation ID) an earlier
+    /// submission with it created.
+    pub idempotent: Option<(String, String)>,
+}
+
+/// One thing for the engine to act on.
+#[derive(Debug)]
+pub enum Input {
+    /// A validated submission (a new job, or the next version of the job of its Name).
+    Submit {
+        /// Who waits for the answer.
+        ticket: Ticket,
+        /// The job, defaults applied.
+        job: Box<Job>,
+        /// Warnings for the caller.
+        warnings: Vec<String>,
+        /// The client's Idempotency-Key: a retried submission gets the job the first one made.
+        key: Option<String>,
+        /// Update a job of the same Name even when the spec has not changed.
+        force: bool,
+        /// The job of that Name, and the key's earlier submission, from the store.
+        stored: Stored,
+    },
+    /// `job rerun`.
+    Rerun {
+        /// Who waits for the answer.
+        ticket: Ticket,
+        /// The job.
+        job_id: JobId,
+        /// 0 for the current version.
+        version: u64,
+        /// Why, for the history.
+        reason: String,
+        /// The job and that version, from the store.
+        stored: Stored,
+    },
+    /// `job stop`.
+    Stop {
+        /// Who waits for the answer.
+        ticket: Ticket,
+        /// The job.
+        job_id: JobId,
+        /// Why, for the history.
+        reason: String,
+        /// The job, from the store (for one no longer in flight).
+        stored: Stored,
+    },
+    /// The nodes as the orchestrator sees them.
+    Nodes {
+        /// Who waits for the answer.
+        ticket: Ticket,
+    },
+    /// An operator's approve, reject or delete.
+    NodeAction {
+        /// Who waits for the answer.
+        ticket: Ticket,
+        /// A node ID or a unique prefix of one.
+        node: String,
+        /// What to do.
+        action: NodeAction,
+    },
+    /// The IPFS peers to ask for a CID.
+    Providers {
+        /// Who waits for the answer.
+        ticket: Ticket,
+        /// The CID.
+        cid: String,
+    },
+    /// A node's link came up.
+    Connected(NodeId),
+    /// A send to this node found its link closed.
+    LinkLost(NodeId),
+    /// A message from a compute node.
+    Message(Box<Envelope<FromCompute>>),
+    /// Housekeeping: disconnect timeouts, retries, job timeouts.
+    Tick,
+}
+
+/// The answer to a caller's input.
+#[derive(Debug)]
+pub enum Answer {
+    /// To [`Input::Submit`].
+    Submit(Result<SubmitResult, OrchestratorError>),
+    /// To [`Input::Rerun`].
+    Rerun(Result<RerunResult, OrchestratorError>),
+    /// To [`Input::Stop`].
+    Stop(Result<StopResult, OrchestratorError>),
+    /// To [`Input::Nodes`].
+    Nodes(Vec<NodeState>),
+    /// To [`Input::NodeAction`]: the node's full ID.
+    NodeAction(Result<String, OrchestratorError>),
+    /// To [`Input::Providers`].
+    Providers(Vec<String>),
+}
+
+impl Answer {
+    /// Whether the answer is a refusal (which stands even if the step's commit fails).
+    pub fn is_err(&self) -> bool {
+        match self {
+            Answer::Submit(r) => r.is_err(),
+            Answer::Rerun(r) => r.is_err(),
+            Answer::Stop(r) => r.is_err(),
+            Answer::NodeAction(r) => r.is_err(),
+            Answer::Nodes(_) | Answer::Providers(_) => false,
+        }
+    }
+}
+
+/// What one step decided. Nothing in it may be acted on before `batch` is committed.
+#[derive(Debug, Default)]
+pub struct Effects {
+    /// The step's state changes, for one transaction.
+    pub batch: WriteBatch,
+    /// Messages for compute nodes, in order.
+    pub sends: Vec<(NodeId, ToCompute)>,
+    /// Answers for callers.
+    pub answers: Vec<(Ticket, Answer)>,
+    /// Job state changes, for subscribers.
+    pub events: Vec<JobEvent>,
+    /// Messages refused, each by why.
+    pub refused: Vec<&'static str>,
+    /// Nodes deleted by an operator: their keys and links go.
+    pub forgotten: Vec<NodeId>,
+    /// (namespace, name) of the jobs this step creates, which the store has not seen yet.
+    named: HashMap<(String, String), JobId>,
+}
+
+/// The durable state the engine starts from (at start, or after a failed commit).
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// Jobs not yet finished, each with its executions and where its history ends.
+    pub active: Vec<(Job, Vec<Execution>, u64)>,
+    /// Every node's membership.
+    pub memberships: Vec<(NodeId, NodeMembershipState)>,
+    /// (CID, node) for every published result.
+    pub holders: Vec<(String, NodeId)>,
+    /// Results that disagreed with a verification quorum, per node.
+    pub dissents: Vec<(NodeId, u32)>,
+}
+
+/// A job in flight.
+struct Active {
+    job: Job,
+    execs: Vec<Execution>,
+    history_seq: u64,
+    retry_at: Option<i64>,
+}
+
+/// A compute node as the engine knows it.
+#[derive(Debug)]
+struct NodeEntry {
+    /// Set once it registers.
+    info: Option<NodeInfo>,
+    connected: bool,
+    /// When it was last heard from, on the monotonic clock.
+    last_seen: Duration,
+    available: Resources,
+    /// The last heartbeat's digests (the node's, ours) when they differed: a difference seen
+    /// twice in a row is not a message in flight, and the node is asked to resync.
+    mismatch: Option<(ExecutionDigest, ExecutionDigest)>,
+}
+
+/// The orchestrator's state machine. Maps that are iterated are ordered, so that a step's
+/// effects do not depend on hashing.
+pub struct Engine {
+    cfg: OrchestratorConfig,
+    /// Recent Idempotency-Keys → (job ID, evaluation ID), including this step's.
+    idempotency: HashMap<String, (String, String)>,
+    content: ContentIndex,
+    /// Per node, results that disagreed with a verification quorum (its reputation).
+    dissents: HashMap<NodeId, u32>,
+    jobs: BTreeMap<JobId, Active>,
+    exec_index: HashMap<ExecutionId, JobId>,
+    /// The executions in memory on each node, so that what concerns one node (its heartbeat's
+    /// digest, its reconciliation) costs its own work, not the whole cluster's.
+    on_node: HashMap<NodeId, BTreeSet<ExecutionId>>,
+    nodes: BTreeMap<NodeId, NodeEntry>,
+    /// Every node's membership; nodes not here are new.
+    memberships: HashMap<NodeId, NodeMembershipState>,
+    /// Jobs to evaluate at the end of the step.
+    dirty: BTreeSet<JobId>,
+    /// The step's monotonic time.
+    mono: Duration,
+    /// Where new execution and evaluation IDs come from.
+    ids: Box<dyn IdSource>,
+    grace_checked: bool,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("jobs", &self.jobs.len()).field("nodes", &self.nodes.len()).finish()
+    }
+}
+
+impl Engine {
+    /// An engine with no state, taking IDs from `ids`.
+    pub fn new(cfg: OrchestratorConfig, ids: Box<dyn IdSource>) -> Self {
+        Self {
+            content: ContentIndex::new(cfg.ipfs_addrs.clone()),
+            cfg,
+            idempotency: HashMap::new(),
+            dissents: HashMap::new(),
+            jobs: BTreeMap::new(),
+            exec_index: HashMap::new(),
+            on_node: HashMap::new(),
+            nodes: BTreeMap::new(),
+            memberships: HashMap::new(),
+            dirty: BTreeSet::new(),
+            mono: Duration::ZERO,
+            ids,
+            grace_checked: false,
+        }
+    }
+
+    /// Replaces the durable part of the state with `snapshot` (what nodes are connected is
+    /// kept: it was never durable).
+    pub fn restore(&mut self, snapshot: Snapshot) {
+        self.memberships = snapshot.memberships.into_iter().collect();
+        self.content = ContentIndex::new(self.cfg.ipfs_addrs.clone());
+        for (id, n) in &self.nodes {
+            if n.connected
+                && let Some(info) = &n.info
+            {
+                self.content.node_up(id, &info.ipfs_addrs);
+            }
+        }
+        for (cid, node) in &snapshot.holders {
+            self.content.holds(node, cid);
+        }
+        self.dissents = snapshot.dissents.into_iter().collect();
+        self.jobs.clear();
+        self.exec_index.clear();
+        self.on_node.clear();
+        // Keys of submissions that never reached the disk must not answer retries.
+        self.idempotency.clear();
+        for (job, execs, seq) in snapshot.active {
+            for e in &execs {
+                self.exec_index.insert(e.id.clone(), job.id.clone());
+                self.on_node.entry(e.node_id.clone()).or_default().insert(e.id.clone());
+            }
+            self.dirty.insert(job.id.clone());
+            self.jobs.insert(job.id.clone(), Active { job, execs, history_seq: seq, retry_at: None });
+        }
+        if !self.jobs.is_empty() {
+            info!(jobs = self.jobs.len(), "resuming jobs in flight");
+        }
+    }
+
+    /// Whether `job_id` is in flight (in memory, where it is newer than in the store).
+    pub fn is_active(&self, job_id: &JobId) -> bool {
+        self.jobs.contains_key(job_id)
+    }
+
+    /// Whether the engine remembers the submission with this Idempotency-Key.
+    pub fn remembers_key(&self, key: &str) -> bool {
+        self.idempotency.contains_key(key)
+    }
+
+    /// How many jobs are in flight.
+    pub fn active_jobs(&self) -> usize {
+        self.jobs.len()
+    }
+
+    /// Acts on one round of inputs at `now`: each input in order, then the evaluation of
+    /// every job they touched. One step is one transaction.
+    pub fn step(&mut self, inputs: impl IntoIterator<Item = Input>, now: Now) -> Effects {
+        self.mono = now.mono;
+        let mut fx = Effects::default();
+        for input in inputs {
+            self.input(input, now.wall, &mut fx);
+        }
+        self.evaluate(now.wall, &mut fx);
+        self.forget_finished();
+        fx
+    }
+
+    fn input(&mut self, input: Input, now: i64, fx: &mut Effects) {
+        match input {
+            Input::Submit { ticket, job, warnings, key, force, stored } => {
+                self.submit(ticket, *job, warnings, key, force, stored, now, fx)
+            }
+            Input::Rerun { ticket, job_id, version, reason, stored } => {
+                self.rerun(&job_id, version, &reason, stored, ticket, now, fx)
+            }
+            Input::Stop { ticket, job_id, reason, stored } => {
+                let answer = self.stop(job_id, reason, stored, now, fx);
+                fx.answers.push((ticket, Answer::Stop(answer)));
+            }
+            Input::Nodes { ticket } => fx.answers.push((ticket, Answer::Nodes(self.node_states()))),
+            Input::NodeAction { ticket, node, action } => {
+                let answer = self.node_action(&node, action, fx);
+                fx.answers.push((ticket, Answer::NodeAction(answer)));
+            }
+            Input::Providers { ticket, cid } => {
+                fx.answers.push((ticket, Answer::Providers(self.content.providers(&cid))))
+            }
+            Input::Connected(node_id) => self.connected(node_id),
+            Input::LinkLost(node_id) => self.link_lost(&node_id),
+            Input::Message(env) => self.handle_message(*env, now, fx),
+            Input::Tick => self.housekeep(now),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn submit(
+        &mut self,
+        ticket: Ticket,
+        job: Job,
+        warnings: Vec<String>,
+        key: Option<String>,
+        force: bool,
+        stored: Stored,
+        now: i64,
+        fx: &mut Effects,
+    ) {
+        if let Some(k) = &key {
+            let earlier = self.idempotency.get(k).cloned().or(stored.idempotent);
+            if let Some((job_id, evaluation_id)) = earlier {
+                info!(%job_id, "a retried submission (same Idempotency-Key) gets the job it created");
+                let result =
+                    SubmitResult { job_id: JobId(job_id), evaluation_id: EvaluationId(evaluation_id), warnings };
+                fx.answers.push((ticket, Answer::Submit(Ok(result))));
+                return;
+            }
+        }
+        let history_seq = stored.history_seq;
+        if let Some(current) = self.named_job(&job, stored.job, fx) {
+            self.update(current, job, force, warnings, key, history_seq, ticket, now, fx);
+            return;
+        }
+        if job.name != job.id.0 {
+            fx.named.insert((job.namespace.clone(), job.name.clone()), job.id.clone());
+        }
+        let eval = evaluation(self.ids.evaluation(), &job, TriggeredBy::JobRegister, now);
+        let result = SubmitResult { job_id: job.id.clone(), evaluation_id: eval.id.clone(), warnings };
+        if let Some(k) = key {
+            fx.batch.put_idempotency_key(&k, job.id.as_str(), eval.id.as_str());
+            // Submissions in flight and just made; older ones are found in the store.
+            if self.idempotency.len() >= MAX_IDEMPOTENCY_CACHE {
+                self.idempotency.clear();
+            }
+            self.idempotency.insert(k, (job.id.0.clone(), eval.id.0.clone()));
+        }
+        fx.batch.put_job(job.clone(), true);
+        fx.batch.put_evaluation(eval);
+        let id = job.id.clone();
+        self.jobs.insert(id.clone(), Active { job, execs: Vec::new(), history_seq: 0, retry_at: None });
+        self.job_history(
+            &id,
+            now,
+            "Submission",
+            "Job submitted",
+            Some((JobStateType::Undefined, JobStateType::Pending)),
+            fx,
+        );
+        fx.events.push(JobEvent { job_id: id.clone(), state: JobStateType::Pending });
+        self.dirty.insert(id);
+        fx.answers.push((ticket, Answer::Submit(Ok(result))));
+    }
+
+    fn stop(
+        &mut self,
+        job_id: JobId,
+        reason: String,
+        stored: Stored,
+        now: i64,
+        fx: &mut Effects,
+    ) -> Result<StopResult, OrchestratorError> {
+        let reason = if reason.trim().is_empty() { "job stopped by user".to_owned() } else { reason };
+        let Some(active) = self.jobs.get(&job_id) else {
+            return match stored.job {
+                Some(job) => stop_terminal(job.state.state_type, &job_id),
+                None => Err(OrchestratorError::NotFound { what: "job", id: job_id.0 }),
+            };
+        };
+        if active.job.state.state_type.is_terminal() {
+            return stop_terminal(active.job.state.state_type, &job_id);
+        }
+        let eval = evaluation(self.ids.evaluation(), &active.job, TriggeredBy::JobCancel, now);
+        let result = StopResult { evaluation_id: eval.id.0.clone() };
+        fx.batch.put_evaluation(eval);
+        self.set_job_state(&job_id, JobStateType::Stopped, reason, now, fx);
+        self.dirty.insert(job_id);
+        Ok(result)
+    }
+
+    fn node_action(&mut self, node: &str, action: NodeAction, fx: &mut Effects) -> Result<String, OrchestratorError> {
+        let known: BTreeSet<&NodeId> = self.nodes.keys().chain(self.memberships.keys()).collect();
+        let matches: Vec<NodeId> = known.into_iter().filter(|id| id.as_str().starts_with(node)).cloned().collect();
+        let id = match matches.as_slice() {
+            [one] => one.clone(),
+            [] => return Err(OrchestratorError::NotFound { what: "node", id: node.to_owned() }),
+            _ => {
+                let ids: Vec<String> = matches.iter().map(ToString::to_string).collect();
+                let msg = format!("{node} matches several nodes ({}): give more of the ID", ids.join(", "));
+                return Err(OrchestratorError::Conflict(msg));
+            }
+        };
+        if action != NodeAction::Approve && self.cfg.local_node.as_ref() == Some(&id) {
+            return Err(OrchestratorError::Conflict(format!(
+                "node {id} is this orchestrator's own compute node; it cannot be rejected or deleted. \
+                 To run the orchestrator alone, restart it with `bacalhau serve --orchestrator`"
+            )));
+        }
+        match action {
+            NodeAction::Approve | NodeAction::Reject => {
+                let m = if action == NodeAction::Approve {
+                    NodeMembershipState::Approved
+                } else {
+                    NodeMembershipState::Rejected
+                };
+                self.memberships.insert(id.clone(), m);
+                fx.batch.put_node_membership(id.as_str(), Some(membership_name(m)));
+                if m == NodeMembershipState::Rejected {
+                    let reason = "this node was rejected by the orchestrator's operator".to_owned();
+                    fx.sends.push((id.clone(), ToCompute::Registered { accepted: false, reason }));
+                }
+            }
+            NodeAction::Delete => {
+                self.memberships.remove(&id);
+                self.nodes.remove(&id);
+                fx.batch.put_node_membership(id.as_str(), None);
+                fx.forgotten.push(id.clone());
+            }
+        }
+        info!(node_id = %id, ?action, "node membership changed");
+        // Approval may be what queued jobs wait for.
+        self.dirty.extend(self.jobs.keys().cloned());
+        Ok(id.to_string())
+    }
+
+    fn housekeep(&mut self, now: i64) {
+        let timeout = self.cfg.node_disconnect_timeout;
+        let mut lost_nodes = Vec::new();
+        for (id, n) in &mut self.nodes {
+            // A dropped stream or a silent one (a partition can leave TCP half-open): both
+            // count once the node has not been heard from for the timeout.
+            if n.connected && self.mono.saturating_sub(n.last_seen) > timeout {
+                warn!(node_id = %id, "compute node disconnected");
+                n.connected = false;
+                // The link stays: if the node is only slow (or is this process's own node, which
+                // never re-dials), its next message brings it back through a re-registration.
+                self.content.node_down(id);
+                lost_nodes.push(id.clone());
+            }
+        }
+        let grace_over = self.mono > self.cfg.restart_grace;
+        let first_after_grace = grace_over && !self.grace_checked;
+        self.grace_checked |= grace_over;
+        for (id, a) in &mut self.jobs {
+            let timeouts =
+                a.job.task().is_some_and(|t| t.timeouts.total_timeout > 0 || t.timeouts.execution_timeout > 0);
+            let retry = a.retry_at.is_some_and(|t| t <= now);
+            let on_lost = a.execs.iter().any(|e| lost_nodes.contains(&e.node_id));
+            if timeouts || retry || on_lost || first_after_grace {
+                if retry {
+                    a.retry_at = None;
+                }
+                self.dirty.insert(id.clone());
+            }
+        }
+    }
+
+    /// Jobs that are finished and have no live executions leave memory; the store has them.
+    /// Their executions leave the indexes with them: the cost is what leaves, not what stays.
+    fn forget_finished(&mut self) {
+        let mut left = Vec::new();
+        self.jobs.retain(|_, a| {
+            let done = a.job.state.state_type.is_terminal()
+                && a.execs.iter().all(|e| e.compute_state.state_type.is_terminal());
+            if done {
+                left.extend(a.execs.iter().map(|e| (e.id.clone(), e.node_id.clone())));
+            }
+            !done
+        });
+        for (id, node) in left {
+            self.exec_index.remove(&id);
+            if let Some(on) = self.on_node.get_mut(&node) {
+                on.remove(&id);
+                if on.is_empty() {
+                    self.on_node.remove(&node);
+                }
+            }
+        }
+    }
+}
+
+fn evaluation(id: EvaluationId, job: &Job, trigger: TriggeredBy, now: i64) -> Evaluation {
+    Evaluation {
+        id,
+        namespace: job.namespace.clone(),
+        job_id: job.id.clone(),
+        triggered_by: trigger,
+        priority: job.priority,
+        r#type: job.r#type,
+        status: EvaluationStatus::Complete,
+        comment: String::new(),
+        wait_until: 0,
+        create_time: now,
+        modify_time: now,
+    }
+}
+
+fn stop_terminal(state: JobStateType, job_id: &JobId) -> Result<StopResult, OrchestratorError> {
+    if state == JobStateType::Stopped {
+        Ok(StopResult { evaluation_id: String::new() })
+    } else {
+        Err(OrchestratorError::Conflict(format!(
+            "cannot stop job {job_id}: it is already {}",
+            state.to_string().to_lowercase()
+        )))
+    }
+}
