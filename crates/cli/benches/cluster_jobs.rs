@@ -1,20 +1,19 @@
 //! Benchmark: a cluster of one orchestrator and 10 compute-node processes (`bacalhau serve
 //! --compute`, joined over the gRPC node port on loopback) running a burst of 10,000 trivial
 //! WASM jobs, side by side in the same run with the same burst on a single-process node
-//! (orchestrator and compute in one process, in-process transport) as the reference.
+//! (orchestrator and compute in one process, in-process transport; both through
+//! `bacalhau_node`, as `serve` runs them) as the reference.
 //! Reports jobs/s and p50/p99 submit→Completed for both, and the ratio. `BENCH_JOBS` and
 //! `BENCH_COMPUTES` change the sizes; under `cargo test` it runs a small smoke version.
 
 mod common;
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bacalhau_executor::Executor;
-use bacalhau_executor_wasm::WasmExecutor;
-use bacalhau_model::JobStateType;
-use bacalhau_orchestrator::{Orchestrator, OrchestratorConfig, OrchestratorHandle};
+use bacalhau_model::{JobStateType, NodeId};
+use bacalhau_node::{ApiSettings, Faults, Listeners, Node, NodeConfig, OrchestratorRole};
+use bacalhau_orchestrator::OrchestratorHandle;
 use common::{is_bench, ms, percentile, start_node};
 use tokio_util::sync::CancellationToken;
 
@@ -85,9 +84,8 @@ async fn bench() {
 
     // Reference: the single-process node.
     let cancel = CancellationToken::new();
-    let executors: Vec<Arc<dyn Executor>> = vec![Arc::new(WasmExecutor::new(None).expect("executor"))];
     std::fs::create_dir_all(tmp.path().join("single")).expect("mkdir");
-    let single = start_node(&tmp.path().join("single"), executors, &cancel).await;
+    let single = start_node(&tmp.path().join("single"), &["docker"], &cancel).await;
     burst(&single, &url, n.min(200)).await; // warm up
     let (single_wall, single_lat) = burst(&single, &url, n).await;
     cancel.cancel();
@@ -96,17 +94,21 @@ async fn bench() {
     let cancel = CancellationToken::new();
     let dir = tmp.path().join("cluster");
     std::fs::create_dir_all(&dir).expect("mkdir");
-    let orch =
-        Orchestrator::start(OrchestratorConfig::new(dir.join("jobs.redb")), cancel.child_token()).await.expect("orch");
-    let h = orch.handle();
+    let cfg = NodeConfig {
+        dir: dir.join("orchestrator"),
+        node_id: NodeId::from("bench-orchestrator"),
+        orchestrator: Some(OrchestratorRole::default()),
+        compute: None,
+        api: ApiSettings::loopback(),
+        ipfs_listen: Vec::new(),
+        ipfs_peers: Vec::new(),
+        faults: Faults::default(),
+    };
+    let api = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let node_port = listener.local_addr().expect("addr").port();
-    let inbound = h.inbound();
-    let stop = cancel.clone();
-    tokio::spawn(async move {
-        let cfg = bacalhau_transport::ServerConfig::default();
-        bacalhau_transport::serve(listener, inbound, cfg, async move { stop.cancelled().await }).await.expect("serve");
-    });
+    let orch = Node::start(cfg, Listeners { api, node: Some(listener) }, cancel.child_token()).await.expect("node");
+    let node_port = orch.node_addr.expect("node port").port();
+    let h = orch.orchestrator.clone().expect("the orchestrator role");
     let mut children = Children(Vec::new());
     for i in 0..computes {
         let port = bacalhau_testkit::free_port().expect("port");

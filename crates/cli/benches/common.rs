@@ -5,15 +5,11 @@
 // Each bench includes this module and uses a subset of it.
 #![allow(dead_code)]
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bacalhau_compute::{ComputeConfig, ComputeNode};
-use bacalhau_executor::Executor;
 use bacalhau_model::{Job, JobStateType, NodeId};
-use bacalhau_orchestrator::{JobEvent, Orchestrator, OrchestratorConfig, OrchestratorHandle};
-use bacalhau_protocol::connect_in_process;
-use bacalhau_storage::{InlineSource, InputProvider, NoopPublisher, Publisher};
+use bacalhau_node::{ApiSettings, ComputeRole, Faults, Listeners, Node, NodeConfig, OrchestratorRole, Upstream};
+use bacalhau_orchestrator::{JobEvent, OrchestratorHandle};
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;
 
@@ -35,23 +31,25 @@ pub fn is_bench() -> bool {
     std::env::args().any(|a| a == "--bench")
 }
 
-/// Starts an orchestrator and one compute node with `executors` in `dir`; returns once the
-/// node is registered.
-pub async fn start_node(
-    dir: &std::path::Path,
-    executors: Vec<Arc<dyn Executor>>,
-    cancel: &CancellationToken,
-) -> OrchestratorHandle {
-    let orch = Orchestrator::start(OrchestratorConfig::new(dir.join("jobs.redb")), cancel.child_token())
-        .await
-        .expect("orchestrator");
-    let h = orch.handle();
-    let node_id = NodeId::from("n-bench");
-    let endpoint = connect_in_process(h.inbound(), node_id.clone()).await.expect("connect");
-    let inputs: Vec<Arc<dyn InputProvider>> = vec![Arc::new(InlineSource)];
-    let publishers: Vec<Arc<dyn Publisher>> = vec![Arc::new(NoopPublisher)];
-    let cfg = ComputeConfig::new(node_id, dir.join("compute"), bacalhau_compute::detect_capacity(dir, 80));
-    ComputeNode::start(cfg, executors, inputs, publishers, endpoint, cancel.child_token()).await.expect("compute");
+/// Starts a node as `serve` runs it (orchestrator and compute in one process, through
+/// `bacalhau_node`), without the engines in `disabled`, in `dir`; returns once its compute node
+/// is registered.
+pub async fn start_node(dir: &std::path::Path, disabled: &[&str], cancel: &CancellationToken) -> OrchestratorHandle {
+    let mut compute = ComputeRole::new(Upstream::InProcess, bacalhau_compute::detect_capacity(dir, 80));
+    compute.disabled.engines = disabled.iter().map(|e| (*e).to_owned()).collect();
+    let cfg = NodeConfig {
+        dir: dir.to_owned(),
+        node_id: NodeId::from("n-bench"),
+        orchestrator: Some(OrchestratorRole::default()),
+        compute: Some(compute),
+        api: ApiSettings::loopback(),
+        ipfs_listen: Vec::new(),
+        ipfs_peers: Vec::new(),
+        faults: Faults::default(),
+    };
+    let api = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let node = Node::start(cfg, Listeners { api, node: None }, cancel.child_token()).await.expect("node");
+    let h = node.orchestrator.clone().expect("the orchestrator role");
     while h.nodes().await.expect("nodes").is_empty() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }

@@ -6,10 +6,8 @@
 mod common;
 
 use std::process::Command;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bacalhau_executor::Executor;
 use bacalhau_executor_docker::DockerExecutor;
 use bacalhau_model::{Job, ResourcesConfig, SpecConfig, Task};
 use common::{is_bench, ms, percentile, run_job, start_node};
@@ -49,9 +47,9 @@ async fn bench() {
     let runs = if is_bench() { 20 } else { 2 };
     let tmp = tempfile::tempdir().expect("tmp");
     let cancel = CancellationToken::new();
-    let docker = DockerExecutor::connect("n-bench").await.expect("the Docker engine must be running");
-    let executors: Vec<Arc<dyn Executor>> = vec![Arc::new(docker)];
-    let h = start_node(tmp.path(), executors, &cancel).await;
+    // Fail early and clearly without an engine (the node would only leave docker out).
+    DockerExecutor::connect("n-bench").await.expect("the Docker engine must be running");
+    let h = start_node(tmp.path(), &[], &cancel).await;
     let mut events = h.subscribe();
     // Warm both paths once.
     raw_run();

@@ -9,7 +9,6 @@
 mod common;
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bacalhau_executor::{Executor, ResultFolder, RunRequest};
@@ -82,8 +81,7 @@ async fn bench() {
 
     // The node.
     let cancel = CancellationToken::new();
-    let executors: Vec<Arc<dyn Executor>> = vec![Arc::new(WasmExecutor::new(None).expect("executor"))];
-    let h = start_node(tmp.path(), executors, &cancel).await;
+    let h = start_node(tmp.path(), &["docker"], &cancel).await;
 
     let mut events = h.subscribe();
     for _ in 0..20 {

@@ -11,7 +11,6 @@ mod config_keys;
 mod devstack;
 mod ipfs;
 mod jobspec;
-mod kubo_rpc;
 mod market;
 mod output;
 mod profile;

@@ -1,5 +1,5 @@
-//! `bacalhau serve`: wires the orchestrator, the compute node, the engines and the API into
-//! one process.
+//! `bacalhau serve`: turns the flags and configuration into a `bacalhau_node::NodeConfig`
+//! (one function, [`node_config`]), binds the sockets and runs the node until a signal.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -7,44 +7,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use bacalhau_api::ApiState;
-use bacalhau_compute::{ComputeConfig, ComputeNode, detect_capacity};
-use bacalhau_executor::Executor;
-use bacalhau_executor_docker::DockerExecutor;
-use bacalhau_executor_wasm::WasmExecutor;
-use bacalhau_ipfs::BlockStore;
-use bacalhau_model::{BuildVersionInfo, JobTypeDefaults, NodeId, NodeInfo, NodeType, SpecConfig, SubmissionDefaults};
-use bacalhau_orchestrator::{Orchestrator, OrchestratorConfig};
-use bacalhau_protocol::connect_in_process;
-use bacalhau_storage::{
-    AllowedPath, InlineSource, InputProvider, IpfsPublisher, IpfsSource, LocalPublisher, LocalSource, NoopPublisher,
-    Publisher,
+use bacalhau_compute::detect_capacity;
+use bacalhau_model::{JobTypeDefaults, NodeId, SpecConfig, SubmissionDefaults};
+use bacalhau_node::{
+    ApiSettings, ComputeRole, Disabled, Faults, Listeners, Node, NodeConfig, OrchestratorRole, Upstream,
 };
+use bacalhau_storage::AllowedPath;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::args::ServeArgs;
 use crate::config::Config;
 
-/// How long the Docker engine gets to answer at start-up before docker jobs are disabled.
-const DOCKER_PROBE: Duration = Duration::from_secs(5);
-/// How long in-flight requests get to finish at shutdown.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-
-/// This build, as the API reports it.
-pub fn version_info() -> BuildVersionInfo {
-    let v = env!("CARGO_PKG_VERSION");
-    let mut parts = v.split('.');
-    BuildVersionInfo {
-        major: parts.next().unwrap_or("0").into(),
-        minor: parts.next().unwrap_or("0").into(),
-        git_version: format!("v{v}"),
-        git_commit: String::new(),
-        build_date: String::new(),
-        goos: std::env::consts::OS.into(),
-        goarch: std::env::consts::ARCH.into(),
-    }
-}
+pub use bacalhau_node::version_info;
 
 /// The node's ID: --name, else the one kept in the data dir, else a new one from the
 /// `NameProvider` (puuid: `n-<uuid>`, uuid, hostname).
@@ -83,226 +58,13 @@ fn parse_labels(labels: &[String]) -> Result<BTreeMap<String, String>> {
 /// Bacalhau's node port.
 pub const DEFAULT_NODE_PORT: u16 = 4222;
 
-/// What a compute node brings to the API server of its process.
-pub struct ComputeParts {
-    /// The running node.
-    pub handle: bacalhau_compute::ComputeHandle,
-    /// Where the local publisher keeps archives.
-    pub results_dir: PathBuf,
-    /// The node's block store and peer.
-    pub ipfs: IpfsNode,
-    /// Engines offered.
-    pub engines: Vec<String>,
-}
-
-/// A node's IPFS side: its block store and the peer that serves and fetches blocks.
-#[derive(Clone, Debug)]
-pub struct IpfsNode {
-    /// The block store.
-    pub store: Arc<BlockStore>,
-    /// The libp2p peer.
-    pub peer: bacalhau_ipfs_peer::Peer,
-}
-
-impl IpfsNode {
-    /// The peer's multiaddrs as strings.
-    pub fn addrs(&self) -> Vec<String> {
-        self.peer.addrs().iter().map(ToString::to_string).collect()
-    }
-
-    /// What the API needs of it.
-    pub fn api(&self) -> bacalhau_api::IpfsPeer {
-        bacalhau_api::IpfsPeer {
-            id: self.peer.id().to_string(),
-            addrs: self.addrs(),
-            fetcher: Arc::new(self.peer.clone()),
-        }
-    }
-}
-
-fn multiaddrs(values: &[String], flag: &str) -> Result<Vec<bacalhau_ipfs_peer::Addr>> {
-    values
-        .iter()
-        .map(|v| v.trim())
-        .filter(|v| !v.is_empty())
-        .map(|v| {
-            v.parse()
-                .with_context(|| format!("{flag} {v:?} is not a multiaddr (e.g. /ip4/127.0.0.1/tcp/4001/p2p/Qm...)"))
-        })
-        .collect()
-}
-
-/// Opens `<dir>/ipfs` and starts its peer (listening on `listen`, keeping `peers` connected).
-pub async fn start_ipfs(dir: &Path, listen: &[String], peers: &[String], corrupt: bool) -> Result<IpfsNode> {
-    let store = Arc::new(BlockStore::open(&dir.join("ipfs"))?);
-    let mut cfg = bacalhau_ipfs_peer::PeerConfig::loopback(&dir.join("ipfs"));
-    cfg.listen = multiaddrs(listen, "--ipfs-listen")?;
-    cfg.peers = multiaddrs(peers, "--ipfs-peers")?;
-    // A test-only fault mode: serve corrupted blocks, to prove peers refuse them.
-    if corrupt {
-        warn!("--test-fault corrupt-blocks: this node serves corrupted blocks");
-        cfg.fault = bacalhau_ipfs_peer::Fault::CorruptBlocks;
-    }
-    let peer = bacalhau_ipfs_peer::Peer::start(store.clone(), cfg).await.context("starting the IPFS peer")?;
-    Ok(IpfsNode { store, peer })
-}
-
-/// The settings a compute node takes from the command line.
-pub struct ComputeSettings<'a> {
-    /// Its data dir (`<dir>/compute` and `<dir>/ipfs` are used).
-    pub dir: &'a Path,
-    /// Its ID.
-    pub node_id: NodeId,
-    /// Its labels.
-    pub labels: BTreeMap<String, String>,
-    /// `local` inputs allowed.
-    pub allowed: Vec<AllowedPath>,
-    /// What it offers to jobs.
-    pub capacity: bacalhau_model::Resources,
-    /// How often it sends heartbeats.
-    pub heartbeat_interval: Duration,
-    /// Engines, input sources and publishers the operator turned off.
-    pub disabled: Disabled,
-    /// Base URL of the API this node's local results are served from.
-    pub results_url: String,
-    /// Its block store and IPFS peer.
-    pub ipfs: IpfsNode,
-    /// With `--ipfs-connect`: the external kubo that inputs come from and results go to.
-    pub kubo: Option<crate::kubo_rpc::KuboRpc>,
-    /// What it charges.
-    pub prices: Option<bacalhau_model::Prices>,
-    /// Which jobs it bids for.
-    pub bid_policy: bacalhau_compute::BidPolicy,
-    /// Test-only: alter results before publishing.
-    pub tamper: bool,
-    /// Test-only: send no heartbeats for a while after start.
-    pub silent: bool,
-    /// Test-only: bid acceptances to ignore, as if lost.
-    pub drop_bid_acceptances: u32,
-}
-
-/// Engines, input sources and publishers turned off (`Engines.Disabled`, ...).
-#[derive(Debug, Default, Clone)]
-pub struct Disabled {
-    /// Engine types.
-    pub engines: Vec<String>,
-    /// Input source types.
-    pub inputs: Vec<String>,
-    /// Publisher types.
-    pub publishers: Vec<String>,
-}
-
-/// Whether `name` is in a `*.Disabled` list (any case).
-fn listed(list: &[String], name: &str) -> bool {
-    list.iter().any(|d| d.trim().eq_ignore_ascii_case(name))
-}
-
-/// Starts a compute node with every engine this machine offers, talking through `endpoint`.
-pub async fn start_compute(
-    settings: ComputeSettings<'_>,
-    endpoint: bacalhau_protocol::ComputeEndpoint,
-    cancel: CancellationToken,
-) -> Result<ComputeParts> {
-    let ComputeSettings {
-        dir,
-        node_id,
-        labels,
-        allowed,
-        capacity,
-        heartbeat_interval,
-        disabled,
-        results_url,
-        ipfs: node_ipfs,
-        kubo,
-        prices,
-        bid_policy,
-        tamper,
-        silent,
-        drop_bid_acceptances,
-    } = settings;
-    let compute_dir = dir.join("compute");
-    std::fs::create_dir_all(&compute_dir).with_context(|| format!("cannot create {}", compute_dir.display()))?;
-    let wasm = WasmExecutor::new(Some(compute_dir.join("wasm-cache")))?;
-    let mut executors: Vec<Arc<dyn Executor>> = vec![Arc::new(wasm)];
-    // Docker is offered only when the engine answers.
-    match tokio::time::timeout(DOCKER_PROBE, DockerExecutor::connect(node_id.as_str())).await {
-        Ok(Ok(docker)) => {
-            docker.remove_orphans().await;
-            executors.push(Arc::new(docker));
-        }
-        Ok(Err(e)) => info!("docker engine unavailable, not offering docker jobs: {e}"),
-        Err(_) => info!("docker engine did not answer within {DOCKER_PROBE:?}; not offering docker jobs"),
-    }
-    executors.retain(|e| !listed(&disabled.engines, e.engine_type()));
-    let engines: Vec<String> = executors.iter().map(|e| e.engine_type().to_owned()).collect();
-    let ipfs = node_ipfs.store.clone();
-    let fetcher: Arc<dyn bacalhau_ipfs::Fetcher> = match &kubo {
-        Some(k) => Arc::new(k.clone()),
-        None => Arc::new(node_ipfs.peer.clone()),
-    };
-    let mut ipfs_publisher: Arc<dyn Publisher> = match kubo {
-        Some(k) => Arc::new(crate::kubo_rpc::KuboPublisher::new(k)),
-        None => Arc::new(IpfsPublisher::new(ipfs.clone())),
-    };
-    if tamper {
-        warn!("--test-fault tamper-results: this node alters every result it publishes");
-        ipfs_publisher = Arc::new(crate::market::Tampering(ipfs_publisher));
-    }
-    let mut inputs: Vec<Arc<dyn InputProvider>> = vec![
-        Arc::new(InlineSource),
-        Arc::new(LocalSource::new(allowed)),
-        Arc::new(IpfsSource::with_fetcher(ipfs.clone(), fetcher)),
-    ];
-    inputs.retain(|i| !listed(&disabled.inputs, i.source_type()));
-    let results_dir = compute_dir.join("results");
-    let local = LocalPublisher::new(results_dir.clone(), format!("{results_url}/api/v1/local-results"));
-    let mut publishers: Vec<Arc<dyn Publisher>> = vec![Arc::new(NoopPublisher), Arc::new(local), ipfs_publisher];
-    publishers.retain(|p| !listed(&disabled.publishers, p.publisher_type()));
-    let ccfg = ComputeConfig {
-        node_id,
-        data_dir: compute_dir,
-        capacity,
-        labels,
-        heartbeat_interval,
-        silent_heartbeats: silent.then_some((Duration::from_secs(4), Duration::from_secs(20))),
-        drop_bid_acceptances,
-        version: version_info(),
-        ipfs_addrs: node_ipfs.addrs(),
-        api_url: results_url.clone(),
-        prices,
-        bid_policy,
-    };
-    let handle = ComputeNode::start(ccfg, executors, inputs, publishers, endpoint, cancel).await?;
-    Ok(ComputeParts { handle, results_dir, ipfs: node_ipfs, engines })
-}
-
-/// Listens for compute nodes on the node port, handing them to the orchestrator.
-pub async fn start_node_server(
-    listener: tokio::net::TcpListener,
-    handle: &bacalhau_orchestrator::OrchestratorHandle,
-    authority: Arc<dyn bacalhau_protocol::NodeAuthority>,
-    token: Option<String>,
-    tls: Option<(Vec<u8>, Vec<u8>)>,
-    cancel: CancellationToken,
-) {
-    let inbound = handle.inbound();
-    tokio::spawn(async move {
-        let cfg = bacalhau_transport::ServerConfig { token, tls, authority: Some(authority) };
-        if let Err(e) = bacalhau_transport::serve(listener, inbound, cfg, async move { cancel.cancelled().await }).await
-        {
-            tracing::error!("{e}");
-        }
-    });
-}
-
 fn read_pem(path: &Path, what: &str) -> Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("cannot read the {what} {}", path.display()))
 }
 
-/// Runs the node until Ctrl-C or SIGTERM: orchestrator and compute in one process (the
-/// default), or one role (`--orchestrator`, or `--compute --orchestrators HOST:PORT`).
-pub async fn serve(host: &str, port: u16, tls_ca: Option<PathBuf>, mut args: ServeArgs, cfg: &Config) -> Result<()> {
-    settle(&mut args, cfg)?;
+/// The node `serve` runs, from its (settled) flags and the configuration: every setting
+/// resolved, every bad value refused with the flag or key that holds it.
+pub async fn node_config(host: &str, tls_ca: Option<PathBuf>, args: &ServeArgs, cfg: &Config) -> Result<NodeConfig> {
     let tls_ca = tls_ca.or_else(|| cfg.opt_str("Compute.TLS.CACert").map(PathBuf::from));
     let (run_orchestrator, run_compute) = match (args.orchestrator, args.compute) {
         (false, false) => (true, true),
@@ -321,186 +83,136 @@ pub async fn serve(host: &str, port: u16, tls_ca: Option<PathBuf>, mut args: Ser
     let dir = cfg.data_dir();
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let node_id = node_id(&dir, args.name.clone(), &cfg.str("NameProvider"))?;
-    let labels = parse_labels(&args.labels)?;
-    let allowed: Vec<AllowedPath> = args
-        .allow_listed_local_paths
-        .iter()
-        .filter(|p| !p.trim().is_empty())
-        .map(|p| AllowedPath::parse(p.trim()))
-        .collect::<Result<_, _>>()?;
-
     let users = cfg.users()?;
     let auth =
         Arc::new(bacalhau_api::auth::Authorizer::new(&users, args.node_token.clone()).map_err(anyhow::Error::msg)?);
     check_exposure(host, auth.enabled(), run_orchestrator, args.node_token.is_some(), args.insecure_allow_anonymous)?;
+    // --tls-cert/--tls-key serve the API over https, and the node port over TLS.
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(c), Some(k)) => Some((read_pem(c, "TLS certificate")?, read_pem(k, "TLS key")?)),
+        _ => None,
+    };
+    let advertised = advertise_host(host, args.advertise.as_deref());
+    let orchestrator = run_orchestrator
+        .then(|| -> Result<OrchestratorRole> {
+            Ok(OrchestratorRole {
+                defaults: job_defaults(cfg, args.default_execution_timeout)?,
+                node_disconnect_timeout: Duration::from_secs(args.node_disconnect_timeout.unwrap_or(30)),
+                manual_node_approval: args.node_approval.as_deref() == Some("manual"),
+                node_token: args.node_token.clone(),
+                node_tls: tls.clone(),
+            })
+        })
+        .transpose()?;
+    let compute = if run_compute {
+        let upstream = if run_orchestrator {
+            Upstream::InProcess
+        } else {
+            Upstream::Remote {
+                address: args.orchestrators[0].trim().to_owned(),
+                token: args.node_token.clone(),
+                tls_ca: tls_ca.as_deref().map(|p| read_pem(p, "TLS CA certificate")).transpose()?,
+            }
+        };
+        let mut role = ComputeRole::new(upstream, allocated_capacity(&dir, cfg, args.capacity_percent)?);
+        role.labels = parse_labels(&args.labels)?;
+        role.allowed = args
+            .allow_listed_local_paths
+            .iter()
+            .filter(|p| !p.trim().is_empty())
+            .map(|p| AllowedPath::parse(p.trim()))
+            .collect::<Result<_, _>>()?;
+        role.heartbeat_interval = cfg.duration("Compute.Heartbeat.Interval").max(Duration::from_secs(1));
+        role.disabled = Disabled {
+            engines: cfg.list("Engines.Disabled"),
+            inputs: cfg.list("InputSources.Disabled"),
+            publishers: cfg.list("Publishers.Disabled"),
+        };
+        role.results_host = cfg.opt_str("Publishers.Types.Local.Address").unwrap_or_else(|| advertised.clone());
+        role.kubo = args.ipfs_connect.clone();
+        role.prices = crate::market::prices(args)?;
+        role.bid_policy = bacalhau_compute::BidPolicy {
+            host_network_refusal: (!auth.enabled() && !args.insecure_allow_anonymous).then(|| {
+                "this node's API has no authentication, so a job on the host's network could drive it from \
+                 inside: its operator can configure API.Auth.Users (or accept the risk with --insecure-allow-anonymous)"
+                    .to_owned()
+            }),
+            ..crate::market::bid_policy(args)?
+        };
+        Some(role)
+    } else {
+        None
+    };
+    let fault = args.test_fault;
+    Ok(NodeConfig {
+        dir,
+        node_id,
+        orchestrator,
+        compute,
+        api: ApiSettings { auth, tls, names: Arc::new(node_names(host, &advertised)) },
+        ipfs_listen: args.ipfs_listen.clone(),
+        ipfs_peers: args.ipfs_peers.clone(),
+        faults: Faults {
+            corrupt_blocks: fault == Some(crate::args::TestFault::CorruptBlocks),
+            tamper_results: fault == Some(crate::args::TestFault::TamperResults),
+            silent_heartbeats: fault == Some(crate::args::TestFault::SilentHeartbeats),
+            drop_bid_acceptance: fault == Some(crate::args::TestFault::DropBidAcceptance),
+        },
+    })
+}
 
-    let listener = tokio::net::TcpListener::bind((host, port)).await.with_context(|| {
+/// Runs the node until Ctrl-C or SIGTERM: orchestrator and compute in one process (the
+/// default), or one role (`--orchestrator`, or `--compute --orchestrators HOST:PORT`).
+pub async fn serve(host: &str, port: u16, tls_ca: Option<PathBuf>, mut args: ServeArgs, cfg: &Config) -> Result<()> {
+    settle(&mut args, cfg)?;
+    let config = node_config(host, tls_ca, &args, cfg).await?;
+    let api = tokio::net::TcpListener::bind((host, port)).await.with_context(|| {
         format!(
             "cannot listen on {host}:{port}: is another bacalhau serve running? Choose another port with --api-port"
         )
     })?;
-    let bound = listener.local_addr()?;
+    let node = match &config.orchestrator {
+        None => None,
+        Some(_) => {
+            let wanted = args.node_port.unwrap_or(DEFAULT_NODE_PORT);
+            match tokio::net::TcpListener::bind((host, wanted)).await {
+                Ok(l) => Some(l),
+                // With both roles in one process the node port is an extra: say so and go on.
+                Err(e) if config.compute.is_some() && args.node_port.is_none() => {
+                    warn!(
+                        "node port {host}:{wanted} unavailable ({e}); other compute nodes cannot join this one (set --node-port)"
+                    );
+                    None
+                }
+                Err(e) => {
+                    bail!("cannot listen for compute nodes on {host}:{wanted}: {e}; choose another with --node-port")
+                }
+            }
+        }
+    };
+    let dir = config.dir.clone();
     let cancel = CancellationToken::new();
-    // --tls-cert/--tls-key serve the API over https, and the node port over TLS.
-    let api_tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(c), Some(k)) => Some(
-            bacalhau_api::tls::server_config(&read_pem(c, "TLS certificate")?, &read_pem(k, "TLS key")?)
-                .map_err(anyhow::Error::msg)?,
-        ),
-        _ => None,
-    };
-    let scheme = if api_tls.is_some() { "https" } else { "http" };
-
-    let fault = args.test_fault;
-    let corrupt = fault == Some(crate::args::TestFault::CorruptBlocks);
-    let ipfs = start_ipfs(&dir, &args.ipfs_listen, &args.ipfs_peers, corrupt).await?;
-    let mut orchestrator = None;
-    let mut node_port = None;
-    if run_orchestrator {
-        std::fs::create_dir_all(dir.join("orchestrator"))?;
-        let mut ocfg = OrchestratorConfig::new(dir.join("orchestrator").join("jobs.redb"));
-        ocfg.defaults = job_defaults(cfg, args.default_execution_timeout)?;
-        ocfg.node_disconnect_timeout = Duration::from_secs(args.node_disconnect_timeout.unwrap_or(30));
-        ocfg.manual_node_approval = args.node_approval.as_deref() == Some("manual");
-        ocfg.ipfs_addrs = ipfs.addrs();
-        ocfg.local_node = run_compute.then(|| node_id.clone());
-        let o = Orchestrator::start(ocfg, cancel.child_token()).await?;
-        let wanted = args.node_port.unwrap_or(DEFAULT_NODE_PORT);
-        let tls = match (&args.tls_cert, &args.tls_key) {
-            (Some(c), Some(k)) => Some((read_pem(c, "TLS certificate")?, read_pem(k, "TLS key")?)),
-            _ => None,
-        };
-        match tokio::net::TcpListener::bind((host, wanted)).await {
-            Ok(l) => {
-                node_port = Some(l.local_addr()?);
-                start_node_server(
-                    l,
-                    &o.handle(),
-                    o.node_authority(),
-                    args.node_token.clone(),
-                    tls,
-                    cancel.child_token(),
-                )
-                .await;
-            }
-            // With both roles in one process the node port is an extra: say so and go on.
-            Err(e) if run_compute && args.node_port.is_none() => {
-                warn!(
-                    "node port {host}:{wanted} unavailable ({e}); other compute nodes cannot join this one (set --node-port)"
-                )
-            }
-            Err(e) => bail!("cannot listen for compute nodes on {host}:{wanted}: {e}; choose another with --node-port"),
-        }
-        orchestrator = Some(o);
-    }
-
-    let advertised = advertise_host(host, args.advertise.as_deref());
-    let compute = if run_compute {
-        let endpoint = match &orchestrator {
-            Some(o) => connect_in_process(o.handle().inbound(), node_id.clone())
-                .await
-                .map_err(|e| anyhow::anyhow!("cannot connect the compute node: {e}"))?,
-            None => {
-                let tls_ca = tls_ca.as_deref().map(|p| read_pem(p, "TLS CA certificate")).transpose()?;
-                let cfg = bacalhau_transport::ClientConfig {
-                    orchestrator: args.orchestrators[0].trim().to_owned(),
-                    node_id: node_id.clone(),
-                    token: args.node_token.clone(),
-                    tls_ca,
-                    key: Arc::new(
-                        bacalhau_transport::NodeKey::load_or_create(&dir.join("node.key")).with_context(|| {
-                            format!("cannot load this node's key {}", dir.join("node.key").display())
-                        })?,
-                    ),
-                };
-                bacalhau_transport::connect(cfg, cancel.child_token())?
-            }
-        };
-        let settings = ComputeSettings {
-            dir: &dir,
-            node_id: node_id.clone(),
-            labels,
-            allowed,
-            capacity: allocated_capacity(&dir, cfg, args.capacity_percent)?,
-            heartbeat_interval: cfg.duration("Compute.Heartbeat.Interval").max(Duration::from_secs(1)),
-            disabled: Disabled {
-                engines: cfg.list("Engines.Disabled"),
-                inputs: cfg.list("InputSources.Disabled"),
-                publishers: cfg.list("Publishers.Disabled"),
-            },
-            results_url: format!(
-                "{scheme}://{}:{}",
-                cfg.opt_str("Publishers.Types.Local.Address").unwrap_or_else(|| advertised.clone()),
-                bound.port()
-            ),
-            ipfs: ipfs.clone(),
-            kubo: match &args.ipfs_connect {
-                Some(addr) => Some(crate::kubo_rpc::KuboRpc::connect(addr, ipfs.store.clone()).await?),
-                None => None,
-            },
-            prices: crate::market::prices(&args)?,
-            bid_policy: bacalhau_compute::BidPolicy {
-                host_network_refusal: (!auth.enabled() && !args.insecure_allow_anonymous).then(|| {
-                    "this node's API has no authentication, so a job on the host's network could drive it from \
-                     inside: its operator can configure API.Auth.Users (or accept the risk with --insecure-allow-anonymous)"
-                        .to_owned()
-                }),
-                ..crate::market::bid_policy(&args)?
-            },
-            tamper: fault == Some(crate::args::TestFault::TamperResults),
-            silent: fault == Some(crate::args::TestFault::SilentHeartbeats),
-            drop_bid_acceptances: u32::from(fault == Some(crate::args::TestFault::DropBidAcceptance)),
-        };
-        Some(start_compute(settings, endpoint, cancel.child_token()).await?)
-    } else {
-        None
-    };
-
-    let roles = match (&orchestrator, &compute) {
-        (Some(_), Some(c)) => format!("orchestrator + compute; engines: {}", c.engines.join(", ")),
+    let node = Node::start(config, Listeners { api, node }, cancel.clone()).await?;
+    let roles = match (&node.orchestrator, &node.compute) {
+        (Some(_), Some(_)) => format!("orchestrator + compute; engines: {}", node.engines.join(", ")),
         (Some(_), None) => "orchestrator".to_owned(),
-        (None, Some(c)) => format!("compute for {}; engines: {}", args.orchestrators[0], c.engines.join(", ")),
-        (None, None) => unreachable!("at least one role runs"),
+        (None, _) => format!("compute for {}; engines: {}", args.orchestrators[0], node.engines.join(", ")),
     };
-    let state = ApiState {
-        orchestrator: orchestrator.as_ref().map(Orchestrator::handle),
-        compute: compute.as_ref().map(|c| c.handle.clone()),
-        version: version_info(),
-        node_info: NodeInfo {
-            node_id: node_id.clone(),
-            node_type: if orchestrator.is_some() { NodeType::Requester } else { NodeType::Compute },
-            ..Default::default()
-        },
-        local_results_dir: compute.as_ref().map(|c| c.results_dir.clone()),
-        ipfs: Some(ipfs.store.clone()),
-        ipfs_peer: Some(ipfs.api()),
-        auth: auth.clone(),
-        names: Arc::new(node_names(host, &advertised)),
-        relay_token: args.node_token.clone(),
-    };
-    let nodes = node_port.map(|a| format!(", compute nodes join on {a}")).unwrap_or_default();
-    println!("bacalhau serve: node {node_id} ({roles}), API on {scheme}://{bound}{nodes}, data in {}", dir.display());
-    println!("IPFS peer {} listening on {}", ipfs.peer.id(), ipfs.addrs().join(", "));
-    println!("export BACALHAU_API_HOST={}\nexport BACALHAU_API_PORT={}", bound.ip(), bound.port());
-    let shutdown = cancel.clone();
-    let stop = async move { shutdown.cancelled().await };
-    let server = async move {
-        match api_tls {
-            Some(tls) => bacalhau_api::server::serve_tls(listener, state, tls, stop).await,
-            None => bacalhau_api::serve(listener, state, stop).await,
-        }
-    };
-    let signals = cancel.clone();
+    let joins = node.node_addr.map(|a| format!(", compute nodes join on {a}")).unwrap_or_default();
+    println!(
+        "bacalhau serve: node {} ({roles}), API on {}{joins}, data in {}",
+        node.node_id,
+        node.api_url(),
+        dir.display()
+    );
+    println!("IPFS peer {} listening on {}", node.ipfs.peer.id(), node.ipfs.addrs().join(", "));
+    println!("export BACALHAU_API_HOST={}\nexport BACALHAU_API_PORT={}", node.api_addr.ip(), node.api_addr.port());
     tokio::spawn(async move {
         wait_for_signal().await;
         info!("shutting down");
-        signals.cancel();
+        cancel.cancel();
     });
-    server.await.context("the API server failed")?;
-    if let Some(o) = orchestrator {
-        let _ = tokio::time::timeout(SHUTDOWN_GRACE, o.join()).await;
-    }
-    Ok(())
+    node.wait().await
 }
 
 /// Fills each serve setting the command line left unset from the configuration: the flags we

@@ -56,4 +56,8 @@ fn layers_depend_only_downward() {
     assert!(deps("ipfs-peer").contains(&"libp2p".to_owned()));
     assert!(!deps("ipfs-peer").iter().any(|d| d.starts_with("bacalhau-") && d != "bacalhau-ipfs"));
     assert!(!deps("transport").iter().any(|d| d == "bacalhau-orchestrator" || d == "bacalhau-compute"));
+    // The node is a library: flags and the configuration file are the binary's business.
+    assert!(!deps("node").iter().any(|d| d == "clap" || d == "bacalhau-cli"), "node must not parse flags");
+    // The simulator runs the engines, not the node: no network, no processes.
+    assert!(!deps("sim").iter().any(|d| d == "tokio" || d == "bacalhau-node" || d == "bacalhau-transport"));
 }

@@ -1,11 +1,13 @@
-//! Multi-node end-to-end tests: an orchestrator and compute nodes as separate `bacalhau serve`
-//! processes on loopback, joined over the gRPC node port, driven through the CLI.
+//! Multi-node end-to-end tests, driven through the CLI: an orchestrator and compute nodes
+//! joined over the gRPC node port on loopback, as separate `bacalhau serve` processes where a
+//! test kills, restarts or configures a process, and otherwise in this process
+//! (`testkit::Cluster`), which starts in a fraction of the time.
 
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
-use bacalhau_testkit::{DEADLINE, Serve, c_program, free_port, wait_for};
+use bacalhau_testkit::{Cluster, DEADLINE, Serve, c_program, free_port, wait_for};
 use serde_json::Value;
 
 const TOKEN: &str = "cluster-test-token";
@@ -42,13 +44,13 @@ fn node_of_running(o: &Serve, id: &str) -> Option<String> {
 
 #[test]
 fn a_count_3_job_spreads_over_three_compute_nodes() {
-    let (o, port) = orchestrator(&[]);
-    let _c: Vec<Serve> = (0..3).map(|_| compute(port, TOKEN)).collect();
+    let cluster = Cluster::start(bin(), 3).expect("cluster");
+    let o = &cluster.api;
     o.wait_connected(3);
     let list = o.ok(&["node", "list"]);
     assert_eq!(list.matches("CONNECTED").count(), 3, "{list}");
     let id = o.submit_wasm(&["--count", "3", &program("hello")]);
-    assert_eq!(o.wait_terminal(&id).expect("finish"), "Completed", "{}", o.log());
+    assert_eq!(o.wait_terminal(&id).expect("finish"), "Completed");
     let on: BTreeSet<String> =
         o.executions(&id).iter().filter_map(|e| e["NodeID"].as_str().map(str::to_owned)).collect();
     assert_eq!(on.len(), 3, "one execution per node: {on:?}");
@@ -131,12 +133,15 @@ fn devstack_starts_a_cluster_the_cli_can_use() {
     let ready = wait_for("devstack's 3 compute nodes", DEADLINE, || {
         (cli(&["node", "list"]).matches("CONNECTED").count() == 3).then_some(())
     });
-    let printed = std::fs::read_to_string(tmp.path().join("devstack.log")).unwrap_or_default();
-    if ready.is_err() {
+    // It prints how to use it once every node has registered.
+    let want = format!("export BACALHAU_API_PORT={port}");
+    let read = || std::fs::read_to_string(tmp.path().join("devstack.log")).unwrap_or_default();
+    let printed =
+        ready.and_then(|()| wait_for("devstack's settings", DEADLINE, || read().contains(&want).then_some(())));
+    if printed.is_err() {
         let _ = child.kill();
-        panic!("devstack did not come up:\n{printed}");
+        panic!("devstack did not come up:\n{}", read());
     }
-    assert!(printed.contains(&format!("export BACALHAU_API_PORT={port}")), "{printed}");
     let out = cli(&["wasm", "run", "--count", "3", "--id-only", &program("hello")]);
     let id = out.trim().to_owned();
     let execs = cli(&["job", "executions", &id, "--output", "json"]);
@@ -220,11 +225,10 @@ fn a_daemon_job_runs_on_every_node_including_late_joiners() {
 
 #[test]
 fn a_service_job_keeps_its_replicas_up() {
-    let (o, port) = orchestrator(&[]);
-    let _a = compute(port, TOKEN);
-    o.wait_connected(1);
+    let cluster = Cluster::start(bin(), 1).expect("cluster");
+    let o = &cluster.api;
     // Each replica ends after 300 ms; the service replaces it, again and again.
-    let path = spec(&o, "service", 2, &[&program("sleep"), "300"]);
+    let path = spec(o, "service", 2, &[&program("sleep"), "300"]);
     let id = o.ok(&["job", "run", "--wait=false", "--id-only", &path]).trim().to_owned();
     wait_for("replicas to be replaced", DEADLINE, || (o.executions(&id).len() >= 6).then_some(())).expect("restarts");
     let v: Value = serde_json::from_str(&o.ok(&["job", "describe", &id, "--output", "json"])).expect("json");
@@ -284,14 +288,11 @@ fn the_node_port_speaks_tls_when_given_a_certificate() {
 
 #[test]
 fn ipfs_content_moves_between_nodes_by_the_orchestrators_routing() {
-    let (o, port) = orchestrator(&[]);
-    let addr = format!("127.0.0.1:{port}");
-    let node = |label: &str| {
-        Serve::start(bin(), &["--compute", "--orchestrators", &addr, "--node-token", TOKEN, "--labels", label])
-            .expect("compute node")
-    };
-    let (_a, _b) = (node("box=a"), node("box=b"));
-    o.wait_connected(2);
+    let cluster = Cluster::start_with(bin(), 2, |i, role| {
+        role.labels.insert("box".into(), if i == 0 { "a" } else { "b" }.into());
+    })
+    .expect("cluster");
+    let o = &cluster.api;
     // Node A writes a file and publishes its result folder to its own IPFS store.
     let first = o.submit_wasm(&[
         "--constraints",
@@ -304,7 +305,7 @@ fn ipfs_content_moves_between_nodes_by_the_orchestrators_routing() {
         "/out/x.txt",
         "from a",
     ]);
-    assert_eq!(o.wait_terminal(&first).expect("finish"), "Completed", "{}", o.log());
+    assert_eq!(o.wait_terminal(&first).expect("finish"), "Completed");
     let results: Value =
         serde_json::from_str(&o.get(&format!("/api/v1/orchestrator/jobs/{first}/results")).expect("results"))
             .expect("json");
@@ -332,9 +333,8 @@ fn ipfs_content_moves_between_nodes_by_the_orchestrators_routing() {
 
 #[test]
 fn a_remote_executions_log_is_readable_while_it_runs() {
-    let (o, port) = orchestrator(&[]);
-    let _c = compute(port, TOKEN);
-    o.wait_connected(1);
+    let cluster = Cluster::start(bin(), 1).expect("cluster");
+    let o = &cluster.api;
     let id = o.submit_wasm(&[&program("sleep"), "5000"]);
     // The line printed before the sleep comes from the compute node's API, relayed by the
     // orchestrator, while the job still runs.
@@ -343,7 +343,7 @@ fn a_remote_executions_log_is_readable_while_it_runs() {
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         (out.status.success() && text.contains("sleeping 5000 ms")).then_some(text)
     })
-    .unwrap_or_else(|e| panic!("{e}\n{}", o.log()));
+    .unwrap_or_else(|e| panic!("{e}"));
     assert!(!early.contains("done"), "read while running: {early}");
     assert_eq!(o.job_state(&id).expect("state"), "Running");
     assert_eq!(o.wait_terminal(&id).expect("finish"), "Completed");
@@ -357,17 +357,10 @@ fn a_remote_executions_log_is_readable_while_it_runs() {
 
 #[test]
 fn rejecting_a_node_stops_its_work_and_runs_it_elsewhere() {
-    let (o, port) = orchestrator(&[]);
-    let addr = format!("127.0.0.1:{port}");
-    let node = |name: &str| {
-        Serve::start(bin(), &["--compute", "--orchestrators", &addr, "--node-token", TOKEN, "--name", name])
-            .expect("compute node")
-    };
-    let (_a, _b) = (node("first"), node("second"));
-    o.wait_connected(2);
+    let cluster = Cluster::start(bin(), 2).expect("cluster");
+    let o = &cluster.api;
     let id = o.submit_wasm(&[&program("sleep"), "3000"]);
-    let running_on =
-        wait_for("the job to run", DEADLINE, || node_of_running(&o, &id)).unwrap_or_else(|e| panic!("{e}"));
+    let running_on = wait_for("the job to run", DEADLINE, || node_of_running(o, &id)).unwrap_or_else(|e| panic!("{e}"));
     o.ok(&["node", "reject", &running_on]);
     assert_eq!(o.wait_terminal(&id).expect("finish"), "Completed", "{}", o.ok(&["job", "describe", &id]));
     let execs = o.executions(&id);

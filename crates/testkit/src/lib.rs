@@ -181,6 +181,23 @@ impl Serve {
         Self::start_with(bin, Some(dir), extra)
     }
 
+    /// A handle on a server that is already running on `port` (in this process, say): the
+    /// CLI helpers work as for a started one; there is no process to restart or kill.
+    pub fn attach(bin: &Path, port: u16) -> Result<Self> {
+        let tmp = tempfile::tempdir()?;
+        let work = tmp.path().join("work");
+        std::fs::create_dir_all(&work)?;
+        Ok(Self {
+            child: None,
+            bin: bin.to_owned(),
+            port,
+            dir: tmp.path().join("data"),
+            work,
+            _tmp: tmp,
+            extra: Vec::new(),
+        })
+    }
+
     fn start_with(bin: &Path, dir: Option<&Path>, extra: &[&str]) -> Result<Self> {
         let tmp = tempfile::tempdir()?;
         let dir = dir.map_or_else(|| tmp.path().join("data"), Path::to_owned);
@@ -471,4 +488,57 @@ pub fn rerun_with_small_disk(test_name: &str, mib: u64) -> Result<Option<PathBuf
         bail!("the run with a small disk failed ({status}); its output is above");
     }
     Ok(None)
+}
+
+/// An orchestrator and compute nodes in this process (`bacalhau_node::cluster::Cluster` on a
+/// runtime of its own), with a [`Serve`] handle on the orchestrator's API for the CLI
+/// helpers: what a test of several nodes needs, without starting a process per node.
+#[cfg(feature = "cluster")]
+#[derive(Debug)]
+pub struct Cluster {
+    /// The orchestrator's API, for the CLI helpers.
+    pub api: Serve,
+    inner: Option<bacalhau_node::cluster::Cluster>,
+    runtime: Option<tokio::runtime::Runtime>,
+    /// The nodes' data; removed after they stop.
+    _data: tempfile::TempDir,
+}
+
+#[cfg(feature = "cluster")]
+impl Cluster {
+    /// `computes` compute nodes; returns once all have registered.
+    pub fn start(bin: &Path, computes: usize) -> Result<Self> {
+        Self::start_with(bin, computes, |_, _| {})
+    }
+
+    /// The same, with `shape` adjusting compute node `i`'s settings (labels, say).
+    pub fn start_with(
+        bin: &Path,
+        computes: usize,
+        shape: impl Fn(usize, &mut bacalhau_node::ComputeRole),
+    ) -> Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+        let tmp = tempfile::tempdir()?;
+        let mut cfg = bacalhau_node::cluster::ClusterConfig::new(tmp.path(), computes);
+        cfg.orchestrator.node_disconnect_timeout = Duration::from_secs(6);
+        let inner = runtime.block_on(bacalhau_node::cluster::Cluster::start_with(cfg, shape))?;
+        let mut api = Serve::attach(bin, inner.orchestrator.api_addr.port())?;
+        api.dir = tmp.path().to_owned();
+        Ok(Self { api, inner: Some(inner), runtime: Some(runtime), _data: tmp })
+    }
+
+    /// The compute nodes' IDs, in order.
+    pub fn compute_ids(&self) -> Vec<String> {
+        self.inner.iter().flat_map(|c| c.computes.iter().map(|n| n.node_id.to_string())).collect()
+    }
+}
+
+#[cfg(feature = "cluster")]
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if let (Some(inner), Some(rt)) = (self.inner.take(), self.runtime.take()) {
+            let _ = rt.block_on(async { tokio::time::timeout(Duration::from_secs(10), inner.stop()).await });
+            rt.shutdown_timeout(Duration::from_secs(5));
+        }
+    }
 }
