@@ -22,7 +22,8 @@ use bacalhau_compute::engine::{Effects as NodeEffects, Engine as NodeEngine, Inp
 use bacalhau_compute::{ExecutionStore, Outcome};
 use bacalhau_model::{
     ComputeNodeInfo, ComputeStateType, ExecutionId, InputSource, Job, JobId, JobStateType, JobType, NodeId, NodeInfo,
-    NodeType, Resources, ResourcesConfig, RunCommandResult, SpecConfig, SubmissionDefaults, Task, prepare_submission,
+    NodeType, Resources, ResourcesConfig, RunCommandResult, SpecConfig, SubmissionDefaults, Task, Verification,
+    prepare_submission,
 };
 use bacalhau_orchestrator::engine::{Answer, Engine, Input, Now, Snapshot, Stored, Ticket};
 use bacalhau_orchestrator::store::JobStore;
@@ -117,6 +118,10 @@ pub struct Report {
     pub execution_failures: BTreeMap<String, usize>,
     /// Why jobs failed, and how often.
     pub job_failures: BTreeMap<String, usize>,
+    /// Verified jobs that completed.
+    pub verified: usize,
+    /// Wrong results out-voted and recorded as dissents.
+    pub dissents: usize,
 }
 
 /// SplitMix64: small, fast, and the same everywhere.
@@ -183,6 +188,7 @@ enum Event {
         life: u64,
         id: ExecutionId,
         end: RunEnd,
+        cid: String,
     },
     Housekeeping {
         life: u64,
@@ -248,7 +254,10 @@ struct Orchestrator {
 /// A job of the workload and what the client knows of it.
 struct Client {
     spec: Job,
+    /// Partitions (replicas, for a verified job).
     count: u32,
+    /// Run on three nodes, two agreeing.
+    verified: bool,
     acknowledged: Option<JobId>,
     stop_acknowledged: bool,
 }
@@ -342,9 +351,18 @@ impl Sim {
         }
         let window = self.cfg.fault_window;
         for j in 0..self.cfg.jobs {
-            let count = u32::try_from(1 + self.rng.below(3)).unwrap_or(1);
-            let spec = job(count);
-            self.clients.push(Client { spec, count, acknowledged: None, stop_acknowledged: false });
+            let verified = self.rng.chance(0.25);
+            let count = if verified { 3 } else { u32::try_from(1 + self.rng.below(3)).unwrap_or(1) };
+            let mut spec = job(if verified { 1 } else { count });
+            // Half the jobs wait for nodes (Bacalhau's QueueTimeout) rather than fail without.
+            if self.rng.chance(0.5) {
+                spec.tasks[0].timeouts.queue_timeout = 120;
+            }
+            if verified {
+                spec.verification = Some(Verification { replicas: 3, quorum: 2 });
+                spec.tasks[0].publisher = SpecConfig::new("ipfs");
+            }
+            self.clients.push(Client { spec, count, verified, acknowledged: None, stop_acknowledged: false });
             let t = self.rng.between(Duration::ZERO, window * 2 / 3);
             self.at(t, Event::Submit(j));
             if self.rng.chance(0.2) {
@@ -421,7 +439,7 @@ impl Sim {
                     self.orchestrator_step(vec![Input::Connected(id)]);
                 }
             }
-            Event::RunDone { node, life, id, end } => {
+            Event::RunDone { node, life, id, end, cid } => {
                 if self.nodes[node].life != life || self.nodes[node].engine.is_none() {
                     return;
                 }
@@ -429,7 +447,7 @@ impl Sim {
                 id.hash(&mut self.trace);
                 let outcome = match end {
                     RunEnd::Complete => Outcome::Completed {
-                        published_result: None,
+                        published_result: Some(SpecConfig::new("ipfs").with_param("CID", cid)),
                         run_output: RunCommandResult { stdout: format!("{id}\n"), ..Default::default() },
                         cost: None,
                     },
@@ -653,7 +671,7 @@ impl Sim {
                 self.queue.remove(&key);
                 let seq = self.at(
                     Duration::from_millis(5),
-                    Event::RunDone { node: n, life, id: id.clone(), end: RunEnd::Cancelled },
+                    Event::RunDone { node: n, life, id: id.clone(), end: RunEnd::Cancelled, cid: String::new() },
                 );
                 self.nodes[n].runs.insert(id, (self.now + Duration::from_millis(5), seq));
             }
@@ -663,9 +681,16 @@ impl Sim {
             let p = self.cfg.faults.run_failure;
             let end = if self.faults_on && self.rng.chance(p) { RunEnd::Fail } else { RunEnd::Complete };
             let id = start.execution.id.clone();
-            let seq = self.at(took, Event::RunDone { node: n, life, id: id.clone(), end });
+            let cid = self.cid(n, &start.execution.job_id);
+            let seq = self.at(took, Event::RunDone { node: n, life, id: id.clone(), end, cid });
             self.nodes[n].runs.insert(id, (self.now + took, seq));
         }
+    }
+
+    /// The CID a node publishes for a job's result: every honest node the same one; the
+    /// dishonest node (node 0, in odd seeds) another.
+    fn cid(&self, node: usize, job: &JobId) -> String {
+        if node == 0 && self.cfg.seed % 2 == 1 { format!("bafy-tampered-{job}") } else { format!("bafy-{job}") }
     }
 
     fn submit(&mut self, j: usize) {
@@ -817,6 +842,10 @@ impl Sim {
                             c.count
                         ));
                     }
+                    if c.verified {
+                        self.report.dissents += check_verified(&job, &execs)?;
+                        self.report.verified += 1;
+                    }
                 }
                 JobStateType::Failed => {
                     self.report.failed += 1;
@@ -831,6 +860,28 @@ impl Sim {
         }
         Ok(())
     }
+}
+
+/// A verified job that Completed: a quorum of its completed executions published the honest
+/// CID, and any that published another was recorded as dissenting (returns how many).
+fn check_verified(job: &Job, execs: &[bacalhau_model::Execution]) -> Result<usize, String> {
+    let honest = format!("bafy-{}", job.id);
+    let done: Vec<&bacalhau_model::Execution> =
+        execs.iter().filter(|e| e.compute_state.state_type == ComputeStateType::Completed).collect();
+    let cid = |e: &bacalhau_model::Execution| {
+        e.published_result.as_ref().and_then(|p| p.param_str("CID")).unwrap_or_default().to_owned()
+    };
+    let agreeing = done.iter().filter(|e| cid(e) == honest).count();
+    if agreeing < 2 {
+        return Err(format!("verified job {} Completed with {agreeing} agreeing results (quorum 2)", job.id));
+    }
+    let wrong: Vec<&&bacalhau_model::Execution> = done.iter().filter(|e| cid(e) != honest).collect();
+    for e in &wrong {
+        if !e.verification.as_deref().is_some_and(|v| v.starts_with("dissented")) {
+            return Err(format!("{}'s wrong result on {} was not recorded as a dissent", job.id, e.node_id));
+        }
+    }
+    Ok(wrong.len())
 }
 
 /// A message without its IDs, to count by kind.
@@ -864,7 +915,7 @@ fn node_info(id: &NodeId) -> NodeInfo {
         node_type: NodeType::Compute,
         compute_node_info: Some(ComputeNodeInfo {
             execution_engines: vec!["wasm".into()],
-            publishers: vec!["noop".into()],
+            publishers: vec!["noop".into(), "ipfs".into()],
             storage_sources: vec!["inline".into()],
             max_capacity: capacity.into(),
             available_capacity: capacity.into(),

@@ -16,6 +16,7 @@ fn every_job_finishes_once_under_every_fault() {
     let mut failures = Vec::new();
     let mut why: std::collections::BTreeMap<String, usize> = Default::default();
     let (mut jobs, mut failed_execs, mut lost, mut completed, mut failed, mut stopped) = (0, 0, 0, 0, 0, 0);
+    let (mut verified, mut dissents) = (0, 0);
     for seed in seeds() {
         match run(&SimConfig::with_all_faults(seed)) {
             Ok(r) => {
@@ -23,6 +24,8 @@ fn every_job_finishes_once_under_every_fault() {
                 completed += r.completed;
                 failed += r.failed;
                 stopped += r.stopped;
+                verified += r.verified;
+                dissents += r.dissents;
                 for (k, v) in r.job_failures.into_iter().chain(r.execution_failures) {
                     *why.entry(k).or_default() += v;
                 }
@@ -37,8 +40,9 @@ fn every_job_finishes_once_under_every_fault() {
         "{jobs} jobs: {completed} completed, {failed} failed, {stopped} stopped; {failed_execs} executions failed, \
          {lost} messages lost"
     );
+    eprintln!("{verified} verified jobs completed, {dissents} wrong results out-voted");
     eprintln!("why jobs and executions failed: {why:#?}");
-    assert!(jobs > 0 && completed > 0);
+    assert!(jobs > 0 && completed > 0 && verified > 0 && dissents > 0);
 }
 
 #[test]
