@@ -463,3 +463,110 @@ fn report(r: &Record) -> Option<FromCompute> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The engine on its own: inputs in, effects out, no runtime, store or engines.
+
+    use super::*;
+    use bacalhau_model::{Job, JobId, ResourcesConfig, RunCommandResult, Task};
+
+    fn engine() -> Engine {
+        Engine::new(Resources { cpu_millis: 1000, memory_bytes: 1 << 30, ..Resources::default() }, None, false, 0)
+    }
+
+    fn execution(id: &str) -> Box<Execution> {
+        Box::new(Execution {
+            id: ExecutionId::from(id),
+            job_id: JobId::from("j-1"),
+            job: Some(Box::new(Job {
+                tasks: vec![Task {
+                    resources: ResourcesConfig { cpu: "100m".into(), memory: "16Mb".into(), ..Default::default() },
+                    ..Task::default()
+                }],
+                ..Job::default()
+            })),
+            ..Execution::default()
+        })
+    }
+
+    fn ask(id: &str) -> Input {
+        Input::Ask { execution: execution(id), verdict: Ok(()) }
+    }
+
+    fn accept(id: &str) -> Input {
+        Input::Message(ToCompute::BidAccepted { execution_id: ExecutionId::from(id) })
+    }
+
+    fn completed(id: &str) -> Input {
+        Input::Finished {
+            id: ExecutionId::from(id),
+            outcome: Outcome::Completed { published_result: None, run_output: RunCommandResult::default(), cost: None },
+        }
+    }
+
+    #[test]
+    fn a_bid_an_acceptance_a_run_and_an_ack() {
+        let mut e = engine();
+        let fx = e.step([ask("e-1")]);
+        assert!(matches!(fx.sends.as_slice(), [FromCompute::BidResult { accepted: true, .. }]));
+        assert_eq!(fx.writes.len(), 1, "the bid is persisted before it is sent");
+        let fx = e.step([accept("e-1")]);
+        assert_eq!(fx.starts.len(), 1, "it fits, so it starts");
+        assert_eq!(e.state(&ExecutionId::from("e-1")), Some(LocalExecutionState::Running));
+        let fx = e.step([completed("e-1")]);
+        assert!(matches!(fx.sends.as_slice(), [FromCompute::RunResult { .. }]));
+        // Until acknowledged, the outcome goes again at every registration.
+        assert_eq!(e.registration().1.len(), 1);
+        e.step([Input::Message(ToCompute::Ack { execution_id: ExecutionId::from("e-1") })]);
+        assert_eq!(e.registration().1.len(), 0);
+        assert_eq!(e.digest(), ExecutionDigest::default(), "nothing live");
+    }
+
+    #[test]
+    fn duplicates_and_strangers_change_nothing() {
+        let mut e = engine();
+        e.step([ask("e-1")]);
+        // Asked again: the same answer, no new record.
+        let fx = e.step([ask("e-1")]);
+        assert!(matches!(fx.sends.as_slice(), [FromCompute::BidResult { accepted: true, .. }]));
+        assert!(fx.writes.is_empty());
+        e.step([accept("e-1")]);
+        let fx = e.step([accept("e-1"), accept("e-unknown")]);
+        assert!(fx.starts.is_empty() && fx.writes.is_empty() && fx.sends.is_empty());
+        // A run that ends twice is reported once.
+        e.step([completed("e-1")]);
+        let fx = e.step([completed("e-1")]);
+        assert!(fx.sends.is_empty() && fx.writes.is_empty());
+    }
+
+    #[test]
+    fn a_cancel_stops_a_running_execution_and_ends_a_queued_one() {
+        let mut e =
+            Engine::new(Resources { cpu_millis: 100, memory_bytes: 1 << 30, ..Resources::default() }, None, false, 0);
+        e.step([ask("e-1"), ask("e-2")]);
+        // Each takes 100m of the node's 150m of CPU: one runs, one waits.
+        let fx = e.step([accept("e-1"), accept("e-2")]);
+        assert_eq!((fx.starts.len(), e.queued_count()), (1, 1));
+        let cancel = |id: &str| {
+            Input::Message(ToCompute::CancelExecution { execution_id: ExecutionId::from(id), reason: "stop".into() })
+        };
+        let fx = e.step([cancel("e-1"), cancel("e-2")]);
+        assert_eq!(fx.cancels, [ExecutionId::from("e-1")], "the running one is stopped by its runtime");
+        assert!(
+            matches!(fx.sends.as_slice(), [FromCompute::ComputeError { cancelled: true, execution_id, .. }] if execution_id.as_str() == "e-2")
+        );
+    }
+
+    #[test]
+    fn what_ran_when_the_node_stopped_is_reported_failed_at_restart() {
+        let mut e = engine();
+        e.step([ask("e-1")]);
+        let fx = e.step([accept("e-1")]);
+        let records: Vec<Record> = fx.writes;
+        let mut restarted = engine();
+        let changed = restarted.restore(records);
+        assert_eq!(changed.len(), 1);
+        assert!(matches!(restarted.registration().1.as_slice(), [FromCompute::ComputeError { retryable: true, .. }]));
+    }
+}

@@ -56,6 +56,10 @@ pub const FOREIGN_EXECUTION: &str = "report on another node's execution";
 pub const UNREGISTERED: &str = "message from a node that has not registered";
 /// Why a message from a rejected node is refused.
 pub const REJECTED: &str = "message from a rejected node";
+/// Why a report on an execution that is not in flight is refused.
+pub const UNKNOWN_EXECUTION: &str = "report on an execution not in flight";
+/// Why a report its execution's state does not allow (a duplicate, a late one) is refused.
+pub const LATE_REPORT: &str = "report its execution's state does not allow";
 
 /// The time a step runs at: wall-clock nanoseconds for what is recorded, and a monotonic
 /// reading (since the runtime started) for what is measured (liveness, grace).
@@ -592,5 +596,208 @@ fn stop_terminal(state: JobStateType, job_id: &JobId) -> Result<StopResult, Orch
             "cannot stop job {job_id}: it is already {}",
             state.to_string().to_lowercase()
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The engine on its own: inputs in, effects out, no runtime, store or clock.
+
+    use super::*;
+    use crate::ids::SeededIds;
+    use bacalhau_model::{ComputeNodeInfo, InputSource, JobType, ResourcesConfig, SpecConfig, Task};
+
+    fn engine() -> Engine {
+        let mut cfg = OrchestratorConfig::new(std::path::PathBuf::new());
+        cfg.restart_grace = Duration::ZERO;
+        Engine::new(cfg, Box::new(SeededIds::new(7)))
+    }
+
+    fn at(secs: u64) -> Now {
+        Now {
+            wall: 1_767_225_600_000_000_000 + i64::try_from(secs).unwrap_or(0) * 1_000_000_000,
+            mono: Duration::from_secs(secs),
+        }
+    }
+
+    fn from(node: &str, payload: FromCompute) -> Input {
+        Input::Message(Box::new(Envelope::new(NodeId::from(node), payload)))
+    }
+
+    fn register(node: &str) -> Input {
+        let capacity = Resources { cpu_millis: 1000, memory_bytes: 1 << 30, ..Default::default() };
+        let info = NodeInfo {
+            node_id: NodeId::from(node),
+            compute_node_info: Some(ComputeNodeInfo {
+                execution_engines: vec!["wasm".into()],
+                publishers: vec!["noop".into()],
+                storage_sources: vec!["inline".into()],
+                max_capacity: capacity.into(),
+                available_capacity: capacity.into(),
+                max_job_requirements: capacity.into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        from(node, FromCompute::Register { info: Box::new(info), executions: Vec::new() })
+    }
+
+    fn submit(ticket: Ticket, id: &str, key: Option<&str>) -> Input {
+        let job = Job {
+            r#type: JobType::Batch,
+            count: 1,
+            tasks: vec![Task {
+                name: "main".into(),
+                engine: SpecConfig::new("wasm").with_param("EntryModule", "/m.wasm"),
+                input_sources: vec![InputSource {
+                    source: SpecConfig::new("inline").with_param("URL", "data:;base64,AA=="),
+                    alias: String::new(),
+                    target: "/m.wasm".into(),
+                }],
+                publisher: SpecConfig::new("noop"),
+                resources: ResourcesConfig { cpu: "10m".into(), memory: "16Mb".into(), ..Default::default() },
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let (job, warnings) =
+            bacalhau_model::prepare_submission(job, JobId::from(id), at(0).wall, &Default::default()).expect("valid");
+        Input::Submit {
+            ticket,
+            job: Box::new(job),
+            warnings,
+            key: key.map(str::to_owned),
+            force: false,
+            stored: Stored::default(),
+        }
+    }
+
+    /// The execution the engine asked `node` to bid on.
+    fn asked(fx: &Effects, node: &str) -> ExecutionId {
+        fx.sends
+            .iter()
+            .find_map(|(n, m)| match m {
+                ToCompute::AskForBid { execution, .. } if n.as_str() == node => Some(execution.id.clone()),
+                _ => None,
+            })
+            .expect("an ask")
+    }
+
+    #[test]
+    fn a_job_goes_from_submission_to_completed_through_its_node() {
+        let mut e = engine();
+        e.step([Input::Connected(NodeId::from("n1")), register("n1")], at(0));
+        let fx = e.step([submit(1, "j-1", None)], at(1));
+        assert!(matches!(fx.answers.as_slice(), [(1, Answer::Submit(Ok(_)))]));
+        let exec = asked(&fx, "n1");
+        let bid =
+            FromCompute::BidResult { execution_id: exec.clone(), accepted: true, reason: String::new(), quote: None };
+        let fx = e.step([from("n1", bid)], at(2));
+        assert!(
+            fx.sends.iter().any(|(_, m)| matches!(m, ToCompute::BidAccepted { execution_id } if *execution_id == exec))
+        );
+        let done = FromCompute::RunResult {
+            execution_id: exec.clone(),
+            published_result: None,
+            run_output: Default::default(),
+            cost: None,
+        };
+        let fx = e.step([from("n1", done)], at(3));
+        assert!(fx.sends.iter().any(|(_, m)| matches!(m, ToCompute::Ack { .. })));
+        assert!(fx.events.iter().any(|ev| ev.state == JobStateType::Completed), "{:?}", fx.events);
+        assert_eq!(e.active_jobs(), 0, "a finished job leaves memory");
+    }
+
+    #[test]
+    fn reports_the_engine_cannot_act_on_are_refused_and_counted() {
+        let mut e = engine();
+        e.step([register("n1"), register("n2")], at(0));
+        let fx = e.step([submit(1, "j-1", None)], at(1));
+        let (node, exec) = fx
+            .sends
+            .iter()
+            .find_map(|(n, m)| match m {
+                ToCompute::AskForBid { execution, .. } => Some((n.clone(), execution.id.clone())),
+                _ => None,
+            })
+            .expect("an ask");
+        let other = if node.as_str() == "n1" { "n2" } else { "n1" };
+        let bid = |id: &ExecutionId| FromCompute::BidResult {
+            execution_id: id.clone(),
+            accepted: true,
+            reason: String::new(),
+            quote: None,
+        };
+        // Another node's word on it, a node that never registered, an unknown execution.
+        let fx = e.step(
+            [
+                from(other, bid(&exec)),
+                from("stranger", bid(&exec)),
+                from(node.as_str(), bid(&ExecutionId::from("e-nope"))),
+            ],
+            at(2),
+        );
+        assert_eq!(fx.refused, [FOREIGN_EXECUTION, UNREGISTERED, UNKNOWN_EXECUTION]);
+        assert!(fx.batch.is_empty(), "nothing changed");
+        // A duplicate is a report its execution's state no longer allows.
+        e.step([from(node.as_str(), bid(&exec))], at(3));
+        let fx = e.step([from(node.as_str(), bid(&exec))], at(4));
+        assert_eq!(fx.refused, [LATE_REPORT]);
+    }
+
+    #[test]
+    fn a_retried_submission_gets_the_job_its_first_attempt_made() {
+        let mut e = engine();
+        e.step([register("n1")], at(0));
+        let first = e.step([submit(1, "j-1", Some("k"))], at(1));
+        let again = e.step([submit(2, "j-2", Some("k"))], at(2));
+        let id = |fx: &Effects| match &fx.answers[0].1 {
+            Answer::Submit(Ok(r)) => r.job_id.clone(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(id(&first), id(&again));
+        assert!(again.batch.is_empty(), "no second job");
+        // After a restart the key comes from the store, read by the runtime.
+        let mut e = engine();
+        let stored = Stored { idempotent: Some(("j-1".into(), "ev-1".into())), ..Stored::default() };
+        let Input::Submit { ticket, job, warnings, key, force, .. } = submit(3, "j-3", Some("k")) else {
+            unreachable!("a submission")
+        };
+        let fx = e.step([Input::Submit { ticket, job, warnings, key, force, stored }], at(3));
+        assert!(matches!(&fx.answers[0].1, Answer::Submit(Ok(r)) if r.job_id.as_str() == "j-1"));
+    }
+
+    #[test]
+    fn a_silent_node_loses_its_work_to_another_after_the_timeout() {
+        let mut e = engine();
+        e.step([register("n1")], at(0));
+        let fx = e.step([submit(1, "j-1", None)], at(1));
+        let exec = asked(&fx, "n1");
+        e.step([register("n2")], at(2));
+        // n2 keeps talking; n1 says nothing past the disconnect timeout (30 s).
+        let beat = FromCompute::Heartbeat {
+            available: Default::default(),
+            queued: Default::default(),
+            running: 0,
+            enqueued: 0,
+            ipfs_roots: None,
+            digest: None,
+        };
+        e.step([from("n2", beat.clone())], at(20));
+        e.step([from("n2", beat)], at(40));
+        let fx = e.step([Input::Tick], at(45));
+        assert!(fx.batch.executions().any(|x| x.id == exec && x.compute_state.state_type == ComputeStateType::Failed));
+        assert!(fx.sends.iter().any(|(n, m)| n.as_str() == "n2" && matches!(m, ToCompute::AskForBid { .. })));
+    }
+
+    #[test]
+    fn the_same_inputs_give_the_same_effects() {
+        let run = || {
+            let mut e = engine();
+            e.step([register("n1"), register("n2"), register("n3")], at(0));
+            let fx = e.step((1..=20).map(|i| submit(i, &format!("j-{i}"), None)), at(1));
+            format!("{:?}", fx.sends)
+        };
+        assert_eq!(run(), run());
     }
 }

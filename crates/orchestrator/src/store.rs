@@ -110,6 +110,12 @@ impl WriteBatch {
         self.replaced.push(job);
     }
 
+    /// The executions this batch stores (for the engine's tests).
+    #[cfg(test)]
+    pub(crate) fn executions(&self) -> impl Iterator<Item = &Execution> {
+        self.executions.iter()
+    }
+
     /// Stores an execution.
     pub fn put_execution(&mut self, execution: Execution) {
         self.executions.push(execution);

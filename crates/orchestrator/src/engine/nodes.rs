@@ -230,8 +230,11 @@ impl Engine {
                 if !self.owns(&node_id, &execution_id, round) {
                     return;
                 }
-                if let Some(job_id) = self.exec_index.get(&execution_id).cloned() {
-                    self.exec_history(&job_id, &execution_id, &node_id, now, &topic, &message, None, round);
+                match self.exec_index.get(&execution_id).cloned() {
+                    Some(job_id) => {
+                        self.exec_history(&job_id, &execution_id, &node_id, now, &topic, &message, None, round)
+                    }
+                    None => round.refused.push(UNKNOWN_EXECUTION),
                 }
             }
         }
@@ -374,7 +377,8 @@ impl Engine {
         extra: impl FnOnce(&mut Execution),
     ) {
         let Some(job_id) = self.exec_index.get(id).cloned() else {
-            debug!(execution_id = %id, "report for an execution not in flight; ignored");
+            debug!(execution_id = %id, "refused: {UNKNOWN_EXECUTION}");
+            round.refused.push(UNKNOWN_EXECUTION);
             return;
         };
         let Some(active) = self.jobs.get_mut(&job_id) else {
@@ -387,7 +391,9 @@ impl Engine {
         let to = match previous.apply(event) {
             Ok(to) => to,
             Err(illegal) => {
-                debug!(execution_id = %id, %illegal, "duplicate or late report ignored");
+                // Duplicates are expected (delivery is at least once): logged quietly, counted.
+                debug!(execution_id = %id, %illegal, "refused: {LATE_REPORT}");
+                round.refused.push(LATE_REPORT);
                 return;
             }
         };
