@@ -538,8 +538,9 @@ async fn job_logs(
             })?,
     };
     let follow = flag(&p, "follow")?;
-    let Some(compute) = s.compute.as_ref().filter(|c| c.has_execution(&execution.id)).cloned() else {
-        if execution.run_output.is_none() {
+    let Some(compute) = s.compute.as_ref().filter(|c| c.has_logs(&execution.id)).cloned() else {
+        let ended = execution.compute_state.state_type.is_terminal();
+        if execution.run_output.is_none() && !ended {
             // Still running on another node: ask that node's API for what it has written.
             // Only to a node that is connected now: the URL is what the node itself advertised,
             // so a node gone (or one that lied) must not make the orchestrator dial anywhere.
@@ -552,8 +553,9 @@ async fn job_logs(
                 return remote_logs(&api, &execution.id, follow, ws.ok(), s.relay_token.as_deref()).await;
             }
         }
-        // Another node ran it: what it reported when it finished is all this server has.
-        let out = execution.run_output.clone().ok_or_else(|| {
+        // Another node ran it: what it reported when it finished is all this server has (an
+        // execution that ended without output, failed before it ran, has none).
+        let out = execution.run_output.clone().or_else(|| ended.then(Default::default)).ok_or_else(|| {
             ApiError::not_found(
                 format!(
                     "execution {} runs on node {}; its output reaches this orchestrator when it finishes",
@@ -617,7 +619,7 @@ async fn ws_send(socket: &mut WebSocket, msg: Message) -> bool {
 /// one JSON log frame per line, streamed (what the orchestrator relays for remote executions).
 async fn execution_logs(State(s): St, Path(id): Path<String>, Query(p): Params) -> ApiResult<Response> {
     let exec_id = ExecutionId::from(id.as_str());
-    let compute = s.compute.as_ref().filter(|c| c.has_execution(&exec_id)).cloned().ok_or_else(|| {
+    let compute = s.compute.as_ref().filter(|c| c.has_logs(&exec_id)).cloned().ok_or_else(|| {
         ApiError::not_found(format!("this node has no execution {id}"), "ask the node the execution ran on")
     })?;
     let mut rx = compute.logs(&exec_id, flag(&p, "follow")?);

@@ -88,6 +88,21 @@ fn an_input_that_is_a_symlink_mounts_nothing_of_the_host() {
 }
 
 #[test]
+fn an_execution_id_that_is_a_path_reads_nothing() {
+    let s = serve(&[]);
+    // A file named like a result, outside any execution folder.
+    std::fs::create_dir_all(s.dir.join("secret/results")).expect("mkdir");
+    std::fs::write(s.dir.join("secret/results/stdout"), "the host's secret\n").expect("write");
+    for id in ["..%2F..%2Fsecret", "..%2Fsecret", "%2Ftmp", "."] {
+        let path = format!("/api/v1/compute/executions/{id}/logs");
+        let (status, body) = bacalhau_testkit::http_request(s.port, "GET", &path, &[], b"").expect("request");
+        assert!(status == 404 || status == 400, "{path}: {status} {body}");
+        assert!(!body.contains("secret\n"), "{path}: {body}");
+    }
+    assert!(alive(&s));
+}
+
+#[test]
 fn a_chain_100000_levels_deep_fails_cleanly_as_input_and_through_the_gateway() {
     let s = serve(&[]);
     let mut dag = Dag::new();

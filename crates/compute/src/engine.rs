@@ -7,7 +7,7 @@
 //! (its engines, inputs and publishers) is checked by the runtime and arrives as the ask's
 //! verdict. The runtime (`node.rs`) persists the records before it sends anything.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet, VecDeque};
 
 use bacalhau_model::{Execution, ExecutionEvent, ExecutionId, IllegalTransition, Prices, Resources};
 use bacalhau_protocol::{ExecutionDigest, ExecutionReport, FromCompute, LocalExecutionState, Phase, ToCompute};
@@ -35,6 +35,8 @@ pub enum Input {
         /// `Err(why)` declines it.
         verdict: Result<(), String>,
     },
+    /// The heartbeat: outcomes still unacknowledged since the last one are sent again.
+    Tick,
     /// A run ended.
     Finished {
         /// The execution.
@@ -60,6 +62,8 @@ pub struct Start {
 pub struct Effects {
     /// Records changed by the step, to persist in one transaction.
     pub writes: Vec<Record>,
+    /// Records to delete in the same transaction: executions the orchestrator is done with.
+    pub forgets: Vec<ExecutionId>,
     /// Messages for the orchestrator, in order.
     pub sends: Vec<FromCompute>,
     /// Runs to start.
@@ -96,6 +100,38 @@ pub struct Engine {
     used: Resources,
     /// Executions whose bid waits for the outside probe; the bid is sent when it answers.
     probing: BTreeSet<ExecutionId>,
+    /// Outcomes unacknowledged at the last tick.
+    unacked: BTreeSet<ExecutionId>,
+    /// Executions recently forgotten, so that a late duplicate about one is ignored rather than
+    /// taken for new work (bounded: memory follows work in flight, not history).
+    forgotten: Forgotten,
+}
+
+/// How many forgotten execution IDs are remembered.
+const FORGOTTEN_KEPT: usize = 65_536;
+
+/// A bounded set of forgotten IDs, oldest dropped first.
+#[derive(Default)]
+struct Forgotten {
+    ids: HashSet<ExecutionId>,
+    order: VecDeque<ExecutionId>,
+}
+
+impl Forgotten {
+    fn insert(&mut self, id: ExecutionId) {
+        if self.ids.insert(id.clone()) {
+            self.order.push_back(id);
+            if self.order.len() > FORGOTTEN_KEPT
+                && let Some(old) = self.order.pop_front()
+            {
+                self.ids.remove(&old);
+            }
+        }
+    }
+
+    fn contains(&self, id: &ExecutionId) -> bool {
+        self.ids.contains(id)
+    }
 }
 
 impl std::fmt::Debug for Engine {
@@ -120,28 +156,37 @@ impl Engine {
             running: BTreeMap::new(),
             used: Resources::default(),
             probing: BTreeSet::new(),
+            unacked: BTreeSet::new(),
+            forgotten: Forgotten::default(),
         }
     }
 
     /// Starts from the store's records. Anything that was queued or running when the node
-    /// stopped failed with it; those records, changed, are returned to persist.
-    pub fn restore(&mut self, records: Vec<Record>) -> Vec<Record> {
-        let mut changed = Vec::new();
+    /// stopped failed with it, and what the orchestrator already acknowledged (kept by older
+    /// versions) is forgotten: the returned effects' writes and forgets are to persist.
+    pub fn restore(&mut self, records: Vec<Record>) -> Effects {
+        let mut fx = Effects::default();
         for mut r in records {
+            if r.state.is_terminal() && r.reported {
+                // Not remembered as forgotten: if it was a declined bid the orchestrator never
+                // heard of, its ask is simply weighed again.
+                fx.forgets.push(r.execution.id);
+                continue;
+            }
             if let Ok(failed) = r.state.apply(ExecutionEvent::Lost) {
                 let message = "the compute node restarted while the execution was in progress".to_owned();
                 r.state = failed;
                 r.message = message.clone();
                 r.outcome = Some(Outcome::Failed { message, cancelled: false, retryable: true });
                 r.reported = false;
-                changed.push(r.clone());
+                fx.writes.push(r.clone());
             }
             self.records.insert(r.execution.id.clone(), r);
         }
-        if !changed.is_empty() {
-            warn!(executions = changed.len(), "executions interrupted by a restart are reported as failed");
+        if !fx.writes.is_empty() {
+            warn!(executions = fx.writes.len(), "executions interrupted by a restart are reported as failed");
         }
-        changed
+        fx
     }
 
     /// Acts on one round of inputs, then starts what fits.
@@ -157,12 +202,43 @@ impl Engine {
                     }
                 }
                 Input::Finished { id, outcome } => self.finished(id, outcome, &mut fx),
+                Input::Tick => self.resend_unacked(&mut fx),
             }
         }
         self.schedule(&mut fx);
         let changed = std::mem::take(&mut fx.changed);
         fx.writes = changed.iter().filter_map(|id| self.records.get(id).cloned()).collect();
         fx
+    }
+
+    /// Sends again every outcome that was already unacknowledged at the last tick: a lost
+    /// report or a lost Ack costs a heartbeat or two, never the outcome.
+    fn resend_unacked(&mut self, fx: &mut Effects) {
+        let now: BTreeSet<ExecutionId> = self
+            .records
+            .values()
+            .filter(|r| r.state.is_terminal() && !r.reported && r.outcome.is_some())
+            .map(|r| r.execution.id.clone())
+            .collect();
+        for id in now.intersection(&self.unacked) {
+            fx.sends.extend(self.records.get(id).and_then(report));
+        }
+        self.unacked = now;
+    }
+
+    /// The orchestrator is done with `id`: it leaves memory and the store.
+    fn forget(&mut self, id: &ExecutionId, fx: &mut Effects) {
+        if self.records.remove(id).is_some() {
+            fx.changed.remove(id);
+            fx.forgets.push(id.clone());
+            self.unacked.remove(id);
+            self.forgotten.insert(id.clone());
+        }
+    }
+
+    /// How many executions the node holds (live ones and outcomes not yet acknowledged).
+    pub fn held(&self) -> usize {
+        self.records.len()
     }
 
     /// What the node tells the orchestrator when it registers: every execution it holds that
@@ -277,20 +353,15 @@ impl Engine {
                 _ => debug!(%execution_id, "duplicate bid acceptance ignored"),
             },
             ToCompute::BidRejected { execution_id, reason } => {
-                if self.transition(&execution_id, ExecutionEvent::BidRejected, &reason, fx).is_ok()
-                    && let Some(r) = self.records.get_mut(&execution_id)
-                {
-                    r.reported = true;
+                // Another node won: nothing to run, nothing to report.
+                if self.transition(&execution_id, ExecutionEvent::BidRejected, &reason, fx).is_ok() {
+                    self.forget(&execution_id, fx);
                 }
             }
             ToCompute::CancelExecution { execution_id, reason } => self.cancel(&execution_id, &reason, fx),
             ToCompute::Ack { execution_id } => {
-                if let Some(r) = self.records.get_mut(&execution_id)
-                    && !r.reported
-                    && r.state.is_terminal()
-                {
-                    r.reported = true;
-                    fx.changed.insert(execution_id);
+                if self.records.get(&execution_id).is_some_and(|r| r.state.is_terminal()) {
+                    self.forget(&execution_id, fx);
                 }
             }
             ToCompute::Reconnected | ToCompute::Resync => fx.reregister = true,
@@ -326,6 +397,11 @@ impl Engine {
         }
         if self.probing.contains(&execution.id) {
             // Asked again while the probe runs: it answers once it is done.
+            return;
+        }
+        if self.forgotten.contains(&execution.id) {
+            // A late duplicate of an ask the orchestrator has since settled.
+            debug!(execution_id = %execution.id, "ask for an execution this node is done with ignored");
             return;
         }
         if verdict.is_ok() && self.probe && execution.job.is_some() {
@@ -518,8 +594,14 @@ mod tests {
         assert!(matches!(fx.sends.as_slice(), [FromCompute::RunResult { .. }]));
         // Until acknowledged, the outcome goes again at every registration.
         assert_eq!(e.registration().1.len(), 1);
-        e.step([Input::Message(ToCompute::Ack { execution_id: ExecutionId::from("e-1") })]);
+        // A lost report goes again at the second tick after it was made.
+        assert!(e.step([Input::Tick]).sends.is_empty());
+        assert!(matches!(e.step([Input::Tick]).sends.as_slice(), [FromCompute::RunResult { .. }]));
+        let fx = e.step([Input::Message(ToCompute::Ack { execution_id: ExecutionId::from("e-1") })]);
         assert_eq!(e.registration().1.len(), 0);
+        // Acknowledged, it leaves memory and the store; a late duplicate ask is not new work.
+        assert_eq!((e.held(), fx.forgets.as_slice()), (0, [ExecutionId::from("e-1")].as_slice()));
+        assert!(e.step([ask("e-1")]).sends.is_empty());
         assert_eq!(e.digest(), ExecutionDigest::default(), "nothing live");
     }
 
@@ -565,8 +647,8 @@ mod tests {
         let fx = e.step([accept("e-1")]);
         let records: Vec<Record> = fx.writes;
         let mut restarted = engine();
-        let changed = restarted.restore(records);
-        assert_eq!(changed.len(), 1);
+        let fx = restarted.restore(records);
+        assert_eq!(fx.writes.len(), 1);
         assert!(matches!(restarted.registration().1.as_slice(), [FromCompute::ComputeError { retryable: true, .. }]));
     }
 }

@@ -144,6 +144,15 @@ impl ComputeHandle {
         self.states.read().is_ok_and(|s| s.contains_key(id))
     }
 
+    /// Whether this node has the execution's output: it holds the execution, or ran it and
+    /// its result folder is still on disk (an execution is forgotten once acknowledged).
+    pub fn has_logs(&self, id: &ExecutionId) -> bool {
+        // The ID comes from a request: only an ID's characters may reach a path.
+        let plain = !id.as_str().is_empty() && id.as_str().chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+        self.has_execution(id)
+            || (plain && RunPlan::results_dir(&self.data_dir.join("executions").join(id.as_str())).is_dir())
+    }
+
     /// The execution's state on this node, if it holds it.
     pub fn execution_state(&self, id: &ExecutionId) -> Option<LocalExecutionState> {
         self.states.read().ok().and_then(|s| s.get(id).copied())
@@ -250,10 +259,10 @@ impl Runtime {
         let all = tokio::task::spawn_blocking(move || store.all())
             .await
             .map_err(|e| crate::store::StoreError::new(e.to_string()))??;
-        let changed = self.engine.restore(all);
-        if !changed.is_empty() {
+        let fx = self.engine.restore(all);
+        if !fx.writes.is_empty() || !fx.forgets.is_empty() {
             let store = self.store.clone();
-            tokio::task::spawn_blocking(move || store.put_all(&changed))
+            tokio::task::spawn_blocking(move || store.commit(&fx.writes, &fx.forgets))
                 .await
                 .map_err(|e| crate::store::StoreError::new(e.to_string()))??;
         }
@@ -364,6 +373,7 @@ impl Runtime {
         let mut msgs: Vec<Envelope<ToCompute>> = Vec::with_capacity(MAX_ROUND);
         let mut done: Vec<Internal> = Vec::with_capacity(MAX_ROUND);
         'rounds: loop {
+            let mut tick = false;
             tokio::select! {
                 biased;
                 () = cancel.cancelled() => break,
@@ -380,7 +390,7 @@ impl Runtime {
                     if self.endpoint.send(msg).await.is_err() {
                         break;
                     }
-                    continue;
+                    tick = true;
                 }
             }
             while let Ok(m) = self.endpoint.inbox.try_recv() {
@@ -390,6 +400,9 @@ impl Runtime {
                 }
             }
             let mut inputs: Vec<Input> = msgs.drain(..).map(|m| self.input(m.payload)).collect();
+            if tick {
+                inputs.push(Input::Tick);
+            }
             for d in done.drain(..) {
                 inputs.push(match d {
                     Internal::Done { id, outcome } => {
@@ -401,8 +414,8 @@ impl Runtime {
             }
             let fx = self.engine.step(inputs);
             let store = self.store.clone();
-            let writes = fx.writes;
-            let committed = tokio::task::spawn_blocking(move || store.put_all(&writes))
+            let (writes, forgets) = (fx.writes, fx.forgets);
+            let committed = tokio::task::spawn_blocking(move || store.commit(&writes, &forgets))
                 .await
                 .map_err(|e| crate::store::StoreError::new(e.to_string()));
             if let Err(e) = committed.and_then(|r| r) {

@@ -130,7 +130,12 @@ impl ExecutionStore {
 
     /// Writes records in one transaction.
     pub fn put_all(&self, records: &[Record]) -> Result<(), StoreError> {
-        if records.is_empty() {
+        self.commit(records, &[])
+    }
+
+    /// Writes `records` and deletes the records of `forgets`, in one transaction.
+    pub fn commit(&self, records: &[Record], forgets: &[ExecutionId]) -> Result<(), StoreError> {
+        if records.is_empty() && forgets.is_empty() {
             return Ok(());
         }
         let tx = self.db.begin_write().map_err(err)?;
@@ -140,6 +145,9 @@ impl ExecutionStore {
                 let mut bytes = vec![FORMAT_V1];
                 serde_json::to_writer(&mut bytes, r).map_err(err)?;
                 t.insert(r.execution.id.as_str(), bytes.as_slice()).map_err(err)?;
+            }
+            for id in forgets {
+                t.remove(id.as_str()).map_err(err)?;
             }
         }
         tx.commit().map_err(err)

@@ -481,6 +481,7 @@ impl Sim {
                     };
                     self.send_up(node, msg);
                     self.at(HEARTBEAT, Event::Heartbeat { node, life });
+                    self.node_step(node, vec![NodeInput::Tick]);
                 }
             }
             Event::Submit(j) => self.submit(j),
@@ -565,8 +566,8 @@ impl Sim {
         let mut engine = NodeEngine::new(capacity, None, false, 0);
         let node = &mut self.nodes[n];
         let records = node.store.all().unwrap_or_else(|e| panic!("node {n}'s store cannot be read: {e}"));
-        let changed = engine.restore(records);
-        if let Err(e) = node.store.put_all(&changed) {
+        let fx = engine.restore(records);
+        if let Err(e) = node.store.commit(&fx.writes, &fx.forgets) {
             panic!("node {n}'s store cannot be written: {e}");
         }
         node.engine = Some(engine);
@@ -656,7 +657,7 @@ impl Sim {
     fn node_step(&mut self, n: usize, inputs: Vec<NodeInput>) {
         let Some(engine) = self.nodes[n].engine.as_mut() else { return };
         let fx: NodeEffects = engine.step(inputs);
-        if let Err(e) = self.nodes[n].store.put_all(&fx.writes) {
+        if let Err(e) = self.nodes[n].store.commit(&fx.writes, &fx.forgets) {
             panic!("node {n}'s store cannot be written: {e}");
         }
         if fx.reregister {
@@ -760,9 +761,7 @@ impl Sim {
                 _ => return false,
             }
         }
-        self.nodes.iter().all(|n| {
-            n.engine.as_ref().is_some_and(|e| e.digest() == ExecutionDigest::default() && e.running_count() == 0)
-        })
+        self.nodes.iter().all(|n| n.engine.as_ref().is_some_and(idle))
     }
 
     fn check(&mut self) -> Result<(), String> {
@@ -781,20 +780,18 @@ impl Sim {
                     },
                 })
                 .collect();
-            let busy: Vec<String> = self
-                .nodes
-                .iter()
-                .filter(|n| {
-                    !n.engine
-                        .as_ref()
-                        .is_some_and(|e| e.digest() == ExecutionDigest::default() && e.running_count() == 0)
-                })
-                .map(|n| n.id.to_string())
-                .collect();
+            let busy: Vec<String> =
+                self.nodes.iter().filter(|n| !n.engine.as_ref().is_some_and(idle)).map(|n| n.id.to_string()).collect();
             return Err(format!(
                 "not settled {}s after the faults stopped (liveness): jobs {waiting:?}, nodes still busy {busy:?}",
                 self.cfg.settle_deadline.as_secs()
             ));
+        }
+        for n in &self.nodes {
+            let held = n.store.all().map_err(|e| e.to_string())?;
+            if !held.is_empty() {
+                return Err(format!("{} still stores {} executions after everything settled", n.id, held.len()));
+            }
         }
         for (j, c) in self.clients.iter().enumerate() {
             let Some(id) = &c.acknowledged else { continue };
@@ -882,6 +879,12 @@ fn check_verified(job: &Job, execs: &[bacalhau_model::Execution]) -> Result<usiz
         }
     }
     Ok(wrong.len())
+}
+
+/// A node with nothing live and nothing held: every outcome acknowledged and forgotten, so its
+/// memory follows its work in flight, not its history.
+fn idle(e: &NodeEngine) -> bool {
+    e.digest() == ExecutionDigest::default() && e.running_count() == 0 && e.held() == 0
 }
 
 /// A message without its IDs, to count by kind.

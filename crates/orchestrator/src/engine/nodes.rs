@@ -168,6 +168,10 @@ impl Engine {
                     round,
                     |e| e.quote = quote,
                 );
+                if !accepted {
+                    // The decline is recorded: the node may forget the execution.
+                    round.sends.push((node_id, ToCompute::Ack { execution_id }));
+                }
             }
             FromCompute::RunResult { execution_id, published_result, run_output, cost } => {
                 if !self.owns(&node_id, &execution_id, round) {
