@@ -29,17 +29,17 @@ const LOSS_PCT: u64 = 15;
 const DUP_PCT: u64 = 10;
 const JOBS: usize = 24;
 
-/// splitmix64: a small seeded generator, the same on every machine.
+/// The run's seeded choices.
 #[derive(Debug)]
-struct Rng(u64);
+struct Rng(bacalhau_orchestrator::SplitMix64);
 
 impl Rng {
+    fn new(seed: u64) -> Self {
+        Self(bacalhau_orchestrator::SplitMix64::new(seed))
+    }
+
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     /// How many copies of a message arrive: 0 (lost), 1 or 2.
@@ -79,7 +79,7 @@ impl Outbound for LossyLink {
 
 /// Connects a compute node through lossy links both ways.
 async fn lossy_connect(orchestrator: mpsc::Sender<OrchestratorInbound>, node_id: NodeId, seed: u64) -> ComputeEndpoint {
-    let rng = Arc::new(Mutex::new(Rng(seed)));
+    let rng = Arc::new(Mutex::new(Rng::new(seed)));
     let (tx, inbox) = mpsc::channel(65_536);
     let link = Arc::new(LossyLink { tx, node_id: node_id.clone(), rng: rng.clone() });
     orchestrator.send(OrchestratorInbound::Connected { node_id: node_id.clone(), link }).await.expect("connect");
@@ -178,7 +178,7 @@ async fn crash_and_restart(
     seed: u64,
     cancel: CancellationToken,
 ) {
-    let mut rng = Rng(seed ^ 0x5eed);
+    let mut rng = Rng::new(seed ^ 0x5eed);
     for round in 0..2u64 {
         tokio::time::sleep(Duration::from_millis(30 + rng.next() % 150)).await;
         let k = usize::try_from(rng.next() % 3).unwrap_or(0);

@@ -25,24 +25,41 @@ impl IdSource for RandomIds {
     }
 }
 
-/// UUIDs from a seeded generator (splitmix64): the same seed gives the same IDs.
+/// splitmix64: a small seeded generator, the same sequence on every machine (for seeded IDs,
+/// and for the simulator's and chaos tests' choices).
+#[derive(Clone, Debug)]
+pub struct SplitMix64(u64);
+
+impl SplitMix64 {
+    /// A generator seeded with `seed`.
+    pub fn new(seed: u64) -> Self {
+        Self(seed)
+    }
+
+    /// The next number.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}
+
+/// UUIDs from a seeded generator: the same seed gives the same IDs.
 #[derive(Debug)]
-pub struct SeededIds(u64);
+pub struct SeededIds(SplitMix64);
 
 impl SeededIds {
     /// IDs from `seed`.
     pub fn new(seed: u64) -> Self {
-        Self(seed)
+        Self(SplitMix64::new(seed))
     }
 
     fn bytes(&mut self) -> [u8; 16] {
         let mut out = [0u8; 16];
         for half in out.chunks_mut(8) {
-            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            half.copy_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+            half.copy_from_slice(&self.0.next_u64().to_le_bytes());
         }
         out
     }

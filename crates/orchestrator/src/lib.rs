@@ -21,7 +21,7 @@ pub mod selection;
 pub mod store;
 
 pub use identity::NodeKeys;
-pub use ids::{IdSource, RandomIds, SeededIds};
+pub use ids::{IdSource, RandomIds, SeededIds, SplitMix64};
 pub use runtime::{
     JobEvent, ListJobsQuery, ListJobsResult, NodeAction, Orchestrator, OrchestratorConfig, OrchestratorError,
     OrchestratorHandle, Refusals, RerunResult, StopResult, SubmitResult,

@@ -21,13 +21,12 @@ use std::time::Duration;
 use bacalhau_compute::engine::{Effects as NodeEffects, Engine as NodeEngine, Input as NodeInput};
 use bacalhau_compute::{ExecutionStore, Outcome};
 use bacalhau_model::{
-    ComputeNodeInfo, ComputeStateType, ExecutionId, InputSource, Job, JobId, JobStateType, JobType, NodeId, NodeInfo,
-    NodeType, Resources, ResourcesConfig, RunCommandResult, SpecConfig, SubmissionDefaults, Task, Verification,
-    prepare_submission,
+    ComputeNodeInfo, ComputeStateType, ExecutionId, Job, JobId, JobStateType, NodeId, NodeInfo, NodeType, Resources,
+    RunCommandResult, SpecConfig, SubmissionDefaults, Verification, prepare_submission,
 };
 use bacalhau_orchestrator::engine::{Answer, Engine, Input, Now, Snapshot, Stored, Ticket};
 use bacalhau_orchestrator::store::JobStore;
-use bacalhau_orchestrator::{OrchestratorConfig, SeededIds};
+use bacalhau_orchestrator::{OrchestratorConfig, SeededIds, SplitMix64};
 use bacalhau_protocol::{Envelope, ExecutionDigest, FromCompute, ToCompute};
 
 /// What a run does.
@@ -124,16 +123,12 @@ pub struct Report {
     pub dissents: usize,
 }
 
-/// SplitMix64: small, fast, and the same everywhere.
-struct Rng(u64);
+/// The run's seeded choices.
+struct Rng(SplitMix64);
 
 impl Rng {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     /// True with probability `p`.
@@ -314,7 +309,7 @@ impl Sim {
                 })
             })
             .collect::<Result<Vec<_>, String>>()?;
-        let rng = Rng(cfg.seed);
+        let rng = Rng(SplitMix64::new(cfg.seed));
         Ok(Self {
             rng,
             now: Duration::ZERO,
@@ -892,23 +887,9 @@ fn first_words(message: &str) -> String {
     message.split_whitespace().filter(|w| !w.contains('-')).take(8).collect::<Vec<_>>().join(" ")
 }
 
+/// A trivial WASM batch job (the module is never run: the simulator only times runs).
 fn job(count: u32) -> Job {
-    Job {
-        r#type: JobType::Batch,
-        count,
-        tasks: vec![Task {
-            name: "main".into(),
-            engine: SpecConfig::new("wasm").with_param("EntryModule", "/wasm/main.wasm"),
-            input_sources: vec![InputSource {
-                source: SpecConfig::new("inline").with_param("URL", "data:application/wasm;base64,AGFzbQEAAAA="),
-                alias: String::new(),
-                target: "/wasm/main.wasm".into(),
-            }],
-            resources: ResourcesConfig { cpu: "10m".into(), memory: "16Mb".into(), ..Default::default() },
-            ..Default::default()
-        }],
-        ..Default::default()
-    }
+    bacalhau_testkit::wasm_job("data:application/wasm;base64,AGFzbQEAAAA=", count)
 }
 
 fn node_info(id: &NodeId) -> NodeInfo {
