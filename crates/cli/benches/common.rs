@@ -35,6 +35,12 @@ pub fn is_bench() -> bool {
 /// `bacalhau_node`), without the engines in `disabled`, in `dir`; returns once its compute node
 /// is registered.
 pub async fn start_node(dir: &std::path::Path, disabled: &[&str], cancel: &CancellationToken) -> OrchestratorHandle {
+    let node = start_node_full(dir, disabled, cancel).await;
+    node.orchestrator.clone().expect("the orchestrator role")
+}
+
+/// [`start_node`], returning the node itself (its API address, and `wait` for its end).
+pub async fn start_node_full(dir: &std::path::Path, disabled: &[&str], cancel: &CancellationToken) -> Node {
     let mut compute = ComputeRole::new(Upstream::InProcess, bacalhau_compute::detect_capacity(dir, 80));
     compute.disabled.engines = disabled.iter().map(|e| (*e).to_owned()).collect();
     let cfg = NodeConfig {
@@ -53,7 +59,7 @@ pub async fn start_node(dir: &std::path::Path, disabled: &[&str], cancel: &Cance
     while h.nodes().await.expect("nodes").is_empty() {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    h
+    node
 }
 
 /// Submits a job and waits for it to complete; returns submit→Completed.
