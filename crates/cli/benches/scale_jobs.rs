@@ -199,12 +199,7 @@ async fn bench() {
             p99: percentile(&window, 0.99),
             list: list_latency(port).await,
         };
-        eprintln!(
-            "{} jobs: {:.1} MiB resident, {:.0} jobs/s",
-            row.jobs,
-            row.rss as f64 / 1048576.0,
-            row.rate
-        );
+        eprintln!("{} jobs: {:.1} MiB resident, {:.0} jobs/s", row.jobs, row.rss as f64 / 1048576.0, row.rate);
         rows.push(row);
         window.clear();
         window.shrink_to_fit();
@@ -221,8 +216,7 @@ async fn bench() {
     let mut serve = bacalhau_testkit::Serve::start_in(bin, &dir, &[]).expect("serve starts on the bench's data dir");
     let clean = t.elapsed();
     let module_arg = module.to_string_lossy().into_owned();
-    let pending: Vec<String> =
-        (0..5).map(|_| serve.submit_wasm(&[&module_arg])).collect();
+    let pending: Vec<String> = (0..5).map(|_| serve.submit_wasm(&[&module_arg])).collect();
     serve.kill9().expect("kill -9");
     let t = Instant::now();
     serve.restart().expect("serve restarts after kill -9");

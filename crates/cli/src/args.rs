@@ -198,6 +198,11 @@ pub struct ServeArgs {
     /// executions are rescheduled (config Orchestrator.NodeManager.DisconnectTimeout, 30s).
     #[arg(long, value_parser = clap::value_parser!(u64).range(6..))]
     pub node_disconnect_timeout: Option<u64>,
+    /// Finished jobs unchanged for this long are deleted, with their executions, history and
+    /// stored inputs: `30d`, `12h`, `1d12h`, or `never` (config Orchestrator.JobRetention,
+    /// default 30d).
+    #[arg(long, value_parser = parse_retention_arg)]
+    pub job_retention: Option<Retention>,
     /// auto: new compute nodes may take work at once; manual: they wait as PENDING until
     /// `bacalhau node approve` (config Orchestrator.NodeManager.ManualApproval).
     #[arg(long, value_parser = ["auto", "manual"])]
@@ -806,4 +811,50 @@ mod tests {
     fn every_command_definition_is_valid() {
         super::Cli::command().debug_assert();
     }
+}
+
+/// How long finished jobs are kept.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Retention {
+    /// Deleted once unchanged for this long.
+    For(std::time::Duration),
+    /// Kept forever.
+    Never,
+}
+
+fn parse_retention_arg(s: &str) -> Result<Retention, String> {
+    parse_retention(s)
+}
+
+/// Parses a retention: a Go duration with days allowed in front (`30d`, `1d12h`, `720h`), or
+/// `never`. Zero is refused: it would delete every job the moment it finishes.
+pub fn parse_retention(s: &str) -> Result<Retention, String> {
+    let s = s.trim();
+    if matches!(s.to_ascii_lowercase().as_str(), "never" | "forever" | "off") {
+        return Ok(Retention::Never);
+    }
+    let hint = "write it like 30d, 12h, 1d12h or 90m, or `never` to keep finished jobs forever";
+    let (days, rest) = match s.find('d') {
+        Some(i) => {
+            let n: u64 = s[..i]
+                .parse()
+                .map_err(|_| format!("{s:?} is not a retention ({:?} is not a number of days); {hint}", &s[..i]))?;
+            (n, &s[i + 1..])
+        }
+        None => (0, s),
+    };
+    let rest = if rest.is_empty() {
+        std::time::Duration::ZERO
+    } else {
+        crate::config::parse_go_duration(rest).map_err(|e| format!("{s:?} is not a retention ({e}); {hint}"))?
+    };
+    let total = days
+        .checked_mul(86_400)
+        .map(std::time::Duration::from_secs)
+        .and_then(|d| d.checked_add(rest))
+        .ok_or_else(|| format!("{s:?} is too long a retention; {hint}"))?;
+    if total.is_zero() {
+        return Err(format!("a retention of {s:?} would delete every job as it finishes; {hint}"));
+    }
+    Ok(Retention::For(total))
 }

@@ -98,6 +98,11 @@ pub async fn node_config(host: &str, tls_ca: Option<PathBuf>, args: &ServeArgs, 
             Ok(OrchestratorRole {
                 defaults: job_defaults(cfg, args.default_execution_timeout)?,
                 node_disconnect_timeout: Duration::from_secs(args.node_disconnect_timeout.unwrap_or(30)),
+                job_retention: match args.job_retention {
+                    Some(crate::args::Retention::Never) => None,
+                    Some(crate::args::Retention::For(d)) => Some(d),
+                    None => Some(bacalhau_orchestrator::DEFAULT_JOB_RETENTION),
+                },
                 manual_node_approval: args.node_approval.as_deref() == Some("manual"),
                 node_token: args.node_token.clone(),
                 node_tls: tls.clone(),
@@ -234,6 +239,12 @@ pub fn settle(args: &mut ServeArgs, cfg: &Config) -> Result<()> {
             );
         }
         args.node_disconnect_timeout = Some(d.as_secs());
+    }
+    if args.job_retention.is_none() {
+        let v = cfg.str("Orchestrator.JobRetention");
+        let v = if v.trim().is_empty() { "30d".to_owned() } else { v };
+        args.job_retention =
+            Some(crate::args::parse_retention(&v).map_err(|e| anyhow::anyhow!("Orchestrator.JobRetention: {e}"))?);
     }
     if args.node_approval.is_none() {
         let manual = cfg.bool("Orchestrator.NodeManager.ManualApproval");

@@ -135,7 +135,7 @@ async fn try_start_compute(
     cancel: &CancellationToken,
 ) -> Result<ComputeHandle, bacalhau_compute::ComputeError> {
     let executors: Vec<Arc<dyn Executor>> = vec![Arc::new(WasmExecutor::new(None).expect("wasm"))];
-    let inputs: Vec<Arc<dyn InputProvider>> = vec![Arc::new(InlineSource)];
+    let inputs: Vec<Arc<dyn InputProvider>> = vec![Arc::new(InlineSource::new())];
     let publishers: Vec<Arc<dyn Publisher>> = vec![Arc::new(NoopPublisher)];
     let cfg = ComputeConfig {
         heartbeat_interval: Duration::from_millis(100),

@@ -110,17 +110,29 @@ pub struct Engine {
 /// How many forgotten execution IDs are remembered.
 const FORGOTTEN_KEPT: usize = 65_536;
 
-/// A bounded set of forgotten IDs, oldest dropped first.
+/// A bounded set of forgotten IDs, oldest dropped first. It keeps 64-bit fingerprints, not
+/// the IDs: a full set is then about 1.5 MiB instead of about 10, which matters because it
+/// fills on every node that runs more than its size in jobs. (A false match would need two of
+/// the orchestrator's random IDs to collide in 64 bits.)
 #[derive(Default)]
 struct Forgotten {
-    ids: HashSet<ExecutionId>,
-    order: VecDeque<ExecutionId>,
+    ids: HashSet<u64>,
+    order: VecDeque<u64>,
+}
+
+fn fingerprint(id: &ExecutionId) -> u64 {
+    use std::hash::{Hash, Hasher};
+    // Fixed keys: the same ID gives the same fingerprint in every run (the simulator replays).
+    let mut h = std::hash::DefaultHasher::new();
+    id.as_str().hash(&mut h);
+    h.finish()
 }
 
 impl Forgotten {
     fn insert(&mut self, id: ExecutionId) {
-        if self.ids.insert(id.clone()) {
-            self.order.push_back(id);
+        let f = fingerprint(&id);
+        if self.ids.insert(f) {
+            self.order.push_back(f);
             if self.order.len() > FORGOTTEN_KEPT
                 && let Some(old) = self.order.pop_front()
             {
@@ -130,7 +142,7 @@ impl Forgotten {
     }
 
     fn contains(&self, id: &ExecutionId) -> bool {
-        self.ids.contains(id)
+        self.ids.contains(&fingerprint(id))
     }
 }
 

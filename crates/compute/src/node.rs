@@ -18,7 +18,7 @@ use bacalhau_protocol::{ComputeEndpoint, Envelope, FromCompute, LocalExecutionSt
 use bacalhau_storage::{InputProvider, Publisher};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::engine::{Engine, Input, Start, job_resources_of, quote};
 use crate::logs::{LogLine, stream_files};
@@ -267,7 +267,46 @@ impl Runtime {
                 .map_err(|e| crate::store::StoreError::new(e.to_string()))??;
         }
         self.sync_states();
+        self.remove_orphan_folders();
         Ok(())
+    }
+
+    /// Removes the folders of executions this node no longer holds. Once the orchestrator has
+    /// an execution's outcome, its results live where they were published (and a short
+    /// summary of stdout and stderr in the orchestrator's record), so the folder only costs
+    /// disk and inodes.
+    fn remove_folders(&self, ids: Vec<ExecutionId>) {
+        if ids.is_empty() {
+            return;
+        }
+        let root = self.cfg.data_dir.join("executions");
+        tokio::task::spawn_blocking(move || {
+            for id in ids {
+                remove_folder(&root.join(id.as_str()));
+            }
+        });
+    }
+
+    /// At start: folders left by a crash between forgetting an execution and removing its
+    /// folder, or by an older version that kept them all. In the background: there may be
+    /// many.
+    fn remove_orphan_folders(&self) {
+        let root = self.cfg.data_dir.join("executions");
+        let held: std::collections::HashSet<String> =
+            self.engine.states().map(|(id, _)| id.as_str().to_owned()).collect();
+        tokio::task::spawn_blocking(move || {
+            let Ok(entries) = std::fs::read_dir(&root) else { return };
+            let mut removed = 0u64;
+            for entry in entries.flatten() {
+                if !held.contains(entry.file_name().to_string_lossy().as_ref()) {
+                    remove_folder(&entry.path());
+                    removed += 1;
+                }
+            }
+            if removed > 0 {
+                info!(removed, "removed the folders of executions this node no longer holds");
+            }
+        });
     }
 
     fn sync_states(&self) {
@@ -415,12 +454,15 @@ impl Runtime {
             let fx = self.engine.step(inputs);
             let store = self.store.clone();
             let (writes, forgets) = (fx.writes, fx.forgets);
-            let committed = tokio::task::spawn_blocking(move || store.commit(&writes, &forgets))
+            let committed = tokio::task::spawn_blocking(move || store.commit(&writes, &forgets).map(|()| forgets))
                 .await
                 .map_err(|e| crate::store::StoreError::new(e.to_string()));
-            if let Err(e) = committed.and_then(|r| r) {
-                error!(error = %e, "cannot persist execution state; stopping the compute node");
-                break;
+            match committed.and_then(|r| r) {
+                Ok(forgotten) => self.remove_folders(forgotten),
+                Err(e) => {
+                    error!(error = %e, "cannot persist execution state; stopping the compute node");
+                    break;
+                }
             }
             self.sync_states();
             if fx.reregister {
@@ -590,4 +632,13 @@ impl Runtime {
 /// A length as the protocol's u32 count, saturating.
 fn count(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+/// Removes an execution's folder; one that cannot be removed is logged and left.
+fn remove_folder(dir: &std::path::Path) {
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => warn!(dir = %dir.display(), error = %e, "cannot remove a finished execution's folder"),
+    }
 }

@@ -86,7 +86,9 @@ impl ExecutionStore {
             )));
         }
         let existed = path.exists();
-        let mut db = Database::create(path).map_err(|e| {
+        // The store holds the executions in flight only (a finished one is deleted once the
+        // orchestrator has it), so a small cache holds all of it; redb's default is 1 GiB.
+        let mut db = Database::builder().set_cache_size(2 << 20).create(path).map_err(|e| {
             StoreError(format!(
                 "cannot open {}: {e} (is another bacalhau serve using this data dir? if the file is damaged, restore \
                  it from a backup or move it away)",

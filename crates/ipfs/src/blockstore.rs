@@ -40,6 +40,9 @@ pub struct Pin {
     pub labels: Vec<String>,
 }
 
+/// Labels one pin records at most (see [`BlockStore::pin`]).
+pub const MAX_PIN_LABELS: usize = 64;
+
 /// What a garbage collection did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct GcReport {
@@ -83,13 +86,16 @@ impl BlockStore {
     }
 
     /// Pins `cid` (and everything below it) with a label saying why; pinning twice with the
-    /// same label is a no-op.
+    /// same label is a no-op. A pin records its first [`MAX_PIN_LABELS`] labels: a result
+    /// every job publishes alike (the same output, the same CID) would otherwise grow one file
+    /// by a line per job, rewritten whole each time. Later ones share the pin unrecorded, so
+    /// it stays until its recorded labels are all removed.
     pub fn pin(&self, cid: &Cid, label: &str) -> io::Result<()> {
         let _g = self.pins.lock().unwrap_or_else(|e| e.into_inner());
         let path = self.pin_path(cid);
         let mut labels = read_labels(&path)?;
         let label = label.replace('\n', " ");
-        if labels.contains(&label) {
+        if labels.contains(&label) || labels.len() >= MAX_PIN_LABELS {
             return Ok(());
         }
         labels.push(label);
@@ -262,6 +268,25 @@ mod tests {
         assert!(!store.unpin(&kept, None).expect("unpin again"));
         assert_eq!(store.gc().expect("gc").removed, 4);
         assert!(store.pins().expect("pins").is_empty());
+    }
+
+    #[test]
+    fn a_pin_records_a_bounded_number_of_labels() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let store = BlockStore::open(tmp.path()).expect("store");
+        let cid = Importer::new(ImportOptions::v0(), |c, d| store.put_bytes(c, d))
+            .file(&b"same output"[..])
+            .expect("add")
+            .cid;
+        for i in 0..MAX_PIN_LABELS + 50 {
+            store.pin(&cid, &format!("result of execution e-{i}")).expect("pin");
+        }
+        let labels = &store.pins().expect("pins")[0].labels;
+        assert_eq!(labels.len(), MAX_PIN_LABELS);
+        assert_eq!(labels[0], "result of execution e-0");
+        // An unrecorded owner's unpin leaves the pin to the recorded ones.
+        assert!(store.unpin(&cid, Some("result of execution e-100")).expect("unpin"));
+        assert_eq!(store.pins().expect("pins")[0].labels.len(), MAX_PIN_LABELS);
     }
 
     #[test]

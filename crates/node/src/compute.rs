@@ -159,7 +159,7 @@ pub(crate) async fn start(
         ipfs_publisher
     };
     let mut inputs: Vec<Arc<dyn InputProvider>> = vec![
-        Arc::new(InlineSource),
+        Arc::new(InlineSource::cached(compute_dir.join("inline-cache"))),
         Arc::new(bacalhau_storage::LocalSource::new(role.allowed)),
         Arc::new(IpfsSource::with_fetcher(store, fetcher)),
     ];

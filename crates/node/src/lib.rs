@@ -56,6 +56,8 @@ pub struct OrchestratorRole {
     pub node_disconnect_timeout: Duration,
     /// New nodes wait as PENDING until an operator approves them.
     pub manual_node_approval: bool,
+    /// Finished jobs unchanged this long are deleted (`None`: kept forever).
+    pub job_retention: Option<Duration>,
     /// The cluster token compute nodes must present on the node port.
     pub node_token: Option<String>,
     /// PEM certificate and key: the node port speaks TLS.
@@ -68,6 +70,7 @@ impl Default for OrchestratorRole {
             defaults: SubmissionDefaults::default(),
             node_disconnect_timeout: Duration::from_secs(30),
             manual_node_approval: false,
+            job_retention: Some(bacalhau_orchestrator::DEFAULT_JOB_RETENTION),
             node_token: None,
             node_tls: None,
         }
@@ -182,6 +185,7 @@ impl Node {
             let mut ocfg = OrchestratorConfig::new(dir.join("orchestrator").join("jobs.redb"));
             ocfg.defaults = role.defaults.clone();
             ocfg.node_disconnect_timeout = role.node_disconnect_timeout;
+            ocfg.job_retention = role.job_retention;
             ocfg.manual_node_approval = role.manual_node_approval;
             ocfg.ipfs_addrs = ipfs.addrs();
             ocfg.local_node = compute_role.is_some().then(|| node_id.clone());

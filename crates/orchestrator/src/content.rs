@@ -3,14 +3,21 @@
 //! inputs, and the API fetching a result for `job get`, ask these peers directly instead of
 //! searching a DHT.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use bacalhau_model::{Job, NodeId, SOURCE_IPFS};
+
+/// CIDs the index remembers; past that the oldest are forgotten. Every job may publish a
+/// result of its own, so an index of all of them would grow with history. A forgotten CID
+/// only loses its hint: its providers are then every connected node, which still finds it.
+pub const MAX_CIDS: usize = 65_536;
 
 /// The index; shared between the runtime (writer) and the handle (readers).
 #[derive(Debug, Default)]
 pub struct ContentIndex {
     holders: HashMap<String, BTreeSet<NodeId>>,
+    /// The CIDs in `holders`, oldest first.
+    order: VecDeque<String>,
     /// The same, by node, shared with the ranking without copying.
     by_node: HashMap<NodeId, std::sync::Arc<std::collections::HashSet<String>>>,
     peers: BTreeMap<NodeId, Vec<String>>,
@@ -40,8 +47,19 @@ impl ContentIndex {
 
     /// `node` published `cid`.
     pub fn holds(&mut self, node: &NodeId, cid: &str) {
+        if !self.holders.contains_key(cid) {
+            self.order.push_back(cid.to_owned());
+        }
         if self.holders.entry(cid.to_owned()).or_default().insert(node.clone()) {
             std::sync::Arc::make_mut(self.by_node.entry(node.clone()).or_default()).insert(cid.to_owned());
+        }
+        while self.order.len() > MAX_CIDS {
+            let Some(old) = self.order.pop_front() else { break };
+            for n in self.holders.remove(&old).into_iter().flatten() {
+                if let Some(set) = self.by_node.get_mut(&n) {
+                    std::sync::Arc::make_mut(set).remove(&old);
+                }
+            }
         }
     }
 
@@ -93,5 +111,21 @@ mod tests {
         assert_eq!(idx.providers("Qmy"), ["/own", "/a", "/b"]);
         idx.node_down(&b);
         assert_eq!(idx.providers("Qmx"), ["/own", "/a"]);
+    }
+
+    #[test]
+    fn the_index_keeps_the_newest_cids_only() {
+        let mut idx = ContentIndex::new(Vec::new());
+        let a = NodeId::from("a");
+        idx.node_up(&a, &["/a".into()]);
+        for i in 0..MAX_CIDS + 10 {
+            idx.holds(&a, &format!("Qm{i}"));
+        }
+        assert_eq!(idx.holders.len(), MAX_CIDS);
+        assert_eq!(idx.held_by(&a).len(), MAX_CIDS);
+        assert!(!idx.held_by(&a).contains("Qm9") && idx.held_by(&a).contains("Qm10"));
+        // Seen again, a known CID does not count twice.
+        idx.holds(&a, &format!("Qm{}", MAX_CIDS + 9));
+        assert_eq!(idx.order.len(), MAX_CIDS);
     }
 }

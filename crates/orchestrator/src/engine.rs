@@ -572,7 +572,7 @@ impl Engine {
     }
 }
 
-fn evaluation(id: EvaluationId, job: &Job, trigger: TriggeredBy, now: i64) -> Evaluation {
+pub(crate) fn evaluation(id: EvaluationId, job: &Job, trigger: TriggeredBy, now: i64) -> Evaluation {
     Evaluation {
         id,
         namespace: job.namespace.clone(),

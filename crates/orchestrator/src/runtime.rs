@@ -18,7 +18,7 @@ use bacalhau_model::{
 use bacalhau_protocol::{OrchestratorInbound, Outbound, SendError, ToCompute};
 use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::engine::{Answer, Engine, Input, Now, Snapshot, Stored, Ticket};
 use crate::identity::NodeKeys;
@@ -60,7 +60,18 @@ pub struct OrchestratorConfig {
     /// Make execution and evaluation IDs from this seed instead of at random (for tests that
     /// replay a run).
     pub id_seed: Option<u64>,
+    /// Finished jobs unchanged for this long are deleted with all their records (`None`
+    /// keeps them forever). The default is 30 days.
+    pub job_retention: Option<Duration>,
 }
+
+/// The default of [`OrchestratorConfig::job_retention`].
+pub const DEFAULT_JOB_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+/// How often the store is swept for jobs past retention.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(600);
+/// Jobs deleted per sweep transaction; a backlog is worked off one batch per housekeeping
+/// tick, between rounds, so no round waits long.
+const SWEEP_BATCH: usize = 2000;
 
 impl OrchestratorConfig {
     /// Defaults with the store at `store_path`.
@@ -76,6 +87,7 @@ impl OrchestratorConfig {
             ipfs_addrs: Vec::new(),
             local_node: None,
             id_seed: None,
+            job_retention: Some(DEFAULT_JOB_RETENTION),
         }
     }
 }
@@ -311,6 +323,9 @@ impl Orchestrator {
             lost_links: Vec::new(),
             origin: Instant::now(),
             housekeeping_interval: config.housekeeping_interval,
+            job_retention: config.job_retention,
+            next_sweep: Instant::now(),
+            swept: 0,
         };
         runtime.load().await?;
         let handle = OrchestratorHandle {
@@ -593,6 +608,11 @@ struct Runtime {
     /// The monotonic clock's origin (the runtime's start).
     origin: Instant,
     housekeeping_interval: Duration,
+    job_retention: Option<Duration>,
+    /// When the next retention sweep is due (on the monotonic clock).
+    next_sweep: Instant,
+    /// Jobs swept since the store was last considered for compaction.
+    swept: u64,
 }
 
 enum Work {
@@ -667,7 +687,11 @@ impl Snapshot {
         Ok(Snapshot {
             active: store.active_jobs()?,
             memberships,
-            holders: store.content_holders()?.into_iter().map(|(cid, n)| (cid, NodeId::from(n.as_str()))).collect(),
+            holders: store
+                .content_holders(crate::content::MAX_CIDS)?
+                .into_iter()
+                .map(|(cid, n)| (cid, NodeId::from(n.as_str())))
+                .collect(),
             dissents: store
                 .node_dissents()?
                 .into_iter()
@@ -720,8 +744,46 @@ impl Runtime {
             let work: Vec<Work> =
                 in_buf.drain(..).map(Work::Inbound).chain(cmd_buf.drain(..).map(Work::Command)).collect();
             self.round(work, housekeeping).await;
+            if housekeeping {
+                self.sweep().await;
+            }
         }
         debug!("orchestrator runtime stopped");
+    }
+
+    /// Deletes one batch of jobs past retention when a sweep is due, and compacts the store
+    /// after a large one. Between rounds, so it never races the engine's reads and writes.
+    async fn sweep(&mut self) {
+        let Some(retention) = self.job_retention else { return };
+        if Instant::now() < self.next_sweep {
+            return;
+        }
+        let cutoff = now_nanos().saturating_sub(i64::try_from(retention.as_nanos()).unwrap_or(i64::MAX));
+        let store = self.store.clone();
+        let swept = tokio::task::spawn_blocking(move || store.sweep(cutoff, SWEEP_BATCH)).await.map_err(join_err);
+        match swept.and_then(|r| r.map_err(OrchestratorError::Store)) {
+            Ok(s) => {
+                if s.jobs > 0 {
+                    info!(jobs = s.jobs, executions = s.executions, blobs = s.blobs, "deleted jobs past retention");
+                }
+                self.swept += s.jobs;
+                self.next_sweep = if s.more { Instant::now() } else { Instant::now() + SWEEP_INTERVAL };
+                if !s.more && self.swept >= SWEEP_BATCH as u64 {
+                    self.swept = 0;
+                    let store = self.store.clone();
+                    match tokio::task::spawn_blocking(move || store.compact_if_sparse()).await {
+                        Ok(Ok(Some((before, after)))) => info!(before, after, "compacted the job store"),
+                        Ok(Ok(None)) => {}
+                        Ok(Err(e)) => warn!(error = %e, "cannot compact the job store"),
+                        Err(e) => warn!(error = %e, "compacting the job store crashed"),
+                    }
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, "cannot delete jobs past retention; trying again later");
+                self.next_sweep = Instant::now() + SWEEP_INTERVAL;
+            }
+        }
     }
 
     fn ticket(&mut self, waiting: Waiting) -> Ticket {

@@ -14,6 +14,10 @@ use redb::{
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+mod blobs;
+
+use blobs::{BLOB_REFS, BLOBS, BlobWriter, JOB_BLOBS, decode_record};
+
 const FORMAT_V1: u8 = 1;
 
 const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("jobs");
@@ -37,6 +41,22 @@ const NODE_KEYS: TableDefinition<&str, &[u8]> = TableDefinition::new("node_keys"
 /// (job ID, version) → the job as it was when a later version replaced it. The current
 /// version lives in `jobs` only, so a job never updated costs nothing here.
 const JOB_VERSIONS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("job_versions");
+
+/// Job ID → its evaluations (for deleting them with the job).
+const EVALS_BY_JOB: MultimapTableDefinition<&str, &str> = MultimapTableDefinition::new("evaluations_by_job");
+/// Job ID → the Idempotency-Keys that name it (for deleting them with the job).
+const KEYS_BY_JOB: MultimapTableDefinition<&str, &str> = MultimapTableDefinition::new("idempotency_keys_by_job");
+
+/// redb's page cache for the store. Its default (1 GiB) grows with the file, which grows with
+/// history: the pages a round touches are the active jobs' and the index tails, and the OS page
+/// cache holds the rest, so resident memory stays with the work in flight.
+const CACHE_BYTES: usize = 8 << 20;
+
+/// Up to this size an existing store is checked page by page at start (about a second per
+/// few hundred MiB here); a larger one is opened without the walk, since restart time must
+/// stay bounded by active work. Commits record the allocator state (redb's quick repair), so
+/// opening after a crash does not walk the file either.
+const FULL_CHECK_MAX_BYTES: u64 = 64 << 20;
 
 /// How many replaced versions of one job are kept: a client that updates a job in a loop must
 /// not grow the store without bound. Older ones are dropped as new ones arrive.
@@ -160,6 +180,36 @@ impl WriteBatch {
     }
 }
 
+/// What one retention sweep deleted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Sweep {
+    /// Jobs, with all their records.
+    pub jobs: u64,
+    /// Their executions.
+    pub executions: u64,
+    /// Blobs no remaining job used.
+    pub blobs: u64,
+    /// Whether more jobs are due (the sweep stopped at its limit).
+    pub more: bool,
+}
+
+/// Compaction is considered from this file size on...
+const COMPACT_MIN_BYTES: u64 = 64 << 20;
+/// ...when the file is this many times what it holds.
+const COMPACT_RATIO: u64 = 2;
+
+fn drain_multimap(
+    t: &mut redb::MultimapTable<'_, &'static str, &'static str>,
+    key: &str,
+) -> Result<Vec<String>, StoreError> {
+    let values = t.remove_all(key).map_err(db_err)?;
+    let mut out = Vec::new();
+    for v in values {
+        out.push(v.map_err(db_err)?.value().to_owned());
+    }
+    Ok(out)
+}
+
 /// Where a job listing page ended: the last `(create_time, id)` returned.
 pub type JobCursor = (i64, String);
 
@@ -194,15 +244,17 @@ impl JobStore {
                 path.display()
             )));
         }
-        let existed = path.exists();
-        let mut db = Database::create(path).map_err(|e| {
+        let size = std::fs::metadata(path).map_or(0, |m| m.len());
+        let mut db = Database::builder().set_cache_size(CACHE_BYTES).create(path).map_err(|e| {
             StoreError::Db(format!(
                 "cannot open {}: {e} (is another bacalhau serve using this data dir? if the file is damaged, \
                  restore it from a backup or move it away)",
                 path.display()
             ))
         })?;
-        if existed {
+        if size > FULL_CHECK_MAX_BYTES {
+            tracing::debug!(bytes = size, "{}: opened without a full integrity walk", path.display());
+        } else if size > 0 {
             match db.check_integrity() {
                 Ok(true) => {}
                 Ok(false) => tracing::warn!("{}: redb repaired the store after an unclean stop", path.display()),
@@ -243,6 +295,11 @@ impl JobStore {
             tx.open_table(NODE_KEYS).map_err(db_err)?;
             tx.open_table(IDEMPOTENCY).map_err(db_err)?;
             tx.open_table(JOB_VERSIONS).map_err(db_err)?;
+            tx.open_table(BLOBS).map_err(db_err)?;
+            tx.open_multimap_table(EVALS_BY_JOB).map_err(db_err)?;
+            tx.open_multimap_table(KEYS_BY_JOB).map_err(db_err)?;
+            tx.open_multimap_table(BLOB_REFS).map_err(db_err)?;
+            tx.open_multimap_table(JOB_BLOBS).map_err(db_err)?;
         }
         tx.commit().map_err(db_err)
     }
@@ -281,7 +338,9 @@ impl JobStore {
     fn write_tx(&self) -> Result<redb::WriteTransaction, StoreError> {
         let guard = self.db.read().map_err(|_| StoreError::Db("the store lock is poisoned".into()))?;
         let db = guard.as_ref().ok_or_else(|| StoreError::Db("the store is being reopened; retry".into()))?;
-        db.begin_write().map_err(db_err)
+        let mut tx = db.begin_write().map_err(db_err)?;
+        tx.set_quick_repair(true);
+        Ok(tx)
     }
 
     /// After a failed write redb refuses further writes until the file is opened again (its
@@ -290,7 +349,9 @@ impl JobStore {
     pub fn reopen(&self) -> Result<(), StoreError> {
         let mut guard = self.db.write().map_err(|_| StoreError::Db("the store lock is poisoned".into()))?;
         drop(guard.take());
-        let db = Database::create(&self.path)
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(&self.path)
             .map_err(|e| StoreError::Db(format!("reopening {}: {e}", self.path.display())))?;
         *guard = Some(db);
         Ok(())
@@ -303,12 +364,17 @@ impl JobStore {
         }
         let tx = self.write_tx()?;
         {
+            let mut bw = BlobWriter {
+                blobs: tx.open_table(BLOBS).map_err(db_err)?,
+                refs: tx.open_multimap_table(BLOB_REFS).map_err(db_err)?,
+                by_job: tx.open_multimap_table(JOB_BLOBS).map_err(db_err)?,
+            };
             let mut jobs = tx.open_table(JOBS).map_err(db_err)?;
             let mut by_create = tx.open_table(JOBS_BY_CREATE).map_err(db_err)?;
             let mut names = tx.open_multimap_table(JOB_NAMES).map_err(db_err)?;
             let mut active = tx.open_table(ACTIVE_JOBS).map_err(db_err)?;
             for (job, is_new) in &batch.jobs {
-                jobs.insert(job.id.as_str(), encode(job)?.as_slice()).map_err(db_err)?;
+                jobs.insert(job.id.as_str(), bw.encode(job.id.as_str(), job)?.as_slice()).map_err(db_err)?;
                 if *is_new {
                     by_create.insert((job.create_time, job.id.as_str()), ()).map_err(db_err)?;
                     names.insert(job.name.as_str(), job.id.as_str()).map_err(db_err)?;
@@ -322,7 +388,7 @@ impl JobStore {
             let mut versions = tx.open_table(JOB_VERSIONS).map_err(db_err)?;
             for job in &batch.replaced {
                 let id = job.id.as_str();
-                versions.insert((id, job.version), encode(job)?.as_slice()).map_err(db_err)?;
+                versions.insert((id, job.version), bw.encode(id, job)?.as_slice()).map_err(db_err)?;
                 if let Some(old) = job.version.checked_sub(MAX_KEPT_VERSIONS) {
                     versions.remove((id, old)).map_err(db_err)?;
                 }
@@ -330,12 +396,14 @@ impl JobStore {
             let mut execs = tx.open_table(EXECUTIONS).map_err(db_err)?;
             let mut by_job = tx.open_multimap_table(EXECS_BY_JOB).map_err(db_err)?;
             for e in &batch.executions {
-                execs.insert(e.id.as_str(), encode(e)?.as_slice()).map_err(db_err)?;
+                execs.insert(e.id.as_str(), bw.encode(e.job_id.as_str(), e)?.as_slice()).map_err(db_err)?;
                 by_job.insert(e.job_id.as_str(), e.id.as_str()).map_err(db_err)?;
             }
             let mut evals = tx.open_table(EVALUATIONS).map_err(db_err)?;
+            let mut evals_by_job = tx.open_multimap_table(EVALS_BY_JOB).map_err(db_err)?;
             for ev in &batch.evaluations {
                 evals.insert(ev.id.as_str(), encode(ev)?.as_slice()).map_err(db_err)?;
+                evals_by_job.insert(ev.job_id.as_str(), ev.id.as_str()).map_err(db_err)?;
             }
             let mut history = tx.open_table(HISTORY).map_err(db_err)?;
             for h in &batch.history {
@@ -357,19 +425,24 @@ impl JobStore {
                 dissents.insert(node.as_str(), *n).map_err(db_err)?;
             }
             let mut keys = tx.open_table(IDEMPOTENCY).map_err(db_err)?;
+            let mut keys_by_job = tx.open_multimap_table(KEYS_BY_JOB).map_err(db_err)?;
             for (key, value) in &batch.idempotency {
                 keys.insert(key.as_str(), value.as_str()).map_err(db_err)?;
+                if let Some((job_id, _)) = value.split_once('\n') {
+                    keys_by_job.insert(job_id, key.as_str()).map_err(db_err)?;
+                }
             }
         }
         tx.commit().map_err(db_err)
     }
 
-    /// Every (result CID, node that published it).
-    pub fn content_holders(&self) -> Result<Vec<(String, String)>, StoreError> {
+    /// (result CID, node that published it), for at most `max_cids` CIDs: what a restart
+    /// reads must not grow with history.
+    pub fn content_holders(&self, max_cids: usize) -> Result<Vec<(String, String)>, StoreError> {
         let tx = self.read_tx()?;
         let table = tx.open_multimap_table(HOLDERS).map_err(db_err)?;
         let mut out = Vec::new();
-        for row in table.iter().map_err(db_err)? {
+        for row in table.iter().map_err(db_err)?.take(max_cids) {
             let (k, vs) = row.map_err(db_err)?;
             for v in vs {
                 out.push((k.value().to_owned(), v.map_err(db_err)?.value().to_owned()));
@@ -431,7 +504,8 @@ impl JobStore {
     pub fn job(&self, id: &str) -> Result<Option<Job>, StoreError> {
         let tx = self.read_tx()?;
         let t = tx.open_table(JOBS).map_err(db_err)?;
-        t.get(id).map_err(db_err)?.map(|v| decode("job", v.value())).transpose()
+        let blobs = tx.open_table(BLOBS).map_err(db_err)?;
+        t.get(id).map_err(db_err)?.map(|v| decode_record("job", v.value(), &blobs)).transpose()
     }
 
     /// Jobs whose ID starts with `prefix` (at most `limit`), for short-ID lookups.
@@ -472,6 +546,7 @@ impl JobStore {
         let tx = self.read_tx()?;
         let index = tx.open_table(JOBS_BY_CREATE).map_err(db_err)?;
         let jobs = tx.open_table(JOBS).map_err(db_err)?;
+        let blobs = tx.open_table(BLOBS).map_err(db_err)?;
         let mut out = Vec::new();
         let mut last = None;
         let range = match (&after, order) {
@@ -494,7 +569,7 @@ impl JobStore {
             }
             if let Some(v) = jobs.get(id).map_err(db_err)? {
                 // One damaged record must not hide every other job: report it and go on.
-                match decode::<Job>("job", v.value()) {
+                match decode_record::<Job>("job", v.value(), &blobs) {
                     Ok(job) if keep(&job) => out.push(job),
                     Ok(_) => {}
                     Err(e) => tracing::error!(job_id = id, "skipping an unreadable job record: {e}"),
@@ -531,7 +606,8 @@ impl JobStore {
     pub fn execution(&self, id: &ExecutionId) -> Result<Option<Execution>, StoreError> {
         let tx = self.read_tx()?;
         let t = tx.open_table(EXECUTIONS).map_err(db_err)?;
-        t.get(id.as_str()).map_err(db_err)?.map(|v| decode("execution", v.value())).transpose()
+        let blobs = tx.open_table(BLOBS).map_err(db_err)?;
+        t.get(id.as_str()).map_err(db_err)?.map(|v| decode_record("execution", v.value(), &blobs)).transpose()
     }
 
     /// A job's executions, oldest first.
@@ -539,11 +615,12 @@ impl JobStore {
         let tx = self.read_tx()?;
         let by_job = tx.open_multimap_table(EXECS_BY_JOB).map_err(db_err)?;
         let execs = tx.open_table(EXECUTIONS).map_err(db_err)?;
+        let blobs = tx.open_table(BLOBS).map_err(db_err)?;
         let mut out = Vec::new();
         for id in by_job.get(job_id).map_err(db_err)? {
             let id = id.map_err(db_err)?;
             if let Some(v) = execs.get(id.value()).map_err(db_err)? {
-                out.push(decode::<Execution>("execution", v.value())?);
+                out.push(decode_record::<Execution>("execution", v.value(), &blobs)?);
             }
         }
         out.sort_by_key(|e| (e.create_time, e.id.0.clone()));
@@ -571,7 +648,8 @@ impl JobStore {
         }
         let tx = self.read_tx()?;
         let t = tx.open_table(JOB_VERSIONS).map_err(db_err)?;
-        t.get((job_id, version)).map_err(db_err)?.map(|v| decode("job version", v.value())).transpose()
+        let blobs = tx.open_table(BLOBS).map_err(db_err)?;
+        t.get((job_id, version)).map_err(db_err)?.map(|v| decode_record("job version", v.value(), &blobs)).transpose()
     }
 
     /// Every kept version of a job, oldest first, ending with the current one.
@@ -581,9 +659,10 @@ impl JobStore {
         };
         let tx = self.read_tx()?;
         let t = tx.open_table(JOB_VERSIONS).map_err(db_err)?;
+        let blobs = tx.open_table(BLOBS).map_err(db_err)?;
         let mut out = Vec::new();
         for item in t.range((job_id, 0u64)..(job_id, current.version)).map_err(db_err)? {
-            out.push(decode("job version", item.map_err(db_err)?.1.value())?);
+            out.push(decode_record("job version", item.map_err(db_err)?.1.value(), &blobs)?);
         }
         out.push(current);
         Ok(out)
@@ -598,6 +677,117 @@ impl JobStore {
             Some(item) => item.map_err(db_err)?.0.value().1,
             None => 0,
         })
+    }
+
+    /// Deletes up to `limit` finished jobs last changed before `cutoff` (Unix nanoseconds),
+    /// oldest first, with everything stored for them: executions, evaluations, history, kept
+    /// versions, Idempotency-Keys, and the blobs no other job uses. Jobs still in flight are
+    /// never touched, however old. One transaction. Blocking.
+    pub fn sweep(&self, cutoff: i64, limit: usize) -> Result<Sweep, StoreError> {
+        let mut out = Sweep::default();
+        let tx = self.write_tx()?;
+        {
+            let mut by_create = tx.open_table(JOBS_BY_CREATE).map_err(db_err)?;
+            let active = tx.open_table(ACTIVE_JOBS).map_err(db_err)?;
+            let mut jobs = tx.open_table(JOBS).map_err(db_err)?;
+            let mut bw = BlobWriter {
+                blobs: tx.open_table(BLOBS).map_err(db_err)?,
+                refs: tx.open_multimap_table(BLOB_REFS).map_err(db_err)?,
+                by_job: tx.open_multimap_table(JOB_BLOBS).map_err(db_err)?,
+            };
+            // A job's last change is never before its creation, so only jobs created before
+            // the cutoff can go: the index's head. Old jobs still running are stepped over, a
+            // bounded number of them per sweep.
+            let mut doomed: Vec<(i64, String, String)> = Vec::new();
+            let mut visited = 0;
+            for item in by_create.range::<(i64, &str)>(..).map_err(db_err)? {
+                let (k, _) = item.map_err(db_err)?;
+                let (t, id) = k.value();
+                visited += 1;
+                if t >= cutoff || doomed.len() >= limit || visited > limit.saturating_mul(10) {
+                    out.more = t < cutoff;
+                    break;
+                }
+                if active.get(id).map_err(db_err)?.is_some() {
+                    continue;
+                }
+                let name = match jobs.get(id).map_err(db_err)? {
+                    Some(v) => match decode_record::<Job>("job", v.value(), &bw.blobs) {
+                        Ok(job) if job.modify_time >= cutoff => continue,
+                        Ok(job) => job.name,
+                        // An unreadable record past retention goes like any other.
+                        Err(_) => String::new(),
+                    },
+                    None => String::new(),
+                };
+                doomed.push((t, id.to_owned(), name));
+            }
+            let mut names = tx.open_multimap_table(JOB_NAMES).map_err(db_err)?;
+            let mut execs = tx.open_table(EXECUTIONS).map_err(db_err)?;
+            let mut execs_by_job = tx.open_multimap_table(EXECS_BY_JOB).map_err(db_err)?;
+            let mut evals = tx.open_table(EVALUATIONS).map_err(db_err)?;
+            let mut evals_by_job = tx.open_multimap_table(EVALS_BY_JOB).map_err(db_err)?;
+            let mut history = tx.open_table(HISTORY).map_err(db_err)?;
+            let mut versions = tx.open_table(JOB_VERSIONS).map_err(db_err)?;
+            let mut keys = tx.open_table(IDEMPOTENCY).map_err(db_err)?;
+            let mut keys_by_job = tx.open_multimap_table(KEYS_BY_JOB).map_err(db_err)?;
+            let mut holders = tx.open_multimap_table(HOLDERS).map_err(db_err)?;
+            for (t, id, name) in &doomed {
+                let id = id.as_str();
+                by_create.remove((*t, id)).map_err(db_err)?;
+                jobs.remove(id).map_err(db_err)?;
+                names.remove(name.as_str(), id).map_err(db_err)?;
+                for e in drain_multimap(&mut execs_by_job, id)? {
+                    if let Some(v) = execs.remove(e.as_str()).map_err(db_err)?
+                        && let Ok(exec) = decode_record::<Execution>("execution", v.value(), &bw.blobs)
+                        && let Some(cid) = exec.published_result.as_ref().and_then(|r| r.param_str("CID"))
+                    {
+                        // A hint for content routing only: if a kept execution of the same node
+                        // published the same CID, asking every peer still finds it.
+                        holders.remove(cid, exec.node_id.as_str()).map_err(db_err)?;
+                    }
+                    out.executions += 1;
+                }
+                for e in drain_multimap(&mut evals_by_job, id)? {
+                    evals.remove(e.as_str()).map_err(db_err)?;
+                }
+                for k in drain_multimap(&mut keys_by_job, id)? {
+                    keys.remove(k.as_str()).map_err(db_err)?;
+                }
+                history.retain_in((id, 0u64)..=(id, u64::MAX), |_, _| false).map_err(db_err)?;
+                versions.retain_in((id, 0u64)..=(id, u64::MAX), |_, _| false).map_err(db_err)?;
+                out.blobs += bw.release(id)?;
+                out.jobs += 1;
+            }
+        }
+        tx.commit().map_err(db_err)?;
+        Ok(out)
+    }
+
+    /// Compacts the file when it has grown far past what it holds (after a large sweep):
+    /// redb reuses freed pages but never gives them back to the file system. Waits for the
+    /// reads and writes in progress and blocks new ones while it runs. Blocking. Returns the
+    /// file's size before and after, or `None` when it was not worth it.
+    pub fn compact_if_sparse(&self) -> Result<Option<(u64, u64)>, StoreError> {
+        let before = std::fs::metadata(&self.path).map_or(0, |m| m.len());
+        if before < COMPACT_MIN_BYTES {
+            return Ok(None);
+        }
+        let live = {
+            let tx = self.write_tx()?;
+            let stats = tx.stats().map_err(db_err)?;
+            let live = stats.stored_bytes() + stats.metadata_bytes() + stats.fragmented_bytes();
+            tx.abort().map_err(db_err)?;
+            live
+        };
+        if before < live.saturating_mul(COMPACT_RATIO) {
+            return Ok(None);
+        }
+        let mut guard = self.db.write().map_err(|_| StoreError::Db("the store lock is poisoned".into()))?;
+        let db = guard.as_mut().ok_or_else(|| StoreError::Db("the store is being reopened; retry".into()))?;
+        db.compact().map_err(db_err)?;
+        drop(guard);
+        Ok(Some((before, std::fs::metadata(&self.path).map_or(0, |m| m.len()))))
     }
 
     /// An evaluation by ID.
@@ -680,6 +870,136 @@ mod tests {
         assert!(store.job_version("j-1", 1).expect("read").is_none(), "dropped");
         assert_eq!(store.job_version("j-1", latest).expect("read").map(|j| j.version), Some(latest));
         assert_eq!(store.job_version("j-1", latest - 1).expect("read").map(|j| j.version), Some(latest - 1));
+    }
+
+    /// A job whose task carries a `data:` URL of `len` bytes, as `wasm run` ships a module.
+    fn inline_job(id: &str, t: i64, state: JobStateType, payload: &str) -> Job {
+        use bacalhau_model::{InputSource, SpecConfig, Task};
+        let mut j = job(id, t, state);
+        j.modify_time = t;
+        j.tasks = vec![Task {
+            name: "main".into(),
+            input_sources: vec![InputSource {
+                source: SpecConfig::new("inline").with_param("URL", payload),
+                alias: String::new(),
+                target: "/wasm/main.wasm".into(),
+            }],
+            ..Default::default()
+        }];
+        j
+    }
+
+    fn execution_of(j: &Job, id: &str) -> Execution {
+        Execution {
+            id: ExecutionId::from(id),
+            job_id: j.id.clone(),
+            job: Some(Box::new(j.clone())),
+            ..Default::default()
+        }
+    }
+
+    fn count(store: &JobStore, table: TableDefinition<&[u8], &[u8]>) -> u64 {
+        let tx = store.read_tx().expect("tx");
+        redb::ReadableTableMetadata::len(&tx.open_table(table).expect("table")).expect("len")
+    }
+
+    #[test]
+    fn an_inline_payload_is_stored_once_and_read_back_as_submitted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = JobStore::open(&dir.path().join("jobs.redb")).expect("open");
+        let payload = format!("data:application/wasm;base64,{}", "QUJD".repeat(50_000));
+        let mut b = WriteBatch::default();
+        for i in 0..20 {
+            let j = inline_job(&format!("j-{i}"), i, JobStateType::Completed, &payload);
+            b.put_execution(execution_of(&j, &format!("e-{i}")));
+            b.put_replaced_version(j.clone());
+            b.put_job(j, true);
+        }
+        store.commit(&b).expect("commit");
+        assert_eq!(count(&store, BLOBS), 1, "twenty jobs, their executions and versions share one copy");
+        let size = std::fs::metadata(dir.path().join("jobs.redb")).expect("stat").len();
+        assert!(size < 20 * payload.len() as u64 / 4, "the file holds about one copy: {size} bytes");
+        let read = store.job("j-7").expect("read").expect("job");
+        assert_eq!(read, inline_job("j-7", 7, JobStateType::Completed, &payload), "the job as submitted");
+        let e = store.execution(&ExecutionId::from("e-7")).expect("read").expect("execution");
+        assert_eq!(e.job.as_deref(), Some(&read));
+        let (page, _) = store.list_jobs(JobOrder::OldestFirst, None, 3, &|_| true).expect("list");
+        assert!(page.iter().all(|j| j.tasks[0].input_sources[0].source.param_str("URL") == Some(payload.as_str())));
+        // A short one stays inline.
+        let mut b = WriteBatch::default();
+        b.put_job(inline_job("j-short", 100, JobStateType::Completed, "data:,hi"), true);
+        store.commit(&b).expect("commit");
+        assert_eq!(count(&store, BLOBS), 1);
+    }
+
+    #[test]
+    fn a_sweep_deletes_old_finished_jobs_with_everything_of_theirs_and_nothing_else() {
+        use bacalhau_model::{EvaluationId, HistoryType, TriggeredBy};
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = JobStore::open(&dir.path().join("jobs.redb")).expect("open");
+        let old_payload = format!("data:,{}", "o".repeat(5000));
+        let shared = format!("data:,{}", "s".repeat(5000));
+        let mut b = WriteBatch::default();
+        // Old and finished (one with a payload of its own, one sharing one with a kept job),
+        // old but still running, and recent.
+        let jobs = [
+            inline_job("j-old", 10, JobStateType::Completed, &old_payload),
+            inline_job("j-old-shared", 11, JobStateType::Failed, &shared),
+            inline_job("j-running", 12, JobStateType::Running, &shared),
+            inline_job("j-new", 1000, JobStateType::Completed, &shared),
+        ];
+        for j in &jobs {
+            b.put_execution(execution_of(j, &format!("e-{}", j.id)));
+            let ev_id = EvaluationId::from(format!("ev-{}", j.id).as_str());
+            b.put_evaluation(crate::engine::evaluation(ev_id, j, TriggeredBy::JobRegister, 1));
+            b.add_history(JobHistory {
+                seq_num: 1,
+                r#type: HistoryType::JobLevel,
+                job_id: j.id.clone(),
+                job_version: 1,
+                node_id: Default::default(),
+                execution_id: Default::default(),
+                job_state: None,
+                execution_state: None,
+                new_revision: 1,
+                comment: String::new(),
+                event: Default::default(),
+                time: String::new(),
+            });
+            b.put_idempotency_key(&format!("key-{}", j.id), j.id.as_str(), "ev");
+            b.put_replaced_version(j.clone());
+            b.put_job(j.clone(), true);
+        }
+        store.commit(&b).expect("commit");
+        assert_eq!(count(&store, BLOBS), 2);
+        let swept = store.sweep(500, 100).expect("sweep");
+        assert_eq!(swept, Sweep { jobs: 2, executions: 2, blobs: 1, more: false });
+        for gone in ["j-old", "j-old-shared"] {
+            assert!(store.job(gone).expect("read").is_none(), "{gone}");
+            assert!(store.executions(gone).expect("read").is_empty());
+            assert!(store.history(gone).expect("read").is_empty());
+            assert!(store.job_versions(gone).expect("read").is_empty());
+            assert!(store.evaluation(&format!("ev-{gone}")).expect("read").is_none());
+            assert!(store.idempotent_submission(&format!("key-{gone}")).expect("read").is_none());
+            assert!(store.jobs_named(&format!("name-{gone}")).expect("read").is_empty());
+        }
+        for kept in ["j-running", "j-new"] {
+            let j = store.job(kept).expect("read").expect("kept");
+            assert_eq!(j.tasks[0].input_sources[0].source.param_str("URL"), Some(shared.as_str()), "blob intact");
+            assert_eq!(store.executions(kept).expect("read").len(), 1);
+            assert_eq!(store.history(kept).expect("read").len(), 1);
+        }
+        assert_eq!(count(&store, BLOBS), 1, "the blob only the deleted job used is gone; the shared one stays");
+        let (page, _) = store.list_jobs(JobOrder::OldestFirst, None, 10, &|_| true).expect("list");
+        assert_eq!(page.len(), 2);
+        // A batch limit leaves the rest for the next sweep.
+        let mut b = WriteBatch::default();
+        for i in 0..5 {
+            b.put_job(inline_job(&format!("j-b{i}"), 20 + i, JobStateType::Completed, "x"), true);
+        }
+        store.commit(&b).expect("commit");
+        assert_eq!(store.sweep(500, 3).expect("sweep").more, true);
+        assert_eq!(store.sweep(500, 3).expect("sweep"), Sweep { jobs: 2, executions: 0, blobs: 0, more: false });
     }
 
     #[test]

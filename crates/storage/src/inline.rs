@@ -14,9 +14,68 @@ use crate::{InputProvider, StorageError, unpack_tar_gz_bytes};
 /// leaves room for the rest of the spec and base64's expansion.
 const MAX_INLINE_BYTES: usize = 8 * 1024 * 1024;
 
-/// The `inline` input provider.
+/// The `inline` input provider. With a cache folder, a payload (a `wasm run` module, sent
+/// with every job) is written there once per content hash and each execution gets a hard link
+/// to it: a burst of jobs with the same module writes it once, not once per job.
 #[derive(Debug, Default)]
-pub struct InlineSource;
+pub struct InlineSource {
+    cache: Option<std::path::PathBuf>,
+}
+
+/// Payloads kept in the cache at most; past that the oldest half goes. Executions hold hard
+/// links, so removing a cache entry never takes a file from under one.
+const CACHE_ENTRIES: usize = 256;
+
+impl InlineSource {
+    /// A provider that writes each input anew.
+    pub fn new() -> Self {
+        Self { cache: None }
+    }
+
+    /// A provider that keeps payloads in `dir` by content hash.
+    pub fn cached(dir: std::path::PathBuf) -> Self {
+        Self { cache: Some(dir) }
+    }
+}
+
+/// Puts `bytes` at `dest`: a hard link to the cached copy when there is a cache on the same
+/// file system, else a write.
+fn place(cache: Option<&Path>, bytes: &[u8], dest: &Path) -> std::io::Result<()> {
+    if let Some(dir) = cache {
+        use sha2::Digest as _;
+        let cached = dir.join(hex::encode(sha2::Sha256::digest(bytes)));
+        if !cached.is_file() {
+            std::fs::create_dir_all(dir)?;
+            trim(dir);
+            // Written aside and renamed, so a reader never links a half-written payload.
+            let tmp = dir.join(format!(".tmp-{}-{:?}", std::process::id(), std::thread::current().id()));
+            std::fs::write(&tmp, bytes)?;
+            // Every execution's link is this one file: no one may change it through theirs.
+            let mut perms = std::fs::metadata(&tmp)?.permissions();
+            perms.set_readonly(true);
+            std::fs::set_permissions(&tmp, perms)?;
+            std::fs::rename(&tmp, &cached)?;
+        }
+        if std::fs::hard_link(&cached, dest).is_ok() {
+            return Ok(());
+        }
+    }
+    std::fs::write(dest, bytes)
+}
+
+/// Keeps the cache under [`CACHE_ENTRIES`] by dropping its oldest half.
+fn trim(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let mut files: Vec<(std::time::SystemTime, std::path::PathBuf)> =
+        entries.flatten().filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path()))).collect();
+    if files.len() < CACHE_ENTRIES {
+        return;
+    }
+    files.sort();
+    for (_, path) in files.iter().take(files.len() / 2) {
+        let _ = std::fs::remove_file(path);
+    }
+}
 
 /// A decoded `data:` URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,7 +181,11 @@ impl InputProvider for InlineSource {
                     )));
                 }
                 let file = work_dir.join(name);
-                tokio::fs::write(&file, &data.bytes).await.map_err(StorageError::io("writing the inline input"))?;
+                let (cache, bytes, dest) = (self.cache.clone(), data.bytes, file.clone());
+                tokio::task::spawn_blocking(move || place(cache.as_deref(), &bytes, &dest))
+                    .await
+                    .map_err(|e| StorageError::Invalid(format!("writing the inline input failed: {e}")))?
+                    .map_err(StorageError::io("writing the inline input"))?;
                 file
             };
         Ok(PreparedInput { host_path, target: input.target.clone(), read_only: true })
@@ -157,8 +220,42 @@ mod tests {
             alias: String::new(),
             target: "/app/main.wasm".into(),
         };
-        let p = InlineSource.prepare(&input, tmp.path(), u64::MAX).await.expect("prepare");
+        let p = InlineSource::new().prepare(&input, tmp.path(), u64::MAX).await.expect("prepare");
         assert_eq!(p.host_path, tmp.path().join("main.wasm"));
         assert_eq!(std::fs::read(&p.host_path).expect("read"), b"hi");
+    }
+
+    #[tokio::test]
+    async fn a_cached_payload_is_written_once_and_linked_into_each_execution() {
+        use std::os::unix::fs::MetadataExt;
+        let tmp = tempfile::tempdir().expect("tmp");
+        let cache = tmp.path().join("cache");
+        let source = InlineSource::cached(cache.clone());
+        let input = InputSource {
+            source: SpecConfig::new("inline").with_param("URL", "data:;base64,AGFzbQEAAAA="),
+            alias: String::new(),
+            target: "/wasm/main.wasm".into(),
+        };
+        let mut inodes = Vec::new();
+        for i in 0..3 {
+            let p = source.prepare(&input, &tmp.path().join(i.to_string()), u64::MAX).await.expect("prepare");
+            assert_eq!(std::fs::read(&p.host_path).expect("read"), b"\0asm\x01\0\0\0");
+            inodes.push(std::fs::metadata(&p.host_path).expect("stat").ino());
+        }
+        assert!(inodes.windows(2).all(|w| w[0] == w[1]), "one file, linked: {inodes:?}");
+        assert_eq!(std::fs::read_dir(&cache).expect("cache").count(), 1);
+        // The shared copy cannot be written through an execution's link.
+        let linked = tmp.path().join("0").join("main.wasm");
+        assert!(std::fs::OpenOptions::new().write(true).open(&linked).is_err() || nix_is_root());
+        // Removing an execution's folder leaves the others theirs.
+        std::fs::remove_dir_all(tmp.path().join("0")).expect("rm");
+        std::fs::remove_dir_all(&cache).expect("rm cache");
+        assert_eq!(std::fs::read(tmp.path().join("1").join("main.wasm")).expect("read").len(), 8);
+    }
+
+    /// Root may write a read-only file; the read-only mount is what stops a job there.
+    fn nix_is_root() -> bool {
+        std::fs::read_to_string("/proc/self/status")
+            .is_ok_and(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
     }
 }
