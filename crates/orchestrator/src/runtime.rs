@@ -767,7 +767,9 @@ impl Runtime {
                     info!(jobs = s.jobs, executions = s.executions, blobs = s.blobs, "deleted jobs past retention");
                 }
                 self.swept += s.jobs;
-                self.next_sweep = if s.more { Instant::now() } else { Instant::now() + SWEEP_INTERVAL };
+                // A short retention is swept often enough to hold to it.
+                let interval = SWEEP_INTERVAL.min(retention / 4).max(self.housekeeping_interval);
+                self.next_sweep = if s.more { Instant::now() } else { Instant::now() + interval };
                 if !s.more && self.swept >= SWEEP_BATCH as u64 {
                     self.swept = 0;
                     let store = self.store.clone();

@@ -998,7 +998,7 @@ mod tests {
             b.put_job(inline_job(&format!("j-b{i}"), 20 + i, JobStateType::Completed, "x"), true);
         }
         store.commit(&b).expect("commit");
-        assert_eq!(store.sweep(500, 3).expect("sweep").more, true);
+        assert!(store.sweep(500, 3).expect("sweep").more);
         assert_eq!(store.sweep(500, 3).expect("sweep"), Sweep { jobs: 2, executions: 0, blobs: 0, more: false });
     }
 
