@@ -31,7 +31,7 @@ pub mod hamt;
 mod importer;
 pub mod safe_fs;
 
-pub use blockstore::{BlockStore, GcReport, Pin, WriteGuard, MAX_PIN_LABELS};
+pub use blockstore::{BlockStore, GcReport, MAX_PIN_LABELS, Pin, WriteGuard};
 pub use car::{CarImport, export_car, export_car_path, import_car};
 pub use cid::{CODEC_DAG_PB, CODEC_RAW, Cid, CidError};
 pub use exporter::{
