@@ -159,6 +159,13 @@ pub const KEYS: &[Key] = &[
     key("Orchestrator.EvaluationBroker.VisibilityTimeout", Duration, "1m", N, "Evaluation visibility timeout"),
     key("Orchestrator.Host", Str, "", Y, "Where the node port listens (default: API.Host)"),
     key(
+        "Orchestrator.JobRetention",
+        Str,
+        "30d",
+        Y,
+        "(bacalhau-rs) Finished jobs unchanged this long are deleted with their records; `never` keeps them",
+    ),
+    key(
         "Orchestrator.NodeManager.DisconnectTimeout",
         Duration,
         "30s",
@@ -166,13 +173,6 @@ pub const KEYS: &[Key] = &[
         "Silence before a compute node counts as gone",
     ),
     key("Orchestrator.NodeManager.ManualApproval", Bool, "false", Y, "New compute nodes wait for `node approve`"),
-    key(
-        "Orchestrator.JobRetention",
-        Str,
-        "30d",
-        Y,
-        "(bacalhau-rs) Finished jobs unchanged this long are deleted with their records; `never` keeps them",
-    ),
     key("Orchestrator.Port", Int, "4222", Y, "The node port compute nodes join on"),
     key("Orchestrator.Scheduler.HousekeepingInterval", Duration, "30s", N, "Scheduler housekeeping interval"),
     key("Orchestrator.Scheduler.HousekeepingTimeout", Duration, "2m", N, "Scheduler housekeeping timeout"),
