@@ -111,6 +111,8 @@ async fn list_latency(port: u16) -> Duration {
 }
 
 fn main() {
+    // As `bacalhau serve` runs.
+    bacalhau_node::tune_allocator();
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     rt.block_on(bench());
 }

@@ -26,6 +26,7 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 }
 
 fn main() -> std::process::ExitCode {
+    bacalhau_node::tune_allocator();
     // Rust ignores SIGPIPE, so printing into a closed pipe panics in `println!`. A reader that
     // stopped reading is not an error: end quietly with success, as a filter in a pipeline does.
     let default_hook = std::panic::take_hook();

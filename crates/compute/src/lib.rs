@@ -8,6 +8,7 @@
 
 mod capacity;
 pub mod engine;
+mod folders;
 mod logs;
 mod node;
 mod run;

@@ -206,6 +206,8 @@ struct Runtime {
     info: Arc<RwLock<NodeInfo>>,
     /// The IPFS roots last told to the orchestrator.
     reported_roots: Vec<String>,
+    /// Finished executions' folders, emptied for the next ones.
+    folders: Arc<crate::folders::FolderPool>,
 }
 
 impl ComputeNode {
@@ -230,6 +232,7 @@ impl ComputeNode {
         let info = Arc::new(RwLock::new(NodeInfo::default()));
         let states = Arc::new(RwLock::new(HashMap::new()));
         let engine = Engine::new(cfg.capacity, cfg.prices, cfg.bid_policy.probe.is_some(), cfg.drop_bid_acceptances);
+        let folders = Arc::new(crate::folders::FolderPool::new(cfg.data_dir.join("spare-folders")));
         let mut rt = Runtime {
             cfg: cfg.clone(),
             engine,
@@ -243,6 +246,7 @@ impl ComputeNode {
             reported_roots: Vec::new(),
             states: states.clone(),
             info: info.clone(),
+            folders,
         };
         rt.recover().await?;
         rt.publish_info();
@@ -279,32 +283,36 @@ impl Runtime {
         if ids.is_empty() {
             return;
         }
-        let root = self.cfg.data_dir.join("executions");
+        let (root, folders) = (self.cfg.data_dir.join("executions"), self.folders.clone());
         tokio::task::spawn_blocking(move || {
             for id in ids {
-                remove_folder(&root.join(id.as_str()));
+                folders.give_back(&root.join(id.as_str()));
             }
         });
     }
 
     /// At start: folders left by a crash between forgetting an execution and removing its
-    /// folder, or by an older version that kept them all. In the background: there may be
-    /// many.
+    /// folder, or by an older version that kept them all. The executions folder is set aside
+    /// whole and the held executions' folders moved back (so the work here is bounded by the
+    /// executions in flight, and new executions never race the cleanup); what was set aside
+    /// is removed in the background: there may be many.
     fn remove_orphan_folders(&self) {
         let root = self.cfg.data_dir.join("executions");
-        let held: std::collections::HashSet<String> =
-            self.engine.states().map(|(id, _)| id.as_str().to_owned()).collect();
-        tokio::task::spawn_blocking(move || {
-            let Ok(entries) = std::fs::read_dir(&root) else { return };
-            let mut removed = 0u64;
-            for entry in entries.flatten() {
-                if !held.contains(entry.file_name().to_string_lossy().as_ref()) {
-                    remove_folder(&entry.path());
-                    removed += 1;
-                }
+        let aside = self.cfg.data_dir.join(format!("executions{ASIDE}{}", std::process::id()));
+        if std::fs::rename(&root, &aside).is_ok() {
+            let _ = std::fs::create_dir_all(&root);
+            for (id, _) in self.engine.states() {
+                let _ = std::fs::rename(aside.join(id.as_str()), root.join(id.as_str()));
             }
-            if removed > 0 {
-                info!(removed, "removed the folders of executions this node no longer holds");
+        }
+        let data_dir = self.cfg.data_dir.clone();
+        tokio::task::spawn_blocking(move || {
+            let Ok(entries) = std::fs::read_dir(&data_dir) else { return };
+            for entry in entries.flatten() {
+                if entry.file_name().to_string_lossy().contains(ASIDE) {
+                    crate::folders::remove(&entry.path());
+                    info!(folder = %entry.path().display(), "removed the folders of executions this node no longer holds");
+                }
             }
         });
     }
@@ -541,8 +549,10 @@ impl Runtime {
             .and_then(|t| self.publishers.iter().find(|p| t.publisher.is_type(p.publisher_type())).cloned());
         let token = CancellationToken::new();
         self.tokens.insert(id.clone(), token.clone());
+        let exec_dir = self.cfg.data_dir.join("executions").join(id.as_str());
+        let folders = self.folders.clone();
         let plan = RunPlan {
-            exec_dir: self.cfg.data_dir.join("executions").join(id.as_str()),
+            exec_dir: exec_dir.clone(),
             execution,
             executor,
             inputs: self.inputs.clone(),
@@ -554,6 +564,10 @@ impl Runtime {
             events: self.endpoint.sender(),
         };
         tokio::spawn(async move {
+            // One rename, or nothing: no dearer than the mkdir it saves.
+            if !exec_dir.exists() {
+                folders.take(&exec_dir);
+            }
             let outcome = plan.run().await;
             let _ = tx.send(Internal::Done { id, outcome }).await;
         });
@@ -629,16 +643,10 @@ impl Runtime {
     }
 }
 
+/// In the name of a folder set aside at start, to be removed in the background.
+pub(crate) const ASIDE: &str = ".old-";
+
 /// A length as the protocol's u32 count, saturating.
 fn count(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
-}
-
-/// Removes an execution's folder; one that cannot be removed is logged and left.
-fn remove_folder(dir: &std::path::Path) {
-    match std::fs::remove_dir_all(dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => warn!(dir = %dir.display(), error = %e, "cannot remove a finished execution's folder"),
-    }
 }

@@ -417,6 +417,10 @@ fn mounts(inputs: &[PreparedInput], work_dir: &Path) -> Result<Vec<Mount>, Execu
                 group[0].target, folder.guest
             )));
         }
+        if let Some(dir) = own_folder(&group, work_dir) {
+            out.push(Mount { host: dir, guest: guest_dir, perms: FsPerms::ReadOnly });
+            continue;
+        }
         let dir = work_dir.join("files").join(i.to_string());
         fs::create_dir_all(&dir).map_err(|e| ExecutorError::Failed(format!("cannot create {}: {e}", dir.display())))?;
         for input in &group {
@@ -446,6 +450,25 @@ fn mounts(inputs: &[PreparedInput], work_dir: &Path) -> Result<Vec<Mount>, Execu
         out.push(Mount { host: dir, guest: guest_dir, perms: perms(read_only) });
     }
     Ok(out)
+}
+
+/// The folder a lone read-only file input can be mounted from as it is: one the node made for
+/// it inside this execution's folder (beside `work_dir`), holding that file alone under its
+/// Target's name. Staging it would cost two folders and a link per run for the same view.
+fn own_folder(group: &[&PreparedInput], work_dir: &Path) -> Option<PathBuf> {
+    let [input] = group else { return None };
+    let execution = work_dir.parent()?;
+    let dir = input.host_path.parent()?;
+    let name = Path::new(&input.target).file_name()?;
+    let lone = || {
+        let mut entries = fs::read_dir(dir).ok()?;
+        let only = entries.next()?.ok()?;
+        (entries.next().is_none() && only.file_name() == name).then_some(())
+    };
+    (input.read_only && dir.starts_with(execution) && dir != execution && input.host_path.file_name() == Some(name))
+        .then(lone)
+        .flatten()
+        .map(|()| dir.to_owned())
 }
 
 /// Whether a module imports anything beyond WASI.
@@ -571,6 +594,33 @@ mod tests {
         assert!(m.iter().any(|m| m.guest == "/"), "{m:?}");
         // Staging again (a retried run) starts from a clean folder.
         mounts(&[input(&host.join("a.txt"), "/data/file.txt")], &work).expect("again");
+    }
+
+    #[test]
+    fn a_lone_input_in_its_own_folder_in_the_execution_is_mounted_from_there() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let (exec, work) = (tmp.path().join("exec"), tmp.path().join("exec/engine"));
+        let own = exec.join("inputs/0");
+        fs::create_dir_all(&own).expect("mkdir");
+        fs::write(own.join("main.wasm"), "m").expect("write");
+        let m = mounts(&[input(&own.join("main.wasm"), "/wasm/main.wasm")], &work).expect("mounts");
+        assert_eq!((m[0].host.as_path(), m[0].guest.as_str()), (own.as_path(), "/wasm"));
+        assert!(matches!(m[0].perms, FsPerms::ReadOnly));
+        assert!(!work.exists(), "nothing staged");
+
+        // Staged instead: a sibling beside it, a writable input, a name other than the
+        // Target's, or a folder outside the execution's.
+        fs::write(own.join("other"), "o").expect("write");
+        let staged = |inputs: &[PreparedInput]| mounts(inputs, &work).expect("mounts")[0].host.starts_with(&work);
+        assert!(staged(&[input(&own.join("main.wasm"), "/wasm/main.wasm")]));
+        fs::remove_file(own.join("other")).expect("rm");
+        let writable = PreparedInput { read_only: false, ..input(&own.join("main.wasm"), "/wasm/main.wasm") };
+        assert!(staged(&[writable]));
+        assert!(staged(&[input(&own.join("main.wasm"), "/wasm/renamed.wasm")]));
+        let host = tmp.path().join("host");
+        fs::create_dir_all(&host).expect("mkdir");
+        fs::write(host.join("main.wasm"), "m").expect("write");
+        assert!(staged(&[input(&host.join("main.wasm"), "/wasm/main.wasm")]));
     }
 
     #[test]

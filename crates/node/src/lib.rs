@@ -32,6 +32,25 @@ pub use ipfs::IpfsNode;
 /// How long the orchestrator gets to stop at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
+/// Caps glibc's malloc at one arena per core (at least two) unless `MALLOC_ARENA_MAX` says
+/// otherwise. By default glibc gives threads up to eight arenas per core, and a node's
+/// blocking threads (store commits, folders, WASM runs) each leave freed memory stranded in
+/// theirs: measured over 30,000 jobs on 2 cores, resident memory grew to 187 MiB by default
+/// and to 76 MiB with two arenas, at a rate of jobs within run-to-run noise. Call it first
+/// thing in `main`.
+pub fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        let cores = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get).max(2);
+        // SAFETY: mallopt sets one of malloc's tunables; it takes malloc's own lock and is
+        // safe to call at any time.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, i32::try_from(cores).unwrap_or(i32::MAX));
+        }
+    }
+}
+
 /// This build, as the API reports it.
 pub fn version_info() -> BuildVersionInfo {
     let v = env!("CARGO_PKG_VERSION");
