@@ -5,18 +5,21 @@
 //! is where a node running thousands of small jobs a second spends its time: ext4 allocates
 //! each new inode by scanning past the ones deleted moments before, and removing a folder
 //! waits on the device's discard. So a finished execution's folder is emptied back to that
-//! skeleton of folders and kept (a few hundred at most) for the next execution, which takes
-//! it by one rename: the same directories serve job after job.
+//! skeleton and kept (a few hundred at most) for the next execution, which takes it by one
+//! rename: the same inodes serve job after job.
 //!
-//! Nothing of one job may reach the next: emptying keeps only folders of the exact names the
-//! node itself makes (types read without following links), empty, and removes everything
-//! else; a folder that cannot be emptied so is removed instead.
+//! Nothing of one job may reach the next: emptying keeps only entries of the exact names and
+//! types the node itself makes (never following a link), truncates the files it keeps (only
+//! when no one reads them), and removes everything else; a folder that cannot be emptied so
+//! is removed instead.
 
+use std::collections::HashMap;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
+use bacalhau_executor::{EXIT_CODE_FILE, STDERR_FILE, STDOUT_FILE};
 use tracing::warn;
 
 /// Spare folders kept at most; beyond this a finished execution's folder is removed. Enough
@@ -30,6 +33,28 @@ pub(crate) struct FolderPool {
     /// Where spares wait: beside the executions' folders, on the same file system.
     root: PathBuf,
     spare: Mutex<Spares>,
+    /// Executions whose output files someone has open (`job logs`), by how many readers.
+    readers: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+/// Held while an execution's output files may be open; see [`FolderPool::reading`].
+#[derive(Debug)]
+pub(crate) struct Reading {
+    id: String,
+    readers: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+impl Drop for Reading {
+    fn drop(&mut self) {
+        if let Ok(mut r) = self.readers.lock()
+            && let Some(n) = r.get_mut(&self.id)
+        {
+            *n -= 1;
+            if *n == 0 {
+                r.remove(&self.id);
+            }
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -51,7 +76,7 @@ impl FolderPool {
                 let _ = fs::remove_dir_all(&root);
             }
         }
-        Self { root, spare: Mutex::new(Spares::default()) }
+        Self { root, spare: Mutex::new(Spares::default()), readers: Arc::default() }
     }
 
     /// Makes `dir` (which must not exist) from a spare folder if there is one; otherwise
@@ -65,26 +90,37 @@ impl FolderPool {
         }
     }
 
-    /// Done with `dir`: emptied and kept as a spare, or removed. Blocking.
-    pub(crate) fn give_back(&self, dir: &Path) {
-        let full = self.spare.lock().map_or(true, |s| s.ready.len() >= MAX_SPARE);
-        if !full && empty_to_skeleton(dir).is_ok() {
-            let name = self.spare.lock().map(|mut s| {
-                s.next += 1;
-                s.next
-            });
-            if let Ok(n) = name {
-                let to = self.root.join(n.to_string());
-                let moved = fs::create_dir_all(&self.root).and_then(|()| fs::rename(dir, &to));
-                if moved.is_ok() {
-                    if let Ok(mut s) = self.spare.lock() {
-                        s.ready.push(to);
-                    }
-                    return;
-                }
-            }
+    /// Says that execution `id`'s output files are about to be opened, until the guard drops.
+    /// Take it before opening them.
+    pub(crate) fn reading(&self, id: &str) -> Reading {
+        if let Ok(mut r) = self.readers.lock() {
+            *r.entry(id.to_owned()).or_default() += 1;
         }
-        remove(dir);
+        Reading { id: id.to_owned(), readers: self.readers.clone() }
+    }
+
+    /// Done with execution `id`'s folder `dir`: emptied and kept as a spare, or removed.
+    /// Blocking.
+    pub(crate) fn give_back(&self, dir: &Path, id: &str) {
+        let full = self.spare.lock().map_or(true, |s| s.ready.len() >= MAX_SPARE);
+        let name = self.spare.lock().map(|mut s| {
+            s.next += 1;
+            s.next
+        });
+        let (false, Ok(n)) = (full, name) else { return remove(dir) };
+        // Out of its path first, so no reader can open its files from now on; then a reader
+        // that registered before (and may hold them open) is known.
+        let to = self.root.join(n.to_string());
+        if fs::create_dir_all(&self.root).and_then(|()| fs::rename(dir, &to)).is_err() {
+            return remove(dir);
+        }
+        let read = self.readers.lock().map_or(true, |r| r.contains_key(id));
+        if empty_to_skeleton(&to, !read).is_err() {
+            return remove(&to);
+        }
+        if let Ok(mut s) = self.spare.lock() {
+            s.ready.push(to);
+        }
     }
 }
 
@@ -97,17 +133,18 @@ pub(crate) fn remove(dir: &Path) {
     }
 }
 
-/// Empties an execution folder down to the folders the node makes for every execution:
-/// `results/` and `inputs/<n>/`, empty. Files are unlinked, never truncated: someone may still
-/// be reading one (`job logs --follow` holds `stdout` open to its end), and an unlinked file
-/// stays whole for its readers. Directories are where the cost was: a new one is an inode,
-/// a block and a discard when it goes.
-fn empty_to_skeleton(dir: &Path) -> io::Result<()> {
+/// Empties an execution folder down to what the node makes for every execution: `results/`
+/// with empty `stdout`, `stderr` and `exitCode` (every run writes `exitCode` over the empty
+/// one; a failed run's folder is never published), and empty `inputs/<n>/` folders. With
+/// `reuse_files` false someone may still be reading the output (`job logs --follow` holds
+/// `stdout` open to its end): the files are unlinked instead, which leaves them whole for
+/// their readers.
+fn empty_to_skeleton(dir: &Path, reuse_files: bool) -> io::Result<()> {
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
         let (name, kind) = (entry.file_name(), entry.file_type()?);
         match name.to_str() {
-            Some("results") if kind.is_dir() => empty_results(&entry.path())?,
+            Some("results") if kind.is_dir() => empty_results(&entry.path(), reuse_files)?,
             Some("inputs") if kind.is_dir() => empty_inputs(&entry.path())?,
             _ => remove_entry(&entry.path(), kind)?,
         }
@@ -115,10 +152,18 @@ fn empty_to_skeleton(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
-fn empty_results(dir: &Path) -> io::Result<()> {
+fn empty_results(dir: &Path, reuse_files: bool) -> io::Result<()> {
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
-        remove_entry(&entry.path(), entry.file_type()?)?;
+        let (name, kind) = (entry.file_name(), entry.file_type()?);
+        let kept = name.to_str().is_some_and(|n| [STDOUT_FILE, STDERR_FILE, EXIT_CODE_FILE].contains(&n));
+        if reuse_files && kept && kind.is_file() {
+            // A regular file the node wrote (its type read without following links), which no
+            // job and no reader has open any more: truncated, it is as new.
+            fs::OpenOptions::new().write(true).open(entry.path())?.set_len(0)?;
+        } else {
+            remove_entry(&entry.path(), kind)?;
+        }
     }
     Ok(())
 }
@@ -188,20 +233,35 @@ mod tests {
         symlink(&outside, results.join("stderr")).expect("symlink");
         symlink("/", first.join("inputs/2")).expect("symlink");
         let results_inode = fs::metadata(&results).expect("stat").ino();
-        // A reader of the job's log, still open: it must keep the whole file.
-        let mut reader = fs::File::open(results.join("stdout")).expect("open");
+        let stdout_inode = fs::metadata(results.join("stdout")).expect("stat").ino();
 
-        pool.give_back(&first);
+        pool.give_back(&first, "exec-1");
         assert!(!first.exists());
         assert_eq!(fs::read_to_string(&outside).expect("read"), "host file", "a link was followed");
 
         let second = tmp.path().join("exec-2");
         pool.take(&second);
-        assert_eq!(names(&second), ["inputs", "inputs/0", "inputs/1", "results"]);
+        assert_eq!(names(&second), ["inputs", "inputs/0", "inputs/1", "results", "results/exitCode", "results/stdout"]);
+        for kept in ["stdout", "exitCode"] {
+            assert_eq!(fs::read(second.join("results").join(kept)).expect("read").len(), 0, "{kept}");
+        }
         assert_eq!(fs::metadata(second.join("results")).expect("stat").ino(), results_inode);
+        assert_eq!(fs::metadata(second.join("results/stdout")).expect("stat").ino(), stdout_inode);
+
+        // Someone follows the second execution's log: its files are unlinked, not truncated,
+        // and the reader keeps the whole output.
+        fs::write(second.join("results/stdout"), "job two's output").expect("write");
+        let reading = pool.reading("exec-2");
+        let mut reader = fs::File::open(second.join("results/stdout")).expect("open");
+        pool.give_back(&second, "exec-2");
         let mut kept = String::new();
         std::io::Read::read_to_string(&mut reader, &mut kept).expect("read");
-        assert_eq!(kept, "job one's output");
+        assert_eq!(kept, "job two's output");
+        drop(reading);
+        assert!(pool.readers.lock().expect("lock").is_empty(), "the reader is forgotten");
+        let again = tmp.path().join("exec-4");
+        pool.take(&again);
+        assert_eq!(names(&again), ["inputs", "inputs/0", "inputs/1", "results"]);
 
         // No spare: the folder is left to be created.
         let third = tmp.path().join("exec-3");
@@ -233,7 +293,7 @@ mod tests {
         for i in 0..MAX_SPARE + 10 {
             let d = tmp.path().join(format!("e{i}"));
             fs::create_dir_all(d.join("results")).expect("mkdir");
-            pool.give_back(&d);
+            pool.give_back(&d, &format!("e{i}"));
             assert!(!d.exists());
         }
         assert_eq!(fs::read_dir(tmp.path().join("spare")).expect("read").count(), MAX_SPARE);

@@ -131,6 +131,7 @@ pub struct ComputeHandle {
     info: Arc<RwLock<NodeInfo>>,
     states: Arc<RwLock<HashMap<ExecutionId, LocalExecutionState>>>,
     data_dir: PathBuf,
+    folders: Arc<crate::folders::FolderPool>,
 }
 
 impl ComputeHandle {
@@ -163,9 +164,14 @@ impl ComputeHandle {
         let (tx, rx) = mpsc::channel(LOG_BUFFER);
         let results = RunPlan::results_dir(&self.data_dir.join("executions").join(id.as_str()));
         let states = self.states.clone();
+        // Registered before the files are opened: their folder's recycling then leaves them whole.
+        let reading = self.folders.reading(id.as_str());
         let id = id.clone();
         let finished = move || states.read().map_or(true, |s| s.get(&id).is_none_or(|st| st.is_terminal()));
-        tokio::spawn(stream_files(results.join("stdout"), results.join("stderr"), follow, finished, tx));
+        tokio::spawn(async move {
+            stream_files(results.join("stdout"), results.join("stderr"), follow, finished, tx).await;
+            drop(reading);
+        });
         rx
     }
 }
@@ -246,13 +252,13 @@ impl ComputeNode {
             reported_roots: Vec::new(),
             states: states.clone(),
             info: info.clone(),
-            folders,
+            folders: folders.clone(),
         };
         rt.recover().await?;
         rt.publish_info();
         rt.register().await?;
         tokio::spawn(rt.run(internal_rx, cancel));
-        Ok(ComputeHandle { info, states, data_dir: cfg.data_dir })
+        Ok(ComputeHandle { info, states, data_dir: cfg.data_dir, folders })
     }
 }
 
@@ -286,7 +292,7 @@ impl Runtime {
         let (root, folders) = (self.cfg.data_dir.join("executions"), self.folders.clone());
         tokio::task::spawn_blocking(move || {
             for id in ids {
-                folders.give_back(&root.join(id.as_str()));
+                folders.give_back(&root.join(id.as_str()), id.as_str());
             }
         });
     }
