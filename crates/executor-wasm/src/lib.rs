@@ -561,9 +561,18 @@ impl bacalhau_executor::Executor for WasmExecutor {
     async fn run(&self, request: RunRequest) -> Result<RunOutcome, ExecutorError> {
         let spec = Self::spec(&request)?;
         let inner = self.inner.clone();
-        tokio::task::spawn_blocking(move || inner.run_blocking(request, spec))
-            .await
-            .map_err(|e| ExecutorError::Failed(format!("the WASM runner crashed: {e}")))?
+        // A thread of its own, not tokio's blocking pool: a run lasts as long as the job, and
+        // hundreds of them parked in the pool keep hundreds of idle threads (and their stacks
+        // and malloc caches) alive after a burst; the store's commits and the folders' file
+        // work share that pool and want it short. Starting a thread costs microseconds.
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("wasm-run".into())
+            .spawn(move || {
+                let _ = tx.send(inner.run_blocking(request, spec));
+            })
+            .map_err(|e| ExecutorError::Failed(format!("cannot start a thread for the WASM run: {e}")))?;
+        rx.await.map_err(|_| ExecutorError::Failed("the WASM runner crashed (it panicked)".into()))?
     }
 }
 
