@@ -148,10 +148,8 @@ impl ComputeHandle {
     /// Whether this node has the execution's output: it holds the execution, or ran it and
     /// its result folder is still on disk (an execution is forgotten once acknowledged).
     pub fn has_logs(&self, id: &ExecutionId) -> bool {
-        // The ID comes from a request: only an ID's characters may reach a path.
-        let plain = !id.as_str().is_empty() && id.as_str().chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
         self.has_execution(id)
-            || (plain && RunPlan::results_dir(&self.data_dir.join("executions").join(id.as_str())).is_dir())
+            || execution_folder(&self.data_dir, id).is_some_and(|dir| RunPlan::results_dir(&dir).is_dir())
     }
 
     /// The execution's state on this node, if it holds it.
@@ -162,7 +160,9 @@ impl ComputeHandle {
     /// The execution's output as lines; with `follow`, until it ends.
     pub fn logs(&self, id: &ExecutionId, follow: bool) -> mpsc::Receiver<LogLine> {
         let (tx, rx) = mpsc::channel(LOG_BUFFER);
-        let results = RunPlan::results_dir(&self.data_dir.join("executions").join(id.as_str()));
+        // No folder, no lines: the channel closes at once.
+        let Some(dir) = execution_folder(&self.data_dir, id) else { return rx };
+        let results = RunPlan::results_dir(&dir);
         let states = self.states.clone();
         // Registered before the files are opened: their folder's recycling then leaves them whole.
         let reading = self.folders.reading(id.as_str());
@@ -289,10 +289,12 @@ impl Runtime {
         if ids.is_empty() {
             return;
         }
-        let (root, folders) = (self.cfg.data_dir.join("executions"), self.folders.clone());
+        let (data_dir, folders) = (self.cfg.data_dir.clone(), self.folders.clone());
         tokio::task::spawn_blocking(move || {
             for id in ids {
-                folders.give_back(&root.join(id.as_str()), id.as_str());
+                if let Some(dir) = execution_folder(&data_dir, &id) {
+                    folders.give_back(&dir, id.as_str());
+                }
             }
         });
     }
@@ -304,11 +306,13 @@ impl Runtime {
     /// is removed in the background: there may be many.
     fn remove_orphan_folders(&self) {
         let root = self.cfg.data_dir.join("executions");
-        let aside = self.cfg.data_dir.join(format!("executions{ASIDE}{}", std::process::id()));
+        let aside = self.cfg.data_dir.join(format!("executions{}", aside_suffix()));
         if std::fs::rename(&root, &aside).is_ok() {
             let _ = std::fs::create_dir_all(&root);
             for (id, _) in self.engine.states() {
-                let _ = std::fs::rename(aside.join(id.as_str()), root.join(id.as_str()));
+                if let Some(dir) = execution_folder(&self.cfg.data_dir, id) {
+                    let _ = std::fs::rename(aside.join(id.as_str()), dir);
+                }
             }
         }
         let data_dir = self.cfg.data_dir.clone();
@@ -537,8 +541,9 @@ impl Runtime {
         let task = execution.job.as_deref().and_then(|j| j.task()).cloned();
         let executor =
             task.as_ref().and_then(|t| self.executors.iter().find(|e| t.engine.is_type(e.engine_type())).cloned());
-        let Some(executor) = executor else {
-            // The bid checked the engine; a job that lost it since fails rather than hangs.
+        let exec_dir = execution_folder(&self.cfg.data_dir, &id);
+        let (Some(executor), Some(exec_dir)) = (executor, exec_dir) else {
+            // The bid checked both; a job that lost its engine since fails rather than hangs.
             let outcome = Outcome::Failed {
                 message: "this node no longer has the job's engine".into(),
                 cancelled: false,
@@ -555,7 +560,6 @@ impl Runtime {
             .and_then(|t| self.publishers.iter().find(|p| t.publisher.is_type(p.publisher_type())).cloned());
         let token = CancellationToken::new();
         self.tokens.insert(id.clone(), token.clone());
-        let exec_dir = self.cfg.data_dir.join("executions").join(id.as_str());
         let folders = self.folders.clone();
         let plan = RunPlan {
             exec_dir: exec_dir.clone(),
@@ -583,6 +587,12 @@ impl Runtime {
     /// fit in the node at all (it may still wait in the queue for capacity). The outside probe,
     /// if any, is asked afterwards, off the loop.
     fn bid(&self, execution: &Execution) -> Result<(), String> {
+        if execution_folder(&self.cfg.data_dir, &execution.id).is_none() {
+            return Err(format!(
+                "the execution ID {:?} cannot name a folder: an ID is letters, digits and '-'",
+                execution.id.as_str()
+            ));
+        }
         let job = execution.job.as_deref().ok_or("the ask carried no job")?;
         let task = job.task().ok_or("the job has no task")?;
         let Some(executor) = self.executors.iter().find(|e| task.engine.is_type(e.engine_type())) else {
@@ -649,10 +659,41 @@ impl Runtime {
     }
 }
 
+/// Execution `id`'s folder, or `None` for an ID that is not a plain name. IDs come from the
+/// orchestrator and from API requests: only letters, digits and `-` may reach a path (no
+/// `..`, no `/`).
+fn execution_folder(data_dir: &std::path::Path, id: &ExecutionId) -> Option<PathBuf> {
+    let s = id.as_str();
+    (!s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
+        .then(|| data_dir.join("executions").join(s))
+}
+
 /// In the name of a folder set aside at start, to be removed in the background.
 pub(crate) const ASIDE: &str = ".old-";
+
+/// The end of a set-aside folder's name: this process and the time, so that a restart (with
+/// the same PID, as PID 1 in a container is) never meets one an earlier start left.
+pub(crate) fn aside_suffix() -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    format!("{ASIDE}{}-{nanos}", std::process::id())
+}
 
 /// A length as the protocol's u32 count, saturating.
 fn count(n: usize) -> u32 {
     u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_execution_ids_name_a_folder() {
+        let data = std::path::Path::new("/data");
+        let folder = |id: &str| execution_folder(data, &ExecutionId::from(id));
+        assert_eq!(folder("e-1a2B"), Some(PathBuf::from("/data/executions/e-1a2B")));
+        for hostile in ["", "..", "../x", "e/../../etc", "/etc", "e-1\0", "e 1", "e.1"] {
+            assert_eq!(folder(hostile), None, "{hostile:?}");
+        }
+    }
 }
