@@ -212,6 +212,11 @@ async fn bench() {
     drop((h, events, tasks));
     node.wait().await.expect("node stops");
 
+    // Where the orchestrator's bytes are, table by table (before the restart adds jobs).
+    let tables = bacalhau_orchestrator::store::JobStore::open(&dir.join("orchestrator").join("jobs.redb"))
+        .and_then(|s| s.table_sizes())
+        .expect("the bench's store opens");
+
     // Restart: a real `serve` on the same data dir.
     let bin = Path::new(env!("CARGO_BIN_EXE_bacalhau"));
     let t = Instant::now();
@@ -247,6 +252,10 @@ async fn bench() {
             ms(r.p99),
             ms(r.list)
         );
+    }
+    println!("orchestrator store after {done} jobs, bytes per job by table (stored, with B-tree overhead):");
+    for (name, stored, total) in tables.iter().filter(|t| t.2 > 0) {
+        println!("  {name:<28} {:>8.0} {:>8.0}", *stored as f64 / done as f64, *total as f64 / done as f64);
     }
     println!("reference: the module on the executor alone, one run at a time: {raw:.0} runs/s");
     if let Some(last) = rows.last() {

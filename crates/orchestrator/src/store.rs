@@ -15,6 +15,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 mod blobs;
+mod codec;
+mod history;
 
 use blobs::{BLOB_REFS, BLOBS, BlobWriter, JOB_BLOBS, decode_record};
 
@@ -22,6 +24,8 @@ const FORMAT_V1: u8 = 1;
 
 const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("jobs");
 const JOBS_BY_CREATE: TableDefinition<(i64, &str), ()> = TableDefinition::new("jobs_by_create_time");
+/// Name → the jobs with that name. A job named by its own ID (the default) is not listed: its
+/// ID finds it, and the entry would cost more than the job's other records.
 const JOB_NAMES: MultimapTableDefinition<&str, &str> = MultimapTableDefinition::new("job_names");
 const EXECUTIONS: TableDefinition<&str, &[u8]> = TableDefinition::new("executions");
 const EXECS_BY_JOB: MultimapTableDefinition<&str, &str> = MultimapTableDefinition::new("executions_by_job");
@@ -86,10 +90,11 @@ fn db_err(e: impl std::fmt::Display) -> StoreError {
 fn encode<T: Serialize>(v: &T) -> Result<Vec<u8>, StoreError> {
     let mut out = vec![FORMAT_V1];
     serde_json::to_writer(&mut out, v).map_err(db_err)?;
-    Ok(out)
+    codec::pack(out)
 }
 
 fn decode<T: DeserializeOwned>(what: &'static str, bytes: &[u8]) -> Result<T, StoreError> {
+    let bytes = codec::unpack(what, bytes)?;
     match bytes.split_first() {
         Some((&FORMAT_V1, rest)) => {
             serde_json::from_slice(rest).map_err(|e| StoreError::Corrupt { what, message: e.to_string() })
@@ -377,7 +382,9 @@ impl JobStore {
                 jobs.insert(job.id.as_str(), bw.encode(job.id.as_str(), job)?.as_slice()).map_err(db_err)?;
                 if *is_new {
                     by_create.insert((job.create_time, job.id.as_str()), ()).map_err(db_err)?;
-                    names.insert(job.name.as_str(), job.id.as_str()).map_err(db_err)?;
+                    if job.name != job.id.as_str() {
+                        names.insert(job.name.as_str(), job.id.as_str()).map_err(db_err)?;
+                    }
                 }
                 if job.state.state_type.is_terminal() {
                     active.remove(job.id.as_str()).map_err(db_err)?;
@@ -405,9 +412,23 @@ impl JobStore {
                 evals.insert(ev.id.as_str(), encode(ev)?.as_slice()).map_err(db_err)?;
                 evals_by_job.insert(ev.job_id.as_str(), ev.id.as_str()).map_err(db_err)?;
             }
+            // An evaluation is a request to schedule: once its job has ended there is nothing
+            // left to schedule and no reader, so it goes with the terminal state.
+            for (job, _) in &batch.jobs {
+                if job.state.state_type.is_terminal() {
+                    for e in drain_multimap(&mut evals_by_job, job.id.as_str())? {
+                        evals.remove(e.as_str()).map_err(db_err)?;
+                    }
+                }
+            }
             let mut history = tx.open_table(HISTORY).map_err(db_err)?;
             for h in &batch.history {
                 history.insert((h.job_id.as_str(), h.seq_num), encode(h)?.as_slice()).map_err(db_err)?;
+            }
+            for (job, _) in &batch.jobs {
+                if job.state.state_type.is_terminal() {
+                    history::fold(&mut history, job.id.as_str())?;
+                }
             }
             let mut nodes = tx.open_table(NODES).map_err(db_err)?;
             for (id, m) in &batch.nodes {
@@ -531,6 +552,16 @@ impl JobStore {
         for v in t.get(name).map_err(db_err)? {
             out.push(JobId::from(v.map_err(db_err)?.value()));
         }
+        // A job named by its own ID is not in the index (stores written before that are).
+        if !out.iter().any(|id| id.as_str() == name) {
+            let jobs = tx.open_table(JOBS).map_err(db_err)?;
+            let blobs = tx.open_table(BLOBS).map_err(db_err)?;
+            if let Some(v) = jobs.get(name).map_err(db_err)?
+                && decode_record::<Job>("job", v.value(), &blobs)?.name == name
+            {
+                out.push(JobId::from(name));
+            }
+        }
         Ok(out)
     }
 
@@ -633,7 +664,7 @@ impl JobStore {
         let t = tx.open_table(HISTORY).map_err(db_err)?;
         let mut out = Vec::new();
         for item in t.range((job_id, 0u64)..=(job_id, u64::MAX)).map_err(db_err)? {
-            out.push(decode("history entry", item.map_err(db_err)?.1.value())?);
+            history::decode_row(item.map_err(db_err)?.1.value(), &mut out)?;
         }
         Ok(out)
     }
@@ -790,6 +821,32 @@ impl JobStore {
         Ok(Some((before, std::fs::metadata(&self.path).map_or(0, |m| m.len()))))
     }
 
+    /// Bytes each table holds (name, stored, with its B-tree's metadata and fragmentation),
+    /// largest first: what a job costs on disk, table by table.
+    pub fn table_sizes(&self) -> Result<Vec<(String, u64, u64)>, StoreError> {
+        use redb::{MultimapTableHandle, ReadableTableMetadata, TableHandle};
+        let tx = self.read_tx()?;
+        let mut out = Vec::new();
+        for h in tx.list_tables().map_err(db_err)? {
+            let s = tx.open_untyped_table(h.clone()).map_err(db_err)?.stats().map_err(db_err)?;
+            out.push((
+                h.name().to_owned(),
+                s.stored_bytes(),
+                s.stored_bytes() + s.metadata_bytes() + s.fragmented_bytes(),
+            ));
+        }
+        for h in tx.list_multimap_tables().map_err(db_err)? {
+            let s = tx.open_untyped_multimap_table(h.clone()).map_err(db_err)?.stats().map_err(db_err)?;
+            out.push((
+                h.name().to_owned(),
+                s.stored_bytes(),
+                s.stored_bytes() + s.metadata_bytes() + s.fragmented_bytes(),
+            ));
+        }
+        out.sort_by_key(|t| std::cmp::Reverse(t.2));
+        Ok(out)
+    }
+
     /// An evaluation by ID.
     pub fn evaluation(&self, id: &str) -> Result<Option<Evaluation>, StoreError> {
         let tx = self.read_tx()?;
@@ -903,6 +960,11 @@ mod tests {
         redb::ReadableTableMetadata::len(&tx.open_table(table).expect("table")).expect("len")
     }
 
+    fn count_multimap(store: &JobStore, table: MultimapTableDefinition<&str, &str>) -> u64 {
+        let tx = store.read_tx().expect("tx");
+        redb::ReadableTableMetadata::len(&tx.open_multimap_table(table).expect("table")).expect("len")
+    }
+
     #[test]
     fn an_inline_payload_is_stored_once_and_read_back_as_submitted() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -1000,6 +1062,130 @@ mod tests {
         store.commit(&b).expect("commit");
         assert!(store.sweep(500, 3).expect("sweep").more);
         assert_eq!(store.sweep(500, 3).expect("sweep"), Sweep { jobs: 2, executions: 0, blobs: 0, more: false });
+    }
+
+    fn entry(job_id: &str, seq: u64, comment: &str) -> JobHistory {
+        JobHistory {
+            seq_num: seq,
+            r#type: bacalhau_model::HistoryType::JobLevel,
+            job_id: JobId::from(job_id),
+            job_version: 1,
+            node_id: Default::default(),
+            execution_id: Default::default(),
+            job_state: None,
+            execution_state: None,
+            new_revision: seq,
+            comment: comment.into(),
+            event: Default::default(),
+            time: "2026-12-03T12:00:00Z".into(),
+        }
+    }
+
+    fn history_rows(store: &JobStore, job_id: &str) -> usize {
+        let tx = store.read_tx().expect("tx");
+        let t = tx.open_table(HISTORY).expect("table");
+        t.range((job_id, 0u64)..=(job_id, u64::MAX)).expect("range").count()
+    }
+
+    #[test]
+    fn a_finished_jobs_history_is_folded_into_one_row_and_reads_the_same() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = JobStore::open(&dir.path().join("jobs.redb")).expect("open");
+        let mut b = WriteBatch::default();
+        b.put_job(job("j-1", 1, JobStateType::Running), true);
+        b.put_job(job("j-2", 2, JobStateType::Running), true);
+        for seq in 1..=5 {
+            b.add_history(entry("j-1", seq, &format!("step {seq}")));
+            b.add_history(entry("j-2", seq, "other"));
+        }
+        store.commit(&b).expect("commit");
+        let all: Vec<JobHistory> = (1..=6).map(|s| entry("j-1", s, &format!("step {s}"))).collect();
+        assert_eq!(history_rows(&store, "j-1"), 5, "one row per entry while the job runs");
+
+        // The last entry arrives with the terminal state: folded in the same commit.
+        let mut b = WriteBatch::default();
+        b.put_job(job("j-1", 1, JobStateType::Completed), false);
+        b.add_history(all[5].clone());
+        store.commit(&b).expect("commit");
+        assert_eq!(history_rows(&store, "j-1"), 1);
+        assert_eq!(store.history("j-1").expect("history"), all);
+        assert_eq!(store.last_history_seq("j-1").expect("seq"), 6);
+        assert_eq!(history_rows(&store, "j-2"), 5, "another job's rows are left alone");
+
+        // A rerun appends rows after the folded one; ending again folds them all.
+        let mut b = WriteBatch::default();
+        b.put_job(job("j-1", 1, JobStateType::Running), false);
+        b.add_history(entry("j-1", 7, "rerun"));
+        store.commit(&b).expect("commit");
+        let mut expected = all.clone();
+        expected.push(entry("j-1", 7, "rerun"));
+        assert_eq!(store.history("j-1").expect("history"), expected);
+        let mut b = WriteBatch::default();
+        b.put_job(job("j-1", 1, JobStateType::Failed), false);
+        b.add_history(entry("j-1", 8, "failed"));
+        store.commit(&b).expect("commit");
+        expected.push(entry("j-1", 8, "failed"));
+        assert_eq!(history_rows(&store, "j-1"), 1);
+        assert_eq!(store.history("j-1").expect("history"), expected);
+        assert_eq!(store.last_history_seq("j-1").expect("seq"), 8);
+
+        // Retention deletes the folded row with the job.
+        assert_eq!(store.sweep(i64::MAX, 10).expect("sweep").jobs, 1, "only j-1 is finished");
+        assert_eq!(history_rows(&store, "j-1"), 0);
+    }
+
+    #[test]
+    fn a_job_named_by_its_id_is_found_by_name_without_an_index_entry_and_its_evaluations_go_when_it_ends() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = JobStore::open(&dir.path().join("jobs.redb")).expect("open");
+        let mut by_id = job("j-1", 1, JobStateType::Running);
+        by_id.name = "j-1".into();
+        let named = job("j-2", 2, JobStateType::Running);
+        let mut b = WriteBatch::default();
+        for j in [&by_id, &named] {
+            use bacalhau_model::{EvaluationId, TriggeredBy};
+            b.put_job(j.clone(), true);
+            let ev_id = EvaluationId::from(format!("ev-{}", j.id).as_str());
+            b.put_evaluation(crate::engine::evaluation(ev_id, j, TriggeredBy::JobRegister, 1));
+        }
+        store.commit(&b).expect("commit");
+        assert_eq!(count_multimap(&store, JOB_NAMES), 1, "only the job with a name of its own");
+        assert_eq!(store.jobs_named("j-1").expect("name"), vec![JobId::from("j-1")]);
+        assert_eq!(store.jobs_named("name-j-2").expect("name"), vec![JobId::from("j-2")]);
+        assert_eq!(store.job_named(&by_id.namespace, "j-1").expect("name").map(|j| j.id), Some(JobId::from("j-1")));
+        assert!(store.jobs_named("j-2").expect("name").is_empty(), "an ID is not a name unless the job says so");
+        assert!(store.evaluation("ev-j-1").expect("read").is_some(), "kept while the job runs");
+
+        by_id.state.state_type = JobStateType::Completed;
+        let mut b = WriteBatch::default();
+        b.put_job(by_id, false);
+        store.commit(&b).expect("commit");
+        assert!(store.evaluation("ev-j-1").expect("read").is_none(), "dropped when the job ended");
+        assert!(store.evaluation("ev-j-2").expect("read").is_some());
+    }
+
+    #[test]
+    fn records_written_before_compression_still_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = JobStore::open(&dir.path().join("jobs.redb")).expect("open");
+        let old_job = job("j-1", 1, JobStateType::Completed);
+        let old_entry = entry("j-1", 1, "stored by an earlier version");
+        {
+            let tx = store.write_tx().expect("tx");
+            {
+                let mut jobs = tx.open_table(JOBS).expect("jobs");
+                let mut body = vec![FORMAT_V1];
+                serde_json::to_writer(&mut body, &old_job).expect("json");
+                jobs.insert("j-1", body.as_slice()).expect("insert");
+                let mut history = tx.open_table(HISTORY).expect("history");
+                let mut body = vec![FORMAT_V1];
+                serde_json::to_writer(&mut body, &old_entry).expect("json");
+                history.insert(("j-1", 1), body.as_slice()).expect("insert");
+            }
+            tx.commit().expect("commit");
+        }
+        assert_eq!(store.job("j-1").expect("read"), Some(old_job));
+        assert_eq!(store.history("j-1").expect("read"), vec![old_entry]);
     }
 
     #[test]

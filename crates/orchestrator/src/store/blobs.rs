@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::{FORMAT_V1, StoreError, db_err, decode};
+use super::{FORMAT_V1, StoreError, codec, db_err, decode};
 
 /// A string this long or longer is stored once, by hash. Shorter ones cost less inline than
 /// the slot and the two index entries would.
@@ -45,7 +45,7 @@ impl BlobWriter<'_> {
         if slots.is_empty() {
             let mut out = vec![FORMAT_V1];
             serde_json::to_writer(&mut out, &value).map_err(db_err)?;
-            return Ok(out);
+            return codec::pack(out);
         }
         let mut out = vec![FORMAT_V2];
         out.extend_from_slice(&u32::try_from(slots.len()).map_err(db_err)?.to_le_bytes());
@@ -61,7 +61,7 @@ impl BlobWriter<'_> {
             out.extend_from_slice(&hash);
         }
         serde_json::to_writer(&mut out, &value).map_err(db_err)?;
-        Ok(out)
+        codec::pack(out)
     }
 
     /// Drops job `job_id`'s uses of blobs, and the blobs no other job uses.
@@ -92,7 +92,8 @@ pub(super) fn decode_record<T: DeserializeOwned>(
     blobs: &impl ReadableTable<&'static [u8], &'static [u8]>,
 ) -> Result<T, StoreError> {
     let corrupt = |message: String| StoreError::Corrupt { what, message };
-    let Some((&FORMAT_V2, rest)) = bytes.split_first() else { return decode(what, bytes) };
+    let bytes = codec::unpack(what, bytes)?;
+    let Some((&FORMAT_V2, rest)) = bytes.split_first() else { return decode(what, &bytes) };
     let mut r = rest;
     let mut take = |n: usize| -> Result<&[u8], StoreError> {
         if r.len() < n {
