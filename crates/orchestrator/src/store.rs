@@ -1111,6 +1111,10 @@ mod tests {
         assert_eq!(store.history("j-1").expect("history"), all);
         assert_eq!(store.last_history_seq("j-1").expect("seq"), 6);
         assert_eq!(history_rows(&store, "j-2"), 5, "another job's rows are left alone");
+        let sizes = store.table_sizes().expect("sizes");
+        let history = sizes.iter().find(|t| t.0 == "history").expect("the history table is listed");
+        assert!(history.1 > 0 && history.2 >= history.1, "{history:?}");
+        assert!(sizes.windows(2).all(|w| w[0].2 >= w[1].2), "largest first: {sizes:?}");
 
         // A rerun appends rows after the folded one; ending again folds them all.
         let mut b = WriteBatch::default();
