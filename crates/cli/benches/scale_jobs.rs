@@ -39,6 +39,8 @@ struct Latencies {
     n: u64,
 }
 
+// Bucket indexes are logarithms of microsecond counts: small and never negative.
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_possible_wrap)]
 impl Latencies {
     fn bucket(d: Duration) -> usize {
         let us = d.as_micros().max(1) as f64;
