@@ -378,6 +378,12 @@ impl JobStore {
             let mut by_create = tx.open_table(JOBS_BY_CREATE).map_err(db_err)?;
             let mut names = tx.open_multimap_table(JOB_NAMES).map_err(db_err)?;
             let mut active = tx.open_table(ACTIVE_JOBS).map_err(db_err)?;
+            let ended: Vec<&str> = batch
+                .jobs
+                .iter()
+                .filter(|(j, _)| j.state.state_type.is_terminal())
+                .map(|(j, _)| j.id.as_str())
+                .collect();
             for (job, is_new) in &batch.jobs {
                 jobs.insert(job.id.as_str(), bw.encode(job.id.as_str(), job)?.as_slice()).map_err(db_err)?;
                 if *is_new {
@@ -414,21 +420,17 @@ impl JobStore {
             }
             // An evaluation is a request to schedule: once its job has ended there is nothing
             // left to schedule and no reader, so it goes with the terminal state.
-            for (job, _) in &batch.jobs {
-                if job.state.state_type.is_terminal() {
-                    for e in drain_multimap(&mut evals_by_job, job.id.as_str())? {
-                        evals.remove(e.as_str()).map_err(db_err)?;
-                    }
+            for id in &ended {
+                for e in drain_multimap(&mut evals_by_job, id)? {
+                    evals.remove(e.as_str()).map_err(db_err)?;
                 }
             }
             let mut history = tx.open_table(HISTORY).map_err(db_err)?;
             for h in &batch.history {
                 history.insert((h.job_id.as_str(), h.seq_num), encode(h)?.as_slice()).map_err(db_err)?;
             }
-            for (job, _) in &batch.jobs {
-                if job.state.state_type.is_terminal() {
-                    history::fold(&mut history, job.id.as_str())?;
-                }
+            for id in &ended {
+                history::fold(&mut history, id)?;
             }
             let mut nodes = tx.open_table(NODES).map_err(db_err)?;
             for (id, m) in &batch.nodes {
@@ -826,22 +828,16 @@ impl JobStore {
     pub fn table_sizes(&self) -> Result<Vec<(String, u64, u64)>, StoreError> {
         use redb::{MultimapTableHandle, ReadableTableMetadata, TableHandle};
         let tx = self.read_tx()?;
+        let row = |name: &str, s: redb::TableStats| {
+            (name.to_owned(), s.stored_bytes(), s.stored_bytes() + s.metadata_bytes() + s.fragmented_bytes())
+        };
         let mut out = Vec::new();
         for h in tx.list_tables().map_err(db_err)? {
-            let s = tx.open_untyped_table(h.clone()).map_err(db_err)?.stats().map_err(db_err)?;
-            out.push((
-                h.name().to_owned(),
-                s.stored_bytes(),
-                s.stored_bytes() + s.metadata_bytes() + s.fragmented_bytes(),
-            ));
+            out.push(row(h.name(), tx.open_untyped_table(h.clone()).map_err(db_err)?.stats().map_err(db_err)?));
         }
         for h in tx.list_multimap_tables().map_err(db_err)? {
-            let s = tx.open_untyped_multimap_table(h.clone()).map_err(db_err)?.stats().map_err(db_err)?;
-            out.push((
-                h.name().to_owned(),
-                s.stored_bytes(),
-                s.stored_bytes() + s.metadata_bytes() + s.fragmented_bytes(),
-            ));
+            let stats = tx.open_untyped_multimap_table(h.clone()).map_err(db_err)?.stats().map_err(db_err)?;
+            out.push(row(h.name(), stats));
         }
         out.sort_by_key(|t| std::cmp::Reverse(t.2));
         Ok(out)
@@ -1166,6 +1162,22 @@ mod tests {
         store.commit(&b).expect("commit");
         assert!(store.evaluation("ev-j-1").expect("read").is_none(), "dropped when the job ended");
         assert!(store.evaluation("ev-j-2").expect("read").is_some());
+    }
+
+    #[test]
+    fn a_history_too_long_to_fold_stays_in_rows_and_reads_the_same() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = JobStore::open(&dir.path().join("jobs.redb")).expect("open");
+        let long = "x".repeat(400 << 10);
+        let entries: Vec<JobHistory> = (1..=4).map(|s| entry("j-1", s, &long)).collect();
+        let mut b = WriteBatch::default();
+        b.put_job(job("j-1", 1, JobStateType::Completed), true);
+        for e in &entries {
+            b.add_history(e.clone());
+        }
+        store.commit(&b).expect("commit");
+        assert_eq!(history_rows(&store, "j-1"), 4, "1.6 MiB of history is not folded");
+        assert_eq!(store.history("j-1").expect("history"), entries);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::{FORMAT_V1, StoreError, codec, db_err, decode};
+use super::{StoreError, codec, db_err, decode, encode};
 
 /// A string this long or longer is stored once, by hash. Shorter ones cost less inline than
 /// the slot and the two index entries would.
@@ -43,9 +43,7 @@ impl BlobWriter<'_> {
         let mut slots = Vec::new();
         take_large(&mut value, &mut String::new(), &mut slots);
         if slots.is_empty() {
-            let mut out = vec![FORMAT_V1];
-            serde_json::to_writer(&mut out, &value).map_err(db_err)?;
-            return codec::pack(out);
+            return encode(&value);
         }
         let mut out = vec![FORMAT_V2];
         out.extend_from_slice(&u32::try_from(slots.len()).map_err(db_err)?.to_le_bytes());

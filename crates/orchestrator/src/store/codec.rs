@@ -76,8 +76,11 @@ fn codec_err(e: impl std::fmt::Display) -> StoreError {
 }
 
 /// Compresses a format 1 or 2 record into format 3, or returns it as it is when that would not
-/// be smaller.
+/// be smaller (or when it is past what a compressed record may claim, so it stays readable).
 pub(super) fn pack(record: Vec<u8>) -> Result<Vec<u8>, StoreError> {
+    if record.len() > MAX_RECORD_BYTES {
+        return Ok(record);
+    }
     let len = u32::try_from(record.len()).map_err(codec_err)?;
     let frame = with_context(
         &COMPRESSORS,
@@ -143,6 +146,11 @@ mod tests {
     fn a_record_that_does_not_shrink_is_kept_as_it_is() {
         let record = vec![1u8, b'7'];
         assert_eq!(pack(record.clone()).expect("pack"), record);
+        // Past what a compressed record may claim: kept plain, so it reads back.
+        let mut huge = vec![b'x'; MAX_RECORD_BYTES + 1];
+        huge[0] = 1;
+        let packed = pack(huge.clone()).expect("pack");
+        assert_eq!(unpack("job", &packed).expect("unpack").as_ref(), huge.as_slice());
     }
 
     #[test]

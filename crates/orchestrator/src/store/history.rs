@@ -16,6 +16,10 @@ use super::{FORMAT_V1, StoreError, codec, db_err, decode};
 /// A JSON array of history entries, in order.
 const FORMAT_HISTORY_RUN: u8 = 4;
 
+/// A history longer than this (a daemon or service job that ran for months) stays in rows:
+/// one record of it would be read whole on every fold and could outgrow what a record may be.
+const FOLD_MAX_BYTES: usize = 1 << 20;
+
 type HistoryTable<'tx> = Table<'tx, (&'static str, u64), &'static [u8]>;
 
 /// Appends the entries stored in one history row to `out`.
@@ -35,9 +39,15 @@ pub(super) fn decode_row(bytes: &[u8], out: &mut Vec<JobHistory>) -> Result<(), 
 /// Folds the history rows of `job_id` into one. Nothing to do when it is one row already.
 pub(super) fn fold(t: &mut HistoryTable<'_>, job_id: &str) -> Result<(), StoreError> {
     let mut rows = Vec::new();
+    let mut bytes = 0;
     for item in t.range((job_id, 0u64)..=(job_id, u64::MAX)).map_err(db_err)? {
         let (k, v) = item.map_err(db_err)?;
-        rows.push((k.value().1, codec::unpack("history entry", v.value())?.into_owned()));
+        let row = codec::unpack("history entry", v.value())?.into_owned();
+        bytes += row.len();
+        if bytes > FOLD_MAX_BYTES {
+            return Ok(());
+        }
+        rows.push((k.value().1, row));
     }
     let Some(&(last, _)) = rows.last() else { return Ok(()) };
     if rows.len() < 2 {
