@@ -52,7 +52,11 @@ pub(crate) const ROUTES: &[(&str, &str, &str)] = &[
         "A node action: {\"NodeID\", \"Action\": approve|reject|delete, \"Message\"}",
     ),
     ("put", "/api/v1/orchestrator/nodes/{id}", "The same action with the node in the path"),
-    ("get", "/api/v1/local-results/{file}", "Download a result archive kept by the local publisher"),
+    (
+        "get",
+        "/api/v1/local-results/{file}",
+        "Download a result archive kept by the local publisher (on an orchestrator, ?job_id=ID relays one kept by a compute node)",
+    ),
     ("get", "/api/v1/openapi.json", "This document"),
     (
         "get",

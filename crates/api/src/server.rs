@@ -12,7 +12,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use bacalhau_compute::{ComputeHandle, LogLine};
 use bacalhau_model::{
-    BuildVersionInfo, ComputeStateType, ExecutionId, HistoryType, LabelSelectorRequirement, NodeConnectionState,
+    BuildVersionInfo, ComputeStateType, ExecutionId, HistoryType, JobId, LabelSelectorRequirement, NodeConnectionState,
     NodeInfo, parse_job_value,
 };
 use bacalhau_orchestrator::{ListJobsQuery, OrchestratorError, OrchestratorHandle};
@@ -776,17 +776,84 @@ async fn get_node(State(s): St, Path(id): Path<String>) -> ApiResult<Json<GetNod
     }
 }
 
-async fn local_result(State(s): St, Path(file): Path<String>) -> ApiResult<Response> {
+/// `GET /api/v1/local-results/{file}[?job_id=ID]`: a result archive the `local` publisher kept
+/// on this node, streamed. On an orchestrator, with the job named, an archive kept by another
+/// node is relayed from that node's API: a client that cannot reach the compute node (behind
+/// NAT, or advertising an address only its own network knows) still gets its results.
+async fn local_result(State(s): St, Path(file): Path<String>, Query(p): Params) -> ApiResult<Response> {
     let valid = file.starts_with(ExecutionId::PREFIX)
         && file.ends_with(".tar.gz")
         && file.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
-    let dir = s.local_results_dir.as_ref().filter(|_| valid).ok_or_else(|| {
-        ApiError::not_found(format!("no local result {file}"), "get results with `bacalhau job get <job-id>`")
+    if !valid {
+        return Err(ApiError::not_found(
+            format!("no local result {file}"),
+            "get results with `bacalhau job get <job-id>`",
+        ));
+    }
+    if let Some(dir) = &s.local_results_dir
+        && let Ok(archive) = tokio::fs::File::open(dir.join(&file)).await
+    {
+        let len = archive.metadata().await.map(|m| m.len()).ok();
+        // Streamed from the file: a 1 GiB result must not be 1 GiB of this node's memory per download.
+        let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::with_capacity(archive, 256 * 1024));
+        return Ok(archive_response(body, len));
+    }
+    let (Some(job_id), Some(orchestrator)) = (p.get("job_id").filter(|j| !j.is_empty()), s.orchestrator.as_ref())
+    else {
+        return Err(ApiError::not_found(
+            format!("no local result {file} on this node"),
+            "the result may have been removed; ask the orchestrator with ?job_id=<job-id>",
+        ));
+    };
+    let exec_id = file.trim_end_matches(".tar.gz");
+    let executions = orchestrator.executions(&JobId::from(job_id.as_str())).await?;
+    let execution = executions.iter().find(|e| e.id.as_str() == exec_id).ok_or_else(|| {
+        ApiError::not_found(
+            format!("job {job_id} has no execution {exec_id}"),
+            "list them with `bacalhau job executions`",
+        )
     })?;
-    let bytes = tokio::fs::read(dir.join(&file)).await.map_err(|_| {
-        ApiError::not_found(format!("no local result {file} on this node"), "the result may have been removed")
+    // Only to a node connected now, as for logs: the URL is what the node advertised.
+    let api = orchestrator
+        .nodes()
+        .await?
+        .into_iter()
+        .find(|n| n.info.node_id == execution.node_id && n.connection == NodeConnectionState::Connected)
+        .map(|n| n.info.api_url)
+        .filter(|a| a.starts_with("http://") || a.starts_with("https://"))
+        .ok_or_else(|| {
+            ApiError::not_found(
+                format!("result {file} is kept by node {}, which is not connected now", execution.node_id),
+                "try again once that node is back",
+            )
+        })?;
+    let url = format!("{}/api/v1/local-results/{file}", api.trim_end_matches('/'));
+    let http = crate::tls::http_client_builder()
+        .connect_timeout(RELAY_CONNECT_TIMEOUT)
+        .read_timeout(RELAY_READ_TIMEOUT)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| ApiError::bad_request(format!("cannot build the relay client: {e}"), ""))?;
+    let mut req = http.get(&url);
+    if let Some(t) = s.relay_token.as_deref() {
+        req = req.bearer_auth(t);
+    }
+    let resp = req.send().await.and_then(reqwest::Response::error_for_status).map_err(|e| {
+        ApiError::not_found(
+            format!("result {file} is kept by node {}, whose API at {api} did not give it: {e}", execution.node_id),
+            "the result may have been removed from that node",
+        )
     })?;
-    Ok(([(header::CONTENT_TYPE, "application/gzip")], bytes).into_response())
+    let len = resp.content_length();
+    Ok(archive_response(axum::body::Body::from_stream(resp.bytes_stream()), len))
+}
+
+fn archive_response(body: axum::body::Body, len: Option<u64>) -> Response {
+    let mut response = ([(header::CONTENT_TYPE, "application/gzip")], body).into_response();
+    if let Some(len) = len {
+        response.headers_mut().insert(header::CONTENT_LENGTH, header::HeaderValue::from(len));
+    }
+    response
 }
 
 /// Serves the API on `listener` until `shutdown` completes.

@@ -47,7 +47,24 @@ pub async fn get(client: &Client, args: &GetArgs) -> Result<PathBuf> {
         let url = r.param_str("URL").context("a urlDownload result has no URL")?;
         let archive = raw.join(format!("{i}.tar.gz"));
         std::fs::create_dir_all(&raw)?;
-        client.download_to(url, &archive, timeout).await?;
+        if let Err(direct) = client.download_to(url, &archive, timeout).await {
+            // The compute node may be out of this client's reach (behind NAT, or advertising an
+            // address only its own network knows): its orchestrator relays the archive.
+            let Some(file) =
+                url.rsplit('/').next().filter(|f| f.ends_with(".tar.gz") && url.contains("/local-results/"))
+            else {
+                return Err(direct.into());
+            };
+            let relayed = format!("{}/api/v1/local-results/{file}?job_id={}", client.base_url(), job.id);
+            if relayed == url {
+                return Err(direct.into());
+            }
+            eprintln!("{url} is out of reach ({direct}); fetching it through the orchestrator");
+            let _ = std::fs::remove_file(&archive);
+            client.download_to(&relayed, &archive, timeout).await.with_context(|| {
+                format!("downloading result {i} failed directly ({direct}) and through the orchestrator")
+            })?;
+        }
         let dir = raw.join(i.to_string());
         let (a, d) = (archive.clone(), dir.clone());
         tokio::task::spawn_blocking(move || unpack_tar_gz(&a, &d)).await??;

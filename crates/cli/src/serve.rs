@@ -133,7 +133,12 @@ pub async fn node_config(host: &str, tls_ca: Option<PathBuf>, args: &ServeArgs, 
             inputs: cfg.list("InputSources.Disabled"),
             publishers: cfg.list("Publishers.Disabled"),
         };
+        role.url_inputs.max_retries = u32::try_from(cfg.int("InputSources.MaxRetryCount").max(0)).unwrap_or(u32::MAX);
+        // Zero would time every download out at once; Bacalhau reads it as "no limit".
+        let read_timeout = cfg.duration("InputSources.ReadTimeout");
+        role.url_inputs.read_timeout = if read_timeout.is_zero() { Duration::from_secs(86_400) } else { read_timeout };
         role.results_host = cfg.opt_str("Publishers.Types.Local.Address").unwrap_or_else(|| advertised.clone());
+        role.api_host = advertised.clone();
         role.kubo = args.ipfs_connect.clone();
         role.prices = crate::market::prices(args)?;
         role.bid_policy = bacalhau_compute::BidPolicy {

@@ -56,6 +56,14 @@ fn layers_depend_only_downward() {
     assert!(deps("ipfs-peer").contains(&"libp2p".to_owned()));
     assert!(!deps("ipfs-peer").iter().any(|d| d.starts_with("bacalhau-") && d != "bacalhau-ipfs"));
     assert!(!deps("transport").iter().any(|d| d == "bacalhau-orchestrator" || d == "bacalhau-compute"));
+    // Remote inputs are a leaf the binary wires: compute reaches them only through `storage`'s trait.
+    assert!(!deps("compute").iter().any(|d| d == "bacalhau-storage-remote"), "compute must not link the HTTP inputs");
+    assert!(
+        !deps("storage-remote")
+            .iter()
+            .any(|d| ["bacalhau-compute", "bacalhau-orchestrator", "bacalhau-api"].contains(&d.as_str())),
+        "storage-remote sits below compute"
+    );
     // The node is a library: flags and the configuration file are the binary's business.
     assert!(!deps("node").iter().any(|d| d == "clap" || d == "bacalhau-cli"), "node must not parse flags");
     // The simulator runs the engines, not the node: no network, no processes.

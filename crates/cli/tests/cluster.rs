@@ -441,3 +441,42 @@ fn a_lost_bid_acceptance_heals_without_a_reconnect() {
     assert!(s.log().contains("resyncing"), "the digest found the difference: {}", s.log());
     assert_eq!(s.ok(&["job", "logs", &id]), "Hello, world!\n");
 }
+
+#[test]
+fn local_results_out_of_the_clients_reach_come_through_the_orchestrator() {
+    let (o, node_port) = orchestrator(&[]);
+    // The compute node's API listens on 127.0.0.1 but its results' URLs name 127.0.0.9, where
+    // nothing listens: as a node behind NAT, or advertising an address only its network knows.
+    let addr = format!("127.0.0.1:{node_port}");
+    let c = Serve::start(
+        bin(),
+        &[
+            "--compute",
+            "--orchestrators",
+            &addr,
+            "--node-token",
+            TOKEN,
+            "-c",
+            "Publishers.Types.Local.Address=127.0.0.9",
+        ],
+    )
+    .expect("compute node");
+    o.wait_connected(1);
+    let id = o.submit_wasm(&["-p", "local", &program("hello")]);
+    assert_eq!(o.wait_terminal(&id).expect("finish"), "Completed", "{}", c.log());
+    let results = o.get(&format!("/api/v1/orchestrator/jobs/{id}/results")).expect("results");
+    assert!(results.contains("http://127.0.0.9:"), "{results}");
+    let out = o.cli(&["job", "get", &id, "--output-dir", "res"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("through the orchestrator"), "{out:?}");
+    let stdout = std::fs::read_to_string(o.work.join("res/stdout")).expect("stdout");
+    assert!(stdout.contains("Hello"), "{stdout}");
+
+    // Only with the job named, and only an execution of that job.
+    let file = results.split("/local-results/").nth(1).and_then(|r| r.split('"').next()).expect("file").to_owned();
+    assert!(o.get(&format!("/api/v1/local-results/{file}?job_id={id}")).is_ok());
+    let other = o.submit_wasm(&[&program("hello")]);
+    assert_eq!(o.wait_terminal(&other).expect("finish"), "Completed");
+    assert!(o.get(&format!("/api/v1/local-results/{file}?job_id={other}")).is_err());
+    assert!(o.get(&format!("/api/v1/local-results/{file}")).is_err());
+}

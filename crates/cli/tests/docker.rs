@@ -173,6 +173,22 @@ fn inputs_are_read_only_and_results_are_published() {
 }
 
 #[test]
+fn a_url_input_is_downloaded_into_the_container_read_only() {
+    let data = tempfile::tempdir().expect("tmp");
+    let served = data.path().join("www");
+    std::fs::create_dir_all(served.join("sub")).expect("mkdir");
+    std::fs::write(served.join("sub/prices.csv"), "fish,3\n").expect("write");
+    let http = bacalhau_testkit::HttpServer::start(&served).expect("http.server");
+    let s = serve(&[]);
+    let input = format!("http://127.0.0.1:{}/sub/prices.csv:/inputs", http.port);
+    let script =
+        "ls /inputs; cat /inputs/prices.csv; touch /inputs/nope 2>/dev/null && echo writable || echo read-only";
+    let id = submit(&s, &["-i", &input, "busybox", "sh", "-c", script]);
+    assert_eq!(s.wait_terminal(&id).expect("finish"), "Completed", "{}", message(&s, &id));
+    assert_eq!(s.ok(&["logs", &id]), "prices.csv\nfish,3\nread-only\n");
+}
+
+#[test]
 fn limits_timeouts_and_stop() {
     let s = serve(&[]);
     let oom = submit(&s, &["--memory", "20Mb", "busybox", "sh", "-c", "x=a; while true; do x=$x$x; done"]);

@@ -137,6 +137,41 @@ fn a_one_file_input_shows_that_file_at_its_target_and_nothing_beside_it() {
 }
 
 #[test]
+fn url_inputs_are_downloaded_to_their_target_and_revalidated_from_the_nodes_cache() {
+    let data = tempfile::tempdir().expect("tmp");
+    let served = data.path().join("www");
+    std::fs::create_dir_all(&served).expect("mkdir");
+    std::fs::write(served.join("data.csv"), "name,count\nfish,3\n").expect("write");
+    let http = bacalhau_testkit::HttpServer::start(&served).expect("http.server");
+    let s = serve();
+    let cat = program("cat");
+    let input = format!("http://127.0.0.1:{}/data.csv:/inputs", http.port);
+    for round in 1..=2 {
+        let id = submit(&s, &["-i", &input, &cat, "/inputs/data.csv"]);
+        assert_eq!(s.wait_terminal(&id).expect("finish"), "Completed", "round {round}: {}", describe(&s, &id));
+        assert_eq!(s.ok(&["job", "logs", &id]), "name,count\nfish,3\n");
+    }
+    assert_eq!(http.answered("/data.csv", 200), 1, "downloaded once");
+    assert_eq!(http.answered("/data.csv", 304), 1, "then revalidated, not downloaded again");
+
+    // A file the server does not have fails the job at once, naming the URL and the status.
+    let missing = format!("http://127.0.0.1:{}/missing.csv", http.port);
+    let id = submit(&s, &["-i", &format!("{missing}:/inputs"), &cat, "/inputs/missing.csv"]);
+    assert_eq!(s.wait_terminal(&id).expect("finish"), "Failed");
+    let msg = describe(&s, &id)["Job"]["State"]["Message"].as_str().unwrap_or_default().to_owned();
+    assert!(msg.contains(&missing) && msg.contains("404"), "{msg}");
+
+    // A URL that cannot name a file, or is not http(s), is refused at submission, naming the field.
+    let spec = spec_file(
+        &s,
+        "ftp.yaml",
+        "Type: batch\nTasks:\n  - Engine: {Type: docker, Params: {Image: busybox}}\n    InputSources:\n      - {Target: /in, Source: {Type: urlDownload, Params: {URL: \"ftp://127.0.0.1/a.csv\"}}}\n",
+    );
+    let err = s.fails(&["job", "run", &spec.display().to_string()]);
+    assert!(err.contains("Tasks[0].InputSources[0].Source.Params.URL") && err.contains("http://"), "{err}");
+}
+
+#[test]
 fn result_paths_are_published_and_job_get_writes_the_contract_layout() {
     let s = serve();
     let write = program("write");

@@ -515,9 +515,40 @@ fn validate_source(src: &SpecConfig, f: &str, errs: &mut Vec<FieldError>) {
                 ));
             }
         }
-        SOURCE_URL => require("URL", "the http(s) URL to download", errs),
+        SOURCE_URL => {
+            require("URL", "the http(s) URL to download", errs);
+            if let Some(why) = src.param_str("URL").and_then(url_problem) {
+                errs.push(FieldError::new(format!("{f}.Params.URL"), why));
+            }
+        }
         _ => require("Bucket", "the bucket to read from", errs),
     }
+}
+
+/// What is wrong with a `urlDownload` URL, checked as Bacalhau checks it at submission:
+/// http or https, a host, and a path after it that names the file.
+fn url_problem(raw: &str) -> Option<String> {
+    let url = raw.trim_matches(|c: char| c == ' ' || c == '\'' || c == '"');
+    if url.is_empty() {
+        return None;
+    }
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return Some(format!("is {url:?}: a urlDownload URL must begin with http:// or https://"));
+    };
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return Some(format!("begins with {scheme}://: a urlDownload URL must begin with http:// or https://"));
+    }
+    let host = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    if host.is_empty() {
+        return Some(format!("is {url:?}: it names no host"));
+    }
+    if !rest.contains('/') {
+        return Some(format!("is {url:?}: it must end with a file name, e.g. {url}/data.csv"));
+    }
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Some(format!("is {url:?}: spaces and control characters must be percent-encoded"));
+    }
+    None
 }
 
 #[cfg(test)]
@@ -549,6 +580,28 @@ Tasks:
         assert_eq!(job.tasks[0].resources.cpu, "500m");
         assert_eq!(job.state.state_type, JobStateType::Pending);
         assert_eq!(job.create_time, 42);
+    }
+
+    #[test]
+    fn url_inputs_are_checked_at_submission() {
+        let spec = |u: &str| {
+            format!(
+                "Type: batch\nTasks:\n  - Engine: {{Type: wasm, Params: {{EntryModule: /app/main.wasm}}}}\n    InputSources:\n      - {{Target: /app/main.wasm, Source: {{Type: inline, Params: {{URL: \"data:,x\"}}}}}}\n      - {{Target: /in, Source: {{Type: urlDownload, Params: {{URL: \"{u}\"}}}}}}\n"
+            )
+        };
+        assert!(prepare(&spec("https://example.org/data/a.csv")).is_ok());
+        assert!(prepare(&spec("HTTP://example.org/")).is_ok(), "Bacalhau takes a path of / too");
+        for (bad, says) in [
+            ("ftp://example.org/a.csv", "must begin with http:// or https://"),
+            ("example.org/a.csv", "must begin with http:// or https://"),
+            ("https://example.org", "must end with a file name"),
+            ("https:///a.csv", "names no host"),
+            ("https://example.org/a b.csv", "percent-encoded"),
+        ] {
+            let e = prepare(&spec(bad)).expect_err(bad);
+            assert_eq!(e.0[0].field, "Tasks[0].InputSources[1].Source.Params.URL", "{bad}");
+            assert!(e.to_string().contains(says), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -115,6 +115,7 @@ impl Cluster {
                 tls_ca: None,
             };
             role.results_host = host.to_owned();
+            role.api_host = host.to_owned();
             shape(i, &mut role);
             let api = TcpListener::bind((host, 0)).await?;
             let node = Node::start(

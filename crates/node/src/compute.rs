@@ -15,6 +15,7 @@ use bacalhau_model::{NodeId, Prices, Resources};
 use bacalhau_storage::{
     AllowedPath, InlineSource, InputProvider, IpfsPublisher, IpfsSource, LocalPublisher, NoopPublisher, Publisher,
 };
+use bacalhau_storage_remote::{UrlSettings, UrlSource};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
@@ -56,14 +57,20 @@ pub struct ComputeRole {
     pub heartbeat_interval: Duration,
     /// Engines, input sources and publishers the operator turned off.
     pub disabled: Disabled,
-    /// The host in the URLs of its `local` results (the API's port is added).
+    /// The host in the URLs of its `local` results (the API's port is added):
+    /// `Publishers.Types.Local.Address`, else the advertised host.
     pub results_host: String,
+    /// The host its orchestrator reaches its API at (logs of running executions, relayed
+    /// results): the advertised host.
+    pub api_host: String,
     /// With `--ipfs-connect`: the external kubo that inputs come from and results go to.
     pub kubo: Option<String>,
     /// What it charges.
     pub prices: Option<Prices>,
     /// Which jobs it bids for.
     pub bid_policy: BidPolicy,
+    /// Retries and timeouts of `urlDownload` inputs (its cache folder is set by the node).
+    pub url_inputs: UrlSettings,
 }
 
 impl ComputeRole {
@@ -78,9 +85,11 @@ impl ComputeRole {
             heartbeat_interval: Duration::from_secs(5),
             disabled: Disabled::default(),
             results_host: "127.0.0.1".to_owned(),
+            api_host: "127.0.0.1".to_owned(),
             kubo: None,
             prices: None,
             bid_policy: BidPolicy::default(),
+            url_inputs: UrlSettings::default(),
         }
     }
 }
@@ -108,15 +117,24 @@ pub(crate) struct ComputeParts {
     pub engines: Vec<String>,
 }
 
+/// Where the node's API is reached from outside.
+#[derive(Debug)]
+pub(crate) struct ApiUrls {
+    /// By its orchestrator (advertised in NodeInfo).
+    pub api: String,
+    /// By users downloading `local` results (their URLs start with it).
+    pub results: String,
+}
+
 /// Starts a compute node in `dir` with every engine this machine offers, talking through
-/// `endpoint`; its API (for logs and local results) is at `api_url`.
+/// `endpoint`; its API (for logs and local results) is at `urls`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) async fn start(
     dir: &Path,
     node_id: NodeId,
     role: ComputeRole,
     ipfs: &IpfsNode,
-    api_url: String,
+    urls: ApiUrls,
     faults: Faults,
     endpoint: bacalhau_protocol::ComputeEndpoint,
     cancel: CancellationToken,
@@ -158,14 +176,17 @@ pub(crate) async fn start(
     } else {
         ipfs_publisher
     };
+    let url_settings = UrlSettings { cache_dir: Some(compute_dir.join("url-cache")), ..role.url_inputs };
+    let url = UrlSource::new(bacalhau_api::tls::http_client_builder(), url_settings)?;
     let mut inputs: Vec<Arc<dyn InputProvider>> = vec![
         Arc::new(InlineSource::cached(compute_dir.join("inline-cache"))),
         Arc::new(bacalhau_storage::LocalSource::new(role.allowed)),
         Arc::new(IpfsSource::with_fetcher(store, fetcher)),
+        Arc::new(url),
     ];
     inputs.retain(|i| !listed(&role.disabled.inputs, i.source_type()));
     let results_dir = compute_dir.join("results");
-    let local = LocalPublisher::new(results_dir.clone(), format!("{api_url}/api/v1/local-results"));
+    let local = LocalPublisher::new(results_dir.clone(), format!("{}/api/v1/local-results", urls.results));
     let mut publishers: Vec<Arc<dyn Publisher>> = vec![Arc::new(NoopPublisher), Arc::new(local), ipfs_publisher];
     publishers.retain(|p| !listed(&role.disabled.publishers, p.publisher_type()));
     let mut ccfg = ComputeConfig::new(node_id, compute_dir, role.capacity);
@@ -173,7 +194,7 @@ pub(crate) async fn start(
     ccfg.heartbeat_interval = role.heartbeat_interval;
     ccfg.version = crate::version_info();
     ccfg.ipfs_addrs = ipfs.addrs();
-    ccfg.api_url = api_url;
+    ccfg.api_url = urls.api;
     ccfg.prices = role.prices;
     ccfg.bid_policy = role.bid_policy;
     #[cfg(feature = "test-faults")]
@@ -185,4 +206,9 @@ pub(crate) async fn start(
     let _ = faults;
     let handle = ComputeNode::start(ccfg, executors, inputs, publishers, endpoint, cancel).await?;
     Ok(ComputeParts { handle, results_dir, engines })
+}
+
+/// A host as it goes in a URL: an IPv6 address in brackets.
+pub(crate) fn url_host(host: &str) -> String {
+    if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host.to_owned() }
 }

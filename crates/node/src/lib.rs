@@ -254,9 +254,10 @@ impl Node {
                     bacalhau_transport::connect(cfg, shutdown.child_token())?
                 }
             };
-            let api_url = format!("{scheme}://{}:{}", role.results_host, api_addr.port());
+            let url_of = |host: &str| format!("{scheme}://{}:{}", compute::url_host(host), api_addr.port());
+            let urls = compute::ApiUrls { api: url_of(&role.api_host), results: url_of(&role.results_host) };
             let parts =
-                compute::start(&dir, node_id.clone(), role, &ipfs, api_url, faults, endpoint, shutdown.child_token())
+                compute::start(&dir, node_id.clone(), role, &ipfs, urls, faults, endpoint, shutdown.child_token())
                     .await?;
             engines = parts.engines;
             results_dir = Some(parts.results_dir);

@@ -119,7 +119,8 @@ pub fn parse_data_url(url: &str) -> Result<DataUrl, StorageError> {
     Ok(DataUrl { media_type, bytes })
 }
 
-fn percent_decode(s: &str) -> Vec<u8> {
+/// Decodes `%XX` escapes (RFC 3986); a `%` not followed by two hex digits stays as it is.
+pub fn percent_decode(s: &str) -> Vec<u8> {
     let hex = |c: u8| (c as char).to_digit(16).and_then(|d| u8::try_from(d).ok());
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());

@@ -17,7 +17,7 @@ use bacalhau_executor::PreparedInput;
 use bacalhau_model::{ExecutionId, InputSource, SpecConfig};
 
 pub use inline::InlineSource;
-pub use inline::{DataUrl, parse_data_url};
+pub use inline::{DataUrl, parse_data_url, percent_decode};
 pub use ipfs::{IpfsPublisher, IpfsSource};
 pub use local::{AllowedPath, LocalSource};
 pub use publish::{LocalPublisher, NoopPublisher, RESULTS_ARCHIVE_SUFFIX, unpack_tar_gz, unpack_tar_gz_bytes};

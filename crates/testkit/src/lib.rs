@@ -542,3 +542,53 @@ impl Drop for Cluster {
         }
     }
 }
+
+/// A real HTTP server (Python's `http.server`, which sends `Last-Modified` and answers
+/// `If-Modified-Since` with 304) on a loopback port, logging each request to a file.
+#[derive(Debug)]
+pub struct HttpServer {
+    child: Child,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    log: PathBuf,
+}
+
+impl HttpServer {
+    /// Serves `dir`, once the port answers.
+    pub fn start(dir: &Path) -> Result<Self> {
+        let port = free_port()?;
+        let log = dir.with_extension(format!("http-{port}.log"));
+        let child = Command::new("python3")
+            .args(["-m", "http.server", &port.to_string(), "--bind", "127.0.0.1", "--directory"])
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log)?)
+            .spawn()
+            .context("python3 -m http.server")?;
+        let mut server = Self { child, port, log };
+        let up = wait_for("the HTTP server", DEADLINE, || {
+            let exited = matches!(server.child.try_wait(), Ok(Some(_)));
+            (exited || TcpStream::connect(("127.0.0.1", port)).is_ok()).then_some(!exited)
+        })?;
+        if !up {
+            bail!(
+                "python3 -m http.server exited at start: {}",
+                std::fs::read_to_string(&server.log).unwrap_or_default()
+            );
+        }
+        Ok(server)
+    }
+
+    /// How many requests for `path` got `status`.
+    pub fn answered(&self, path: &str, status: u16) -> usize {
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        log.lines().filter(|l| l.contains(&format!("\"GET {path} HTTP/1.1\" {status} "))).count()
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
