@@ -11,6 +11,7 @@
 mod engine;
 mod evaluation;
 mod execution;
+mod go_time;
 mod history;
 mod id;
 mod job;
@@ -21,6 +22,7 @@ mod node;
 mod num;
 mod parse;
 mod resources;
+mod s3;
 mod spec_config;
 mod task;
 mod time;
@@ -32,6 +34,7 @@ pub use evaluation::{Evaluation, EvaluationStatus, TriggeredBy};
 pub use execution::{
     ComputeStateType, DesiredStateType, Execution, ExecutionState, RUN_OUTPUT_LIMIT_BYTES, RunCommandResult,
 };
+pub use go_time::{GoLayout, GoTime};
 pub use history::{Event, HistoryType, JobHistory, StateChange};
 pub use id::{EvaluationId, ExecutionId, JobId, NodeId};
 pub use job::{
@@ -46,6 +49,7 @@ pub use node::{
 pub use num::{f64_to_i64_saturating, f64_to_u64};
 pub use parse::{ParseError, ParsedJob, SpecFormat, parse_job_spec, parse_job_value};
 pub use resources::{ResourceParseError, Resources, fmt_bytes, fmt_cpu, parse_bytes, parse_cpu};
+pub use s3::{Partition, S3Source, fnv1a32};
 pub use spec_config::{
     ENGINE_DOCKER, ENGINE_NOOP, ENGINE_WASM, PUBLISHER_IPFS, PUBLISHER_LOCAL, PUBLISHER_NOOP, SOURCE_INLINE,
     SOURCE_IPFS, SOURCE_LOCAL, SOURCE_URL, SpecConfig,

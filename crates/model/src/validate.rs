@@ -521,7 +521,11 @@ fn validate_source(src: &SpecConfig, f: &str, errs: &mut Vec<FieldError>) {
                 errs.push(FieldError::new(format!("{f}.Params.URL"), why));
             }
         }
-        _ => require("Bucket", "the bucket to read from", errs),
+        _ => {
+            if let Err(problems) = crate::S3Source::from_spec(src) {
+                errs.extend(problems.into_iter().map(|(key, why)| FieldError::new(format!("{f}.Params.{key}"), why)));
+            }
+        }
     }
 }
 
