@@ -53,6 +53,8 @@ pub struct ApiState {
     pub names: Arc<crate::guard::Names>,
     /// What the orchestrator presents when it relays a remote node's logs (the cluster token).
     pub relay_token: Option<String>,
+    /// Signs `s3` results so clients download them without credentials (`s3PreSigned`).
+    pub result_signer: Option<Arc<dyn bacalhau_storage::ResultSigner>>,
 }
 
 /// What the API knows of the node's IPFS peer.
@@ -500,6 +502,17 @@ async fn job_results(State(s): St, Path(id): Path<String>) -> ApiResult<Json<Pag
     let mut items = items;
     if verified {
         items.truncate(1);
+    }
+    // An archived s3 result is handed out signed, as Bacalhau's orchestrator does: the client
+    // downloads it with no credentials of its own. One that cannot be signed is shown as stored.
+    if let Some(signer) = &s.result_signer {
+        for item in &mut items {
+            match signer.sign(item).await {
+                Ok(Some(signed)) => *item = signed,
+                Ok(None) => {}
+                Err(e) => tracing::warn!("cannot sign the s3 result of job {job_id}: {e}"),
+            }
+        }
     }
     Ok(Json(Page { items, next_token: String::new() }))
 }

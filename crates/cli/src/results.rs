@@ -37,6 +37,28 @@ pub async fn get(client: &Client, args: &GetArgs) -> Result<PathBuf> {
                 .with_context(|| format!("writing result {cid}"))?;
             continue;
         }
+        if r.is_type("s3PreSigned") {
+            // Signed by the orchestrator: a plain download, no credentials of our own.
+            let url = r.param_str("PreSignedURL").context("an s3PreSigned result has no PreSignedURL")?;
+            let archive = raw.join(format!("{i}.tar.gz"));
+            std::fs::create_dir_all(&raw)?;
+            client.download_to(url, &archive, timeout).await.context("downloading the s3 result")?;
+            let dir = raw.join(i.to_string());
+            let (a, d) = (archive.clone(), dir.clone());
+            tokio::task::spawn_blocking(move || unpack_tar_gz(&a, &d)).await??;
+            std::fs::remove_file(&archive)?;
+            continue;
+        }
+        if r.is_type("s3") {
+            let place = format!(
+                "s3://{}/{}",
+                r.param_str("Bucket").unwrap_or_default(),
+                r.param_str("Key").unwrap_or_default()
+            );
+            bail!(
+                "result {i} is in S3 at {place} and the orchestrator did not sign a URL for it (it has no S3 credentials, signing is off, or the result is not one archive): fetch it with `aws s3 cp --recursive {place} .`"
+            );
+        }
         if !r.is_type("urlDownload") {
             bail!(
                 "result {i} is of type {}, which this client cannot download yet: {}",

@@ -106,6 +106,11 @@ pub async fn node_config(host: &str, tls_ca: Option<PathBuf>, args: &ServeArgs, 
                 manual_node_approval: args.node_approval.as_deref() == Some("manual"),
                 node_token: args.node_token.clone(),
                 node_tls: tls.clone(),
+                s3_presign: (!cfg.bool("Publishers.Types.S3.PreSignedURLDisabled")).then(|| {
+                    let d = cfg.duration("Publishers.Types.S3.PreSignedURLExpiration");
+                    if d.is_zero() { Duration::from_secs(900) } else { d }
+                }),
+                ..OrchestratorRole::default()
             })
         })
         .transpose()?;
@@ -137,6 +142,8 @@ pub async fn node_config(host: &str, tls_ca: Option<PathBuf>, args: &ServeArgs, 
         // Zero would time every download out at once; Bacalhau reads it as "no limit".
         let read_timeout = cfg.duration("InputSources.ReadTimeout");
         role.url_inputs.read_timeout = if read_timeout.is_zero() { Duration::from_secs(86_400) } else { read_timeout };
+        role.s3_inputs.max_retries = role.url_inputs.max_retries;
+        role.s3_inputs.read_timeout = role.url_inputs.read_timeout;
         role.results_host = cfg.opt_str("Publishers.Types.Local.Address").unwrap_or_else(|| advertised.clone());
         role.api_host = advertised.clone();
         role.kubo = args.ipfs_connect.clone();

@@ -610,8 +610,11 @@ impl Runtime {
                 .ok_or_else(|| format!("this node does not support input source {}", input.source.type_name()))?;
             provider.validate(input).map_err(|e| e.to_string())?;
         }
-        if !task.publisher.is_empty() && !self.publishers.iter().any(|p| task.publisher.is_type(p.publisher_type())) {
-            return Err(format!("this node does not support publisher {}", task.publisher.type_name()));
+        if !task.publisher.is_empty() {
+            let Some(publisher) = self.publishers.iter().find(|p| task.publisher.is_type(p.publisher_type())) else {
+                return Err(format!("this node does not support publisher {}", task.publisher.type_name()));
+            };
+            publisher.validate(&task.publisher).map_err(|e| e.to_string())?;
         }
         let policy = &self.cfg.bid_policy;
         let networked =

@@ -100,7 +100,9 @@ impl RunPlan {
             };
             let budget = self.disk_budget.saturating_sub(used);
             let dir = inputs_dir.join(i.to_string());
-            match provider.prepare(input, &dir, budget).await {
+            let partition =
+                bacalhau_storage::Partition { index: self.execution.partition_index, count: job.partitions().max(1) };
+            match provider.prepare_partition(input, &dir, budget, partition).await {
                 // Mounting a symlink mounts what it points at: a CID whose root is a link to `/`
                 // would hand the job the host. An input must be a file or a folder itself.
                 Ok(p) if std::fs::symlink_metadata(&p.host_path).is_ok_and(|m| m.file_type().is_symlink()) => {
@@ -190,7 +192,13 @@ impl RunPlan {
             None => None,
             Some(p) => {
                 self.event("Publishing Results", "Publishing results").await;
-                match p.publish(&self.execution.id, &results_dir).await {
+                let request = bacalhau_storage::PublishRequest {
+                    spec: &task.publisher,
+                    job_id: job.id.as_str(),
+                    execution_id: &self.execution.id,
+                    node_id: self.execution.node_id.as_str(),
+                };
+                match p.publish_for(request, &results_dir).await {
                     Ok(r) => r,
                     Err(e) => return fail(format!("publishing results failed: {e}")),
                 }

@@ -314,7 +314,7 @@ impl GoLayout {
     /// Formats `t` by this layout.
     pub fn format(&self, t: &GoTime) -> String {
         let mut out = String::new();
-        let hour12 = if t.hour % 12 == 0 { 12 } else { t.hour % 12 };
+        let hour12 = if t.hour.is_multiple_of(12) { 12 } else { t.hour % 12 };
         for chunk in &self.chunks {
             match chunk {
                 Chunk::Literal(l) => out.push_str(l),

@@ -68,6 +68,13 @@ fn bucket_problem(bucket: &str) -> Option<String> {
     None
 }
 
+/// What is wrong with an endpoint, if anything: it is empty (AWS) or an http(s) URL.
+fn endpoint_problem(endpoint: &str) -> Option<String> {
+    let lower = endpoint.to_ascii_lowercase();
+    let ok = endpoint.is_empty() || lower.starts_with("http://") || lower.starts_with("https://");
+    (!ok).then(|| format!("is {endpoint:?}: an endpoint is an http:// or https:// URL"))
+}
+
 /// Go's RE2 classes are ASCII (`\d` is `[0-9]`) where Rust's are Unicode: the pattern is
 /// rewritten so that a key with Arabic digits falls in the same partition as under Bacalhau.
 fn go_regex(pattern: &str) -> Result<Regex, regex::Error> {
@@ -229,11 +236,8 @@ impl S3Source {
             },
         };
         let endpoint = text("Endpoint");
-        if !endpoint.is_empty() {
-            let lower = endpoint.to_ascii_lowercase();
-            if !(lower.starts_with("http://") || lower.starts_with("https://")) {
-                errs.push(("Endpoint".into(), format!("is {endpoint:?}: an endpoint is an http:// or https:// URL")));
-            }
+        if let Some(why) = endpoint_problem(&endpoint) {
+            errs.push(("Endpoint".into(), why));
         }
         let checksum = text("ChecksumSHA256");
         if !checksum.is_empty() {
@@ -358,6 +362,82 @@ impl S3Source {
     }
 }
 
+/// An `s3` publisher, checked (Bacalhau's `Bucket`, `Key`, `Endpoint`, `Region`, `Encoding`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Publisher {
+    /// The bucket.
+    pub bucket: String,
+    /// The key, with placeholders; `.tar.gz` or `/` is added by [`S3Publisher::key_for`].
+    pub key: String,
+    /// An S3-compatible server's URL (empty: AWS).
+    pub endpoint: String,
+    /// The bucket's region.
+    pub region: String,
+    /// One archive (`gzip`, the default) or each file under the key (`plain`).
+    pub plain: bool,
+}
+
+/// The placeholders a publisher's Key may hold.
+pub const S3_KEY_PLACEHOLDERS: [&str; 5] = ["{jobID}", "{executionID}", "{nodeID}", "{date}", "{time}"];
+
+impl S3Publisher {
+    /// Reads and checks an `s3` publisher's params; every problem is reported with its param path.
+    pub fn from_spec(spec: &SpecConfig) -> Result<Self, Vec<ParamError>> {
+        let text = |k: &str| spec.param_str(k).unwrap_or_default().trim().to_owned();
+        let mut errs = Vec::new();
+        let bucket = text("Bucket");
+        if let Some(why) = bucket_problem(&bucket) {
+            errs.push(("Bucket".to_owned(), why.replace("to read from", "to publish to")));
+        }
+        let key = text("Key");
+        if key.is_empty() {
+            errs.push(("Key".into(), "is required: where the results go, e.g. results/{jobID}/{executionID}".into()));
+        }
+        let mut rest = key.as_str();
+        while let Some(open) = rest.find('{') {
+            let Some(close) = rest[open..].find('}') else { break };
+            let name = &rest[open..=open + close];
+            if !S3_KEY_PLACEHOLDERS.contains(&name) {
+                errs.push((
+                    "Key".into(),
+                    format!("has the placeholder {name}, which does not exist: use {}", S3_KEY_PLACEHOLDERS.join(", ")),
+                ));
+            }
+            rest = &rest[open + close + 1..];
+        }
+        let encoding = text("Encoding").to_ascii_lowercase();
+        if !matches!(encoding.as_str(), "" | "gzip" | "plain") {
+            errs.push((
+                "Encoding".into(),
+                format!("is {encoding:?}: one of gzip (one archive, the default) or plain (each file)"),
+            ));
+        }
+        let endpoint = text("Endpoint");
+        if let Some(why) = endpoint_problem(&endpoint) {
+            errs.push(("Endpoint".into(), why));
+        }
+        if !errs.is_empty() {
+            return Err(errs);
+        }
+        Ok(Self { bucket, key, endpoint, region: text("Region"), plain: encoding == "plain" })
+    }
+
+    /// The object key (or, for `plain`, the prefix) of one execution's results, as Bacalhau
+    /// forms it: `.tar.gz` (or `/`) added unless there, then the placeholders filled.
+    pub fn key_for(&self, job_id: &str, execution_id: &str, node_id: &str, date: &str, time: &str) -> String {
+        let suffix = if self.plain { "/" } else { ".tar.gz" };
+        let mut key = self.key.clone();
+        if !key.ends_with(suffix) {
+            key.push_str(suffix);
+        }
+        key.replace("{jobID}", job_id)
+            .replace("{executionID}", execution_id)
+            .replace("{nodeID}", node_id)
+            .replace("{date}", date)
+            .replace("{time}", time)
+    }
+}
+
 /// FNV-1a, 32 bits (Go's `hash/fnv.New32a`).
 pub fn fnv1a32(bytes: &[u8]) -> u32 {
     bytes.iter().fold(0x811c_9dc5_u32, |h, b| (h ^ u32::from(*b)).wrapping_mul(0x0100_0193))
@@ -472,6 +552,24 @@ mod tests {
         assert!(at("R/", "R/../../etc/passwd").is_err());
         assert!(at("R/", "R/a/./../x").is_err());
         assert_eq!(at("R/", "R//a.txt").as_deref(), Ok("a.txt"));
+    }
+
+    #[test]
+    fn publisher_keys_are_formed_as_bacalhau_forms_them() {
+        let spec = |key: &str, encoding: &str| {
+            SpecConfig::new("s3").with_param("Bucket", "out").with_param("Key", key).with_param("Encoding", encoding)
+        };
+        let p = S3Publisher::from_spec(&spec("p/{jobID}/{executionID}", "")).expect("valid");
+        assert_eq!(p.key_for("j-1", "e-2", "n-3", "20261203", "150405"), "p/j-1/e-2.tar.gz");
+        let p = S3Publisher::from_spec(&spec("p/simple_plain", "PLAIN")).expect("valid");
+        assert_eq!(p.key_for("j", "e", "n", "d", "t"), "p/simple_plain/");
+        let p = S3Publisher::from_spec(&spec("r/{date}-{time}.tar.gz", "gzip")).expect("valid");
+        assert_eq!(p.key_for("j", "e", "n", "20261203", "150405"), "r/20261203-150405.tar.gz");
+        let e = S3Publisher::from_spec(&spec("r/{jobId}", "zip")).expect_err("invalid");
+        assert_eq!(e.iter().map(|(f, _)| f.as_str()).collect::<Vec<_>>(), ["Key", "Encoding"]);
+        assert!(e[0].1.contains("{jobId}") && e[0].1.contains("{jobID}"), "{e:?}");
+        let e = S3Publisher::from_spec(&SpecConfig::new("s3")).expect_err("invalid");
+        assert_eq!(e.iter().map(|(f, _)| f.as_str()).collect::<Vec<_>>(), ["Bucket", "Key"]);
     }
 
     #[test]

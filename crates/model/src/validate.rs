@@ -361,6 +361,11 @@ fn validate_task(task: &Task, errs: &mut Vec<FieldError>) {
             format!("does not support {}, only {}", task.publisher.r#type, KNOWN_PUBLISHERS.join(", ")),
         ));
     }
+    if task.publisher.is_type("s3")
+        && let Err(problems) = crate::S3Publisher::from_spec(&task.publisher)
+    {
+        errs.extend(problems.into_iter().map(|(key, why)| FieldError::new(format!("{t}.Publisher.Params.{key}"), why)));
+    }
     for name in task.env.keys() {
         let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
             && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');

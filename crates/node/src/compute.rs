@@ -15,7 +15,7 @@ use bacalhau_model::{NodeId, Prices, Resources};
 use bacalhau_storage::{
     AllowedPath, InlineSource, InputProvider, IpfsPublisher, IpfsSource, LocalPublisher, NoopPublisher, Publisher,
 };
-use bacalhau_storage_remote::{UrlSettings, UrlSource};
+use bacalhau_storage_remote::{S3Settings, S3Source, UrlSettings, UrlSource};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
@@ -71,6 +71,8 @@ pub struct ComputeRole {
     pub bid_policy: BidPolicy,
     /// Retries and timeouts of `urlDownload` inputs (its cache folder is set by the node).
     pub url_inputs: UrlSettings,
+    /// Credentials and limits of `s3` inputs.
+    pub s3_inputs: S3Settings,
 }
 
 impl ComputeRole {
@@ -90,6 +92,8 @@ impl ComputeRole {
             prices: None,
             bid_policy: BidPolicy::default(),
             url_inputs: UrlSettings::default(),
+            // The standard AWS variables of this process: the node's credentials, not a job's.
+            s3_inputs: S3Settings::from_env(|k| std::env::var(k).ok()),
         }
     }
 }
@@ -183,11 +187,18 @@ pub(crate) async fn start(
         Arc::new(bacalhau_storage::LocalSource::new(role.allowed)),
         Arc::new(IpfsSource::with_fetcher(store, fetcher)),
         Arc::new(url),
+        Arc::new(S3Source::new(bacalhau_api::tls::http_client_builder(), role.s3_inputs.clone())?),
     ];
     inputs.retain(|i| !listed(&role.disabled.inputs, i.source_type()));
     let results_dir = compute_dir.join("results");
     let local = LocalPublisher::new(results_dir.clone(), format!("{}/api/v1/local-results", urls.results));
-    let mut publishers: Vec<Arc<dyn Publisher>> = vec![Arc::new(NoopPublisher), Arc::new(local), ipfs_publisher];
+    let s3_publisher = bacalhau_storage_remote::S3Publisher::new(
+        bacalhau_api::tls::http_client_builder(),
+        role.s3_inputs.clone(),
+        compute_dir.join("s3-publisher"),
+    )?;
+    let mut publishers: Vec<Arc<dyn Publisher>> =
+        vec![Arc::new(NoopPublisher), Arc::new(local), ipfs_publisher, Arc::new(s3_publisher)];
     publishers.retain(|p| !listed(&role.disabled.publishers, p.publisher_type()));
     let mut ccfg = ComputeConfig::new(node_id, compute_dir, role.capacity);
     ccfg.labels = role.labels;

@@ -82,6 +82,11 @@ pub struct OrchestratorRole {
     pub node_token: Option<String>,
     /// PEM certificate and key: the node port speaks TLS.
     pub node_tls: Option<(Vec<u8>, Vec<u8>)>,
+    /// How long the URLs it signs for `s3` results last (`None`: it signs none,
+    /// `Publishers.Types.S3.PreSignedURLDisabled`); signed with `s3`'s credentials.
+    pub s3_presign: Option<Duration>,
+    /// The credentials it signs `s3` results with (the standard AWS environment of this process).
+    pub s3: bacalhau_storage_remote::S3Settings,
 }
 
 impl Default for OrchestratorRole {
@@ -93,6 +98,9 @@ impl Default for OrchestratorRole {
             job_retention: Some(bacalhau_orchestrator::DEFAULT_JOB_RETENTION),
             node_token: None,
             node_tls: None,
+            // Bacalhau's signer falls back to the AWS SDK's 15 minutes.
+            s3_presign: Some(Duration::from_secs(900)),
+            s3: bacalhau_storage_remote::S3Settings::from_env(|k| std::env::var(k).ok()),
         }
     }
 }
@@ -266,6 +274,14 @@ impl Node {
 
         let orchestrator = runtime.as_ref().map(Orchestrator::handle);
         let relay_token = orch_role.as_ref().and_then(|r| r.node_token.clone());
+        let result_signer = match orch_role.as_ref().and_then(|r| r.s3_presign.map(|d| (d, r.s3.clone()))) {
+            Some((expiry, s3)) => Some(Arc::new(bacalhau_storage_remote::S3ResultSigner::new(
+                bacalhau_api::tls::http_client_builder(),
+                s3,
+                expiry,
+            )?) as Arc<dyn bacalhau_storage::ResultSigner>),
+            None => None,
+        };
         let state = ApiState {
             orchestrator: orchestrator.clone(),
             compute: compute.clone(),
@@ -281,6 +297,7 @@ impl Node {
             auth: api.auth.clone(),
             names: api.names.clone(),
             relay_token,
+            result_signer,
         };
         let tls = match &api.tls {
             Some((cert, key)) => Some(bacalhau_api::tls::server_config(cert, key).map_err(anyhow::Error::msg)?),

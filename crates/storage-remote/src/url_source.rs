@@ -304,7 +304,7 @@ fn parse_input_url(input: &InputSource) -> Result<Url, StorageError> {
 }
 
 /// Why this node will not fetch `url`, if it will not.
-fn check_url(url: &Url) -> Result<(), String> {
+pub(crate) fn check_url(url: &Url) -> Result<(), String> {
     if !matches!(url.scheme(), "http" | "https") {
         return Err(format!("is not http or https (it is {}:)", url.scheme()));
     }

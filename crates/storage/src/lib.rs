@@ -20,7 +20,9 @@ pub use inline::InlineSource;
 pub use inline::{DataUrl, parse_data_url, percent_decode};
 pub use ipfs::{IpfsPublisher, IpfsSource};
 pub use local::{AllowedPath, LocalSource};
-pub use publish::{LocalPublisher, NoopPublisher, RESULTS_ARCHIVE_SUFFIX, unpack_tar_gz, unpack_tar_gz_bytes};
+pub use publish::{
+    LocalPublisher, NoopPublisher, RESULTS_ARCHIVE_SUFFIX, pack_tar_gz, unpack_tar_gz, unpack_tar_gz_bytes,
+};
 
 /// Why an input could not be prepared or a result published.
 #[derive(Debug, thiserror::Error)]
@@ -51,6 +53,21 @@ impl StorageError {
     }
 }
 
+/// Which partition of its job an execution runs (`BACALHAU_PARTITION_INDEX` of
+/// `BACALHAU_PARTITION_COUNT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Partition {
+    /// This execution's partition, from 0.
+    pub index: u32,
+    /// How many partitions the job has (at least 1).
+    pub count: u32,
+}
+
+impl Partition {
+    /// The whole job as one partition.
+    pub const WHOLE: Partition = Partition { index: 0, count: 1 };
+}
+
 /// Fetches one kind of input source onto local disk.
 #[async_trait::async_trait]
 pub trait InputProvider: Send + Sync + std::fmt::Debug {
@@ -69,6 +86,18 @@ pub trait InputProvider: Send + Sync + std::fmt::Debug {
         work_dir: &Path,
         max_bytes: u64,
     ) -> Result<PreparedInput, StorageError>;
+
+    /// [`InputProvider::prepare`] for one partition of a job (a source that shares its
+    /// content among partitions, as `s3` does, prepares only this partition's share).
+    async fn prepare_partition(
+        &self,
+        input: &InputSource,
+        work_dir: &Path,
+        max_bytes: u64,
+        _partition: Partition,
+    ) -> Result<PreparedInput, StorageError> {
+        self.prepare(input, work_dir, max_bytes).await
+    }
 
     /// Content this source holds for data-locality ranking (IPFS: the pinned root CIDs).
     fn held(&self) -> Vec<String> {
@@ -93,4 +122,40 @@ pub trait Publisher: Send + Sync + std::fmt::Debug {
     /// Publishes `results_dir` and returns where it went (`None` when it went nowhere).
     async fn publish(&self, execution_id: &ExecutionId, results_dir: &Path)
     -> Result<Option<SpecConfig>, StorageError>;
+
+    /// Checks a job's publisher spec before bidding (credentials, params this node needs).
+    fn validate(&self, _spec: &SpecConfig) -> Result<(), StorageError> {
+        Ok(())
+    }
+
+    /// [`Publisher::publish`] with the job's publisher spec and whose results they are (a
+    /// publisher whose spec says where, as `s3` does, needs both).
+    async fn publish_for(
+        &self,
+        request: PublishRequest<'_>,
+        results_dir: &Path,
+    ) -> Result<Option<SpecConfig>, StorageError> {
+        self.publish(request.execution_id, results_dir).await
+    }
+}
+
+/// Turns a published result into one a client can download without credentials of its own
+/// (an archived `s3` result into `s3PreSigned`, with a time-limited URL), on the orchestrator.
+#[async_trait::async_trait]
+pub trait ResultSigner: Send + Sync + std::fmt::Debug {
+    /// The signed form of `result`, or `None` when it is not this signer's kind.
+    async fn sign(&self, result: &SpecConfig) -> Result<Option<SpecConfig>, StorageError>;
+}
+
+/// What a publisher is asked to publish: the job's publisher spec and whose results they are.
+#[derive(Debug, Clone, Copy)]
+pub struct PublishRequest<'a> {
+    /// The task's `Publisher`.
+    pub spec: &'a SpecConfig,
+    /// The job.
+    pub job_id: &'a str,
+    /// The execution.
+    pub execution_id: &'a ExecutionId,
+    /// The node publishing.
+    pub node_id: &'a str,
 }

@@ -65,19 +65,25 @@ impl Publisher for LocalPublisher {
         tokio::task::spawn_blocking(move || -> Result<(), StorageError> {
             std::fs::create_dir_all(&dir).map_err(StorageError::io("creating the local publisher folder"))?;
             let tmp = dest.with_extension("partial");
-            let file = File::create(&tmp).map_err(StorageError::io("creating the result archive"))?;
-            let mut tar = tar::Builder::new(GzEncoder::new(file, flate2::Compression::fast()));
-            tar.follow_symlinks(false);
-            tar.append_dir_all(".", &src).map_err(StorageError::io("archiving the results"))?;
-            let gz = tar.into_inner().map_err(StorageError::io("archiving the results"))?;
-            let file = gz.finish().map_err(StorageError::io("compressing the results"))?;
-            file.sync_all().map_err(StorageError::io("syncing the result archive"))?;
+            pack_tar_gz(&src, &tmp)?;
             std::fs::rename(&tmp, &dest).map_err(StorageError::io("storing the result archive"))
         })
         .await
         .map_err(|e| StorageError::Invalid(format!("publishing crashed: {e}")))??;
         Ok(Some(SpecConfig::new(SOURCE_URL).with_param("URL", format!("{}/{name}", self.base_url))))
     }
+}
+
+/// Writes `src` (a result folder) as a tar.gz at `dest`, symlinks as links (never followed),
+/// synced to disk. Blocking.
+pub fn pack_tar_gz(src: &Path, dest: &Path) -> Result<(), StorageError> {
+    let file = File::create(dest).map_err(StorageError::io("creating the result archive"))?;
+    let mut tar = tar::Builder::new(GzEncoder::new(file, flate2::Compression::fast()));
+    tar.follow_symlinks(false);
+    tar.append_dir_all(".", src).map_err(StorageError::io("archiving the results"))?;
+    let gz = tar.into_inner().map_err(StorageError::io("archiving the results"))?;
+    let file = gz.finish().map_err(StorageError::io("compressing the results"))?;
+    file.sync_all().map_err(StorageError::io("syncing the result archive"))
 }
 
 /// Unpacks a tar.gz into `dest` (new or empty), refusing entries that would land outside it.

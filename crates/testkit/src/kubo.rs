@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 const NETNS_ENV: &str = "BACALHAU_TEST_PRIVATE_NETNS";
 
-fn repo_root() -> PathBuf {
+pub(crate) fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 

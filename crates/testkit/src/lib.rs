@@ -167,6 +167,7 @@ pub struct Serve {
     pub work: PathBuf,
     _tmp: tempfile::TempDir,
     extra: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 impl Serve {
@@ -179,6 +180,25 @@ impl Serve {
     /// the disk).
     pub fn start_in(bin: &Path, dir: &Path, extra: &[&str]) -> Result<Self> {
         Self::start_with(bin, Some(dir), extra)
+    }
+
+    /// Starts `bin serve` with these environment variables too (an operator's AWS keys, say).
+    pub fn start_env(bin: &Path, extra: &[&str], env: &[(&str, &str)]) -> Result<Self> {
+        let tmp = tempfile::tempdir()?;
+        let work = tmp.path().join("work");
+        std::fs::create_dir_all(&work)?;
+        let mut s = Self {
+            child: None,
+            bin: bin.to_owned(),
+            port: free_port()?,
+            dir: tmp.path().join("data"),
+            work,
+            _tmp: tmp,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+            env: env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+        };
+        s.restart()?;
+        Ok(s)
     }
 
     /// A handle on a server that is already running on `port` (in this process, say): the
@@ -195,6 +215,7 @@ impl Serve {
             work,
             _tmp: tmp,
             extra: Vec::new(),
+            env: Vec::new(),
         })
     }
 
@@ -211,6 +232,7 @@ impl Serve {
             work,
             _tmp: tmp,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            env: Vec::new(),
         };
         s.restart()?;
         Ok(s)
@@ -225,6 +247,7 @@ impl Serve {
             .env("BACALHAU_DIR", &self.dir)
             .env("BACALHAU_API_HOST", "127.0.0.1")
             .env("BACALHAU_API_PORT", self.port.to_string())
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::from(log.try_clone()?))
             .stderr(Stdio::from(log))
             .spawn()
@@ -587,6 +610,79 @@ impl HttpServer {
 }
 
 impl Drop for HttpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A real S3-compatible server (moto's server mode, installed by `scripts/s3-env`) on a
+/// loopback port, with the AWS CLI to put objects in it as a user would.
+#[derive(Debug)]
+pub struct S3Server {
+    child: Child,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    python: PathBuf,
+}
+
+/// The keys the tests' S3 server takes (moto accepts any).
+pub const S3_TEST_KEYS: [(&str, &str); 4] = [
+    ("AWS_ACCESS_KEY_ID", "bacalhau-test"),
+    ("AWS_SECRET_ACCESS_KEY", "bacalhau-test-secret"),
+    ("AWS_DEFAULT_REGION", "us-east-1"),
+    ("AWS_EC2_METADATA_DISABLED", "true"),
+];
+
+impl S3Server {
+    /// Starts the server once its port answers.
+    pub fn start() -> Result<Self> {
+        let out = Command::new(kubo::repo_root().join("scripts/s3-env")).output().context("running scripts/s3-env")?;
+        if !out.status.success() {
+            bail!("scripts/s3-env could not install moto: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let python = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        let port = free_port()?;
+        let child = Command::new(&python)
+            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+            .envs(S3_TEST_KEYS)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting moto.server")?;
+        let mut server = Self { child, port, python };
+        let up = wait_for("the S3 server", DEADLINE, || {
+            let exited = matches!(server.child.try_wait(), Ok(Some(_)));
+            (exited || TcpStream::connect(("127.0.0.1", port)).is_ok()).then_some(!exited)
+        })?;
+        if !up {
+            bail!("moto.server exited at start");
+        }
+        Ok(server)
+    }
+
+    /// The endpoint URL.
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Runs `aws ARGS --endpoint-url ENDPOINT` (the AWS CLI from the same venv).
+    pub fn aws(&self, args: &[&str]) -> Result<String> {
+        let aws = self.python.with_file_name("aws");
+        let out = Command::new(aws)
+            .args(args)
+            .args(["--endpoint-url", &self.endpoint()])
+            .envs(S3_TEST_KEYS)
+            .output()
+            .context("running the AWS CLI")?;
+        if !out.status.success() {
+            bail!("aws {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+}
+
+impl Drop for S3Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -1,0 +1,377 @@
+//! `s3` inputs: one object, or every object under a prefix (optionally filtered), shared among
+//! a job's partitions by Bacalhau's rules (`bacalhau_model::S3Source`), downloaded under the
+//! input's folder as Bacalhau lays them out. Credentials are the node's (the standard `AWS_*`
+//! environment), never the job's; a job names only the bucket, key and endpoint.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bacalhau_executor::PreparedInput;
+use bacalhau_model::{InputSource, S3Source as S3Spec};
+use bacalhau_storage::{InputProvider, Partition, StorageError};
+use futures::{StreamExt as _, TryStreamExt as _};
+use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::client::{HttpClient, HttpConnector};
+use object_store::list::{PaginatedListOptions, PaginatedListStore as _};
+use object_store::path::Path as ObjectPath;
+use object_store::{ClientOptions, GetOptions, ObjectMeta, ObjectStore as _, RetryConfig};
+use sha2::Digest as _;
+use tokio::io::AsyncWriteExt as _;
+use tracing::info;
+
+use crate::guard::GuardedResolver;
+
+/// Objects downloaded at once: many small objects are bound by round trips, not bandwidth.
+const PARALLEL_OBJECTS: usize = 8;
+/// Buffered between the network and each file.
+const WRITE_BUFFER: usize = 1 << 20;
+/// Objects one input may name at most: the listing is held in memory, ~200 bytes an object.
+const MAX_OBJECTS: usize = 1_000_000;
+
+/// The node's S3 settings: its credentials and limits.
+#[derive(Clone, Default)]
+pub struct S3Settings {
+    /// Access key ID, secret and optional session token (`AWS_ACCESS_KEY_ID`, ...).
+    pub credentials: Option<(String, String, Option<String>)>,
+    /// The region when a job names none (`AWS_REGION`, `AWS_DEFAULT_REGION`, else us-east-1).
+    pub default_region: String,
+    /// Retries of a failed request (`InputSources.MaxRetryCount`).
+    pub max_retries: u32,
+    /// How long a server may send nothing (`InputSources.ReadTimeout`).
+    pub read_timeout: Duration,
+}
+
+impl std::fmt::Debug for S3Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The secret never reaches a log line.
+        f.debug_struct("S3Settings")
+            .field("access_key_id", &self.credentials.as_ref().map(|c| c.0.as_str()))
+            .field("default_region", &self.default_region)
+            .field("max_retries", &self.max_retries)
+            .field("read_timeout", &self.read_timeout)
+            .finish()
+    }
+}
+
+impl S3Settings {
+    /// From the standard AWS environment variables.
+    pub fn from_env(env: impl Fn(&str) -> Option<String>) -> Self {
+        let nonempty = |k: &str| env(k).filter(|v| !v.trim().is_empty());
+        let credentials = match (nonempty("AWS_ACCESS_KEY_ID"), nonempty("AWS_SECRET_ACCESS_KEY")) {
+            (Some(id), Some(secret)) => Some((id, secret, nonempty("AWS_SESSION_TOKEN"))),
+            _ => None,
+        };
+        let default_region =
+            nonempty("AWS_REGION").or_else(|| nonempty("AWS_DEFAULT_REGION")).unwrap_or_else(|| "us-east-1".into());
+        Self { credentials, default_region, max_retries: 3, read_timeout: Duration::from_secs(300) }
+    }
+}
+
+/// Hands object_store our HTTP client: its TLS roots, its guarded resolver, its timeouts.
+#[derive(Debug)]
+struct Connector(reqwest::Client);
+
+impl HttpConnector for Connector {
+    fn connect(&self, _options: &ClientOptions) -> object_store::Result<HttpClient> {
+        Ok(HttpClient::new(self.0.clone()))
+    }
+}
+
+/// The `s3` input provider.
+#[derive(Debug)]
+pub struct S3Source {
+    client: reqwest::Client,
+    settings: S3Settings,
+}
+
+/// One object to download and where it goes.
+struct Planned {
+    location: ObjectPath,
+    size: u64,
+    local: PathBuf,
+}
+
+impl S3Source {
+    /// A provider on `builder`'s client (the caller's TLS settings), with addresses guarded.
+    pub fn new(builder: reqwest::ClientBuilder, settings: S3Settings) -> Result<Self, StorageError> {
+        Ok(Self { client: s3_client(builder, settings.read_timeout)?, settings })
+    }
+
+    fn spec(input: &InputSource) -> Result<S3Spec, StorageError> {
+        S3Spec::from_spec(&input.source).map_err(|errs| {
+            let text: Vec<String> = errs.into_iter().map(|(k, why)| format!("Params.{k} {why}")).collect();
+            StorageError::Invalid(format!("the s3 input is invalid: {}", text.join("; ")))
+        })
+    }
+
+    fn store(&self, spec: &S3Spec) -> Result<Arc<AmazonS3>, StorageError> {
+        s3_store(&self.client, &self.settings, &spec.bucket, &spec.region, &spec.endpoint)
+    }
+
+    /// The objects the input names, before partitioning.
+    async fn objects(&self, store: &AmazonS3, spec: &S3Spec) -> Result<Vec<ObjectMeta>, StorageError> {
+        let place = format!("s3://{}/{}", spec.bucket, spec.key);
+        if spec.is_single_object() {
+            let path = ObjectPath::parse(&spec.key)
+                .map_err(|e| StorageError::Invalid(format!("the s3 Key {:?} cannot name an object: {e}", spec.key)))?;
+            let options = GetOptions {
+                head: true,
+                version: (!spec.version_id.is_empty()).then(|| spec.version_id.clone()),
+                ..GetOptions::default()
+            };
+            match store.get_opts(&path, options).await {
+                Ok(found) => return Ok(vec![found.meta]),
+                // A "folder" named without its slash: what lies under it, where Bacalhau would
+                // fail on the missing object.
+                Err(object_store::Error::NotFound { .. }) if spec.version_id.is_empty() => {
+                    let under = self.list(store, spec, &format!("{}/", spec.key)).await?;
+                    if under.is_empty() {
+                        return Err(StorageError::Refused(format!(
+                            "{place} does not exist (no object has that key, and none is under {}/)",
+                            spec.key
+                        )));
+                    }
+                    return Ok(under);
+                }
+                Err(e) => return Err(s3_error(&place, e)),
+            }
+        }
+        self.list(store, spec, spec.prefix()).await
+    }
+
+    async fn list(&self, store: &AmazonS3, spec: &S3Spec, prefix: &str) -> Result<Vec<ObjectMeta>, StorageError> {
+        let place = format!("s3://{}/{prefix}", spec.bucket);
+        let mut found = Vec::new();
+        let mut token = None;
+        loop {
+            let options = PaginatedListOptions { page_token: token.take(), ..PaginatedListOptions::default() };
+            let prefix_arg = (!prefix.is_empty()).then_some(prefix);
+            let page = store.list_paginated(prefix_arg, options).await.map_err(|e| s3_error(&place, e))?;
+            found.extend(page.result.objects.into_iter().filter(|o| {
+                let key = o.location.as_ref();
+                !key.ends_with('/') && spec.keeps(key)
+            }));
+            if found.len() > MAX_OBJECTS {
+                return Err(StorageError::Refused(format!(
+                    "{place} names more than {MAX_OBJECTS} objects: split the job by prefix"
+                )));
+            }
+            match page.page_token {
+                Some(t) => token = Some(t),
+                None => return Ok(found),
+            }
+        }
+    }
+}
+
+/// A client for `bucket` with the node's credentials; `endpoint` (an S3-compatible server of
+/// one's own) gets path-style requests and plain http when it says so.
+pub(crate) fn s3_store(
+    client: &reqwest::Client,
+    settings: &S3Settings,
+    bucket: &str,
+    region: &str,
+    endpoint: &str,
+) -> Result<Arc<AmazonS3>, StorageError> {
+    let Some((id, secret, token)) = &settings.credentials else {
+        return Err(StorageError::Invalid(
+            "this node has no S3 credentials: its operator sets AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY \
+             (and AWS_SESSION_TOKEN for temporary ones) in the environment of `bacalhau serve`"
+                .into(),
+        ));
+    };
+    let region = if region.is_empty() { settings.default_region.as_str() } else { region };
+    let retry = RetryConfig { max_retries: settings.max_retries as usize, ..RetryConfig::default() };
+    let mut builder = AmazonS3Builder::new()
+        .with_bucket_name(bucket)
+        .with_region(region)
+        .with_access_key_id(id)
+        .with_secret_access_key(secret)
+        .with_retry(retry)
+        .with_http_connector(Connector(client.clone()));
+    if let Some(t) = token {
+        builder = builder.with_token(t);
+    }
+    if !endpoint.is_empty() {
+        let url = reqwest::Url::parse(endpoint)
+            .map_err(|e| StorageError::Invalid(format!("the s3 Endpoint {endpoint:?} is invalid: {e}")))?;
+        crate::url_source::check_url(&url)
+            .map_err(|why| StorageError::Invalid(format!("the s3 Endpoint {endpoint} {why}")))?;
+        builder = builder
+            .with_endpoint(endpoint.trim_end_matches('/'))
+            .with_virtual_hosted_style_request(false)
+            .with_allow_http(url.scheme() == "http");
+    }
+    builder
+        .build()
+        .map(Arc::new)
+        .map_err(|e| StorageError::Invalid(format!("cannot reach S3 with these settings: {e}")))
+}
+
+/// Builds the HTTP client S3 requests go through: guarded addresses, no redirects.
+pub(crate) fn s3_client(
+    builder: reqwest::ClientBuilder,
+    read_timeout: Duration,
+) -> Result<reqwest::Client, StorageError> {
+    builder
+        .dns_resolver(GuardedResolver)
+        .connect_timeout(Duration::from_secs(30))
+        .read_timeout(read_timeout)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .map_err(|e| StorageError::Invalid(format!("cannot build the HTTP client for S3: {e}")))
+}
+
+/// Turns object_store's errors into ours: a missing object or a refusal is final.
+pub(crate) fn s3_error(place: &str, e: object_store::Error) -> StorageError {
+    match e {
+        object_store::Error::NotFound { .. } => StorageError::Refused(format!("{place} does not exist")),
+        object_store::Error::PermissionDenied { source, .. } | object_store::Error::Unauthenticated { source, .. } => {
+            StorageError::Refused(format!(
+                "S3 refused this node's credentials for {place}: {source} (the node's operator checks AWS_ACCESS_KEY_ID and its permissions)"
+            ))
+        }
+        other => {
+            StorageError::Io { context: format!("reading {place}"), source: std::io::Error::other(other.to_string()) }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl InputProvider for S3Source {
+    fn source_type(&self) -> &'static str {
+        "s3"
+    }
+
+    fn validate(&self, input: &InputSource) -> Result<(), StorageError> {
+        let spec = Self::spec(input)?;
+        self.store(&spec).map(|_| ())
+    }
+
+    async fn prepare(
+        &self,
+        input: &InputSource,
+        work_dir: &Path,
+        max_bytes: u64,
+    ) -> Result<PreparedInput, StorageError> {
+        self.prepare_partition(input, work_dir, max_bytes, Partition::WHOLE).await
+    }
+
+    async fn prepare_partition(
+        &self,
+        input: &InputSource,
+        work_dir: &Path,
+        max_bytes: u64,
+        partition: Partition,
+    ) -> Result<PreparedInput, StorageError> {
+        let spec = Self::spec(input)?;
+        let store = self.store(&spec)?;
+        let started = std::time::Instant::now();
+        let all = self.objects(&store, &spec).await?;
+        let listed = all.len();
+        let mut plan = Vec::new();
+        let mut taken: HashMap<PathBuf, String> = HashMap::new();
+        let mut total = 0u64;
+        for meta in all {
+            let key = meta.location.as_ref().to_owned();
+            if spec.is_partitioned() && spec.partition_of(&key, partition.count) != partition.index {
+                continue;
+            }
+            let parts = spec.local_path(&key).map_err(StorageError::Refused)?;
+            let local: PathBuf = parts.iter().collect();
+            if let Some(other) = taken.insert(local.clone(), key.clone()) {
+                return Err(StorageError::Refused(format!(
+                    "objects {other:?} and {key:?} would both be {}: rename one, or narrow the Key",
+                    local.display()
+                )));
+            }
+            total = total.saturating_add(meta.size);
+            plan.push(Planned { location: meta.location, size: meta.size, local });
+        }
+        if total > max_bytes {
+            return Err(StorageError::Refused(format!(
+                "s3://{}/{} is {total} bytes for this partition, more than the {max_bytes} bytes of disk left to the job: raise Resources.Disk",
+                spec.bucket, spec.key
+            )));
+        }
+        tokio::fs::create_dir_all(work_dir).await.map_err(StorageError::io("creating the input folder"))?;
+        let expect =
+            (spec.is_single_object() && !spec.checksum_sha256.is_empty()).then(|| spec.checksum_sha256.clone());
+        let version = (!spec.version_id.is_empty()).then(|| spec.version_id.clone());
+        let count = plan.len();
+        let written = futures::stream::iter(plan.into_iter().map(|p| {
+            let (store, dir, spec) = (store.clone(), work_dir.to_path_buf(), &spec);
+            let (expect, version) = (expect.clone(), version.clone());
+            async move { download(&store, spec, p, &dir, version, expect.as_deref()).await }
+        }))
+        .buffer_unordered(PARALLEL_OBJECTS)
+        .try_fold(0u64, |sum, n| async move { Ok(sum + n) })
+        .await?;
+        info!(
+            bucket = %spec.bucket, key = %spec.key, listed, objects = count, bytes = written,
+            partition = partition.index, of = partition.count, elapsed_ms = started.elapsed().as_millis(),
+            "s3 input ready"
+        );
+        Ok(PreparedInput { host_path: work_dir.to_path_buf(), target: input.target.clone(), read_only: true })
+    }
+}
+
+/// Streams one object to its place, holding it to its listed size and, when given, its checksum.
+async fn download(
+    store: &AmazonS3,
+    spec: &S3Spec,
+    p: Planned,
+    dir: &Path,
+    version: Option<String>,
+    checksum: Option<&str>,
+) -> Result<u64, StorageError> {
+    let place = format!("s3://{}/{}", spec.bucket, p.location);
+    let dest = dir.join(&p.local);
+    if let Some(parent) = dest.parent() {
+        tokio::fs::create_dir_all(parent)
+            .await
+            .map_err(StorageError::io(format!("creating the folder for {place}")))?;
+    }
+    let options = GetOptions {
+        version: version.filter(|_| checksum.is_some() || spec.is_single_object()),
+        ..GetOptions::default()
+    };
+    let got = store.get_opts(&p.location, options).await.map_err(|e| s3_error(&place, e))?;
+    let file = tokio::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&dest)
+        .await
+        .map_err(StorageError::io(format!("creating {}", dest.display())))?;
+    let mut out = tokio::io::BufWriter::with_capacity(WRITE_BUFFER, file);
+    let mut hasher = checksum.map(|_| sha2::Sha256::new());
+    let mut stream = got.into_stream();
+    let mut n = 0u64;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| s3_error(&place, e))?;
+        n += chunk.len() as u64;
+        // The object may have grown since it was listed: its listed size is what was charged.
+        if n > p.size {
+            return Err(StorageError::Refused(format!(
+                "{place} grew past its listed {} bytes while it was read",
+                p.size
+            )));
+        }
+        if let Some(h) = hasher.as_mut() {
+            h.update(&chunk);
+        }
+        out.write_all(&chunk).await.map_err(StorageError::io(format!("writing {}", dest.display())))?;
+    }
+    out.flush().await.map_err(StorageError::io(format!("writing {}", dest.display())))?;
+    if let (Some(h), Some(want)) = (hasher, checksum) {
+        use base64::Engine as _;
+        let got = base64::engine::general_purpose::STANDARD.encode(h.finalize());
+        if got != want {
+            let _ = tokio::fs::remove_file(&dest).await;
+            return Err(StorageError::Refused(format!("checksum mismatch for {place}: expected {want}, got {got}")));
+        }
+    }
+    Ok(n)
+}
