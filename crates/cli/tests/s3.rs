@@ -129,12 +129,28 @@ async fn checksums_versions_budgets_and_hostile_keys_are_enforced() {
     let tmp = tempfile::tempdir().expect("tmp");
     let good = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(b"one\n"));
     let bad = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(b"other"));
-    let ok = input(&s3, "set1/001.txt", &[("ChecksumSHA256", good.into())]);
+    let ok = input(&s3, "set1/001.txt", &[("ChecksumSHA256", good.clone().into())]);
     p.prepare(&ok, &tmp.path().join("a"), u64::MAX).await.expect("matching checksum");
     let wrong = input(&s3, "set1/001.txt", &[("ChecksumSHA256", bad.into())]);
     let err = p.prepare(&wrong, &tmp.path().join("b"), u64::MAX).await.expect_err("checksum");
     assert!(matches!(err, StorageError::Refused(_)) && err.to_string().contains("checksum mismatch"), "{err}");
     assert!(tree(&tmp.path().join("b")).is_empty(), "a file that failed its checksum is removed");
+
+    // A large object comes as ranges in parallel, whole and checked.
+    let big_bytes = bacalhau_testkit::random_bytes(40 << 20, 7);
+    let big = tmp.path().join("big.bin");
+    std::fs::write(&big, &big_bytes).expect("write");
+    s3.aws(&["s3", "cp", &big.display().to_string(), "s3://data/big/big.bin", "--quiet"]).expect("upload");
+    let sum = base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(&big_bytes));
+    let got = p
+        .prepare(&input(&s3, "big/big.bin", &[("ChecksumSHA256", sum.into())]), &tmp.path().join("big"), u64::MAX)
+        .await
+        .expect("large object");
+    assert!(std::fs::read(got.host_path.join("big.bin")).expect("read") == big_bytes, "ranges reassembled");
+    let wrong = input(&s3, "big/big.bin", &[("ChecksumSHA256", good.clone().into())]);
+    let err = p.prepare(&wrong, &tmp.path().join("big2"), u64::MAX).await.expect_err("checksum");
+    assert!(err.to_string().contains("checksum mismatch"), "{err}");
+    assert!(tree(&tmp.path().join("big2")).is_empty());
 
     let missing = input(&s3, "set9/nothing.txt", &[]);
     let err = p.prepare(&missing, &tmp.path().join("c"), u64::MAX).await.expect_err("missing");

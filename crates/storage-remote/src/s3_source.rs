@@ -27,6 +27,13 @@ use crate::guard::GuardedResolver;
 const PARALLEL_OBJECTS: usize = 8;
 /// Buffered between the network and each file.
 const WRITE_BUFFER: usize = 1 << 20;
+/// Objects from this size are fetched as ranges in parallel (as the AWS CLI does): one stream
+/// is bound by one connection's round trips and window.
+const RANGED_FROM_BYTES: u64 = 32 << 20;
+/// The size of each range.
+const RANGE_BYTES: u64 = 8 << 20;
+/// Ranges in flight per object: 64 MiB held at most while they are written.
+const RANGES_IN_FLIGHT: usize = 8;
 /// Objects one input may name at most: the listing is held in memory, ~200 bytes an object.
 const MAX_OBJECTS: usize = 1_000_000;
 
@@ -334,10 +341,11 @@ async fn download(
             .await
             .map_err(StorageError::io(format!("creating the folder for {place}")))?;
     }
-    let options = GetOptions {
-        version: version.filter(|_| checksum.is_some() || spec.is_single_object()),
-        ..GetOptions::default()
-    };
+    let version = version.filter(|_| spec.is_single_object());
+    if p.size >= RANGED_FROM_BYTES {
+        return download_ranges(store, &place, &p, &dest, version, checksum).await;
+    }
+    let options = GetOptions { version, ..GetOptions::default() };
     let got = store.get_opts(&p.location, options).await.map_err(|e| s3_error(&place, e))?;
     let file = tokio::fs::OpenOptions::new()
         .write(true)
@@ -374,4 +382,86 @@ async fn download(
         }
     }
     Ok(n)
+}
+
+/// Fetches a large object as [`RANGE_BYTES`] ranges, [`RANGES_IN_FLIGHT`] at once, each
+/// written at its offset; the checksum, if asked, is taken over the file once it is whole.
+async fn download_ranges(
+    store: &AmazonS3,
+    place: &str,
+    p: &Planned,
+    dest: &Path,
+    version: Option<String>,
+    checksum: Option<&str>,
+) -> Result<u64, StorageError> {
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(dest)
+        .map_err(StorageError::io(format!("creating {}", dest.display())))?;
+    file.set_len(p.size).map_err(StorageError::io(format!("sizing {}", dest.display())))?;
+    let file = Arc::new(file);
+    let ranges: Vec<std::ops::Range<u64>> =
+        (0..p.size.div_ceil(RANGE_BYTES)).map(|i| i * RANGE_BYTES..((i + 1) * RANGE_BYTES).min(p.size)).collect();
+    let result = futures::stream::iter(ranges.into_iter().map(|range| {
+        let (file, version) = (file.clone(), version.clone());
+        async move {
+            let options = GetOptions {
+                range: Some(object_store::GetRange::Bounded(range.clone())),
+                version,
+                ..GetOptions::default()
+            };
+            let got = store.get_opts(&p.location, options).await.map_err(|e| s3_error(place, e))?;
+            let bytes = got.bytes().await.map_err(|e| s3_error(place, e))?;
+            if bytes.len() as u64 != range.end - range.start {
+                return Err(StorageError::Refused(format!(
+                    "{place} changed while it was read: bytes {}..{} came back as {} bytes",
+                    range.start,
+                    range.end,
+                    bytes.len()
+                )));
+            }
+            let at = range.start;
+            tokio::task::spawn_blocking(move || {
+                use std::os::unix::fs::FileExt as _;
+                file.write_all_at(&bytes, at)
+            })
+            .await
+            .map_err(|e| StorageError::Invalid(format!("writing {place} crashed: {e}")))?
+            .map_err(StorageError::io(format!("writing {place}")))
+        }
+    }))
+    .buffer_unordered(RANGES_IN_FLIGHT)
+    .try_collect::<Vec<()>>()
+    .await;
+    if let Err(e) = result {
+        let _ = tokio::fs::remove_file(dest).await;
+        return Err(e);
+    }
+    if let Some(want) = checksum {
+        let path = dest.to_path_buf();
+        let got = tokio::task::spawn_blocking(move || -> std::io::Result<String> {
+            use base64::Engine as _;
+            use std::io::Read as _;
+            let mut hasher = sha2::Sha256::new();
+            let mut f = std::fs::File::open(path)?;
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                let n = f.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buf[..n]);
+            }
+            Ok(base64::engine::general_purpose::STANDARD.encode(hasher.finalize()))
+        })
+        .await
+        .map_err(|e| StorageError::Invalid(format!("checking {place} crashed: {e}")))?
+        .map_err(StorageError::io(format!("checking {place}")))?;
+        if got != want {
+            let _ = tokio::fs::remove_file(dest).await;
+            return Err(StorageError::Refused(format!("checksum mismatch for {place}: expected {want}, got {got}")));
+        }
+    }
+    Ok(p.size)
 }
