@@ -472,6 +472,18 @@ impl Client {
     /// Downloads a URL's body into the new file `dest` (results published by the local
     /// publisher), streamed: nothing of it is held in memory.
     pub async fn download_to(&self, url: &str, dest: &std::path::Path, timeout: Duration) -> Result<u64, ClientError> {
+        self.download_with_progress(url, dest, timeout, &mut |_, _| {}).await
+    }
+
+    /// [`Client::download_to`], calling `progress(bytes so far, total if the server said)`
+    /// after each chunk.
+    pub async fn download_with_progress(
+        &self,
+        url: &str,
+        dest: &std::path::Path,
+        timeout: Duration,
+        progress: &mut (dyn FnMut(u64, Option<u64>) + Send),
+    ) -> Result<u64, ClientError> {
         // Credentials go only to the server they are for: a result URL names whatever host the
         // compute node advertised.
         let same_origin =
@@ -502,12 +514,14 @@ impl Client {
             cause: format!("writing {}: {e}", dest.display()),
         };
         let mut file = tokio::fs::OpenOptions::new().write(true).create_new(true).open(dest).await.map_err(io)?;
+        let total = resp.content_length();
         let mut stream = resp.bytes_stream();
         let mut n = 0u64;
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| ClientError::Protocol { url: url.into(), cause: cause(&e) })?;
             n += chunk.len() as u64;
             tokio::io::AsyncWriteExt::write_all(&mut file, &chunk).await.map_err(io)?;
+            progress(n, total);
         }
         tokio::io::AsyncWriteExt::flush(&mut file).await.map_err(io)?;
         Ok(n)

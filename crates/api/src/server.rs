@@ -55,6 +55,38 @@ pub struct ApiState {
     pub relay_token: Option<String>,
     /// Signs `s3` results so clients download them without credentials (`s3PreSigned`).
     pub result_signer: Option<Arc<dyn bacalhau_storage::ResultSigner>>,
+    /// Applied to the client that relays from a compute node's API: the binary puts the address
+    /// guard here (its resolver refuses metadata addresses; no environment proxy).
+    pub relay_guard: fn(reqwest::ClientBuilder) -> reqwest::ClientBuilder,
+}
+
+/// The URL of `path` on a compute node's API at `api`, the address the node advertised: only
+/// a bare http(s) origin is taken (a path, query, fragment or user part could turn the relay
+/// into a fetch of anything), and never a metadata address.
+fn relay_url(api: &str, path: &str) -> ApiResult<reqwest::Url> {
+    let refuse = |why: String| {
+        ApiError::not_found(
+            format!("the node's advertised API address {api:?} {why}"),
+            "the node's operator fixes its --advertise",
+        )
+    };
+    let base = reqwest::Url::parse(api).map_err(|e| refuse(format!("is not a URL: {e}")))?;
+    if !matches!(base.scheme(), "http" | "https")
+        || !matches!(base.path(), "" | "/")
+        || base.query().is_some()
+        || base.fragment().is_some()
+        || !base.username().is_empty()
+        || base.password().is_some()
+    {
+        return Err(refuse("is not a bare http(s)://HOST:PORT".into()));
+    }
+    let host = base.host_str().unwrap_or_default();
+    if let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>()
+        && let Some(why) = bacalhau_model::refused_address(ip)
+    {
+        return Err(refuse(format!("names {ip}, {why}")));
+    }
+    base.join(path).map_err(|e| refuse(format!("cannot take the path {path}: {e}")))
 }
 
 /// What the API knows of the node's IPFS peer.
@@ -488,31 +520,43 @@ async fn job_executions(
 
 async fn job_results(State(s): St, Path(id): Path<String>) -> ApiResult<Json<Page<bacalhau_model::SpecConfig>>> {
     let job_id = orch(&s)?.resolve_job_id(&id).await?;
-    let verified = orch(&s)?.get_job(job_id.as_str()).await?.verification.is_some();
-    let items = orch(&s)?
+    let job = orch(&s)?.get_job(job_id.as_str()).await?;
+    let mut executions = orch(&s)?
         .executions(&job_id)
         .await?
         .into_iter()
         .filter(|e| e.compute_state.state_type == ComputeStateType::Completed)
         // A verified job's result is the quorum's: dissenting and unverified copies are not.
         .filter(|e| e.verification.as_deref().is_none_or(|v| v.starts_with("agreed")))
-        .filter_map(|e| e.published_result)
+        .filter(|e| e.published_result.is_some())
         .collect::<Vec<_>>();
     // The quorum's copies are one result.
-    let mut items = items;
-    if verified {
-        items.truncate(1);
+    if job.verification.is_some() {
+        executions.truncate(1);
     }
-    // An archived s3 result is handed out signed, as Bacalhau's orchestrator does: the client
-    // downloads it with no credentials of its own. One that cannot be signed is shown as stored.
-    if let Some(signer) = &s.result_signer {
-        for item in &mut items {
-            match signer.sign(item).await {
-                Ok(Some(signed)) => *item = signed,
+    let publisher = job.task().map(|t| t.publisher.clone()).unwrap_or_default();
+    let mut items = Vec::with_capacity(executions.len());
+    for e in executions {
+        let Some(mut item) = e.published_result else { continue };
+        // An archived s3 result is handed out signed, as Bacalhau's orchestrator does: the
+        // client downloads it with no credentials of its own. One that cannot be signed (or is
+        // not provably this execution's) is shown as stored.
+        if let Some(signer) = &s.result_signer {
+            let request = bacalhau_storage::SignRequest {
+                result: &item,
+                publisher: &publisher,
+                job_id: job_id.as_str(),
+                execution_id: e.id.as_str(),
+                node_id: e.node_id.as_str(),
+                not_before_secs: u64::try_from(e.create_time / 1_000_000_000).unwrap_or(0),
+            };
+            match signer.sign(request).await {
+                Ok(Some(signed)) => item = signed,
                 Ok(None) => {}
-                Err(e) => tracing::warn!("cannot sign the s3 result of job {job_id}: {e}"),
+                Err(err) => tracing::warn!("cannot sign the s3 result of execution {}: {err}", e.id),
             }
         }
+        items.push(item);
     }
     Ok(Json(Page { items, next_token: String::new() }))
 }
@@ -563,7 +607,8 @@ async fn job_logs(
                 .find(|n| n.info.node_id == execution.node_id && n.connection == NodeConnectionState::Connected)
                 .map(|n| n.info.api_url.clone());
             if let Some(api) = api.filter(|a| a.starts_with("http://") || a.starts_with("https://")) {
-                return remote_logs(&api, &execution.id, follow, ws.ok(), s.relay_token.as_deref()).await;
+                return remote_logs(&api, &execution.id, follow, ws.ok(), s.relay_token.as_deref(), s.relay_guard)
+                    .await;
             }
         }
         // Another node ran it: what it reported when it finished is all this server has (an
@@ -658,16 +703,17 @@ async fn remote_logs(
     follow: bool,
     ws: Option<WebSocketUpgrade>,
     token: Option<&str>,
+    guard: fn(reqwest::ClientBuilder) -> reqwest::ClientBuilder,
 ) -> ApiResult<Response> {
-    let url = format!("{}/api/v1/compute/executions/{id}/logs?follow={follow}", api.trim_end_matches('/'));
+    let url = relay_url(api, &format!("/api/v1/compute/executions/{id}/logs?follow={follow}"))?;
     crate::tls::install_provider();
-    let http = crate::tls::http_client_builder()
+    let http = (guard)(crate::tls::http_client_builder())
         .connect_timeout(RELAY_CONNECT_TIMEOUT)
         .read_timeout(if follow { RELAY_FOLLOW_IDLE } else { RELAY_READ_TIMEOUT })
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| ApiError::bad_request(format!("cannot build the relay client: {e}"), ""))?;
-    let mut req = http.get(&url);
+    let mut req = http.get(url.clone());
     if let Some(t) = token {
         req = req.bearer_auth(t);
     }
@@ -840,14 +886,14 @@ async fn local_result(State(s): St, Path(file): Path<String>, Query(p): Params) 
                 "try again once that node is back",
             )
         })?;
-    let url = format!("{}/api/v1/local-results/{file}", api.trim_end_matches('/'));
-    let http = crate::tls::http_client_builder()
+    let url = relay_url(&api, &format!("/api/v1/local-results/{file}"))?;
+    let http = (s.relay_guard)(crate::tls::http_client_builder())
         .connect_timeout(RELAY_CONNECT_TIMEOUT)
         .read_timeout(RELAY_READ_TIMEOUT)
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .map_err(|e| ApiError::bad_request(format!("cannot build the relay client: {e}"), ""))?;
-    let mut req = http.get(&url);
+    let mut req = http.get(url.clone());
     if let Some(t) = s.relay_token.as_deref() {
         req = req.bearer_auth(t);
     }
@@ -886,4 +932,28 @@ pub async fn serve_tls(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     crate::tls::serve_tls(listener, router(state), tls, shutdown).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::relay_url;
+
+    #[test]
+    fn the_relay_takes_only_a_bare_origin_and_never_a_metadata_address() {
+        let url = relay_url("http://127.0.0.1:1234", "/api/v1/local-results/e-1.tar.gz").expect("origin");
+        assert_eq!(url.as_str(), "http://127.0.0.1:1234/api/v1/local-results/e-1.tar.gz");
+        assert!(relay_url("https://node-7.example:1234/", "/x").is_ok());
+        for hostile in [
+            "http://169.254.169.254/latest/meta-data/iam/security-credentials/role#",
+            "http://169.254.169.254",
+            "http://[::ffff:a9fe:a9fe]:80",
+            "http://node:1/somewhere",
+            "http://node:1?q=1",
+            "http://user:pw@node:1",
+            "file:///etc/passwd",
+            "not a url",
+        ] {
+            assert!(relay_url(hostile, "/x").is_err(), "{hostile} was taken");
+        }
+    }
 }

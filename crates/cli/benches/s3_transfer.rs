@@ -30,7 +30,8 @@ fn best<F: FnMut() -> Duration>(runs: usize, mut f: F) -> Duration {
 }
 
 fn main() {
-    let mib: u64 = if is_bench() { std::env::var("BENCH_S3_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(1024) } else { 8 };
+    let mib: u64 =
+        if is_bench() { std::env::var("BENCH_S3_MIB").ok().and_then(|v| v.parse().ok()).unwrap_or(1024) } else { 8 };
     let runs = if is_bench() { 3 } else { 1 };
     let bytes = mib << 20;
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -107,7 +108,9 @@ fn main() {
     println!("s3 transfer, {mib} MiB object, moto on loopback, best of {runs}:");
     println!("| copy | AWS CLI | ours | ratio (AWS CLI / ours) |");
     println!("|---|---:|---:|---:|");
-    for (what, aws, ours) in [("input: object -> disk", aws_get, our_get), ("publish: file -> object", aws_put, our_put)] {
+    for (what, aws, ours) in
+        [("input: object -> disk", aws_get, our_get), ("publish: file -> object", aws_put, our_put)]
+    {
         println!(
             "| {what} | {:.2} s ({:.0} MiB/s) | {:.2} s ({:.0} MiB/s) | {:.2} |",
             aws.as_secs_f64(),

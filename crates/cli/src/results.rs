@@ -42,7 +42,21 @@ pub async fn get(client: &Client, args: &GetArgs) -> Result<PathBuf> {
             let url = r.param_str("PreSignedURL").context("an s3PreSigned result has no PreSignedURL")?;
             let archive = raw.join(format!("{i}.tar.gz"));
             std::fs::create_dir_all(&raw)?;
-            client.download_to(url, &archive, timeout).await.context("downloading the s3 result")?;
+            let bar = download_bar();
+            let got = client
+                .download_with_progress(url, &archive, timeout, &mut |n, total| {
+                    if let Some(t) = total {
+                        bar.set_length(t);
+                    }
+                    bar.set_position(n);
+                })
+                .await;
+            bar.finish_and_clear();
+            if let Err(e) = got {
+                // Nothing half-written stays to trip the next `job get` into this folder.
+                let _ = std::fs::remove_file(&archive);
+                return Err(anyhow::Error::new(e).context("downloading the s3 result"));
+            }
             let dir = raw.join(i.to_string());
             let (a, d) = (archive.clone(), dir.clone());
             tokio::task::spawn_blocking(move || unpack_tar_gz(&a, &d)).await??;
@@ -69,7 +83,17 @@ pub async fn get(client: &Client, args: &GetArgs) -> Result<PathBuf> {
         let url = r.param_str("URL").context("a urlDownload result has no URL")?;
         let archive = raw.join(format!("{i}.tar.gz"));
         std::fs::create_dir_all(&raw)?;
-        if let Err(direct) = client.download_to(url, &archive, timeout).await {
+        let bar = download_bar();
+        let direct = client
+            .download_with_progress(url, &archive, timeout, &mut |n, total| {
+                if let Some(t) = total {
+                    bar.set_length(t);
+                }
+                bar.set_position(n);
+            })
+            .await;
+        bar.finish_and_clear();
+        if let Err(direct) = direct {
             // The compute node may be out of this client's reach (behind NAT, or advertising an
             // address only its own network knows): its orchestrator relays the archive.
             let Some(file) =
@@ -83,9 +107,12 @@ pub async fn get(client: &Client, args: &GetArgs) -> Result<PathBuf> {
             }
             eprintln!("{url} is out of reach ({direct}); fetching it through the orchestrator");
             let _ = std::fs::remove_file(&archive);
-            client.download_to(&relayed, &archive, timeout).await.with_context(|| {
-                format!("downloading result {i} failed directly ({direct}) and through the orchestrator")
-            })?;
+            if let Err(e) = client.download_to(&relayed, &archive, timeout).await {
+                let _ = std::fs::remove_file(&archive);
+                return Err(anyhow::Error::new(e).context(format!(
+                    "downloading result {i} failed directly ({direct}) and through the orchestrator"
+                )));
+            }
         }
         let dir = raw.join(i.to_string());
         let (a, d) = (archive.clone(), dir.clone());
@@ -101,6 +128,16 @@ pub async fn get(client: &Client, args: &GetArgs) -> Result<PathBuf> {
     }
     let abs = std::fs::canonicalize(&out).unwrap_or(out);
     Ok(abs)
+}
+
+/// A progress bar on stderr (bytes, rate, time left), drawn only on a terminal.
+fn download_bar() -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bytes:>10} / {total_bytes} [{wide_bar}] {bytes_per_sec} {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
 }
 
 /// Moves `from`'s contents into `to`. With several results, `stdout`, `stderr` and `exitCode`

@@ -179,6 +179,27 @@ async fn checksums_versions_budgets_and_hostile_keys_are_enforced() {
     assert!(!tmp.path().join("e").join("escaped.txt").exists() && !tmp.path().join("escaped.txt").exists());
     assert!(err.to_string().contains(".."), "{err}");
 
+    // Folder markers (zero-byte "dir/" objects) are not files.
+    let empty = tmp.path().join("empty");
+    std::fs::write(&empty, "").expect("write");
+    for key in ["set3/", "set3/sub/"] {
+        s3.aws(&["s3api", "put-object", "--bucket", "data", "--key", key, "--body", &empty.display().to_string()])
+            .expect("put marker");
+    }
+    s3.aws(&[
+        "s3api",
+        "put-object",
+        "--bucket",
+        "data",
+        "--key",
+        "set3/sub/a.txt",
+        "--body",
+        &evil.display().to_string(),
+    ])
+    .expect("put");
+    let got = p.prepare(&input(&s3, "set3/", &[]), &tmp.path().join("markers"), u64::MAX).await.expect("markers");
+    assert_eq!(names(&tree(&got.host_path)), ["sub/a.txt"]);
+
     // Without credentials the node refuses at bid time, saying what to set.
     let bare = S3Source::new(reqwest::Client::builder(), settings(false)).expect("provider");
     let err = bare.validate(&input(&s3, "set1/", &[])).expect_err("no credentials");
@@ -260,12 +281,51 @@ fn results_are_published_to_s3_and_job_get_fetches_them_signed() {
     assert_eq!(stored["Params"]["Key"], key.as_str());
     assert_eq!(stored["Params"]["ChecksumSHA256"].as_str().map(str::len), Some(44), "{stored}");
     assert!(s3.aws(&["s3", "ls", "--recursive", "s3://out/results/"]).expect("ls").contains(&key));
+    assert!(s.ok(&["job", "describe", &id]).contains(&key), "describe shows where the result went");
     // The orchestrator hands it out signed; the CLI needs no credentials (it has none here).
     let results = s.get(&format!("/api/v1/orchestrator/jobs/{id}/results")).expect("results");
     assert!(results.contains("s3PreSigned") && results.contains("X-Amz-Signature"), "{results}");
     s.ok(&["job", "get", &id, "--output-dir", "res"]);
     let stdout = std::fs::read_to_string(s.work.join("res/stdout")).expect("stdout");
     assert!(stdout.contains("Hello"), "{stdout}");
+
+    // The orchestrator signs only what is provably this execution's archive.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let signer = bacalhau_storage_remote::S3ResultSigner::new(
+        reqwest::Client::builder(),
+        settings(true),
+        std::time::Duration::from_secs(60),
+    )
+    .expect("signer");
+    let publisher = SpecConfig::new("s3")
+        .with_param("Bucket", "out")
+        .with_param("Key", "results/{jobID}/{executionID}")
+        .with_param("Endpoint", s3.endpoint())
+        .with_param("Region", "us-east-1");
+    let result: SpecConfig = serde_json::from_value(stored.clone()).expect("result");
+    let node = exec["NodeID"].as_str().expect("node").to_owned();
+    let created = u64::try_from(exec["CreateTime"].as_i64().expect("time") / 1_000_000_000).expect("secs");
+    let ids = (id.clone(), exec_id.clone(), node);
+    let request = sign_request;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("rt");
+    use bacalhau_storage::ResultSigner as _;
+    assert!(rt.block_on(signer.sign(request(&result, &publisher, &ids, created))).expect("sign").is_some());
+    let mut elsewhere = result.clone();
+    elsewhere.params.insert("Bucket".into(), "corp-backups".into());
+    assert!(
+        rt.block_on(signer.sign(request(&elsewhere, &publisher, &ids, created))).expect("sign").is_none(),
+        "another bucket"
+    );
+    let mut other_key = result.clone();
+    other_key.params.insert("Key".into(), format!("results/{id}/e-someone-else.tar.gz").into());
+    assert!(
+        rt.block_on(signer.sign(request(&other_key, &publisher, &ids, created))).expect("sign").is_none(),
+        "another key"
+    );
+    assert!(
+        rt.block_on(signer.sign(request(&result, &publisher, &ids, created + 3600))).expect("sign").is_none(),
+        "an object older than the execution"
+    );
 
     // `plain`: each file under the prefix.
     let id = s.submit_wasm(&["-p", &format!("s3://out/plain/{{jobID}},opt=encoding=plain,{opts}"), &hello]);
@@ -285,4 +345,21 @@ fn results_are_published_to_s3_and_job_get_fetches_them_signed() {
     assert_eq!(s.wait_terminal(&id).expect("finish"), "Failed");
     let msg = s.describe(&id)["Job"]["State"]["Message"].as_str().unwrap_or_default().to_owned();
     assert!(msg.contains("s3://nobucket/x.tar.gz"), "{msg}");
+}
+
+/// A signing request for job, execution and node `ids`.
+fn sign_request<'a>(
+    result: &'a SpecConfig,
+    publisher: &'a SpecConfig,
+    ids: &'a (String, String, String),
+    not_before_secs: u64,
+) -> bacalhau_storage::SignRequest<'a> {
+    bacalhau_storage::SignRequest {
+        result,
+        publisher,
+        job_id: &ids.0,
+        execution_id: &ids.1,
+        node_id: &ids.2,
+        not_before_secs,
+    }
 }

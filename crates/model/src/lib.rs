@@ -18,6 +18,7 @@ mod job;
 mod keys;
 mod legacy;
 mod lifecycle;
+mod net;
 mod node;
 mod num;
 mod parse;
@@ -42,6 +43,7 @@ pub use job::{
 };
 pub use legacy::{LEGACY_ENTRY_TARGET, rewrite_legacy_wasm};
 pub use lifecycle::{ExecutionEvent, IllegalTransition};
+pub use net::refused_address;
 pub use node::{
     BuildVersionInfo, ComputeNodeInfo, NodeConnectionState, NodeInfo, NodeMembershipState, NodeState, NodeType, Prices,
     QUOTE_DEFAULT_SECONDS, ResourcesWire,
@@ -49,7 +51,7 @@ pub use node::{
 pub use num::{f64_to_i64_saturating, f64_to_u64};
 pub use parse::{ParseError, ParsedJob, SpecFormat, parse_job_spec, parse_job_value};
 pub use resources::{ResourceParseError, Resources, fmt_bytes, fmt_cpu, parse_bytes, parse_cpu};
-pub use s3::{Partition, S3_KEY_PLACEHOLDERS, S3Publisher, S3Source, fnv1a32};
+pub use s3::{Partition, S3_KEY_PLACEHOLDERS, S3Publisher, S3Source, fnv1a32, region_problem};
 pub use spec_config::{
     ENGINE_DOCKER, ENGINE_NOOP, ENGINE_WASM, PUBLISHER_IPFS, PUBLISHER_LOCAL, PUBLISHER_NOOP, SOURCE_INLINE,
     SOURCE_IPFS, SOURCE_LOCAL, SOURCE_URL, SpecConfig,

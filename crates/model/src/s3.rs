@@ -75,6 +75,15 @@ fn endpoint_problem(endpoint: &str) -> Option<String> {
     (!ok).then(|| format!("is {endpoint:?}: an endpoint is an http:// or https:// URL"))
 }
 
+/// What is wrong with a region, if anything: empty (the node's default) or AWS's form
+/// (`eu-west-1`). The region becomes part of the host name requests go to, so nothing else may
+/// pass (`x@169.254.169.254/` would send them elsewhere).
+pub fn region_problem(region: &str) -> Option<String> {
+    let ok = region.is_empty()
+        || (region.len() <= 32 && region.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'));
+    (!ok).then(|| format!("is {region:?}: a region is lower-case letters, digits and '-', e.g. us-east-1"))
+}
+
 /// Go's RE2 classes are ASCII (`\d` is `[0-9]`) where Rust's are Unicode: the pattern is
 /// rewritten so that a key with Arabic digits falls in the same partition as under Bacalhau.
 fn go_regex(pattern: &str) -> Result<Regex, regex::Error> {
@@ -238,6 +247,9 @@ impl S3Source {
         let endpoint = text("Endpoint");
         if let Some(why) = endpoint_problem(&endpoint) {
             errs.push(("Endpoint".into(), why));
+        }
+        if let Some(why) = region_problem(&text("Region")) {
+            errs.push(("Region".into(), why));
         }
         let checksum = text("ChecksumSHA256");
         if !checksum.is_empty() {
@@ -415,6 +427,9 @@ impl S3Publisher {
         let endpoint = text("Endpoint");
         if let Some(why) = endpoint_problem(&endpoint) {
             errs.push(("Endpoint".into(), why));
+        }
+        if let Some(why) = region_problem(&text("Region")) {
+            errs.push(("Region".into(), why));
         }
         if !errs.is_empty() {
             return Err(errs);
@@ -603,6 +618,9 @@ mod tests {
             errs(serde_json::json!({"Bucket": "bkt", "Filter": "[", "Endpoint": "ftp://x", "ChecksumSHA256": "abc"}));
         let fields: Vec<&str> = e.iter().map(|(f, _)| f.as_str()).collect();
         assert_eq!(fields, ["Filter", "Endpoint", "ChecksumSHA256"]);
+        // The region goes into a host name: only AWS's form passes.
+        let e = errs(serde_json::json!({"Bucket": "bkt", "Region": "x@169.254.169.254/"}));
+        assert_eq!(e[0].0, "Region");
         // Types in any case (Bacalhau's are lower case only).
         assert!(source("", serde_json::json!({"Type": "Object"})).is_partitioned());
     }

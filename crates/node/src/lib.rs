@@ -298,6 +298,7 @@ impl Node {
             names: api.names.clone(),
             relay_token,
             result_signer,
+            relay_guard: bacalhau_storage_remote::guarded,
         };
         let tls = match &api.tls {
             Some((cert, key)) => Some(bacalhau_api::tls::server_config(cert, key).map_err(anyhow::Error::msg)?),

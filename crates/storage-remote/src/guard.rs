@@ -7,45 +7,11 @@
 //! private ranges stay allowed, as in Bacalhau: a devstack's or a lab's data server lives
 //! there.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 
-/// Why `ip` may not be fetched from, or `None` when it may.
-pub fn refused_address(ip: IpAddr) -> Option<&'static str> {
-    match ip {
-        IpAddr::V4(v4) => refused_v4(v4),
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => refused_v4(v4),
-            None => refused_v6(v6),
-        },
-    }
-}
-
-fn refused_v4(ip: Ipv4Addr) -> Option<&'static str> {
-    if ip.is_link_local() {
-        Some("a link-local address (where clouds serve instance metadata and credentials)")
-    } else if ip.octets()[0] == 0 || ip.is_broadcast() || ip.is_multicast() {
-        Some("not a unicast host address")
-    } else if ip == Ipv4Addr::new(100, 100, 100, 200) {
-        Some("a cloud instance-metadata address")
-    } else {
-        None
-    }
-}
-
-fn refused_v6(ip: Ipv6Addr) -> Option<&'static str> {
-    let s = ip.segments();
-    if (s[0] & 0xffc0) == 0xfe80 {
-        Some("a link-local address (where clouds serve instance metadata and credentials)")
-    } else if ip.is_unspecified() || ip.is_multicast() {
-        Some("not a unicast host address")
-    } else if ip == Ipv6Addr::new(0xfd00, 0xec2, 0, 0, 0, 0, 0, 0x254) {
-        Some("a cloud instance-metadata address")
-    } else {
-        None
-    }
-}
+pub use bacalhau_model::refused_address;
 
 /// A host name that resolves only to refused addresses.
 #[derive(Debug)]
@@ -85,30 +51,8 @@ impl Resolve for GuardedResolver {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn metadata_and_non_unicast_addresses_are_refused_and_the_rest_allowed() {
-        for refused in [
-            "169.254.169.254",
-            "0.0.0.0",
-            "255.255.255.255",
-            "224.0.0.1",
-            "100.100.100.200",
-            "fe80::1",
-            "::",
-            "ff02::1",
-            "fd00:ec2::254",
-            "::ffff:169.254.169.254",
-        ] {
-            let ip: IpAddr = refused.parse().expect("ip");
-            assert!(refused_address(ip).is_some(), "{refused} was allowed");
-        }
-        for allowed in ["127.0.0.1", "10.1.2.3", "192.168.1.1", "8.8.8.8", "::1", "2001:db8::1", "::ffff:10.0.0.1"] {
-            let ip: IpAddr = allowed.parse().expect("ip");
-            assert_eq!(refused_address(ip), None, "{allowed} was refused");
-        }
-    }
+/// `builder` with the guard on: every name resolved through [`GuardedResolver`], and no proxy
+/// from the environment (a proxy would resolve names itself, past the guard).
+pub fn guarded(builder: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
+    builder.dns_resolver(GuardedResolver).no_proxy()
 }

@@ -13,7 +13,7 @@ mod s3_publisher;
 mod s3_source;
 mod url_source;
 
-pub use guard::{GuardedResolver, refused_address};
+pub use guard::{GuardedResolver, guarded, refused_address};
 pub use s3_publisher::{S3Publisher, S3ResultSigner};
 pub use s3_source::{S3Settings, S3Source};
 pub use url_source::{UrlSettings, UrlSource};

@@ -8,10 +8,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use bacalhau_model::{ExecutionId, S3Publisher as S3Spec, SpecConfig};
-use bacalhau_storage::{PublishRequest, Publisher, ResultSigner, StorageError, pack_tar_gz};
+use bacalhau_storage::{PublishRequest, Publisher, ResultSigner, SignRequest, StorageError, pack_tar_gz};
 use object_store::path::Path as ObjectPath;
 use object_store::signer::Signer as _;
-use object_store::{ObjectStoreExt as _, PutPayload, WriteMultipart};
+use object_store::{ObjectStore as _, ObjectStoreExt as _, PutPayload, WriteMultipart};
 use sha2::Digest as _;
 use tokio::io::AsyncReadExt as _;
 use tracing::info;
@@ -72,13 +72,20 @@ async fn upload_file(
         let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_BYTES);
         let mut buf = vec![0u8; PART_BYTES];
         loop {
-            let n = f.read(&mut buf).await.map_err(StorageError::io(format!("reading {}", file.display())))?;
+            let n = match f.read(&mut buf).await {
+                Ok(n) => n,
+                Err(e) => {
+                    let _ = writer.abort().await;
+                    return Err(StorageError::io(format!("reading {}", file.display()))(e));
+                }
+            };
             if n == 0 {
                 break;
             }
             hasher.update(&buf[..n]);
             if let Err(e) = writer.wait_for_capacity(PARTS_IN_FLIGHT).await {
-                // Nothing half-published: the parts sent so far are discarded.
+                // The parts sent so far are discarded, not left to be billed.
+                let _ = writer.abort().await;
                 return Err(s3_error(place, e));
             }
             writer.write(&buf[..n]);
@@ -149,11 +156,24 @@ impl Publisher for S3Publisher {
                 .await
                 .map_err(|e| StorageError::Invalid(format!("listing the results crashed: {e}")))?
                 .map_err(StorageError::io("listing the results"))?;
-            let mut total = 0;
-            for (rel, path) in files {
+            let mut locations = Vec::with_capacity(files.len());
+            for (rel, _) in &files {
                 let location = ObjectPath::parse(format!("{key}{rel}"))
                     .map_err(|e| StorageError::Refused(format!("the result file {rel:?} cannot be an S3 key: {e}")))?;
-                total += upload_file(&store, &location, &path, &format!("{place}{rel}")).await?.2;
+                locations.push(location);
+            }
+            let mut total = 0;
+            for (i, ((rel, path), location)) in files.iter().zip(&locations).enumerate() {
+                match upload_file(&store, location, path, &format!("{place}{rel}")).await {
+                    Ok((_, _, len)) => total += len,
+                    Err(e) => {
+                        // Nothing half-published: the files already up are taken down again.
+                        for done in &locations[..i] {
+                            let _ = store.delete(done).await;
+                        }
+                        return Err(e);
+                    }
+                }
             }
             total
         } else {
@@ -217,19 +237,51 @@ impl S3ResultSigner {
 
 #[async_trait::async_trait]
 impl ResultSigner for S3ResultSigner {
-    async fn sign(&self, result: &SpecConfig) -> Result<Option<SpecConfig>, StorageError> {
+    async fn sign(&self, request: SignRequest<'_>) -> Result<Option<SpecConfig>, StorageError> {
+        let result = request.result;
         let text = |k: &str| result.param_str(k).unwrap_or_default().to_owned();
         let key = text("Key");
         if !result.is_type("s3") || !key.ends_with(".tar.gz") || self.settings.credentials.is_none() {
             return Ok(None);
         }
-        let store = s3_store(&self.client, &self.settings, &text("Bucket"), &text("Region"), &text("Endpoint"))?;
+        // The node's word is checked before the orchestrator lends its credentials: the
+        // result must be where the job's publisher put this execution's archive...
+        let Ok(spec) = S3Spec::from_spec(request.publisher) else { return Ok(None) };
+        let expected = spec.key_for(request.job_id, request.execution_id, request.node_id, "\u{1}", "\u{2}");
+        let pattern =
+            format!("^{}$", regex::escape(&expected).replace('\u{1}', "[0-9]{8}").replace('\u{2}', "[0-9]{6}"));
+        let same_place = request.publisher.is_type("s3")
+            && !spec.plain
+            && text("Bucket") == spec.bucket
+            && text("Endpoint") == spec.endpoint
+            && text("Region") == spec.region
+            && regex::Regex::new(&pattern).is_ok_and(|re| re.is_match(&key));
+        if !same_place {
+            tracing::warn!(
+                execution = request.execution_id,
+                "not signing an s3 result that is not where the job's publisher puts it: s3://{}/{key}",
+                text("Bucket")
+            );
+            return Ok(None);
+        }
+        let store = s3_store(&self.client, &self.settings, &spec.bucket, &spec.region, &spec.endpoint)?;
         let location = ObjectPath::parse(&key)
             .map_err(|e| StorageError::Invalid(format!("the result's key {key:?} cannot name an object: {e}")))?;
-        let url = store
-            .signed_url(reqwest::Method::GET, &location, self.expiry)
+        let place = format!("s3://{}/{key}", spec.bucket);
+        // ...and written after the execution began: an object that was there before (a key
+        // with no placeholders naming someone's backup) is not the execution's to hand out.
+        let head = store
+            .get_opts(&location, object_store::GetOptions { head: true, ..Default::default() })
             .await
-            .map_err(|e| s3_error(&format!("s3://{}/{key}", text("Bucket")), e))?;
+            .map_err(|e| s3_error(&place, e))?;
+        let written = u64::try_from(head.meta.last_modified.timestamp()).unwrap_or(0);
+        // Clocks differ between machines; S3 keeps whole seconds.
+        if written + 60 < request.not_before_secs {
+            tracing::warn!(execution = request.execution_id, "not signing {place}: it is older than the execution");
+            return Ok(None);
+        }
+        let url =
+            store.signed_url(reqwest::Method::GET, &location, self.expiry).await.map_err(|e| s3_error(&place, e))?;
         Ok(Some(
             SpecConfig::new("s3PreSigned")
                 .with_param("SourceSpec", serde_json::Value::Object(result.params.clone()))

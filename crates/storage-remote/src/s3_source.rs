@@ -21,8 +21,6 @@ use sha2::Digest as _;
 use tokio::io::AsyncWriteExt as _;
 use tracing::info;
 
-use crate::guard::GuardedResolver;
-
 /// Objects downloaded at once: many small objects are bound by round trips, not bandwidth.
 const PARALLEL_OBJECTS: usize = 8;
 /// Buffered between the network and each file.
@@ -34,6 +32,9 @@ const RANGED_FROM_BYTES: u64 = 32 << 20;
 const RANGE_BYTES: u64 = 8 << 20;
 /// Ranges in flight per object: 64 MiB held at most while they are written.
 const RANGES_IN_FLIGHT: usize = 8;
+/// Objects listed at most, before the filter, and pages read at most, for one input.
+const MAX_LISTED: usize = 10 * MAX_OBJECTS;
+const MAX_PAGES: usize = 20_000;
 /// Objects one input may name at most: the listing is held in memory, ~200 bytes an object.
 const MAX_OBJECTS: usize = 1_000_000;
 
@@ -97,6 +98,8 @@ pub struct S3Source {
 struct Planned {
     location: ObjectPath,
     size: u64,
+    /// Sent as If-Match on every read, so a file is never spliced from two versions.
+    e_tag: Option<String>,
     local: PathBuf,
 }
 
@@ -152,10 +155,19 @@ impl S3Source {
         let place = format!("s3://{}/{prefix}", spec.bucket);
         let mut found = Vec::new();
         let mut token = None;
+        let (mut pages, mut listed) = (0usize, 0usize);
         loop {
             let options = PaginatedListOptions { page_token: token.take(), ..PaginatedListOptions::default() };
             let prefix_arg = (!prefix.is_empty()).then_some(prefix);
             let page = store.list_paginated(prefix_arg, options).await.map_err(|e| s3_error(&place, e))?;
+            pages += 1;
+            listed += page.result.objects.len();
+            // A server that pages for ever (empty pages, or objects the filter drops) is cut off.
+            if pages > MAX_PAGES || listed > MAX_LISTED {
+                return Err(StorageError::Refused(format!(
+                    "{place} lists more than {MAX_LISTED} objects or {MAX_PAGES} pages: narrow the Key"
+                )));
+            }
             found.extend(page.result.objects.into_iter().filter(|o| {
                 let key = o.location.as_ref();
                 !key.ends_with('/') && spec.keeps(key)
@@ -190,6 +202,9 @@ pub(crate) fn s3_store(
         ));
     };
     let region = if region.is_empty() { settings.default_region.as_str() } else { region };
+    if let Some(why) = bacalhau_model::region_problem(region) {
+        return Err(StorageError::Invalid(format!("the s3 Region {why}")));
+    }
     let retry = RetryConfig { max_retries: settings.max_retries as usize, ..RetryConfig::default() };
     let mut builder = AmazonS3Builder::new()
         .with_bucket_name(bucket)
@@ -200,6 +215,11 @@ pub(crate) fn s3_store(
         .with_http_connector(Connector(client.clone()));
     if let Some(t) = token {
         builder = builder.with_token(t);
+    }
+    // A name with dots or capitals cannot be a host name under AWS's wildcard certificate:
+    // such buckets are reached path-style.
+    if bucket.contains('.') || bucket.chars().any(|c| c.is_ascii_uppercase() || c == '_') {
+        builder = builder.with_virtual_hosted_style_request(false);
     }
     if !endpoint.is_empty() {
         let url = reqwest::Url::parse(endpoint)
@@ -222,8 +242,7 @@ pub(crate) fn s3_client(
     builder: reqwest::ClientBuilder,
     read_timeout: Duration,
 ) -> Result<reqwest::Client, StorageError> {
-    builder
-        .dns_resolver(GuardedResolver)
+    crate::guard::guarded(builder)
         .connect_timeout(Duration::from_secs(30))
         .read_timeout(read_timeout)
         .redirect(reqwest::redirect::Policy::none())
@@ -281,6 +300,16 @@ impl InputProvider for S3Source {
         let mut plan = Vec::new();
         let mut taken: HashMap<PathBuf, String> = HashMap::new();
         let mut total = 0u64;
+        // Folder markers (zero-byte "dir/" objects made by consoles) come back without their
+        // slash: a zero-byte object that the prefix or another key lies under is one.
+        let keys: std::collections::BTreeSet<String> = all.iter().map(|m| m.location.as_ref().to_owned()).collect();
+        let is_marker = |m: &ObjectMeta| {
+            let under = format!("{}/", m.location.as_ref());
+            m.size == 0
+                && (spec.prefix().starts_with(&under)
+                    || keys.range(under.clone()..).next().is_some_and(|k| k.starts_with(&under)))
+        };
+        let all: Vec<ObjectMeta> = all.into_iter().filter(|m| !is_marker(m)).collect();
         for meta in all {
             let key = meta.location.as_ref().to_owned();
             if spec.is_partitioned() && spec.partition_of(&key, partition.count) != partition.index {
@@ -295,7 +324,7 @@ impl InputProvider for S3Source {
                 )));
             }
             total = total.saturating_add(meta.size);
-            plan.push(Planned { location: meta.location, size: meta.size, local });
+            plan.push(Planned { location: meta.location, size: meta.size, e_tag: meta.e_tag, local });
         }
         if total > max_bytes {
             return Err(StorageError::Refused(format!(
@@ -308,10 +337,13 @@ impl InputProvider for S3Source {
             (spec.is_single_object() && !spec.checksum_sha256.is_empty()).then(|| spec.checksum_sha256.clone());
         let version = (!spec.version_id.is_empty()).then(|| spec.version_id.clone());
         let count = plan.len();
+        // One pool of range slots for the whole input: 8 large objects at once still hold at
+        // most RANGES_IN_FLIGHT ranges in memory.
+        let slots = Arc::new(tokio::sync::Semaphore::new(RANGES_IN_FLIGHT));
         let written = futures::stream::iter(plan.into_iter().map(|p| {
-            let (store, dir, spec) = (store.clone(), work_dir.to_path_buf(), &spec);
+            let (store, dir, spec, slots) = (store.clone(), work_dir.to_path_buf(), &spec, slots.clone());
             let (expect, version) = (expect.clone(), version.clone());
-            async move { download(&store, spec, p, &dir, version, expect.as_deref()).await }
+            async move { download(&store, spec, p, &dir, version, expect.as_deref(), &slots).await }
         }))
         .buffer_unordered(PARALLEL_OBJECTS)
         .try_fold(0u64, |sum, n| async move { Ok(sum + n) })
@@ -333,6 +365,7 @@ async fn download(
     dir: &Path,
     version: Option<String>,
     checksum: Option<&str>,
+    slots: &tokio::sync::Semaphore,
 ) -> Result<u64, StorageError> {
     let place = format!("s3://{}/{}", spec.bucket, p.location);
     let dest = dir.join(&p.local);
@@ -343,9 +376,9 @@ async fn download(
     }
     let version = version.filter(|_| spec.is_single_object());
     if p.size >= RANGED_FROM_BYTES {
-        return download_ranges(store, &place, &p, &dest, version, checksum).await;
+        return download_ranges(store, &place, &p, &dest, version, checksum, slots).await;
     }
-    let options = GetOptions { version, ..GetOptions::default() };
+    let options = GetOptions { version, if_match: p.e_tag.clone(), ..GetOptions::default() };
     let got = store.get_opts(&p.location, options).await.map_err(|e| s3_error(&place, e))?;
     let file = tokio::fs::OpenOptions::new()
         .write(true)
@@ -393,6 +426,7 @@ async fn download_ranges(
     dest: &Path,
     version: Option<String>,
     checksum: Option<&str>,
+    slots: &tokio::sync::Semaphore,
 ) -> Result<u64, StorageError> {
     let file = std::fs::OpenOptions::new()
         .write(true)
@@ -406,13 +440,29 @@ async fn download_ranges(
     let result = futures::stream::iter(ranges.into_iter().map(|range| {
         let (file, version) = (file.clone(), version.clone());
         async move {
+            let _slot = slots.acquire().await.map_err(|_| StorageError::Invalid("the download was stopped".into()))?;
             let options = GetOptions {
                 range: Some(object_store::GetRange::Bounded(range.clone())),
                 version,
+                if_match: p.e_tag.clone(),
                 ..GetOptions::default()
             };
             let got = store.get_opts(&p.location, options).await.map_err(|e| s3_error(place, e))?;
-            let bytes = got.bytes().await.map_err(|e| s3_error(place, e))?;
+            // Read up to the range's length and no further: a server that keeps sending must
+            // not grow this buffer.
+            let want = usize::try_from(range.end - range.start).unwrap_or(usize::MAX);
+            let mut bytes = Vec::with_capacity(want);
+            let mut body = got.into_stream();
+            while let Some(chunk) = body.next().await {
+                let chunk = chunk.map_err(|e| s3_error(place, e))?;
+                if bytes.len() + chunk.len() > want {
+                    return Err(StorageError::Refused(format!(
+                        "{place} sent more than the {want} bytes asked for at {}",
+                        range.start
+                    )));
+                }
+                bytes.extend_from_slice(&chunk);
+            }
             if bytes.len() as u64 != range.end - range.start {
                 return Err(StorageError::Refused(format!(
                     "{place} changed while it was read: bytes {}..{} came back as {} bytes",

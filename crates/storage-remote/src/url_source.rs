@@ -17,7 +17,7 @@ use reqwest::{StatusCode, Url};
 use tokio::io::AsyncWriteExt as _;
 use tracing::{debug, info};
 
-use crate::guard::{GuardedResolver, refused_address};
+use crate::guard::refused_address;
 
 /// Redirects followed at most (Go's HTTP client, which Bacalhau uses, stops at 10 too).
 const MAX_REDIRECTS: usize = 10;
@@ -110,9 +110,8 @@ impl UrlSource {
             }
             attempt.follow()
         });
-        let client = builder
+        let client = crate::guard::guarded(builder)
             .redirect(policy)
-            .dns_resolver(GuardedResolver)
             .connect_timeout(settings.connect_timeout)
             .read_timeout(settings.read_timeout)
             .build()
@@ -152,7 +151,7 @@ impl UrlSource {
             .await
             {
                 Ok(()) => {
-                    debug!(%url, bytes = entry.bytes, "urlDownload input served from the node's cache");
+                    debug!(url = %redacted(url), bytes = entry.bytes, "urlDownload input served from the node's cache");
                     Ok(entry.bytes)
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(TryError::CacheGone),
@@ -257,7 +256,7 @@ impl InputProvider for UrlSource {
         loop {
             match self.try_once(&url, cached.as_ref(), work_dir, max_bytes).await {
                 Ok(bytes) => {
-                    info!(%url, bytes, elapsed_ms = started.elapsed().as_millis(), "urlDownload input ready");
+                    info!(url = %redacted(&url), bytes, elapsed_ms = started.elapsed().as_millis(), "urlDownload input ready");
                     break;
                 }
                 Err(TryError::CacheGone) if cached.is_some() => cached = None,
@@ -268,7 +267,7 @@ impl InputProvider for UrlSource {
                 Err(TryError::Transient(why)) if failures < self.settings.max_retries => {
                     let pause = self.settings.backoff.saturating_mul(1 << failures.min(16)).min(MAX_BACKOFF);
                     failures += 1;
-                    debug!(%url, try_number = failures, "urlDownload failed ({why}); trying again in {pause:?}");
+                    debug!(url = %redacted(&url), try_number = failures, "urlDownload failed ({why}); trying again in {pause:?}");
                     tokio::time::sleep(pause).await;
                 }
                 Err(TryError::Transient(why)) => {
@@ -317,6 +316,16 @@ pub(crate) fn check_url(url: &Url) -> Result<(), String> {
         Some(why) => Err(format!("names {ip}, {why}: this node does not download from there")),
         None => Ok(()),
     }
+}
+
+/// `url` for the node's log: no password, no query (a pre-signed URL's signature lives there).
+fn redacted(url: &Url) -> String {
+    let mut u = url.clone();
+    let _ = u.set_password(None);
+    if u.query().is_some() {
+        u.set_query(Some("..."));
+    }
+    u.to_string()
 }
 
 fn is_transient(status: StatusCode) -> bool {

@@ -143,8 +143,27 @@ pub trait Publisher: Send + Sync + std::fmt::Debug {
 /// (an archived `s3` result into `s3PreSigned`, with a time-limited URL), on the orchestrator.
 #[async_trait::async_trait]
 pub trait ResultSigner: Send + Sync + std::fmt::Debug {
-    /// The signed form of `result`, or `None` when it is not this signer's kind.
-    async fn sign(&self, result: &SpecConfig) -> Result<Option<SpecConfig>, StorageError>;
+    /// The signed form of the request's result, or `None` when it is not this signer's kind
+    /// or not provably the execution's own.
+    async fn sign(&self, request: SignRequest<'_>) -> Result<Option<SpecConfig>, StorageError>;
+}
+
+/// A result to sign and what it must match: a compute node reports its result, so a signer
+/// checks it against the job's publisher and the execution before lending its credentials.
+#[derive(Debug, Clone, Copy)]
+pub struct SignRequest<'a> {
+    /// The result the node reported.
+    pub result: &'a SpecConfig,
+    /// The job's `Publisher`.
+    pub publisher: &'a SpecConfig,
+    /// The job.
+    pub job_id: &'a str,
+    /// The execution.
+    pub execution_id: &'a str,
+    /// The node that ran it.
+    pub node_id: &'a str,
+    /// When the execution was created (Unix seconds): its result cannot be older.
+    pub not_before_secs: u64,
 }
 
 /// What a publisher is asked to publish: the job's publisher spec and whose results they are.
