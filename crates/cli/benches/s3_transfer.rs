@@ -3,6 +3,7 @@
 //! against the same S3-compatible server (moto, on loopback) in the same run; prints each
 //! time, the rate and the ratio (AWS CLI time / ours: above 1.0 we are faster). 1 GiB by
 //! default (`BENCH_S3_MIB` to change), best of 3 each; under `cargo test` 8 MiB once.
+//! `BENCH_S3_ONLY=input|publish` runs one side (moto serves a 1 GiB GET at ~12 MiB/s).
 
 mod common;
 
@@ -53,8 +54,12 @@ fn main() {
     let file_arg = file.display().to_string();
     s3.aws(&["s3", "cp", &file_arg, "s3://bench/in/data.bin", "--quiet"]).expect("upload the input");
 
+    let only = std::env::var("BENCH_S3_ONLY").unwrap_or_default();
+    let (do_input, do_publish) = (only != "publish", only != "input");
+    let runs_in = if do_input { runs } else { 0 };
+    let runs_out = if do_publish { runs } else { 0 };
     // Input: the object onto local disk.
-    let aws_get = best(runs, || {
+    let aws_get = best(runs_in, || {
         let dest = tmp.path().join("aws-get.bin");
         let _ = std::fs::remove_file(&dest);
         let t = Instant::now();
@@ -72,7 +77,7 @@ fn main() {
         target: "/inputs".into(),
     };
     let mut n = 0;
-    let our_get = best(runs, || {
+    let our_get = best(runs_in, || {
         n += 1;
         let dir = tmp.path().join(format!("ours-get-{n}"));
         let t = Instant::now();
@@ -84,7 +89,7 @@ fn main() {
     });
 
     // Result: the file up as an object (`plain`: the same bytes the AWS CLI sends).
-    let aws_put = best(runs, || {
+    let aws_put = best(runs_out, || {
         let t = Instant::now();
         s3.aws(&["s3", "cp", &file_arg, "s3://bench/aws-out/data.bin", "--quiet"]).expect("aws put");
         t.elapsed()
@@ -98,7 +103,7 @@ fn main() {
         .with_param("Endpoint", s3.endpoint())
         .with_param("Region", "us-east-1");
     let exec = ExecutionId::from("e-bench");
-    let our_put = best(runs, || {
+    let our_put = best(runs_out, || {
         let request = PublishRequest { spec: &spec, job_id: "j-bench", execution_id: &exec, node_id: "n-bench" };
         let t = Instant::now();
         rt.block_on(publisher.publish_for(request, &src)).expect("our put");
@@ -108,9 +113,11 @@ fn main() {
     println!("s3 transfer, {mib} MiB object, moto on loopback, best of {runs}:");
     println!("| copy | AWS CLI | ours | ratio (AWS CLI / ours) |");
     println!("|---|---:|---:|---:|");
-    for (what, aws, ours) in
-        [("input: object -> disk", aws_get, our_get), ("publish: file -> object", aws_put, our_put)]
-    {
+    let rows = [
+        ("input: object -> disk", aws_get, our_get, do_input),
+        ("publish: file -> object", aws_put, our_put, do_publish),
+    ];
+    for (what, aws, ours, _) in rows.into_iter().filter(|r| r.3) {
         println!(
             "| {what} | {:.2} s ({:.0} MiB/s) | {:.2} s ({:.0} MiB/s) | {:.2} |",
             aws.as_secs_f64(),
