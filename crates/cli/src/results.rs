@@ -42,25 +42,8 @@ pub async fn get(client: &Client, args: &GetArgs) -> Result<PathBuf> {
             let url = r.param_str("PreSignedURL").context("an s3PreSigned result has no PreSignedURL")?;
             let archive = raw.join(format!("{i}.tar.gz"));
             std::fs::create_dir_all(&raw)?;
-            let bar = download_bar();
-            let got = client
-                .download_with_progress(url, &archive, timeout, &mut |n, total| {
-                    if let Some(t) = total {
-                        bar.set_length(t);
-                    }
-                    bar.set_position(n);
-                })
-                .await;
-            bar.finish_and_clear();
-            if let Err(e) = got {
-                // Nothing half-written stays to trip the next `job get` into this folder.
-                let _ = std::fs::remove_file(&archive);
-                return Err(anyhow::Error::new(e).context("downloading the s3 result"));
-            }
-            let dir = raw.join(i.to_string());
-            let (a, d) = (archive.clone(), dir.clone());
-            tokio::task::spawn_blocking(move || unpack_tar_gz(&a, &d)).await??;
-            std::fs::remove_file(&archive)?;
+            fetch_archive(client, url, &archive, timeout).await.context("downloading the s3 result")?;
+            unpack_result(&archive, &raw.join(i.to_string())).await?;
             continue;
         }
         if r.is_type("s3") {
@@ -83,17 +66,7 @@ pub async fn get(client: &Client, args: &GetArgs) -> Result<PathBuf> {
         let url = r.param_str("URL").context("a urlDownload result has no URL")?;
         let archive = raw.join(format!("{i}.tar.gz"));
         std::fs::create_dir_all(&raw)?;
-        let bar = download_bar();
-        let direct = client
-            .download_with_progress(url, &archive, timeout, &mut |n, total| {
-                if let Some(t) = total {
-                    bar.set_length(t);
-                }
-                bar.set_position(n);
-            })
-            .await;
-        bar.finish_and_clear();
-        if let Err(direct) = direct {
+        if let Err(direct) = fetch_archive(client, url, &archive, timeout).await {
             // The compute node may be out of this client's reach (behind NAT, or advertising an
             // address only its own network knows): its orchestrator relays the archive.
             let Some(file) =
@@ -106,18 +79,11 @@ pub async fn get(client: &Client, args: &GetArgs) -> Result<PathBuf> {
                 return Err(direct.into());
             }
             eprintln!("{url} is out of reach ({direct}); fetching it through the orchestrator");
-            let _ = std::fs::remove_file(&archive);
-            if let Err(e) = client.download_to(&relayed, &archive, timeout).await {
-                let _ = std::fs::remove_file(&archive);
-                return Err(anyhow::Error::new(e).context(format!(
-                    "downloading result {i} failed directly ({direct}) and through the orchestrator"
-                )));
-            }
+            fetch_archive(client, &relayed, &archive, timeout).await.with_context(|| {
+                format!("downloading result {i} failed directly ({direct}) and through the orchestrator")
+            })?;
         }
-        let dir = raw.join(i.to_string());
-        let (a, d) = (archive.clone(), dir.clone());
-        tokio::task::spawn_blocking(move || unpack_tar_gz(&a, &d)).await??;
-        std::fs::remove_file(&archive)?;
+        unpack_result(&archive, &raw.join(i.to_string())).await?;
     }
     let _ = std::fs::remove_dir_all(raw.join(".blocks"));
     if !args.raw {
@@ -130,14 +96,40 @@ pub async fn get(client: &Client, args: &GetArgs) -> Result<PathBuf> {
     Ok(abs)
 }
 
-/// A progress bar on stderr (bytes, rate, time left), drawn only on a terminal.
-fn download_bar() -> indicatif::ProgressBar {
+/// Downloads `url` to `archive` with a progress bar on stderr (bytes, rate, time left; drawn
+/// only on a terminal). On failure nothing is left to trip the next `job get` into this folder.
+async fn fetch_archive(
+    client: &Client,
+    url: &str,
+    archive: &Path,
+    timeout: Duration,
+) -> Result<u64, bacalhau_api::ClientError> {
     let bar = indicatif::ProgressBar::with_draw_target(None, indicatif::ProgressDrawTarget::stderr());
     bar.set_style(
         indicatif::ProgressStyle::with_template("{bytes:>10} / {total_bytes} [{wide_bar}] {bytes_per_sec} {eta}")
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
-    bar
+    let got = client
+        .download_with_progress(url, archive, timeout, &mut |n, total| {
+            if let Some(t) = total {
+                bar.set_length(t);
+            }
+            bar.set_position(n);
+        })
+        .await;
+    bar.finish_and_clear();
+    if got.is_err() {
+        let _ = std::fs::remove_file(archive);
+    }
+    got
+}
+
+/// Unpacks a downloaded result archive into `dir` and removes the archive.
+async fn unpack_result(archive: &Path, dir: &Path) -> Result<()> {
+    let (a, d) = (archive.to_path_buf(), dir.to_path_buf());
+    tokio::task::spawn_blocking(move || unpack_tar_gz(&a, &d)).await??;
+    std::fs::remove_file(archive)?;
+    Ok(())
 }
 
 /// Moves `from`'s contents into `to`. With several results, `stdout`, `stderr` and `exitCode`

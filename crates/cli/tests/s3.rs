@@ -163,17 +163,7 @@ async fn checksums_versions_budgets_and_hostile_keys_are_enforced() {
     // An object whose key climbs out of the input's folder is refused, and nothing lands outside.
     let evil = tmp.path().join("evil.txt");
     std::fs::write(&evil, "x").expect("write");
-    s3.aws(&[
-        "s3api",
-        "put-object",
-        "--bucket",
-        "data",
-        "--key",
-        "bad/../../escaped.txt",
-        "--body",
-        &evil.display().to_string(),
-    ])
-    .expect("put hostile key");
+    s3.put("data", "bad/../../escaped.txt", &evil).expect("put hostile key");
     let dir = tmp.path().join("e").join("inner");
     let err = p.prepare(&input(&s3, "bad/", &[]), &dir, u64::MAX).await.expect_err("hostile key");
     assert!(!tmp.path().join("e").join("escaped.txt").exists() && !tmp.path().join("escaped.txt").exists());
@@ -183,20 +173,9 @@ async fn checksums_versions_budgets_and_hostile_keys_are_enforced() {
     let empty = tmp.path().join("empty");
     std::fs::write(&empty, "").expect("write");
     for key in ["set3/", "set3/sub/"] {
-        s3.aws(&["s3api", "put-object", "--bucket", "data", "--key", key, "--body", &empty.display().to_string()])
-            .expect("put marker");
+        s3.put("data", key, &empty).expect("put marker");
     }
-    s3.aws(&[
-        "s3api",
-        "put-object",
-        "--bucket",
-        "data",
-        "--key",
-        "set3/sub/a.txt",
-        "--body",
-        &evil.display().to_string(),
-    ])
-    .expect("put");
+    s3.put("data", "set3/sub/a.txt", &evil).expect("put");
     let got = p.prepare(&input(&s3, "set3/", &[]), &tmp.path().join("markers"), u64::MAX).await.expect("markers");
     assert_eq!(names(&tree(&got.host_path)), ["sub/a.txt"]);
 

@@ -40,6 +40,9 @@ impl S3Publisher {
         settings: S3Settings,
         scratch: std::path::PathBuf,
     ) -> Result<Self, StorageError> {
+        // An archive is removed once uploaded; one a crash left behind goes now, so the folder
+        // holds only uploads in flight.
+        let _ = std::fs::remove_dir_all(&scratch);
         Ok(Self { client: s3_client(builder, settings.read_timeout)?, settings, scratch })
     }
 

@@ -3,7 +3,7 @@
 //! input's folder as Bacalhau lays them out. Credentials are the node's (the standard `AWS_*`
 //! environment), never the job's; a job names only the bucket, key and endpoint.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -301,15 +301,18 @@ impl InputProvider for S3Source {
         let mut taken: HashMap<PathBuf, String> = HashMap::new();
         let mut total = 0u64;
         // Folder markers (zero-byte "dir/" objects made by consoles) come back without their
-        // slash: a zero-byte object that the prefix or another key lies under is one.
-        let keys: std::collections::BTreeSet<String> = all.iter().map(|m| m.location.as_ref().to_owned()).collect();
-        let is_marker = |m: &ObjectMeta| {
-            let under = format!("{}/", m.location.as_ref());
-            m.size == 0
-                && (spec.prefix().starts_with(&under)
-                    || keys.range(under.clone()..).next().is_some_and(|k| k.starts_with(&under)))
-        };
-        let all: Vec<ObjectMeta> = all.into_iter().filter(|m| !is_marker(m)).collect();
+        // slash: a zero-byte object that the prefix or another key lies under is one. Only the
+        // zero-byte keys are kept aside, not a copy of every key.
+        let empty: HashSet<&str> = all.iter().filter(|m| m.size == 0).map(|m| m.location.as_ref()).collect();
+        let mut markers: HashSet<String> = HashSet::new();
+        for key in all.iter().map(|m| m.location.as_ref()).chain([spec.prefix()]) {
+            for (at, _) in key.match_indices('/') {
+                if empty.contains(&key[..at]) {
+                    markers.insert(key[..at].to_owned());
+                }
+            }
+        }
+        let all: Vec<ObjectMeta> = all.into_iter().filter(|m| !markers.contains(m.location.as_ref())).collect();
         for meta in all {
             let key = meta.location.as_ref().to_owned();
             if spec.is_partitioned() && spec.partition_of(&key, partition.count) != partition.index {

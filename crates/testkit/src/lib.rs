@@ -589,11 +589,7 @@ impl HttpServer {
             .spawn()
             .context("python3 -m http.server")?;
         let mut server = Self { child, port, log };
-        let up = wait_for("the HTTP server", DEADLINE, || {
-            let exited = matches!(server.child.try_wait(), Ok(Some(_)));
-            (exited || TcpStream::connect(("127.0.0.1", port)).is_ok()).then_some(!exited)
-        })?;
-        if !up {
+        if !listening(&mut server.child, port, "the HTTP server")? {
             bail!(
                 "python3 -m http.server exited at start: {}",
                 std::fs::read_to_string(&server.log).unwrap_or_default()
@@ -611,9 +607,21 @@ impl HttpServer {
 
 impl Drop for HttpServer {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        stop(&mut self.child);
     }
+}
+
+/// Waits until `port` on loopback answers (true) or `child` has exited (false).
+fn listening(child: &mut Child, port: u16, what: &str) -> Result<bool> {
+    wait_for(what, DEADLINE, || {
+        let exited = matches!(child.try_wait(), Ok(Some(_)));
+        (exited || TcpStream::connect(("127.0.0.1", port)).is_ok()).then_some(!exited)
+    })
+}
+
+fn stop(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// A real S3-compatible server (moto's server mode, installed by `scripts/s3-env`) on a
@@ -651,11 +659,7 @@ impl S3Server {
             .spawn()
             .context("starting moto.server")?;
         let mut server = Self { child, port, python };
-        let up = wait_for("the S3 server", DEADLINE, || {
-            let exited = matches!(server.child.try_wait(), Ok(Some(_)));
-            (exited || TcpStream::connect(("127.0.0.1", port)).is_ok()).then_some(!exited)
-        })?;
-        if !up {
+        if !listening(&mut server.child, port, "the S3 server")? {
             bail!("moto.server exited at start");
         }
         Ok(server)
@@ -664,6 +668,11 @@ impl S3Server {
     /// The endpoint URL.
     pub fn endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Puts the file at `body` as `bucket`/`key`, the key exactly as given (`s3api put-object`).
+    pub fn put(&self, bucket: &str, key: &str, body: &Path) -> Result<String> {
+        self.aws(&["s3api", "put-object", "--bucket", bucket, "--key", key, "--body", &body.display().to_string()])
     }
 
     /// Runs `aws ARGS --endpoint-url ENDPOINT` (the AWS CLI from the same venv).
@@ -684,7 +693,6 @@ impl S3Server {
 
 impl Drop for S3Server {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        stop(&mut self.child);
     }
 }
