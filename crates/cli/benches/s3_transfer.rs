@@ -104,7 +104,8 @@ fn main() {
         .with_param("Region", "us-east-1");
     let exec = ExecutionId::from("e-bench");
     let our_put = best(runs_out, || {
-        let request = PublishRequest { spec: &spec, job_id: "j-bench", execution_id: &exec, node_id: "n-bench" };
+        let request =
+            PublishRequest { spec: &spec, job_id: "j-bench", execution_id: &exec, node_id: "n-bench", uploads: None };
         let t = Instant::now();
         rt.block_on(publisher.publish_for(request, &src)).expect("our put");
         t.elapsed()

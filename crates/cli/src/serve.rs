@@ -21,6 +21,21 @@ use crate::config::Config;
 
 pub use bacalhau_node::version_info;
 
+/// The orchestrator's bucket for the `s3managed` publisher, when any of its keys is set
+/// (the node checks the whole at start and names what is missing).
+fn managed_bucket(cfg: &Config) -> Option<bacalhau_node::S3ManagedSettings> {
+    let get = |k: &str| cfg.str(&format!("Publishers.Types.S3Managed.{k}")).trim().to_owned();
+    let settings = bacalhau_node::S3ManagedSettings {
+        bucket: get("Bucket"),
+        key: get("Key"),
+        region: get("Region"),
+        endpoint: get("Endpoint"),
+        expiry: cfg.duration("Publishers.Types.S3Managed.PreSignedURLExpiration"),
+    };
+    let set = [&settings.bucket, &settings.key, &settings.region, &settings.endpoint].iter().any(|v| !v.is_empty());
+    set.then_some(settings)
+}
+
 /// The node's ID: --name, else the one kept in the data dir, else a new one from the
 /// `NameProvider` (puuid: `n-<uuid>`, uuid, hostname).
 fn node_id(dir: &Path, name: Option<String>, provider: &str) -> Result<NodeId> {
@@ -110,6 +125,7 @@ pub async fn node_config(host: &str, tls_ca: Option<PathBuf>, args: &ServeArgs, 
                     let d = cfg.duration("Publishers.Types.S3.PreSignedURLExpiration");
                     if d.is_zero() { Duration::from_secs(900) } else { d }
                 }),
+                s3_managed: managed_bucket(cfg),
                 ..OrchestratorRole::default()
             })
         })

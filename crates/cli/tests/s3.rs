@@ -342,3 +342,97 @@ fn sign_request<'a>(
         not_before_secs,
     }
 }
+
+/// An orchestrator with a managed bucket and the AWS keys, a compute node with none: the
+/// compute node publishes through URLs the orchestrator signs, and `job get` downloads what it
+/// signs for reading.
+#[test]
+fn s3managed_results_go_to_the_orchestrators_bucket_and_compute_nodes_hold_no_keys() {
+    let s3 = S3Server::start().expect("moto");
+    s3.aws(&["s3", "mb", "s3://managed"]).expect("make bucket");
+    let bin = Path::new(env!("CARGO_BIN_EXE_bacalhau"));
+    let node_port = bacalhau_testkit::free_port().expect("port").to_string();
+    let (bucket, region, endpoint, prefix) = (
+        "Publishers.Types.S3Managed.Bucket=managed".to_owned(),
+        "Publishers.Types.S3Managed.Region=us-east-1".to_owned(),
+        format!("Publishers.Types.S3Managed.Endpoint={}", s3.endpoint()),
+        "Publishers.Types.S3Managed.Key=bacalhau/".to_owned(),
+    );
+    let token = "managed-test-token";
+    let o = Serve::start_env(
+        bin,
+        &[
+            "--orchestrator",
+            "--node-port",
+            &node_port,
+            "--node-token",
+            token,
+            "-c",
+            &bucket,
+            "-c",
+            &region,
+            "-c",
+            &endpoint,
+            "-c",
+            &prefix,
+        ],
+        &S3_TEST_KEYS,
+    )
+    .expect("orchestrator");
+    let addr = format!("127.0.0.1:{node_port}");
+    // No AWS_* in its environment: it could not sign anything itself.
+    let c = Serve::start_env(
+        bin,
+        &["--compute", "--orchestrators", &addr, "--node-token", token],
+        &[("AWS_ACCESS_KEY_ID", ""), ("AWS_SECRET_ACCESS_KEY", "")],
+    )
+    .expect("compute");
+    o.wait_connected(1);
+
+    let hello = c_program("hello").expect("hello").display().to_string();
+    let id = o.submit_wasm(&["-p", "s3managed", &hello]);
+    assert_eq!(o.wait_terminal(&id).expect("finish"), "Completed", "{}\n{}", o.log(), c.log());
+    let exec = o.executions(&id)[0].clone();
+    let exec_id = exec["ID"].as_str().expect("id").to_owned();
+    let stored = &exec["PublishedResult"];
+    assert_eq!(stored["Type"], "s3managed", "{exec}");
+    assert_eq!(stored["Params"]["ExecutionID"], exec_id.as_str(), "{exec}");
+    let key = format!("bacalhau/{id}/{exec_id}.tar.gz");
+    assert!(s3.aws(&["s3", "ls", "--recursive", "s3://managed/"]).expect("ls").contains(&key), "at {key}");
+    let results = o.get(&format!("/api/v1/orchestrator/jobs/{id}/results")).expect("results");
+    assert!(results.contains("s3PreSigned") && results.contains("X-Amz-Signature"), "{results}");
+    assert!(results.contains(r#""Managed":true"#), "{results}");
+    o.ok(&["job", "get", &id, "--output-dir", "res"]);
+    let stdout = std::fs::read_to_string(o.work.join("res/stdout")).expect("stdout");
+    assert!(stdout.contains("Hello"), "{stdout}");
+
+    // The compute node's `s3` publisher has no keys: only the managed one works there.
+    let opts = format!("opt=endpoint={},opt=region=us-east-1", s3.endpoint());
+    let id = o.submit_wasm(&["-p", &format!("s3://managed/direct,{opts}"), &hello]);
+    assert_eq!(o.wait_terminal(&id).expect("finish"), "Failed");
+    let why = o.ok(&["job", "describe", &id]);
+    assert!(why.contains("AWS_ACCESS_KEY_ID"), "the bid is refused, saying what is missing: {why}");
+}
+
+/// Without a managed bucket, `s3managed` is refused at submission, naming the settings; a
+/// bucket without a region stops `serve` at start.
+#[test]
+fn s3managed_without_a_bucket_is_refused_with_the_settings_named() {
+    let bin = Path::new(env!("CARGO_BIN_EXE_bacalhau"));
+    let s = Serve::start(bin, &[]).expect("serve");
+    let hello = c_program("hello").expect("hello").display().to_string();
+    let err = s.fails(&["wasm", "run", "-p", "s3managed", &hello]);
+    assert!(err.contains("Publishers.Types.S3Managed.Bucket"), "{err}");
+
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = std::process::Command::new(bin)
+        .args(["serve", "-c", "Publishers.Types.S3Managed.Bucket=managed"])
+        .env("BACALHAU_DIR", dir.path())
+        .env("BACALHAU_API_PORT", bacalhau_testkit::free_port().expect("port").to_string())
+        .envs(S3_TEST_KEYS)
+        .output()
+        .expect("run");
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "serve must refuse: {text}");
+    assert!(text.contains("Publishers.Types.S3Managed.Region is required"), "{text}");
+}

@@ -377,6 +377,11 @@ impl Engine {
                 }
             }
             ToCompute::Reconnected | ToCompute::Resync => fx.reregister = true,
+            // The runtime hands these to the publisher waiting for them; one that reaches the
+            // engine came after its publisher gave up.
+            ToCompute::ManagedUploadUrl { execution_id, .. } => {
+                debug!(%execution_id, "an upload URL nobody waits for is dropped");
+            }
             ToCompute::Registered { accepted, reason } => {
                 if accepted {
                     info!("registered with the orchestrator");

@@ -13,6 +13,7 @@ mod logs;
 mod node;
 mod run;
 mod store;
+mod uploads;
 
 pub use capacity::{DEFAULT_ALLOCATION_PERCENT, detect as detect_capacity, share as capacity_share};
 pub use logs::{LogLine, LogStreamKind};

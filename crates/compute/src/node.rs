@@ -214,6 +214,8 @@ struct Runtime {
     reported_roots: Vec<String>,
     /// Finished executions' folders, emptied for the next ones.
     folders: Arc<crate::folders::FolderPool>,
+    /// Publishers waiting for the orchestrator to sign an upload URL.
+    uploads: Arc<crate::uploads::ManagedUploads>,
 }
 
 impl ComputeNode {
@@ -239,7 +241,9 @@ impl ComputeNode {
         let states = Arc::new(RwLock::new(HashMap::new()));
         let engine = Engine::new(cfg.capacity, cfg.prices, cfg.bid_policy.probe.is_some(), cfg.drop_bid_acceptances);
         let folders = Arc::new(crate::folders::FolderPool::new(cfg.data_dir.join("spare-folders")));
+        let uploads = Arc::new(crate::uploads::ManagedUploads::new(endpoint.sender()));
         let mut rt = Runtime {
+            uploads,
             cfg: cfg.clone(),
             engine,
             store,
@@ -456,7 +460,18 @@ impl Runtime {
                     break;
                 }
             }
-            let mut inputs: Vec<Input> = msgs.drain(..).map(|m| self.input(m.payload)).collect();
+            let mut inputs: Vec<Input> = Vec::with_capacity(msgs.len());
+            for m in msgs.drain(..) {
+                match m.payload {
+                    // An answer for a publisher waiting off the loop, not a step of the engine.
+                    ToCompute::ManagedUploadUrl { execution_id, url } => {
+                        if !self.uploads.answer(&execution_id, url) {
+                            debug!(%execution_id, "an upload URL nobody waits for is dropped");
+                        }
+                    }
+                    other => inputs.push(self.input(other)),
+                }
+            }
             if tick {
                 inputs.push(Input::Tick);
             }
@@ -572,6 +587,7 @@ impl Runtime {
             prices: self.cfg.prices,
             cancel: token,
             events: self.endpoint.sender(),
+            uploads: self.uploads.clone(),
         };
         tokio::spawn(async move {
             // One rename, or nothing: no dearer than the mkdir it saves.

@@ -28,6 +28,8 @@ pub(crate) struct RunPlan {
     pub prices: Option<bacalhau_model::Prices>,
     pub cancel: CancellationToken,
     pub events: ComputeSender,
+    /// Signs upload URLs for the `s3managed` publisher (through the orchestrator).
+    pub uploads: Arc<crate::uploads::ManagedUploads>,
 }
 
 impl RunPlan {
@@ -197,6 +199,7 @@ impl RunPlan {
                     job_id: job.id.as_str(),
                     execution_id: &self.execution.id,
                     node_id: self.execution.node_id.as_str(),
+                    uploads: Some(self.uploads.as_ref()),
                 };
                 match p.publish_for(request, &results_dir).await {
                     Ok(r) => r,

@@ -51,10 +51,12 @@ pub use node::{
 pub use num::{f64_to_i64_saturating, f64_to_u64};
 pub use parse::{ParseError, ParsedJob, SpecFormat, parse_job_spec, parse_job_value};
 pub use resources::{ResourceParseError, Resources, fmt_bytes, fmt_cpu, parse_bytes, parse_cpu};
-pub use s3::{Partition, S3_KEY_PLACEHOLDERS, S3Publisher, S3Source, fnv1a32, region_problem};
+pub use s3::{
+    Partition, S3_KEY_PLACEHOLDERS, S3Publisher, S3Source, bucket_problem, endpoint_problem, fnv1a32, region_problem,
+};
 pub use spec_config::{
-    ENGINE_DOCKER, ENGINE_NOOP, ENGINE_WASM, PUBLISHER_IPFS, PUBLISHER_LOCAL, PUBLISHER_NOOP, SOURCE_INLINE,
-    SOURCE_IPFS, SOURCE_LOCAL, SOURCE_URL, SpecConfig,
+    ENGINE_DOCKER, ENGINE_NOOP, ENGINE_WASM, PUBLISHER_IPFS, PUBLISHER_LOCAL, PUBLISHER_NOOP, PUBLISHER_S3_MANAGED,
+    SOURCE_INLINE, SOURCE_IPFS, SOURCE_LOCAL, SOURCE_URL, SpecConfig,
 };
 pub use task::{
     InputSource, NetworkConfig, NetworkType, ResourcesConfig, ResultPath, Task, TimeoutConfig, absolute_target,

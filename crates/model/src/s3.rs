@@ -55,7 +55,7 @@ pub type ParamError = (String, String);
 
 /// Valid bucket names: 3 to 63 letters, digits, dots, hyphens and underscores (AWS's rules for
 /// new buckets, loosened to the older names that S3-compatible servers still take).
-fn bucket_problem(bucket: &str) -> Option<String> {
+pub fn bucket_problem(bucket: &str) -> Option<String> {
     if bucket.trim().is_empty() {
         return Some("is required: the bucket to read from".into());
     }
@@ -69,7 +69,7 @@ fn bucket_problem(bucket: &str) -> Option<String> {
 }
 
 /// What is wrong with an endpoint, if anything: it is empty (AWS) or an http(s) URL.
-fn endpoint_problem(endpoint: &str) -> Option<String> {
+pub fn endpoint_problem(endpoint: &str) -> Option<String> {
     let lower = endpoint.to_ascii_lowercase();
     let ok = endpoint.is_empty() || lower.starts_with("http://") || lower.starts_with("https://");
     (!ok).then(|| format!("is {endpoint:?}: an endpoint is an http:// or https:// URL"))

@@ -11,6 +11,9 @@ pub const ENGINE_WASM: &str = "wasm";
 pub const ENGINE_NOOP: &str = "noop";
 /// Publisher type: discard results.
 pub const PUBLISHER_NOOP: &str = "noop";
+/// Bacalhau's managed S3 publisher: the orchestrator signs the upload, compute nodes hold no
+/// credentials.
+pub const PUBLISHER_S3_MANAGED: &str = "s3managed";
 /// Publisher type: keep results on the compute node and serve them over HTTP.
 pub const PUBLISHER_LOCAL: &str = "local";
 /// Publisher type: add results to IPFS.

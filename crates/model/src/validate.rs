@@ -8,7 +8,8 @@ use crate::id::JobId;
 use crate::job::{Job, JobState, JobStateType, JobType, Operator};
 use crate::resources::Resources;
 use crate::spec_config::{
-    PUBLISHER_IPFS, PUBLISHER_LOCAL, PUBLISHER_NOOP, SOURCE_INLINE, SOURCE_IPFS, SOURCE_LOCAL, SOURCE_URL, SpecConfig,
+    PUBLISHER_IPFS, PUBLISHER_LOCAL, PUBLISHER_NOOP, PUBLISHER_S3_MANAGED, SOURCE_INLINE, SOURCE_IPFS, SOURCE_LOCAL,
+    SOURCE_URL, SpecConfig,
 };
 use crate::task::{NetworkType, Task};
 
@@ -123,7 +124,7 @@ pub const MAX_REPLICAS: u32 = 100;
 
 pub(crate) const RESERVED_META_PREFIX: &str = "bacalhau.org/";
 const RESERVED_RESULT_NAMES: [&str; 3] = ["stdout", "stderr", "exitCode"];
-const KNOWN_PUBLISHERS: [&str; 4] = [PUBLISHER_NOOP, PUBLISHER_LOCAL, PUBLISHER_IPFS, "s3"];
+const KNOWN_PUBLISHERS: [&str; 5] = [PUBLISHER_NOOP, PUBLISHER_LOCAL, PUBLISHER_IPFS, "s3", PUBLISHER_S3_MANAGED];
 const KNOWN_SOURCES: [&str; 6] = [SOURCE_IPFS, SOURCE_INLINE, SOURCE_LOCAL, "localdirectory", SOURCE_URL, "s3"];
 
 /// Turns a submitted job into the job the orchestrator stores: server-owned fields reset

@@ -197,8 +197,13 @@ pub(crate) async fn start(
         role.s3_inputs.clone(),
         compute_dir.join("s3-publisher"),
     )?;
+    // Holds no credentials: the orchestrator signs each upload.
+    let s3_managed = bacalhau_storage_remote::S3ManagedPublisher::new(
+        bacalhau_api::tls::http_client_builder(),
+        compute_dir.join("s3managed-publisher"),
+    )?;
     let mut publishers: Vec<Arc<dyn Publisher>> =
-        vec![Arc::new(NoopPublisher), Arc::new(local), ipfs_publisher, Arc::new(s3_publisher)];
+        vec![Arc::new(NoopPublisher), Arc::new(local), ipfs_publisher, Arc::new(s3_publisher), Arc::new(s3_managed)];
     publishers.retain(|p| !listed(&role.disabled.publishers, p.publisher_type()));
     let mut ccfg = ComputeConfig::new(node_id, compute_dir, role.capacity);
     ccfg.labels = role.labels;

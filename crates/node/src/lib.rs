@@ -25,6 +25,7 @@ mod ipfs;
 pub mod kubo_rpc;
 pub mod probe;
 
+pub use bacalhau_storage_remote::S3ManagedSettings;
 pub use compute::{ComputeRole, Disabled, Upstream};
 pub use faults::Faults;
 pub use ipfs::IpfsNode;
@@ -87,6 +88,9 @@ pub struct OrchestratorRole {
     pub s3_presign: Option<Duration>,
     /// The credentials it signs `s3` results with (the standard AWS environment of this process).
     pub s3: bacalhau_storage_remote::S3Settings,
+    /// The bucket of the `s3managed` publisher (`Publishers.Types.S3Managed`), signed for with
+    /// `s3`'s credentials; `None` refuses `s3managed` jobs.
+    pub s3_managed: Option<bacalhau_storage_remote::S3ManagedSettings>,
 }
 
 impl Default for OrchestratorRole {
@@ -101,7 +105,19 @@ impl Default for OrchestratorRole {
             // Bacalhau's signer falls back to the AWS SDK's 15 minutes.
             s3_presign: Some(Duration::from_secs(900)),
             s3: bacalhau_storage_remote::S3Settings::from_env(|k| std::env::var(k).ok()),
+            s3_managed: None,
         }
+    }
+}
+
+/// The orchestrator's `s3managed` signer as the orchestrator sees it.
+#[derive(Debug)]
+struct ManagedUploads(Arc<bacalhau_storage_remote::S3ManagedSigner>);
+
+#[async_trait::async_trait]
+impl bacalhau_orchestrator::ManagedUploads for ManagedUploads {
+    async fn put_url(&self, job_id: &str, execution_id: &str) -> Result<String, String> {
+        self.0.put_url(job_id, execution_id).await.map_err(|e| e.to_string())
     }
 }
 
@@ -208,6 +224,16 @@ impl Node {
 
         let mut runtime = None;
         let mut node_addr = None;
+        // The managed bucket is checked before anything starts: a node that would refuse
+        // every s3managed job later says so now.
+        let managed = match orch_role.as_ref().and_then(|r| r.s3_managed.clone().map(|m| (m, r.s3.clone()))) {
+            Some((m, s3)) => Some(Arc::new(bacalhau_storage_remote::S3ManagedSigner::new(
+                bacalhau_api::tls::http_client_builder(),
+                &s3,
+                m,
+            )?)),
+            None => None,
+        };
         if let Some(role) = &orch_role {
             std::fs::create_dir_all(dir.join("orchestrator"))?;
             let mut ocfg = OrchestratorConfig::new(dir.join("orchestrator").join("jobs.redb"));
@@ -217,6 +243,8 @@ impl Node {
             ocfg.manual_node_approval = role.manual_node_approval;
             ocfg.ipfs_addrs = ipfs.addrs();
             ocfg.local_node = compute_role.is_some().then(|| node_id.clone());
+            ocfg.managed_uploads =
+                managed.clone().map(|m| Arc::new(ManagedUploads(m)) as Arc<dyn bacalhau_orchestrator::ManagedUploads>);
             let o = Orchestrator::start(ocfg, shutdown.child_token()).await?;
             if let Some(l) = listeners.node {
                 node_addr = Some(l.local_addr()?);
@@ -274,14 +302,19 @@ impl Node {
 
         let orchestrator = runtime.as_ref().map(Orchestrator::handle);
         let relay_token = orch_role.as_ref().and_then(|r| r.node_token.clone());
-        let result_signer = match orch_role.as_ref().and_then(|r| r.s3_presign.map(|d| (d, r.s3.clone()))) {
-            Some((expiry, s3)) => Some(Arc::new(bacalhau_storage_remote::S3ResultSigner::new(
+        let mut signers: Vec<Arc<dyn bacalhau_storage::ResultSigner>> = Vec::new();
+        if let Some((expiry, s3)) = orch_role.as_ref().and_then(|r| r.s3_presign.map(|d| (d, r.s3.clone()))) {
+            signers.push(Arc::new(bacalhau_storage_remote::S3ResultSigner::new(
                 bacalhau_api::tls::http_client_builder(),
                 s3,
                 expiry,
-            )?) as Arc<dyn bacalhau_storage::ResultSigner>),
-            None => None,
-        };
+            )?));
+        }
+        if let Some(m) = managed {
+            signers.push(m);
+        }
+        let result_signer = (!signers.is_empty())
+            .then(|| Arc::new(bacalhau_storage::Signers(signers)) as Arc<dyn bacalhau_storage::ResultSigner>);
         let state = ApiState {
             orchestrator: orchestrator.clone(),
             compute: compute.clone(),

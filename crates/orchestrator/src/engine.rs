@@ -208,8 +208,22 @@ pub struct Effects {
     pub refused: Vec<&'static str>,
     /// Nodes deleted by an operator: their keys and links go.
     pub forgotten: Vec<NodeId>,
+    /// Upload URLs to sign for the `s3managed` publisher, each checked against the execution.
+    pub uploads: Vec<UploadGrant>,
     /// (namespace, name) of the jobs this step creates, which the store has not seen yet.
     named: HashMap<(String, String), JobId>,
+}
+
+/// An upload the engine allows: the runtime signs a URL for the archive of `execution_id` (of
+/// `job_id`) and sends it to `node_id`, which runs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UploadGrant {
+    /// The node that asked, and runs the execution.
+    pub node_id: NodeId,
+    /// The execution's job.
+    pub job_id: JobId,
+    /// The execution.
+    pub execution_id: ExecutionId,
 }
 
 /// The durable state the engine starts from (at start, or after a failed commit).
@@ -625,12 +639,16 @@ mod tests {
     }
 
     fn register(node: &str) -> Input {
+        register_with(node, &["noop"])
+    }
+
+    fn register_with(node: &str, publishers: &[&str]) -> Input {
         let capacity = Resources { cpu_millis: 1000, memory_bytes: 1 << 30, ..Default::default() };
         let info = NodeInfo {
             node_id: NodeId::from(node),
             compute_node_info: Some(ComputeNodeInfo {
                 execution_engines: vec!["wasm".into()],
-                publishers: vec!["noop".into()],
+                publishers: publishers.iter().map(|p| (*p).to_owned()).collect(),
                 storage_sources: vec!["inline".into()],
                 max_capacity: capacity.into(),
                 available_capacity: capacity.into(),
@@ -643,6 +661,10 @@ mod tests {
     }
 
     fn submit(ticket: Ticket, id: &str, key: Option<&str>) -> Input {
+        submit_publishing(ticket, id, key, "noop")
+    }
+
+    fn submit_publishing(ticket: Ticket, id: &str, key: Option<&str>, publisher: &str) -> Input {
         let job = Job {
             r#type: JobType::Batch,
             count: 1,
@@ -654,7 +676,7 @@ mod tests {
                     alias: String::new(),
                     target: "/m.wasm".into(),
                 }],
-                publisher: SpecConfig::new("noop"),
+                publisher: SpecConfig::new(publisher),
                 resources: ResourcesConfig { cpu: "10m".into(), memory: "16Mb".into(), ..Default::default() },
                 ..Default::default()
             }],
@@ -743,6 +765,89 @@ mod tests {
         e.step([from(node.as_str(), bid(&exec))], at(3));
         let fx = e.step([from(node.as_str(), bid(&exec))], at(4));
         assert_eq!(fx.refused, [LATE_REPORT]);
+    }
+
+    #[derive(Debug)]
+    struct UnusedSigner;
+
+    #[async_trait::async_trait]
+    impl crate::ManagedUploads for UnusedSigner {
+        async fn put_url(&self, _: &str, _: &str) -> Result<String, String> {
+            Err("the engine never signs".into())
+        }
+    }
+
+    /// The answer refusing an upload URL for `exec`, if the step sent one.
+    fn upload_refusal(fx: &Effects, exec: &ExecutionId) -> Option<String> {
+        fx.sends.iter().find_map(|(_, m)| match m {
+            ToCompute::ManagedUploadUrl { execution_id, url: Err(why) } if execution_id == exec => Some(why.clone()),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn only_the_node_running_an_s3managed_execution_is_granted_an_upload() {
+        let mut cfg = OrchestratorConfig::new(std::path::PathBuf::new());
+        cfg.restart_grace = Duration::ZERO;
+        cfg.managed_uploads = Some(Arc::new(UnusedSigner));
+        let mut e = Engine::new(cfg, Box::new(SeededIds::new(7)));
+        let both = ["noop", "s3managed"];
+        e.step([register_with("n1", &both), register_with("n2", &both)], at(0));
+        let fx = e.step([submit_publishing(1, "j-1", None, "s3managed")], at(1));
+        let (node, exec) = fx
+            .sends
+            .iter()
+            .find_map(|(n, m)| match m {
+                ToCompute::AskForBid { execution, .. } => Some((n.clone(), execution.id.clone())),
+                _ => None,
+            })
+            .expect("an ask");
+        let other = if node.as_str() == "n1" { "n2" } else { "n1" };
+        let ask = |id: &ExecutionId| FromCompute::ManagedUpload { execution_id: id.clone() };
+        // Asked for before the node may run it: refused.
+        let fx = e.step([from(node.as_str(), ask(&exec))], at(2));
+        assert!(fx.uploads.is_empty());
+        assert!(upload_refusal(&fx, &exec).is_some_and(|why| why.contains("not running")), "{:?}", fx.sends);
+        let bid =
+            FromCompute::BidResult { execution_id: exec.clone(), accepted: true, reason: String::new(), quote: None };
+        e.step([from(node.as_str(), bid)], at(3));
+        // Its node gets a grant; another node's ask is refused and counted; an execution that
+        // is not in flight gets a refusal.
+        let nope = ExecutionId::from("e-nope");
+        let fx =
+            e.step([from(node.as_str(), ask(&exec)), from(other, ask(&exec)), from(node.as_str(), ask(&nope))], at(4));
+        assert_eq!(fx.uploads, [UploadGrant { node_id: node.clone(), job_id: JobId::from("j-1"), execution_id: exec }]);
+        assert_eq!(fx.refused, [FOREIGN_EXECUTION]);
+        assert!(upload_refusal(&fx, &nope).is_some_and(|why| why.contains("not in flight")));
+
+        // A job that publishes elsewhere lends no credentials.
+        let fx = e.step([submit_publishing(2, "j-2", None, "noop")], at(5));
+        let (node, exec) = fx
+            .sends
+            .iter()
+            .find_map(|(n, m)| match m {
+                ToCompute::AskForBid { execution, .. } => Some((n.clone(), execution.id.clone())),
+                _ => None,
+            })
+            .expect("an ask");
+        let bid =
+            FromCompute::BidResult { execution_id: exec.clone(), accepted: true, reason: String::new(), quote: None };
+        e.step([from(node.as_str(), bid)], at(6));
+        let fx = e.step([from(node.as_str(), ask(&exec))], at(7));
+        assert!(fx.uploads.is_empty());
+        assert!(upload_refusal(&fx, &exec).is_some_and(|why| why.contains("not s3managed")));
+
+        // Without a managed bucket, nothing is granted at all.
+        let mut plain = engine();
+        plain.step([register_with("n1", &both)], at(0));
+        let fx = plain.step([submit_publishing(1, "j-1", None, "s3managed")], at(1));
+        let exec = asked(&fx, "n1");
+        let bid =
+            FromCompute::BidResult { execution_id: exec.clone(), accepted: true, reason: String::new(), quote: None };
+        plain.step([from("n1", bid)], at(2));
+        let fx = plain.step([from("n1", ask(&exec))], at(3));
+        assert!(fx.uploads.is_empty());
+        assert!(upload_refusal(&fx, &exec).is_some_and(|why| why.contains("Publishers.Types.S3Managed")));
     }
 
     #[test]

@@ -23,6 +23,6 @@ pub mod store;
 pub use identity::NodeKeys;
 pub use ids::{IdSource, RandomIds, SeededIds, SplitMix64};
 pub use runtime::{
-    DEFAULT_JOB_RETENTION, JobEvent, ListJobsQuery, ListJobsResult, NodeAction, Orchestrator, OrchestratorConfig,
-    OrchestratorError, OrchestratorHandle, Refusals, RerunResult, StopResult, SubmitResult,
+    DEFAULT_JOB_RETENTION, JobEvent, ListJobsQuery, ListJobsResult, ManagedUploads, NodeAction, Orchestrator,
+    OrchestratorConfig, OrchestratorError, OrchestratorHandle, Refusals, RerunResult, StopResult, SubmitResult,
 };

@@ -20,7 +20,7 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-use crate::engine::{Answer, Engine, Input, Now, Snapshot, Stored, Ticket};
+use crate::engine::{Answer, Engine, Input, Now, Snapshot, Stored, Ticket, UploadGrant};
 use crate::identity::NodeKeys;
 use crate::scheduler::SchedulerConfig;
 use crate::store::{JobOrder, JobStore, StoreError};
@@ -63,6 +63,18 @@ pub struct OrchestratorConfig {
     /// Finished jobs unchanged for this long are deleted with all their records (`None`
     /// keeps them forever). The default is 30 days.
     pub job_retention: Option<Duration>,
+    /// Signs upload URLs for the `s3managed` publisher (`Publishers.Types.S3Managed`); `None`
+    /// refuses such jobs at submission.
+    pub managed_uploads: Option<Arc<dyn ManagedUploads>>,
+}
+
+/// Signs URLs with the orchestrator's S3 credentials for the `s3managed` publisher, so compute
+/// nodes upload results without holding any (Bacalhau's `PreSignedURLGenerator`).
+#[async_trait::async_trait]
+pub trait ManagedUploads: Send + Sync + std::fmt::Debug {
+    /// A URL to PUT the archive of `execution_id` (of `job_id`) to. The key is made from the
+    /// two IDs only, so no execution can reach another's object.
+    async fn put_url(&self, job_id: &str, execution_id: &str) -> Result<String, String>;
 }
 
 /// The default of [`OrchestratorConfig::job_retention`].
@@ -88,6 +100,7 @@ impl OrchestratorConfig {
             local_node: None,
             id_seed: None,
             job_retention: Some(DEFAULT_JOB_RETENTION),
+            managed_uploads: None,
         }
     }
 }
@@ -256,6 +269,8 @@ pub struct OrchestratorHandle {
     defaults: SubmissionDefaults,
     keys: Arc<NodeKeys>,
     refusals: Arc<Refusals>,
+    /// Whether `s3managed` jobs can publish here.
+    managed_uploads: bool,
 }
 
 /// Messages from compute nodes that were refused, by why: each is logged and counted and
@@ -326,6 +341,7 @@ impl Orchestrator {
             job_retention: config.job_retention,
             next_sweep: Instant::now(),
             swept: 0,
+            managed_uploads: config.managed_uploads.clone(),
         };
         runtime.load().await?;
         let handle = OrchestratorHandle {
@@ -336,6 +352,7 @@ impl Orchestrator {
             defaults: config.defaults.clone(),
             keys,
             refusals,
+            managed_uploads: config.managed_uploads.is_some(),
         };
         let task = tokio::spawn(runtime.run(commands_rx, inbound_rx, cancel));
         Ok(Self { handle, task })
@@ -384,6 +401,15 @@ impl OrchestratorHandle {
         force: bool,
     ) -> Result<SubmitResult, OrchestratorError> {
         let (job, warnings) = prepare_submission(job, JobId::generate(), now_nanos(), &self.defaults)?;
+        let managed = job.tasks.iter().any(|t| t.publisher.is_type(bacalhau_model::PUBLISHER_S3_MANAGED));
+        if managed && !self.managed_uploads {
+            return Err(OrchestratorError::Unsupported(
+                "Task.Publisher: s3managed needs a managed S3 bucket on the orchestrator, and this one has none: \
+                 its operator sets Publishers.Types.S3Managed.Bucket and Region (and AWS credentials in its \
+                 environment), or the job publishes with s3, ipfs or local"
+                    .into(),
+            ));
+        }
         let (reply, rx) = oneshot::channel();
         self.commands
             .send(Command::Submit { job: Box::new(job), warnings, key, force, reply })
@@ -613,6 +639,7 @@ struct Runtime {
     next_sweep: Instant,
     /// Jobs swept since the store was last considered for compaction.
     swept: u64,
+    managed_uploads: Option<Arc<dyn ManagedUploads>>,
 }
 
 enum Work {
@@ -927,6 +954,9 @@ impl Runtime {
         for (node_id, msg) in fx.sends {
             self.send(&node_id, msg);
         }
+        for grant in fx.uploads {
+            self.sign_upload(grant);
+        }
         for (ticket, answer) in fx.answers {
             self.answer(ticket, Some(answer), None);
         }
@@ -962,6 +992,23 @@ impl Runtime {
             // Reads: without an answer the caller sees the runtime as gone.
             (Waiting::Nodes(_) | Waiting::Providers(_), _) => {}
         }
+    }
+
+    /// Signs a granted upload off the loop (a credential refresh may wait on the network) and
+    /// sends the URL to the node; a lost answer is asked for again by the node.
+    fn sign_upload(&self, grant: UploadGrant) {
+        let (Some(signer), Some(link)) = (self.managed_uploads.clone(), self.links.get(&grant.node_id).cloned()) else {
+            return;
+        };
+        tokio::spawn(async move {
+            let url = signer.put_url(grant.job_id.as_str(), grant.execution_id.as_str()).await;
+            if let Err(why) = &url {
+                warn!(execution_id = %grant.execution_id, "cannot sign an s3managed upload: {why}");
+            }
+            if let Err(e) = link.send(ToCompute::ManagedUploadUrl { execution_id: grant.execution_id, url }) {
+                debug!(node_id = %grant.node_id, "upload URL not sent ({e}); the node asks again");
+            }
+        });
     }
 
     fn send(&mut self, node_id: &NodeId, msg: ToCompute) {

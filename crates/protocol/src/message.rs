@@ -146,6 +146,14 @@ pub enum ToCompute {
     /// What you hold differs from what I believe: register again, reporting every execution,
     /// so reconciliation repairs the difference.
     Resync,
+    /// The answer to [`FromCompute::ManagedUpload`]: where to PUT the execution's archive
+    /// (a URL the orchestrator signed with its own credentials), or why not.
+    ManagedUploadUrl {
+        /// Which execution.
+        execution_id: ExecutionId,
+        /// The signed URL, or why there is none.
+        url: Result<String, String>,
+    },
     /// The handshake's answer.
     Registered {
         /// Whether the node may stay.
@@ -218,6 +226,13 @@ pub enum FromCompute {
         /// memory or time would fail the same way again, so the job fails at once.
         #[serde(default = "retryable_default")]
         retryable: bool,
+    },
+    /// The execution's results are ready for the `s3managed` publisher: sign me a URL to
+    /// upload them to (Bacalhau's `ManagedPublisherPreSignURLRequest`). Compute nodes hold
+    /// no S3 credentials for it; the orchestrator does.
+    ManagedUpload {
+        /// Which execution (the orchestrator knows its job and checks that it runs here).
+        execution_id: ExecutionId,
     },
     /// Progress worth showing in the job's history (`Running`, `Publishing results`).
     ExecutionEvent {

@@ -919,6 +919,7 @@ fn msg_fingerprint_from(msg: &FromCompute) -> (u8, Option<&ExecutionId>) {
         FromCompute::RunResult { execution_id, .. } => (3, Some(execution_id)),
         FromCompute::ComputeError { execution_id, .. } => (4, Some(execution_id)),
         FromCompute::ExecutionEvent { execution_id, .. } => (5, Some(execution_id)),
+        FromCompute::ManagedUpload { execution_id } => (6, Some(execution_id)),
     }
 }
 
@@ -932,5 +933,6 @@ fn msg_fingerprint_to(msg: &ToCompute) -> (u8, Option<&ExecutionId>) {
         ToCompute::Registered { .. } => (5, None),
         ToCompute::Reconnected => (6, None),
         ToCompute::Resync => (7, None),
+        ToCompute::ManagedUploadUrl { execution_id, .. } => (8, Some(execution_id)),
     }
 }

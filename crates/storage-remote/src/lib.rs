@@ -1,6 +1,6 @@
 //! Input sources that fetch from servers outside the node: `urlDownload` (http and https) and
-//! `s3` (any S3-compatible server); the `s3` publisher, and the orchestrator's signer of `s3`
-//! results.
+//! `s3` (any S3-compatible server); the `s3` and `s3managed` publishers, and the orchestrator's
+//! signers of their results.
 //!
 //! They implement `bacalhau_storage::InputProvider` like the local sources do, but live in a
 //! crate of their own so that `storage` (and `compute` above it) never link an HTTP client:
@@ -9,11 +9,13 @@
 //! and credentials for them.
 
 mod guard;
+mod s3_managed;
 mod s3_publisher;
 mod s3_source;
 mod url_source;
 
 pub use guard::{GuardedResolver, guarded, refused_address};
+pub use s3_managed::{S3ManagedPublisher, S3ManagedSettings, S3ManagedSigner};
 pub use s3_publisher::{S3Publisher, S3ResultSigner};
 pub use s3_source::{S3Settings, S3Source};
 pub use url_source::{UrlSettings, UrlSource};

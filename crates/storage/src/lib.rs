@@ -148,6 +148,22 @@ pub trait ResultSigner: Send + Sync + std::fmt::Debug {
     async fn sign(&self, request: SignRequest<'_>) -> Result<Option<SpecConfig>, StorageError>;
 }
 
+/// Signers asked in turn (the `s3` one, the `s3managed` one); the first that signs wins.
+#[derive(Debug, Default)]
+pub struct Signers(pub Vec<std::sync::Arc<dyn ResultSigner>>);
+
+#[async_trait::async_trait]
+impl ResultSigner for Signers {
+    async fn sign(&self, request: SignRequest<'_>) -> Result<Option<SpecConfig>, StorageError> {
+        for signer in &self.0 {
+            if let Some(signed) = signer.sign(request).await? {
+                return Ok(Some(signed));
+            }
+        }
+        Ok(None)
+    }
+}
+
 /// A result to sign and what it must match: a compute node reports its result, so a signer
 /// checks it against the job's publisher and the execution before lending its credentials.
 #[derive(Debug, Clone, Copy)]
@@ -177,4 +193,15 @@ pub struct PublishRequest<'a> {
     pub execution_id: &'a ExecutionId,
     /// The node publishing.
     pub node_id: &'a str,
+    /// Who signs upload URLs for the `s3managed` publisher (the orchestrator, through the
+    /// compute node's link to it); `None` where no orchestrator is reachable.
+    pub uploads: Option<&'a dyn UploadUrls>,
+}
+
+/// Asks the orchestrator for a URL to PUT an execution's archive to, signed with its S3
+/// credentials (Bacalhau's managed publisher: compute nodes hold none).
+#[async_trait::async_trait]
+pub trait UploadUrls: Send + Sync + std::fmt::Debug {
+    /// A fresh signed PUT URL for `execution_id`'s archive, or why there is none.
+    async fn upload_url(&self, execution_id: &ExecutionId) -> Result<String, StorageError>;
 }

@@ -230,6 +230,18 @@ impl Engine {
                 }
                 round.sends.push((node_id, ToCompute::Ack { execution_id }));
             }
+            FromCompute::ManagedUpload { execution_id } => {
+                if !self.owns(&node_id, &execution_id, round) {
+                    return;
+                }
+                match self.managed_upload(&execution_id) {
+                    Ok(job_id) => round.uploads.push(UploadGrant { node_id, job_id, execution_id }),
+                    Err(why) => {
+                        warn!(%node_id, %execution_id, "no upload URL: {why}");
+                        round.sends.push((node_id, ToCompute::ManagedUploadUrl { execution_id, url: Err(why) }));
+                    }
+                }
+            }
             FromCompute::ExecutionEvent { execution_id, topic, message } => {
                 if !self.owns(&node_id, &execution_id, round) {
                     return;
@@ -242,6 +254,31 @@ impl Engine {
                 }
             }
         }
+    }
+
+    /// Whether the orchestrator lends its S3 credentials for `execution_id`'s upload: only
+    /// for an execution in flight (its bid accepted, not being stopped) of a job whose
+    /// publisher is `s3managed`; the caller has checked that the asking node runs it. The
+    /// object's key comes from the job and execution IDs alone, so a grant reaches nothing
+    /// but that execution's own archive.
+    fn managed_upload(&self, execution_id: &ExecutionId) -> Result<JobId, String> {
+        if self.cfg.managed_uploads.is_none() {
+            return Err("this orchestrator has no managed S3 bucket (its operator sets Publishers.Types.S3Managed.Bucket and Region)".into());
+        }
+        let not_in_flight = || format!("execution {execution_id} is not in flight");
+        let job_id = self.exec_index.get(execution_id).ok_or_else(not_in_flight)?;
+        let active = self.jobs.get(job_id).ok_or_else(not_in_flight)?;
+        let exec = active.execs.iter().find(|e| &e.id == execution_id).ok_or_else(not_in_flight)?;
+        let publisher = active.job.tasks.first().map(|t| t.publisher.r#type.as_str()).unwrap_or_default();
+        if !publisher.eq_ignore_ascii_case(bacalhau_model::PUBLISHER_S3_MANAGED) {
+            return Err(format!("the job's publisher is {publisher:?}, not s3managed"));
+        }
+        if exec.compute_state.state_type != ComputeStateType::BidAccepted
+            || exec.desired_state.state_type != DesiredStateType::Running
+        {
+            return Err(format!("execution {execution_id} is not running"));
+        }
+        Ok(job_id.clone())
     }
 
     /// The executions in memory on `node_id`, each with its job.
