@@ -28,9 +28,14 @@ const WRITE_BUFFER: usize = 1 << 20;
 /// Objects from this size are fetched as ranges in parallel (as the AWS CLI does): one stream
 /// is bound by one connection's round trips and window.
 const RANGED_FROM_BYTES: u64 = 32 << 20;
-/// The size of each range.
-const RANGE_BYTES: u64 = 8 << 20;
-/// Ranges in flight per object: 64 MiB held at most while they are written.
+/// The size of each range: an object is cut into about 16 ranges of 8 to 64 MiB, so a large
+/// object costs few requests (S3 bills each GET) while 8 stay in flight.
+fn range_bytes(size: u64) -> u64 {
+    (size / 16).clamp(RANGE_MIN, RANGE_MAX).next_multiple_of(1 << 20)
+}
+const RANGE_MIN: u64 = 8 << 20;
+const RANGE_MAX: u64 = 64 << 20;
+/// Ranges in flight per object (each holds one write buffer).
 const RANGES_IN_FLIGHT: usize = 8;
 /// Objects listed at most, before the filter, and pages read at most, for one input.
 const MAX_LISTED: usize = 10 * MAX_OBJECTS;
@@ -64,17 +69,50 @@ impl std::fmt::Debug for S3Settings {
 }
 
 impl S3Settings {
-    /// From the standard AWS environment variables.
+    /// From the standard AWS environment variables, else the shared credentials file
+    /// (`AWS_SHARED_CREDENTIALS_FILE`, default `~/.aws/credentials`, profile `AWS_PROFILE` or
+    /// `default`), in that order, as the AWS CLI looks.
     pub fn from_env(env: impl Fn(&str) -> Option<String>) -> Self {
         let nonempty = |k: &str| env(k).filter(|v| !v.trim().is_empty());
         let credentials = match (nonempty("AWS_ACCESS_KEY_ID"), nonempty("AWS_SECRET_ACCESS_KEY")) {
             (Some(id), Some(secret)) => Some((id, secret, nonempty("AWS_SESSION_TOKEN"))),
-            _ => None,
+            _ => {
+                let file = nonempty("AWS_SHARED_CREDENTIALS_FILE")
+                    .map(PathBuf::from)
+                    .or_else(|| nonempty("HOME").map(|h| Path::new(&h).join(".aws").join("credentials")));
+                let profile = nonempty("AWS_PROFILE").unwrap_or_else(|| "default".into());
+                file.and_then(|f| std::fs::read_to_string(f).ok()).and_then(|text| profile_keys(&text, &profile))
+            }
         };
         let default_region =
             nonempty("AWS_REGION").or_else(|| nonempty("AWS_DEFAULT_REGION")).unwrap_or_else(|| "us-east-1".into());
         Self { credentials, default_region, max_retries: 3, read_timeout: Duration::from_secs(300) }
     }
+}
+
+/// The keys of `profile` in a shared credentials file (INI: `[name]`, then `key = value`
+/// lines; `#` and `;` start comments).
+fn profile_keys(text: &str, profile: &str) -> Option<(String, String, Option<String>)> {
+    let (mut id, mut secret, mut token) = (None, None, None);
+    let mut inside = false;
+    for line in text.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            inside = name.trim() == profile;
+            continue;
+        }
+        let Some((k, v)) = line.split_once('=').filter(|_| inside) else { continue };
+        let v = v.trim().to_owned();
+        match k.trim().to_ascii_lowercase().as_str() {
+            "aws_access_key_id" => id = Some(v),
+            "aws_secret_access_key" => secret = Some(v),
+            "aws_session_token" => token = Some(v),
+            _ => {}
+        }
+    }
+    Some((id.filter(|v| !v.is_empty())?, secret.filter(|v| !v.is_empty())?, token.filter(|v| !v.is_empty())))
 }
 
 /// Hands object_store our HTTP client: its TLS roots, its guarded resolver, its timeouts.
@@ -197,7 +235,8 @@ pub(crate) fn s3_store(
     let Some((id, secret, token)) = &settings.credentials else {
         return Err(StorageError::Invalid(
             "this node has no S3 credentials: its operator sets AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY \
-             (and AWS_SESSION_TOKEN for temporary ones) in the environment of `bacalhau serve`"
+             (and AWS_SESSION_TOKEN for temporary ones) in the environment of `bacalhau serve`, or a profile \
+             in ~/.aws/credentials (AWS_PROFILE names it)"
                 .into(),
         ));
     };
@@ -212,7 +251,8 @@ pub(crate) fn s3_store(
         .with_access_key_id(id)
         .with_secret_access_key(secret)
         .with_retry(retry)
-        .with_http_connector(Connector(client.clone()));
+        .with_http_connector(Connector(client.clone()))
+        .with_checksum_algorithm(object_store::aws::Checksum::SHA256);
     if let Some(t) = token {
         builder = builder.with_token(t);
     }
@@ -340,8 +380,8 @@ impl InputProvider for S3Source {
             (spec.is_single_object() && !spec.checksum_sha256.is_empty()).then(|| spec.checksum_sha256.clone());
         let version = (!spec.version_id.is_empty()).then(|| spec.version_id.clone());
         let count = plan.len();
-        // One pool of range slots for the whole input: 8 large objects at once still hold at
-        // most RANGES_IN_FLIGHT ranges in memory.
+        // One pool of range slots for the whole input: 8 large objects at once still have at
+        // most RANGES_IN_FLIGHT ranges (each one write buffer) in flight.
         let slots = Arc::new(tokio::sync::Semaphore::new(RANGES_IN_FLIGHT));
         let written = futures::stream::iter(plan.into_iter().map(|p| {
             let (store, dir, spec, slots) = (store.clone(), work_dir.to_path_buf(), &spec, slots.clone());
@@ -420,7 +460,7 @@ async fn download(
     Ok(n)
 }
 
-/// Fetches a large object as [`RANGE_BYTES`] ranges, [`RANGES_IN_FLIGHT`] at once, each
+/// Fetches a large object as [`range_bytes`] ranges, [`RANGES_IN_FLIGHT`] at once, each
 /// written at its offset; the checksum, if asked, is taken over the file once it is whole.
 async fn download_ranges(
     store: &AmazonS3,
@@ -438,8 +478,9 @@ async fn download_ranges(
         .map_err(StorageError::io(format!("creating {}", dest.display())))?;
     file.set_len(p.size).map_err(StorageError::io(format!("sizing {}", dest.display())))?;
     let file = Arc::new(file);
+    let step = range_bytes(p.size);
     let ranges: Vec<std::ops::Range<u64>> =
-        (0..p.size.div_ceil(RANGE_BYTES)).map(|i| i * RANGE_BYTES..((i + 1) * RANGE_BYTES).min(p.size)).collect();
+        (0..p.size.div_ceil(step)).map(|i| i * step..((i + 1) * step).min(p.size)).collect();
     let result = futures::stream::iter(ranges.into_iter().map(|range| {
         let (file, version) = (file.clone(), version.clone());
         async move {
@@ -451,37 +492,48 @@ async fn download_ranges(
                 ..GetOptions::default()
             };
             let got = store.get_opts(&p.location, options).await.map_err(|e| s3_error(place, e))?;
-            // Read up to the range's length and no further: a server that keeps sending must
-            // not grow this buffer.
-            let want = usize::try_from(range.end - range.start).unwrap_or(usize::MAX);
-            let mut bytes = Vec::with_capacity(want);
+            // Written at its offset as it arrives, a buffer at a time, and read up to the
+            // range's length and no further: a server that keeps sending grows nothing.
+            let want = range.end - range.start;
+            let (mut at, mut got_bytes) = (range.start, 0u64);
+            let mut buf = Vec::with_capacity(WRITE_BUFFER);
             let mut body = got.into_stream();
-            while let Some(chunk) = body.next().await {
-                let chunk = chunk.map_err(|e| s3_error(place, e))?;
-                if bytes.len() + chunk.len() > want {
-                    return Err(StorageError::Refused(format!(
-                        "{place} sent more than the {want} bytes asked for at {}",
-                        range.start
-                    )));
+            loop {
+                let chunk = body.next().await.transpose().map_err(|e| s3_error(place, e))?;
+                let end = chunk.is_none();
+                if let Some(chunk) = chunk {
+                    got_bytes += chunk.len() as u64;
+                    if got_bytes > want {
+                        return Err(StorageError::Refused(format!(
+                            "{place} sent more than the {want} bytes asked for at {}",
+                            range.start
+                        )));
+                    }
+                    buf.extend_from_slice(&chunk);
                 }
-                bytes.extend_from_slice(&chunk);
+                if buf.len() >= WRITE_BUFFER || (end && !buf.is_empty()) {
+                    let (f, full) = (file.clone(), std::mem::replace(&mut buf, Vec::with_capacity(WRITE_BUFFER)));
+                    let len = full.len() as u64;
+                    tokio::task::spawn_blocking(move || {
+                        use std::os::unix::fs::FileExt as _;
+                        f.write_all_at(&full, at)
+                    })
+                    .await
+                    .map_err(|e| StorageError::Invalid(format!("writing {place} crashed: {e}")))?
+                    .map_err(StorageError::io(format!("writing {place}")))?;
+                    at += len;
+                }
+                if end {
+                    break;
+                }
             }
-            if bytes.len() as u64 != range.end - range.start {
+            if got_bytes != want {
                 return Err(StorageError::Refused(format!(
-                    "{place} changed while it was read: bytes {}..{} came back as {} bytes",
-                    range.start,
-                    range.end,
-                    bytes.len()
+                    "{place} changed while it was read: bytes {}..{} came back as {got_bytes} bytes",
+                    range.start, range.end
                 )));
             }
-            let at = range.start;
-            tokio::task::spawn_blocking(move || {
-                use std::os::unix::fs::FileExt as _;
-                file.write_all_at(&bytes, at)
-            })
-            .await
-            .map_err(|e| StorageError::Invalid(format!("writing {place} crashed: {e}")))?
-            .map_err(StorageError::io(format!("writing {place}")))
+            Ok(())
         }
     }))
     .buffer_unordered(RANGES_IN_FLIGHT)
@@ -517,4 +569,48 @@ async fn download_ranges(
         }
     }
     Ok(p.size)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credentials_come_from_the_environment_then_the_shared_file_profile() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let file = tmp.path().join("credentials");
+        std::fs::write(
+            &file,
+            "# comment\n[default]\naws_access_key_id = AKIDDEFAULT\naws_secret_access_key = s1\n\n\
+             [work]\nAWS_ACCESS_KEY_ID=AKIDWORK\naws_secret_access_key= s2 \naws_session_token = t2\n\
+             [broken]\naws_access_key_id = AKIDONLY\n",
+        )
+        .expect("write");
+        let path = file.display().to_string();
+        let with = |vars: &'static [(&'static str, &'static str)]| {
+            let path = path.clone();
+            S3Settings::from_env(move |k| {
+                if k == "AWS_SHARED_CREDENTIALS_FILE" {
+                    return Some(path.clone());
+                }
+                vars.iter().find(|(n, _)| *n == k).map(|(_, v)| (*v).to_owned())
+            })
+            .credentials
+        };
+        assert_eq!(with(&[]), Some(("AKIDDEFAULT".into(), "s1".into(), None)));
+        assert_eq!(with(&[("AWS_PROFILE", "work")]), Some(("AKIDWORK".into(), "s2".into(), Some("t2".into()))));
+        assert_eq!(with(&[("AWS_PROFILE", "broken")]), None, "a key without its secret is no credential");
+        assert_eq!(with(&[("AWS_PROFILE", "absent")]), None);
+        // The environment wins over the file.
+        let env = with(&[("AWS_ACCESS_KEY_ID", "AKIDENV"), ("AWS_SECRET_ACCESS_KEY", "e")]);
+        assert_eq!(env, Some(("AKIDENV".into(), "e".into(), None)));
+    }
+
+    #[test]
+    fn large_objects_are_cut_into_about_sixteen_ranges() {
+        assert_eq!(range_bytes(32 << 20), 8 << 20);
+        assert_eq!(range_bytes(1 << 30), 64 << 20);
+        assert_eq!(range_bytes(10 << 30), 64 << 20);
+        assert_eq!(range_bytes(300 << 20), 19 << 20);
+    }
 }
