@@ -406,6 +406,37 @@ fn s3managed_results_go_to_the_orchestrators_bucket_and_compute_nodes_hold_no_ke
     let stdout = std::fs::read_to_string(o.work.join("res/stdout")).expect("stdout");
     assert!(stdout.contains("Hello"), "{stdout}");
 
+    // That result, as the orchestrator signed it, is the next job's `s3PreSigned` input: the
+    // compute node fetches it with no keys and the job sees the unpacked result.
+    let page: serde_json::Value = serde_json::from_str(&results).expect("json");
+    let params = page["Items"][0]["Params"].to_string();
+    let cat = c_program("cat").expect("cat").display().to_string();
+    let module = std::fs::read(&cat).expect("module");
+    let spec = format!(
+        "Type: batch\nCount: 1\nTasks:\n  - Name: main\n    Engine: {{Type: wasm, Params: {{EntryModule: /app/cat.wasm, Parameters: [/inputs/stdout]}}}}\n    InputSources:\n      - {{Target: /app/cat.wasm, Source: {{Type: inline, Params: {{URL: \"{}\"}}}}}}\n      - {{Target: /inputs, Source: {{Type: s3PreSigned, Params: {params}}}}}\n",
+        bacalhau_testkit::wasm_data_url(&module)
+    );
+    let path = o.work.join("chained.yaml");
+    std::fs::write(&path, spec).expect("spec");
+    let out = o.ok(&["job", "run", "--wait=false", &path.display().to_string()]);
+    let chained = out
+        .lines()
+        .find_map(|l| l.strip_prefix("Job successfully submitted. Job ID: "))
+        .unwrap_or(out.trim())
+        .trim()
+        .to_owned();
+    assert_eq!(o.wait_terminal(&chained).expect("finish"), "Completed", "{}", c.log());
+    assert!(o.ok(&["job", "logs", &chained]).contains("Hello"), "the first job's stdout, read by the second");
+    // A PreSignedURL that is not http(s) is refused at submission, naming the field.
+    let bad = o.work.join("bad-presigned.yaml");
+    std::fs::write(
+        &bad,
+        "Type: batch\nTasks:\n  - Engine: {Type: docker, Params: {Image: busybox}}\n    InputSources:\n      - {Target: /in, Source: {Type: s3PreSigned, Params: {PreSignedURL: 'file:///etc/passwd'}}}\n",
+    )
+    .expect("spec");
+    let err = o.fails(&["job", "run", &bad.display().to_string()]);
+    assert!(err.contains("Tasks[0].InputSources[0].Source.Params.PreSignedURL"), "{err}");
+
     // The compute node's `s3` publisher has no keys: only the managed one works there.
     let opts = format!("opt=endpoint={},opt=region=us-east-1", s3.endpoint());
     let id = o.submit_wasm(&["-p", &format!("s3://managed/direct,{opts}"), &hello]);

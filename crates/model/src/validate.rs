@@ -125,7 +125,8 @@ pub const MAX_REPLICAS: u32 = 100;
 pub(crate) const RESERVED_META_PREFIX: &str = "bacalhau.org/";
 const RESERVED_RESULT_NAMES: [&str; 3] = ["stdout", "stderr", "exitCode"];
 const KNOWN_PUBLISHERS: [&str; 5] = [PUBLISHER_NOOP, PUBLISHER_LOCAL, PUBLISHER_IPFS, "s3", PUBLISHER_S3_MANAGED];
-const KNOWN_SOURCES: [&str; 6] = [SOURCE_IPFS, SOURCE_INLINE, SOURCE_LOCAL, "localdirectory", SOURCE_URL, "s3"];
+const KNOWN_SOURCES: [&str; 7] =
+    [SOURCE_IPFS, SOURCE_INLINE, SOURCE_LOCAL, "localdirectory", SOURCE_URL, "s3", "s3presigned"];
 
 /// Turns a submitted job into the job the orchestrator stores: server-owned fields reset
 /// (with warnings), defaults applied, everything validated. Returns the job and the warnings.
@@ -481,13 +482,16 @@ fn validate_task(task: &Task, errs: &mut Vec<FieldError>) {
 fn validate_source(src: &SpecConfig, f: &str, errs: &mut Vec<FieldError>) {
     let kind = src.type_name();
     if kind.is_empty() {
-        errs.push(FieldError::new(format!("{f}.Type"), "is required: one of ipfs, inline, local, urlDownload, s3"));
+        errs.push(FieldError::new(
+            format!("{f}.Type"),
+            "is required: one of ipfs, inline, local, urlDownload, s3, s3PreSigned",
+        ));
         return;
     }
     if !KNOWN_SOURCES.contains(&kind.as_str()) {
         errs.push(FieldError::new(
             format!("{f}.Type"),
-            format!("does not support {}, only ipfs, inline, local, urlDownload, s3", src.r#type),
+            format!("does not support {}, only ipfs, inline, local, urlDownload, s3, s3PreSigned", src.r#type),
         ));
         return;
     }
@@ -525,6 +529,12 @@ fn validate_source(src: &SpecConfig, f: &str, errs: &mut Vec<FieldError>) {
             require("URL", "the http(s) URL to download", errs);
             if let Some(why) = src.param_str("URL").and_then(url_problem) {
                 errs.push(FieldError::new(format!("{f}.Params.URL"), why));
+            }
+        }
+        "s3presigned" => {
+            require("PreSignedURL", "the signed http(s) URL of the object", errs);
+            if let Some(why) = src.param_str("PreSignedURL").and_then(url_problem) {
+                errs.push(FieldError::new(format!("{f}.Params.PreSignedURL"), why));
             }
         }
         _ => {

@@ -181,12 +181,17 @@ pub(crate) async fn start(
         ipfs_publisher
     };
     let url_settings = UrlSettings { cache_dir: Some(compute_dir.join("url-cache")), ..role.url_inputs };
+    let presigned = bacalhau_storage_remote::S3PreSignedSource::new(
+        bacalhau_api::tls::http_client_builder(),
+        url_settings.clone(),
+    )?;
     let url = UrlSource::new(bacalhau_api::tls::http_client_builder(), url_settings)?;
     let mut inputs: Vec<Arc<dyn InputProvider>> = vec![
         Arc::new(InlineSource::cached(compute_dir.join("inline-cache"))),
         Arc::new(bacalhau_storage::LocalSource::new(role.allowed)),
         Arc::new(IpfsSource::with_fetcher(store, fetcher)),
         Arc::new(url),
+        Arc::new(presigned),
         Arc::new(S3Source::new(bacalhau_api::tls::http_client_builder(), role.s3_inputs.clone())?),
     ];
     inputs.retain(|i| !listed(&role.disabled.inputs, i.source_type()));

@@ -10,12 +10,14 @@
 
 mod guard;
 mod s3_managed;
+mod s3_presigned;
 mod s3_publisher;
 mod s3_source;
 mod url_source;
 
 pub use guard::{GuardedResolver, guarded, refused_address};
 pub use s3_managed::{S3ManagedPublisher, S3ManagedSettings, S3ManagedSigner};
+pub use s3_presigned::S3PreSignedSource;
 pub use s3_publisher::{S3Publisher, S3ResultSigner};
 pub use s3_source::{S3Settings, S3Source};
 pub use url_source::{UrlSettings, UrlSource};

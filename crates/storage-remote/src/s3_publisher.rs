@@ -63,40 +63,62 @@ async fn upload_file(
 ) -> Result<(Option<String>, String, u64), StorageError> {
     let mut f = tokio::fs::File::open(file).await.map_err(StorageError::io(format!("reading {}", file.display())))?;
     let len = f.metadata().await.map(|m| m.len()).unwrap_or(0);
-    let mut hasher = sha2::Sha256::new();
-    let version = if len <= PART_BYTES as u64 {
+    use base64::Engine as _;
+    let b64 = |digest: &[u8]| base64::engine::general_purpose::STANDARD.encode(digest);
+    if len <= PART_BYTES as u64 {
         // One request for what fits in one part.
         let mut bytes = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
         f.read_to_end(&mut bytes).await.map_err(StorageError::io(format!("reading {}", file.display())))?;
-        hasher.update(&bytes);
-        store.put(location, PutPayload::from(bytes)).await.map_err(|e| s3_error(place, e))?.version
-    } else {
-        let upload = store.put_multipart(location).await.map_err(|e| s3_error(place, e))?;
-        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_BYTES);
-        let mut buf = vec![0u8; PART_BYTES];
-        loop {
-            let n = match f.read(&mut buf).await {
-                Ok(n) => n,
-                Err(e) => {
-                    let _ = writer.abort().await;
-                    return Err(StorageError::io(format!("reading {}", file.display()))(e));
-                }
-            };
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-            if let Err(e) = writer.wait_for_capacity(PARTS_IN_FLIGHT).await {
-                // The parts sent so far are discarded, not left to be billed.
+        let checksum = b64(&sha2::Sha256::digest(&bytes));
+        let version = store.put(location, PutPayload::from(bytes)).await.map_err(|e| s3_error(place, e))?.version;
+        return Ok((version, checksum, len));
+    }
+    // The whole file's checksum is taken on another core while the parts go up (each part
+    // carries its own, which the server checks).
+    let path = file.to_path_buf();
+    let hashing = tokio::task::spawn_blocking(move || sha256_of(&path));
+    let upload = store.put_multipart(location).await.map_err(|e| s3_error(place, e))?;
+    let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_BYTES);
+    let mut buf = vec![0u8; PART_BYTES];
+    loop {
+        let n = match f.read(&mut buf).await {
+            Ok(n) => n,
+            Err(e) => {
                 let _ = writer.abort().await;
-                return Err(s3_error(place, e));
+                return Err(StorageError::io(format!("reading {}", file.display()))(e));
             }
-            writer.write(&buf[..n]);
+        };
+        if n == 0 {
+            break;
         }
-        writer.finish().await.map_err(|e| s3_error(place, e))?.version
-    };
-    use base64::Engine as _;
-    Ok((version, base64::engine::general_purpose::STANDARD.encode(hasher.finalize()), len))
+        if let Err(e) = writer.wait_for_capacity(PARTS_IN_FLIGHT).await {
+            // The parts sent so far are discarded, not left to be billed.
+            let _ = writer.abort().await;
+            return Err(s3_error(place, e));
+        }
+        writer.write(&buf[..n]);
+    }
+    let version = writer.finish().await.map_err(|e| s3_error(place, e))?.version;
+    let digest = hashing
+        .await
+        .map_err(|e| StorageError::Invalid(format!("hashing {} crashed: {e}", file.display())))?
+        .map_err(StorageError::io(format!("hashing {}", file.display())))?;
+    Ok((version, b64(&digest), len))
+}
+
+/// The SHA-256 of a file, read a megabyte at a time. Blocking.
+fn sha256_of(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let mut f = std::fs::File::open(path)?;
+    let mut hasher = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            return Ok(hasher.finalize().to_vec());
+        }
+        hasher.update(&buf[..n]);
+    }
 }
 
 /// Every regular file under `dir`, as paths relative to it with `/` between parts. Links are

@@ -22,6 +22,7 @@ pub use ipfs::{IpfsPublisher, IpfsSource};
 pub use local::{AllowedPath, LocalSource};
 pub use publish::{
     LocalPublisher, NoopPublisher, RESULTS_ARCHIVE_SUFFIX, pack_tar_gz, unpack_tar_gz, unpack_tar_gz_bytes,
+    unpack_tar_gz_within,
 };
 
 /// Why an input could not be prepared or a result published.

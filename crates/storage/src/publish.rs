@@ -88,8 +88,13 @@ pub fn pack_tar_gz(src: &Path, dest: &Path) -> Result<(), StorageError> {
 
 /// Unpacks a tar.gz into `dest` (new or empty), refusing entries that would land outside it.
 pub fn unpack_tar_gz(archive: &Path, dest: &Path) -> Result<u64, StorageError> {
+    unpack_tar_gz_within(archive, dest, u64::MAX)
+}
+
+/// [`unpack_tar_gz`], writing at most `max_bytes` of file content (a job's disk budget).
+pub fn unpack_tar_gz_within(archive: &Path, dest: &Path, max_bytes: u64) -> Result<u64, StorageError> {
     let f = File::open(archive).map_err(StorageError::io(format!("opening {}", archive.display())))?;
-    unpack(GzDecoder::new(f), dest, u64::MAX)
+    unpack(GzDecoder::new(f), dest, max_bytes)
 }
 
 /// Unpacks a tar.gz held in memory, writing at most `max_bytes` of file content.
