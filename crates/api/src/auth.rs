@@ -250,6 +250,7 @@ pub fn resource_of(path: &str) -> Option<(&'static str, bool)> {
     const OPEN: &[&str] = &[
         "/api/v1/auth",
         "/api/v1/agent/alive",
+        "/api/v1/agent/ready",
         "/api/v1/agent/version",
         "/api/v1/agent/authconfig",
         "/api/v1/livez",

@@ -9,6 +9,11 @@ use serde_json::{Value, json};
 /// Every (method, path) the server routes, as listed in the document.
 pub(crate) const ROUTES: &[(&str, &str, &str)] = &[
     ("get", "/api/v1/agent/alive", "Liveness: {\"Status\":\"OK\"}"),
+    (
+        "get",
+        "/api/v1/agent/ready",
+        "Readiness: each part the node needs (job store, scheduler, engines, orchestrator link, IPFS peer) with what is wrong; 503 until all are ready",
+    ),
     ("get", "/api/v1/agent/version", "Build information"),
     ("get", "/api/v1/agent/node", "This node's NodeInfo"),
     ("get", "/api/v1/livez", "Liveness as plain text (Bacalhau 1.4)"),

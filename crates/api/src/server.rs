@@ -179,6 +179,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/auth/{method}", get(crate::auth::method).post(crate::auth::method))
         .route("/api/v1/agent/authconfig", get(crate::auth::authconfig))
         .route("/api/v1/agent/alive", get(alive))
+        .route("/api/v1/agent/ready", get(ready))
         .route("/api/v1/agent/version", get(version))
         .route("/api/v1/agent/node", get(agent_node))
         .route("/api/v1/livez", get(livez))
@@ -235,6 +236,80 @@ async fn openapi() -> Json<Value> {
 
 async fn alive() -> Json<AliveResponse> {
     Json(AliveResponse { status: "OK".into() })
+}
+
+/// Readiness, for load balancers and operators: each part of the node that its work needs,
+/// with what is wrong; 503 until all are ready. Every check is bounded in time, so a stuck part
+/// shows as not ready instead of hanging the probe.
+async fn ready(State(s): St) -> Response {
+    const WITHIN: std::time::Duration = std::time::Duration::from_secs(2);
+    let mut checks = Vec::new();
+    let mut check = |name: &str, result: Result<String, String>| {
+        let (ok, message) = match result {
+            Ok(m) => (true, m),
+            Err(m) => (false, m),
+        };
+        checks.push(crate::types::ReadyCheck { name: name.into(), ok, message });
+    };
+    if let Some(o) = &s.orchestrator {
+        let probe = bacalhau_model::ExecutionId::from("readiness-probe");
+        check(
+            "job store",
+            match tokio::time::timeout(WITHIN, o.execution(&probe)).await {
+                Ok(Ok(_)) => Ok("readable".into()),
+                Ok(Err(e)) => Err(format!("the job store cannot be read: {e}")),
+                Err(_) => Err("the job store did not answer within 2 s".into()),
+            },
+        );
+        check(
+            "scheduler",
+            match tokio::time::timeout(WITHIN, o.nodes()).await {
+                Ok(Ok(nodes)) => {
+                    let connected =
+                        nodes.iter().filter(|n| n.connection == bacalhau_model::NodeConnectionState::Connected).count();
+                    Ok(format!("running; {connected} of {} compute nodes connected", nodes.len()))
+                }
+                Ok(Err(e)) => Err(format!("the orchestrator's runtime is not running: {e}")),
+                Err(_) => Err("the orchestrator's runtime did not answer within 2 s (overloaded or stuck)".into()),
+            },
+        );
+    }
+    if let Some(c) = &s.compute {
+        let engines = c.node_info().compute_node_info.map(|i| i.execution_engines).unwrap_or_default();
+        check(
+            "engines",
+            if engines.is_empty() {
+                Err("no execution engine is available: Docker is not reachable and WASM is disabled \
+                     (see Engines.Disabled)"
+                    .into())
+            } else {
+                Ok(engines.join(", "))
+            },
+        );
+        check(
+            "orchestrator link",
+            if c.registered() {
+                Ok("registered".into())
+            } else {
+                Err("not registered with an orchestrator: it is unreachable, refused this node (token, \
+                     version, rejection), or the link is being re-established; see the node's log"
+                    .into())
+            },
+        );
+    }
+    if let Some(p) = &s.ipfs_peer {
+        check(
+            "ipfs peer",
+            if p.addrs.is_empty() {
+                Err("the IPFS peer listens on no address (see --ipfs-listen)".into())
+            } else {
+                Ok(format!("{} on {} addresses", p.id, p.addrs.len()))
+            },
+        );
+    }
+    let ready = checks.iter().all(|c| c.ok);
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, Json(crate::types::ReadyResponse { ready, checks })).into_response()
 }
 
 async fn livez() -> &'static str {

@@ -115,6 +115,31 @@ pub struct AliveResponse {
     pub status: String,
 }
 
+/// `GET /api/v1/agent/ready` answer: whether the node can do its work, and each part's word.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ReadyResponse {
+    /// Every check passed.
+    #[serde(rename = "Ready")]
+    pub ready: bool,
+    /// Each part of the node that was checked.
+    #[serde(rename = "Checks")]
+    pub checks: Vec<ReadyCheck>,
+}
+
+/// One part of a node, checked for readiness.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ReadyCheck {
+    /// What was checked (`job store`, `scheduler`, `engines`, `orchestrator link`, `ipfs peer`).
+    #[serde(rename = "Name")]
+    pub name: String,
+    /// Whether it is ready.
+    #[serde(rename = "OK")]
+    pub ok: bool,
+    /// What was found, or what is wrong and what to do.
+    #[serde(rename = "Message")]
+    pub message: String,
+}
+
 /// `GET /api/v1/agent/version` answer.
 pub type VersionResponse = BuildVersionInfo;
 

@@ -480,3 +480,34 @@ fn local_results_out_of_the_clients_reach_come_through_the_orchestrator() {
     assert!(o.get(&format!("/api/v1/local-results/{file}?job_id={other}")).is_err());
     assert!(o.get(&format!("/api/v1/local-results/{file}")).is_err());
 }
+
+/// `agent/ready` names what a node lacks: a compute node whose orchestrator is not up yet is
+/// not ready (503, the orchestrator link named) until it registers; an orchestrator reports
+/// its store and scheduler.
+#[test]
+fn readiness_names_what_is_missing_until_the_orchestrator_is_up() {
+    let node_port = free_port().expect("port");
+    let c = compute(node_port, TOKEN);
+    let (status, body) = bacalhau_testkit::http_request(c.port, "GET", "/api/v1/agent/ready", &[], b"").expect("ask");
+    assert_eq!(status, 503, "{body}");
+    let answer: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(answer["Ready"], false);
+    let link = answer["Checks"].as_array().expect("checks").iter().find(|k| k["Name"] == "orchestrator link").cloned();
+    assert_eq!(link.as_ref().map(|l| l["OK"].clone()), Some(serde_json::Value::Bool(false)), "{body}");
+    assert!(answer["Checks"].as_array().expect("checks").iter().any(|k| k["Name"] == "engines" && k["OK"] == true));
+
+    let port = node_port.to_string();
+    let o =
+        Serve::start(bin(), &["--orchestrator", "--node-port", &port, "--node-token", TOKEN]).expect("orchestrator");
+    let ready = wait_for("the compute node to be ready", DEADLINE, || {
+        bacalhau_testkit::http_request(c.port, "GET", "/api/v1/agent/ready", &[], b"")
+            .ok()
+            .filter(|(status, _)| *status == 200)
+    });
+    let body = ready.expect("ready once the orchestrator is up").1;
+    assert!(body.contains(r#""Ready":true"#), "{body}");
+    let body = o.get("/api/v1/agent/ready").expect("orchestrator ready");
+    for name in ["job store", "scheduler", "ipfs peer"] {
+        assert!(body.contains(&format!(r#""Name":"{name}","OK":true"#)), "{name}: {body}");
+    }
+}

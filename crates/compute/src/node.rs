@@ -7,6 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -129,12 +130,19 @@ pub enum ComputeError {
 #[derive(Clone, Debug)]
 pub struct ComputeHandle {
     info: Arc<RwLock<NodeInfo>>,
+    registered: Arc<std::sync::atomic::AtomicBool>,
     states: Arc<RwLock<HashMap<ExecutionId, LocalExecutionState>>>,
     data_dir: PathBuf,
     folders: Arc<crate::folders::FolderPool>,
 }
 
 impl ComputeHandle {
+    /// Whether the orchestrator accepted this node's registration on the current link (false
+    /// while the link is down, refused, or being re-established).
+    pub fn registered(&self) -> bool {
+        self.registered.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// What the node advertises.
     pub fn node_info(&self) -> NodeInfo {
         self.info.read().map(|i| i.clone()).unwrap_or_default()
@@ -216,6 +224,8 @@ struct Runtime {
     folders: Arc<crate::folders::FolderPool>,
     /// Publishers waiting for the orchestrator to sign an upload URL.
     uploads: Arc<crate::uploads::ManagedUploads>,
+    /// Whether the orchestrator accepted the last registration (for readiness).
+    registered: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl ComputeNode {
@@ -242,8 +252,10 @@ impl ComputeNode {
         let engine = Engine::new(cfg.capacity, cfg.prices, cfg.bid_policy.probe.is_some(), cfg.drop_bid_acceptances);
         let folders = Arc::new(crate::folders::FolderPool::new(cfg.data_dir.join("spare-folders")));
         let uploads = Arc::new(crate::uploads::ManagedUploads::new(endpoint.sender()));
+        let registered = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut rt = Runtime {
             uploads,
+            registered: registered.clone(),
             cfg: cfg.clone(),
             engine,
             store,
@@ -262,7 +274,7 @@ impl ComputeNode {
         rt.publish_info();
         rt.register().await?;
         tokio::spawn(rt.run(internal_rx, cancel));
-        Ok(ComputeHandle { info, states, data_dir: cfg.data_dir, folders })
+        Ok(ComputeHandle { info, registered, states, data_dir: cfg.data_dir, folders })
     }
 }
 
@@ -469,7 +481,14 @@ impl Runtime {
                             debug!(%execution_id, "an upload URL nobody waits for is dropped");
                         }
                     }
-                    other => inputs.push(self.input(other)),
+                    other => {
+                        match &other {
+                            ToCompute::Registered { accepted, .. } => self.registered.store(*accepted, Relaxed),
+                            ToCompute::Reconnected => self.registered.store(false, Relaxed),
+                            _ => {}
+                        }
+                        inputs.push(self.input(other));
+                    }
                 }
             }
             if tick {
@@ -524,6 +543,7 @@ impl Runtime {
                 self.start(start);
             }
         }
+        self.registered.store(false, Relaxed);
         for token in self.tokens.values() {
             token.cancel();
         }
