@@ -35,6 +35,12 @@ pub struct Cli {
     /// The client profile to use (`bacalhau profile list`); default: the selected one.
     #[arg(long, global = true, env = "BACALHAU_PROFILE")]
     pub profile: Option<String>,
+    /// Log level: trace, debug, info, warn or error (config Logging.Level; Bacalhau's flag).
+    #[arg(long, global = true, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+    /// Log lines as text or as one JSON object each (config Logging.Mode: default or json).
+    #[arg(long, global = true, visible_alias = "log-mode", value_name = "text|json")]
+    pub log_format: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }

@@ -44,7 +44,16 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         }
         _ => {}
     }
-    let sources = crate::config::Sources { config: cli.config.clone(), data_dir: cli.data_dir.clone() };
+    // The log flags are settings given last, so they win over files, variables and -c.
+    let mut config = cli.config.clone();
+    if let Some(level) = &cli.log_level {
+        config.push(format!("Logging.Level={level}"));
+    }
+    if let Some(format) = &cli.log_format {
+        let mode = if format.trim().eq_ignore_ascii_case("text") { "default" } else { format.as_str() };
+        config.push(format!("Logging.Mode={mode}"));
+    }
+    let sources = crate::config::Sources { config, data_dir: cli.data_dir.clone() };
     if let Command::Config(cmd) = &cli.command {
         return config_command(&sources, cmd).map(|()| ExitCode::SUCCESS);
     }
@@ -167,7 +176,7 @@ fn init_logging(cfg: &crate::config::Config) -> Result<()> {
     let _ = match cfg.str("Logging.Mode").trim().to_ascii_lowercase().as_str() {
         "json" => builder.json().try_init(),
         "default" | "cmd" | "text" | "" => builder.try_init(),
-        other => bail!("Logging.Mode {other:?} is not a mode: use default or json"),
+        other => bail!("Logging.Mode {other:?} is not a mode: use default (text) or json (--log-format text|json)"),
     };
     Ok(())
 }

@@ -392,3 +392,39 @@ fn profiles_switch_the_cli_between_two_nodes() {
     assert!(!o.status.success() && text(&o).1.contains("nosuch"), "{o:?}");
     assert!(jobs(ok(&["job", "list", "--output", "json"])).is_empty(), "a is still selected");
 }
+
+/// `--log-level` and `--log-format` (alias `--log-mode`) set Logging.Level and Logging.Mode
+/// over every other source; `serve` then logs one JSON object per line, and a level that does
+/// not exist stops it with the levels named.
+#[test]
+fn log_flags_set_the_level_and_the_format() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let o = Command::new(bin())
+        .args(["config", "list", "--output", "json", "-c", "Logging.Level=warn", "--log-level", "debug"])
+        .args(["--log-mode", "json"])
+        .env("BACALHAU_DIR", dir.path())
+        .output()
+        .expect("run");
+    let list: Vec<Value> = serde_json::from_str(&text(&o).0).expect("json");
+    let find = |k: &str| list.iter().find(|e| e["Key"] == k).map(|e| e["Value"].clone()).expect("listed");
+    assert_eq!((find("Logging.Level"), find("Logging.Mode")), ("debug".into(), "json".into()));
+
+    let s = bacalhau_testkit::Serve::start(bin(), &["--log-format", "json"]).expect("serve");
+    let log = s.log();
+    // The banner lines go to stdout for the person who started it; every log line is JSON
+    // (a text log line starts with its time and level).
+    let json: Vec<Value> =
+        log.lines().filter(|l| l.starts_with('{')).filter_map(|l| serde_json::from_str(l).ok()).collect();
+    assert!(json.iter().any(|v| v["level"] == "INFO"), "{log}");
+    let text_line =
+        |l: &&str| !l.starts_with('{') && ["TRACE", "DEBUG", "INFO", "WARN", "ERROR"].iter().any(|w| l.contains(w));
+    assert!(!log.lines().any(|l| text_line(&l)), "a text log line: {log}");
+    let o = Command::new(bin())
+        .args(["serve", "--log-level", "loud"])
+        .env("BACALHAU_DIR", dir.path())
+        .env("BACALHAU_API_PORT", bacalhau_testkit::free_port().expect("port").to_string())
+        .output()
+        .expect("run");
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("trace, debug, info, warn or error"));
+}
