@@ -428,3 +428,22 @@ fn log_flags_set_the_level_and_the_format() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("trace, debug, info, warn or error"));
 }
+
+/// A job's environment values are secrets as far as logs go: a node logging at debug level
+/// through a whole job never writes one.
+#[test]
+fn env_values_never_reach_the_log() {
+    let s = bacalhau_testkit::Serve::start(bin(), &["--log-level", "debug"]).expect("serve");
+    let hello = c_program("hello").expect("hello").display().to_string();
+    let secret = "hunter2-4f9c1e-not-for-logs";
+    let id = s.submit_wasm(&["-e", &format!("API_TOKEN={secret}"), &hello]);
+    assert_eq!(s.wait_terminal(&id).expect("finish"), "Completed");
+    s.ok(&["job", "describe", &id]);
+    let log = s.log();
+    assert!(log.contains(&id), "the job's events were logged at debug level");
+    assert!(
+        log.lines().any(|l| l.contains("execution state changed") && l.contains(&id) && l.contains("Completed")),
+        "one line per execution state change, with its job: {log}"
+    );
+    assert!(!log.contains(secret), "an env value reached the log");
+}

@@ -210,6 +210,8 @@ pub struct Effects {
     pub forgotten: Vec<NodeId>,
     /// Upload URLs to sign for the `s3managed` publisher, each checked against the execution.
     pub uploads: Vec<UploadGrant>,
+    /// State changes to log once committed (gathered only when debug logging is on).
+    pub transitions: Vec<Transition>,
     /// (namespace, name) of the jobs this step creates, which the store has not seen yet.
     named: HashMap<(String, String), JobId>,
 }
@@ -224,6 +226,22 @@ pub struct UploadGrant {
     pub job_id: JobId,
     /// The execution.
     pub execution_id: ExecutionId,
+}
+
+/// A job's or an execution's state change, for the log: IDs and states only (never the spec,
+/// whose env values are secrets).
+#[derive(Debug, Clone)]
+pub struct Transition {
+    /// The job.
+    pub job_id: JobId,
+    /// The execution and its node, when an execution changed.
+    pub execution: Option<(ExecutionId, NodeId)>,
+    /// The state before and after, by name.
+    pub from: String,
+    /// The new state.
+    pub to: String,
+    /// Why, as the history says it.
+    pub message: String,
 }
 
 /// The durable state the engine starts from (at start, or after a failed commit).

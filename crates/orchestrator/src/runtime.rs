@@ -957,6 +957,15 @@ impl Runtime {
         for grant in fx.uploads {
             self.sign_upload(grant);
         }
+        for t in fx.transitions {
+            match t.execution {
+                Some((execution_id, node_id)) => debug!(
+                    job_id = %t.job_id, %execution_id, %node_id, from = t.from, to = t.to,
+                    "execution state changed: {}", t.message
+                ),
+                None => debug!(job_id = %t.job_id, from = t.from, to = t.to, "job state changed: {}", t.message),
+            }
+        }
         for (ticket, answer) in fx.answers {
             self.answer(ticket, Some(answer), None);
         }

@@ -162,6 +162,15 @@ impl Engine {
             (_, true) => format!("Job {}", state.to_string().to_lowercase()),
             (_, false) => message,
         };
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            round.transitions.push(Transition {
+                job_id: job_id.clone(),
+                execution: None,
+                from: format!("{previous:?}"),
+                to: format!("{state:?}"),
+                message: text.clone(),
+            });
+        }
         let topic = if state == JobStateType::Queued { "Queueing" } else { "State Update" };
         self.job_history(job_id, now, topic, &text, Some((previous, state)), round);
     }

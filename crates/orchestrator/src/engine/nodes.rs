@@ -447,6 +447,15 @@ impl Engine {
         e.modify_time = now;
         let node_id = e.node_id.clone();
         round.batch.put_execution(e.clone());
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            round.transitions.push(Transition {
+                job_id: job_id.clone(),
+                execution: Some((id.clone(), node_id.clone())),
+                from: format!("{previous:?}"),
+                to: format!("{to:?}"),
+                message: message.to_owned(),
+            });
+        }
         self.exec_history(&job_id, id, &node_id, now, "Execution", message, Some((previous, to)), round);
         self.dirty.insert(job_id);
     }
