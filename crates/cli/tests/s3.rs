@@ -207,15 +207,7 @@ Tasks:
         bacalhau_testkit::wasm_data_url(&module),
         s3.endpoint()
     );
-    let path = s.work.join("s3.yaml");
-    std::fs::write(&path, spec).expect("spec");
-    let out = s.ok(&["job", "run", "--wait=false", &path.display().to_string()]);
-    let id = out
-        .lines()
-        .find_map(|l| l.strip_prefix("Job successfully submitted. Job ID: "))
-        .unwrap_or(out.trim())
-        .trim()
-        .to_owned();
+    let id = run_spec(&s, "s3.yaml", &spec);
     assert_eq!(s.wait_terminal(&id).expect("finish"), "Completed", "{}", s.log());
     let mut lines = Vec::new();
     for e in s.executions(&id) {
@@ -326,6 +318,18 @@ fn results_are_published_to_s3_and_job_get_fetches_them_signed() {
     assert!(msg.contains("s3://nobucket/x.tar.gz"), "{msg}");
 }
 
+/// Submits `spec` (written to `name` in the server's work folder) without waiting; its job ID.
+fn run_spec(s: &Serve, name: &str, spec: &str) -> String {
+    let path = s.work.join(name);
+    std::fs::write(&path, spec).expect("spec");
+    let out = s.ok(&["job", "run", "--wait=false", &path.display().to_string()]);
+    out.lines()
+        .find_map(|l| l.strip_prefix("Job successfully submitted. Job ID: "))
+        .unwrap_or(out.trim())
+        .trim()
+        .to_owned()
+}
+
 /// A signing request for job, execution and node `ids`.
 fn sign_request<'a>(
     result: &'a SpecConfig,
@@ -416,15 +420,7 @@ fn s3managed_results_go_to_the_orchestrators_bucket_and_compute_nodes_hold_no_ke
         "Type: batch\nCount: 1\nTasks:\n  - Name: main\n    Engine: {{Type: wasm, Params: {{EntryModule: /app/cat.wasm, Parameters: [/inputs/stdout]}}}}\n    InputSources:\n      - {{Target: /app/cat.wasm, Source: {{Type: inline, Params: {{URL: \"{}\"}}}}}}\n      - {{Target: /inputs, Source: {{Type: s3PreSigned, Params: {params}}}}}\n",
         bacalhau_testkit::wasm_data_url(&module)
     );
-    let path = o.work.join("chained.yaml");
-    std::fs::write(&path, spec).expect("spec");
-    let out = o.ok(&["job", "run", "--wait=false", &path.display().to_string()]);
-    let chained = out
-        .lines()
-        .find_map(|l| l.strip_prefix("Job successfully submitted. Job ID: "))
-        .unwrap_or(out.trim())
-        .trim()
-        .to_owned();
+    let chained = run_spec(&o, "chained.yaml", &spec);
     assert_eq!(o.wait_terminal(&chained).expect("finish"), "Completed", "{}", c.log());
     assert!(o.ok(&["job", "logs", &chained]).contains("Hello"), "the first job's stdout, read by the second");
     // A PreSignedURL that is not http(s) is refused at submission, naming the field.

@@ -712,6 +712,22 @@ mod tests {
         }
     }
 
+    /// The first ask of the step: which node, which execution.
+    fn first_ask(fx: &Effects) -> (NodeId, ExecutionId) {
+        fx.sends
+            .iter()
+            .find_map(|(n, m)| match m {
+                ToCompute::AskForBid { execution, .. } => Some((n.clone(), execution.id.clone())),
+                _ => None,
+            })
+            .expect("an ask")
+    }
+
+    /// A node's yes to an ask.
+    fn accepted_bid(exec: &ExecutionId) -> FromCompute {
+        FromCompute::BidResult { execution_id: exec.clone(), accepted: true, reason: String::new(), quote: None }
+    }
+
     /// The execution the engine asked `node` to bid on.
     fn asked(fx: &Effects, node: &str) -> ExecutionId {
         fx.sends
@@ -753,14 +769,7 @@ mod tests {
         let mut e = engine();
         e.step([register("n1"), register("n2")], at(0));
         let fx = e.step([submit(1, "j-1", None)], at(1));
-        let (node, exec) = fx
-            .sends
-            .iter()
-            .find_map(|(n, m)| match m {
-                ToCompute::AskForBid { execution, .. } => Some((n.clone(), execution.id.clone())),
-                _ => None,
-            })
-            .expect("an ask");
+        let (node, exec) = first_ask(&fx);
         let other = if node.as_str() == "n1" { "n2" } else { "n1" };
         let bid = |id: &ExecutionId| FromCompute::BidResult {
             execution_id: id.clone(),
@@ -812,23 +821,14 @@ mod tests {
         let both = ["noop", "s3managed"];
         e.step([register_with("n1", &both), register_with("n2", &both)], at(0));
         let fx = e.step([submit_publishing(1, "j-1", None, "s3managed")], at(1));
-        let (node, exec) = fx
-            .sends
-            .iter()
-            .find_map(|(n, m)| match m {
-                ToCompute::AskForBid { execution, .. } => Some((n.clone(), execution.id.clone())),
-                _ => None,
-            })
-            .expect("an ask");
+        let (node, exec) = first_ask(&fx);
         let other = if node.as_str() == "n1" { "n2" } else { "n1" };
         let ask = |id: &ExecutionId| FromCompute::ManagedUpload { execution_id: id.clone() };
         // Asked for before the node may run it: refused.
         let fx = e.step([from(node.as_str(), ask(&exec))], at(2));
         assert!(fx.uploads.is_empty());
         assert!(upload_refusal(&fx, &exec).is_some_and(|why| why.contains("not running")), "{:?}", fx.sends);
-        let bid =
-            FromCompute::BidResult { execution_id: exec.clone(), accepted: true, reason: String::new(), quote: None };
-        e.step([from(node.as_str(), bid)], at(3));
+        e.step([from(node.as_str(), accepted_bid(&exec))], at(3));
         // Its node gets a grant; another node's ask is refused and counted; an execution that
         // is not in flight gets a refusal.
         let nope = ExecutionId::from("e-nope");
@@ -840,17 +840,8 @@ mod tests {
 
         // A job that publishes elsewhere lends no credentials.
         let fx = e.step([submit_publishing(2, "j-2", None, "noop")], at(5));
-        let (node, exec) = fx
-            .sends
-            .iter()
-            .find_map(|(n, m)| match m {
-                ToCompute::AskForBid { execution, .. } => Some((n.clone(), execution.id.clone())),
-                _ => None,
-            })
-            .expect("an ask");
-        let bid =
-            FromCompute::BidResult { execution_id: exec.clone(), accepted: true, reason: String::new(), quote: None };
-        e.step([from(node.as_str(), bid)], at(6));
+        let (node, exec) = first_ask(&fx);
+        e.step([from(node.as_str(), accepted_bid(&exec))], at(6));
         let fx = e.step([from(node.as_str(), ask(&exec))], at(7));
         assert!(fx.uploads.is_empty());
         assert!(upload_refusal(&fx, &exec).is_some_and(|why| why.contains("not s3managed")));
@@ -860,9 +851,7 @@ mod tests {
         plain.step([register_with("n1", &both)], at(0));
         let fx = plain.step([submit_publishing(1, "j-1", None, "s3managed")], at(1));
         let exec = asked(&fx, "n1");
-        let bid =
-            FromCompute::BidResult { execution_id: exec.clone(), accepted: true, reason: String::new(), quote: None };
-        plain.step([from("n1", bid)], at(2));
+        plain.step([from("n1", accepted_bid(&exec))], at(2));
         let fx = plain.step([from("n1", ask(&exec))], at(3));
         assert!(fx.uploads.is_empty());
         assert!(upload_refusal(&fx, &exec).is_some_and(|why| why.contains("Publishers.Types.S3Managed")));
