@@ -268,8 +268,10 @@ pub fn resource_of(path: &str) -> Option<(&'static str, bool)> {
         ("/api/v1/ipfs/gc", "node"),
         ("/ipfs/", "job"),
         ("/api/v0/", "node"),
+        ("/metrics", "node"),
     ];
-    if OPEN.iter().any(|p| path.starts_with(p)) {
+    // The web UI's page and files hold no data: what it shows comes through the API, checked.
+    if OPEN.iter().any(|p| path.starts_with(p)) || path == "/" || path.starts_with("/ui/") {
         return None;
     }
     Some(

@@ -321,8 +321,29 @@ fn spool_name() -> String {
 /// `GET /api/v1/ipfs/pins`.
 pub(crate) async fn list_pins(State(s): St) -> ApiResult<Json<Vec<PinInfo>>> {
     let store = store(&s)?;
-    let pins = blocking(move || store.pins()).await?;
-    Ok(Json(pins.into_iter().map(|p| PinInfo { cid: p.cid.to_string(), labels: p.labels }).collect()))
+    let pins = blocking(move || {
+        // One block read per pin: the root's links carry their subtrees' sizes.
+        Ok(store
+            .pins()?
+            .into_iter()
+            .map(|p| {
+                let size = store.get(&p.cid).ok().flatten().and_then(|block| cumulative_size(&p.cid, &block));
+                PinInfo { cid: p.cid.to_string(), labels: p.labels, size }
+            })
+            .collect::<Vec<_>>())
+    })
+    .await?;
+    Ok(Json(pins))
+}
+
+/// A DAG's size from its root block: the block plus what its links say they hold (as kubo's
+/// CumulativeSize; a hostile DAG can misstate it, so it is a display value only).
+fn cumulative_size(cid: &bacalhau_ipfs::Cid, block: &[u8]) -> Option<u64> {
+    if cid.codec() != bacalhau_ipfs::CODEC_DAG_PB {
+        return Some(block.len() as u64);
+    }
+    let node = bacalhau_ipfs::dagpb::decode_node(block).ok()?;
+    node.links.iter().try_fold(block.len() as u64, |acc, (_, _, tsize)| acc.checked_add(*tsize))
 }
 
 /// `POST /api/v1/ipfs/pins/{cid}`: pins a DAG this node holds entirely.
@@ -339,7 +360,7 @@ pub(crate) async fn pin(State(s): St, Path(cid): Path<String>, Query(p): Params)
         Ok(store.pins()?.into_iter().find(|p| p.cid == root).map(|p| p.labels).unwrap_or_default())
     })
     .await?;
-    Ok(Json(PinInfo { cid, labels }))
+    Ok(Json(PinInfo { cid, labels, size: None }))
 }
 
 /// `DELETE /api/v1/ipfs/pins/{cid}` (`?label=` removes just that label).

@@ -8,10 +8,12 @@ pub mod auth;
 pub mod client;
 pub mod guard;
 mod ipfs;
+pub mod metrics;
 mod openapi;
 pub mod server;
 pub mod tls;
 pub mod types;
+mod ui;
 
 pub use client::{Client, ClientError};
 pub use server::{ApiState, IpfsPeer, router, serve};

@@ -63,6 +63,7 @@ pub(crate) const ROUTES: &[(&str, &str, &str)] = &[
         "Download a result archive kept by the local publisher (on an orchestrator, ?job_id=ID relays one kept by a compute node)",
     ),
     ("get", "/api/v1/openapi.json", "This document"),
+    ("get", "/metrics", "Prometheus metrics in the text exposition format (needs read:node when users are configured)"),
     (
         "get",
         "/ipfs/{cid}",

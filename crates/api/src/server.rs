@@ -12,8 +12,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use bacalhau_compute::{ComputeHandle, LogLine};
 use bacalhau_model::{
-    BuildVersionInfo, ComputeStateType, ExecutionId, HistoryType, JobId, LabelSelectorRequirement, NodeConnectionState,
-    NodeInfo, parse_job_value,
+    BuildVersionInfo, ComputeStateType, ExecutionId, HistoryType, JobId, JobStateType, JobType,
+    LabelSelectorRequirement, NodeConnectionState, NodeInfo, parse_job_value,
 };
 use bacalhau_orchestrator::{ListJobsQuery, OrchestratorError, OrchestratorHandle};
 use serde_json::Value;
@@ -58,6 +58,14 @@ pub struct ApiState {
     /// Applied to the client that relays from a compute node's API: the binary puts the address
     /// guard here (its resolver refuses metadata addresses; no environment proxy).
     pub relay_guard: fn(reqwest::ClientBuilder) -> reqwest::ClientBuilder,
+    /// Whether `/` serves the web UI (`WebUI.Enabled`).
+    pub web_ui: bool,
+}
+
+impl std::fmt::Debug for IpfsPeer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IpfsPeer").field("id", &self.id).field("addrs", &self.addrs).finish_non_exhaustive()
+    }
 }
 
 /// The URL of `path` on a compute node's API at `api`, the address the node advertised: only
@@ -90,7 +98,7 @@ fn relay_url(api: &str, path: &str) -> ApiResult<reqwest::Url> {
 }
 
 /// What the API knows of the node's IPFS peer.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct IpfsPeer {
     /// Its peer ID.
     pub id: String,
@@ -98,6 +106,8 @@ pub struct IpfsPeer {
     pub addrs: Vec<String>,
     /// Brings missing DAGs in from other peers.
     pub fetcher: Arc<dyn bacalhau_ipfs::Fetcher>,
+    /// How many peers are connected now (for `/metrics`).
+    pub peers: Arc<dyn Fn() -> usize + Send + Sync>,
 }
 
 /// An error with a status, a message and a hint, answered as Bacalhau's JSON error body.
@@ -116,6 +126,15 @@ impl ApiError {
 
     pub(crate) fn not_found(message: impl Into<String>, hint: impl Into<String>) -> Self {
         Self { status: StatusCode::NOT_FOUND, code: "NotFound", message: message.into(), hint: hint.into() }
+    }
+
+    pub(crate) fn unavailable(message: impl Into<String>, hint: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            code: "ServiceUnavailable",
+            message: message.into(),
+            hint: hint.into(),
+        }
     }
 }
 
@@ -172,10 +191,16 @@ fn orch(s: &ApiState) -> ApiResult<&OrchestratorHandle> {
 
 /// The API's routes.
 pub fn router(state: ApiState) -> Router {
+    // Installed before anything records, so the first round's metrics are kept.
+    crate::metrics::handle();
     let auth = state.auth.clone();
     let names = state.names.clone();
-    Router::new()
-        .route("/api/v1/auth", get(crate::auth::list_methods))
+    let ui = if state.web_ui {
+        Router::new().route("/", get(crate::ui::index)).route("/ui/{file}", get(crate::ui::asset))
+    } else {
+        Router::new().route("/", get(crate::ui::disabled)).route("/ui/{file}", get(crate::ui::disabled))
+    };
+    ui.route("/api/v1/auth", get(crate::auth::list_methods))
         .route("/api/v1/auth/{method}", get(crate::auth::method).post(crate::auth::method))
         .route("/api/v1/agent/authconfig", get(crate::auth::authconfig))
         .route("/api/v1/agent/alive", get(alive))
@@ -197,6 +222,7 @@ pub fn router(state: ApiState) -> Router {
         .route("/api/v1/orchestrator/nodes/{id}", get(get_node).put(node_action_by_path))
         .route("/api/v1/local-results/{file}", get(local_result))
         .route("/api/v1/openapi.json", get(openapi))
+        .route("/metrics", get(crate::metrics::scrape))
         .route("/ipfs/{cid}", get(crate::ipfs::gateway))
         .route("/ipfs/{cid}/{*path}", get(crate::ipfs::gateway_path))
         .route(
@@ -221,6 +247,8 @@ pub fn router(state: ApiState) -> Router {
         .layer(axum::middleware::from_fn_with_state(auth, crate::auth::authorize))
         .layer(axum::middleware::from_fn_with_state(names, crate::guard::browser_guard))
         .layer(axum::middleware::from_fn(crate::guard::json_errors))
+        // Outside everything, so refusals (401, 403, 413) are counted too.
+        .layer(axum::middleware::from_fn(crate::metrics::track))
 }
 
 pub(crate) type St = State<Arc<ApiState>>;
@@ -483,6 +511,36 @@ async fn list_jobs(State(s): St, Query(p): Params) -> ApiResult<Json<Page<bacalh
         limit: limit(&p)?,
         next_token: p.get("next_token").cloned(),
         reverse: flag(&p, "reverse")?,
+        state: match p.get("state").map(|v| v.trim()).filter(|v| !v.is_empty()) {
+            None => None,
+            Some(v) => Some(
+                ["Pending", "Queued", "Running", "Completed", "Failed", "Stopped"]
+                    .iter()
+                    .zip([
+                        JobStateType::Pending,
+                        JobStateType::Queued,
+                        JobStateType::Running,
+                        JobStateType::Completed,
+                        JobStateType::Failed,
+                        JobStateType::Stopped,
+                    ])
+                    .find(|(name, _)| name.eq_ignore_ascii_case(v))
+                    .map(|(_, s)| s)
+                    .ok_or_else(|| {
+                        ApiError::bad_request(
+                            format!("state={v:?} is not a job state"),
+                            "use Pending, Queued, Running, Completed, Failed or Stopped",
+                        )
+                    })?,
+            ),
+        },
+        job_type: match p.get("type").map(|v| v.trim()).filter(|v| !v.is_empty()) {
+            None => None,
+            Some(v) => Some(JobType::parse(v).ok_or_else(|| {
+                ApiError::bad_request(format!("type={v:?} is not a job type"), "use batch, ops, daemon or service")
+            })?),
+        },
+        engine: p.get("engine").map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()),
     };
     let r = orch(&s)?.list_jobs(query).await?;
     Ok(Json(Page { items: r.items, next_token: r.next_token }))
@@ -724,8 +782,10 @@ async fn job_logs(
     match ws.ok() {
         Some(upgrade) => Ok(upgrade.on_upgrade(move |socket| stream_ws(socket, compute, exec_id, follow))),
         None => {
-            // Streamed: a job's output can be gigabytes, and none of it is held here.
-            let rx = compute.logs(&exec_id, false);
+            // Streamed: a job's output can be gigabytes, and none of it is held here. With
+            // `follow`, the body stays open until the execution ends (the web UI reads it so,
+            // as a browser's WebSocket cannot carry credentials in a header).
+            let rx = compute.logs(&exec_id, follow);
             let stream = futures::stream::unfold(rx, |mut rx| async move {
                 rx.recv().await.map(|l| (Ok::<_, std::io::Error>(l.line), rx))
             });

@@ -211,6 +211,9 @@ pub struct PinInfo {
     pub cid: String,
     /// Why it is pinned.
     pub labels: Vec<String>,
+    /// The DAG's size as its root records it (kubo's CumulativeSize), when the root is here.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
 }
 
 /// `POST /api/v1/ipfs/gc`: what garbage collection did.

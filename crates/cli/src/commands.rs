@@ -545,6 +545,7 @@ async fn node_list(client: &Client, out: &OutputArgs) -> Result<()> {
                 format!("{:?}", n.info.node_type),
                 format!("{:?}", n.membership).to_uppercase(),
                 format!("{:?}", n.connection).to_uppercase(),
+                n.unhealthy_reason().unwrap_or_else(|| "ok".into()),
                 c.execution_engines.join(" "),
                 format!("{} / {}", fmt_cpu(free.cpu_millis), fmt_cpu(max.cpu_millis)),
                 format!("{} / {}", fmt_bytes(free.memory_bytes), fmt_bytes(max.memory_bytes)),
@@ -567,7 +568,7 @@ async fn node_list(client: &Client, out: &OutputArgs) -> Result<()> {
         .collect();
     print_list(
         out,
-        &["id", "type", "approval", "status", "engines", "cpu free", "memory free", "labels", "prices"],
+        &["id", "type", "approval", "status", "health", "engines", "cpu free", "memory free", "labels", "prices"],
         rows,
         &nodes,
     )

@@ -206,7 +206,13 @@ pub const KEYS: &[Key] = &[
     key("StrictVersionMatch", Bool, "false", N, "Refuse clients of another version"),
     key("UpdateConfig.Interval", Duration, "0s", N, "Update checks (none in this version)"),
     key("WebUI.Backend", Str, "", N, "The API the web UI talks to"),
-    key("WebUI.Enabled", Bool, "false", N, "Serve the web UI"),
+    key(
+        "WebUI.Enabled",
+        Bool,
+        "true",
+        Y,
+        "Serve the web UI at / on the API's address (unset: on when the API listens on loopback only)",
+    ),
     key("WebUI.Listen", Str, "127.0.0.1:8438", N, "Where the web UI listens"),
 ];
 

@@ -182,7 +182,13 @@ pub async fn node_config(host: &str, tls_ca: Option<PathBuf>, args: &ServeArgs, 
         node_id,
         orchestrator,
         compute,
-        api: ApiSettings { auth, tls, names: Arc::new(node_names(host, &advertised)) },
+        api: ApiSettings {
+            auth,
+            tls,
+            names: Arc::new(node_names(host, &advertised)),
+            // Bacalhau's default is off; ours is on where only this machine can reach it.
+            web_ui: if cfg.is_set("WebUI.Enabled") { cfg.bool("WebUI.Enabled") } else { is_loopback_host(host) },
+        },
         ipfs_listen: args.ipfs_listen.clone(),
         ipfs_peers: args.ipfs_peers.clone(),
         faults: Faults {
@@ -192,6 +198,12 @@ pub async fn node_config(host: &str, tls_ca: Option<PathBuf>, args: &ServeArgs, 
             drop_bid_acceptance: fault == Some(crate::args::TestFault::DropBidAcceptance),
         },
     })
+}
+
+/// Whether an API host is reachable only from this machine.
+fn is_loopback_host(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Runs the node until Ctrl-C or SIGTERM: orchestrator and compute in one process (the

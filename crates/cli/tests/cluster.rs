@@ -75,6 +75,14 @@ fn a_killed_compute_nodes_work_is_rescheduled_on_another() {
     assert_ne!(done[0]["NodeID"].as_str(), Some(victim.as_str()), "finished on the surviving node");
     let list = o.ok(&["node", "list"]);
     assert!(list.contains("DISCONNECTED"), "the killed node shows as gone: {list}");
+    // ...and says why, in the table and in Bacalhau's ConnectionState.
+    assert!(list.contains("disconnected: "), "the reason in the health column: {list}");
+    let gone = o.nodes().into_iter().find(|n| n["Info"]["NodeID"] == victim.as_str()).expect("the killed node");
+    let link = &gone["ConnectionState"];
+    assert_eq!(link["Status"], "DISCONNECTED", "{gone}");
+    assert!(!link["LastError"].as_str().unwrap_or_default().is_empty(), "{gone}");
+    assert_ne!(link["DisconnectedSince"], "0001-01-01T00:00:00Z", "{gone}");
+    assert_ne!(link["LastHeartbeat"], "0001-01-01T00:00:00Z", "{gone}");
 }
 
 #[test]
@@ -160,6 +168,8 @@ fn manual_approval_holds_new_nodes_until_an_operator_decides() {
     let node_id = std::fs::read_to_string(c.dir.join("node_id")).expect("id");
     o.wait_connected(1);
     assert_eq!(o.nodes()[0]["Membership"], "PENDING");
+    let list = o.ok(&["node", "list"]);
+    assert!(list.contains("waiting for an operator's approval"), "{list}");
     // Work waits for an approved node...
     let id = o.submit_wasm(&["--queue-timeout", "60", &program("hello")]);
     wait_for("the job to queue", DEADLINE, || {
@@ -175,6 +185,7 @@ fn manual_approval_holds_new_nodes_until_an_operator_decides() {
     // Rejected: no new work.
     o.ok(&["node", "reject", &node_id]);
     assert_eq!(o.nodes()[0]["Membership"], "REJECTED");
+    assert!(o.ok(&["node", "list"]).contains("rejected by an operator"));
     let id = o.submit_wasm(&[&program("hello")]);
     assert_eq!(o.wait_terminal(&id).expect("finish"), "Failed", "no approved node to run it");
     let err = o.fails(&["node", "approve", "no-such-node"]);

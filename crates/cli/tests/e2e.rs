@@ -561,3 +561,79 @@ fn jobs_in_flight_survive_kill_9_and_none_completes_twice() {
     let after = submit(&s, &[&program("hello")]);
     assert_eq!(s.wait_terminal(&after).expect("finish"), "Completed");
 }
+
+/// `/metrics` is Prometheus' text format and counts what happened: a job's submission, bids,
+/// states and latencies, the compute node's outcome, the API's requests by route pattern (not
+/// by raw path) and status, a refused submission; the gauges follow what is in flight and the
+/// node's capacity. Every series the repo's Grafana dashboard queries is one the node exports.
+#[test]
+fn metrics_count_a_jobs_life_and_feed_the_dashboard() {
+    let s = serve();
+    let out = s.ok(&["wasm", "run", &program("hello")]);
+    assert!(out.contains("Completed"), "{out}");
+    let spec = br#"{"Job": {"Type": "batch", "Tasks": [{"Name": "t", "Engine": {"Type": "wasm", "Params": {}}}]}}"#;
+    let (status, body) = bacalhau_testkit::http_request(
+        s.port,
+        "PUT",
+        "/api/v1/orchestrator/jobs",
+        &[("Content-Type", "application/json")],
+        spec,
+    )
+    .expect("put");
+    assert_eq!(status, 400, "{body}");
+
+    // The gauges are taken once a second: poll until they show the node, and no job in flight.
+    let scrape = wait_for("the node in the gauges", DEADLINE, || {
+        let (status, text) = bacalhau_testkit::http_request(s.port, "GET", "/metrics", &[], b"").ok()?;
+        assert_eq!(status, 200, "{text}");
+        let scrape = bacalhau_testkit::Scrape::parse(&text).expect("Prometheus text");
+        let node = scrape.sum("bacalhau_nodes", &[("membership", "APPROVED"), ("connection", "CONNECTED")]);
+        (node == 1.0 && scrape.sum("bacalhau_jobs", &[]) == 0.0).then_some(scrape)
+    })
+    .expect("gauges");
+    let batch = [("type", "batch")];
+    assert_eq!(scrape.sum("bacalhau_job_submissions_total", &[("type", "batch"), ("result", "accepted")]), 1.0);
+    assert_eq!(scrape.sum("bacalhau_job_submissions_total", &[("type", "batch"), ("result", "refused")]), 1.0);
+    assert_eq!(scrape.sum("bacalhau_job_state_changes_total", &[("type", "batch"), ("state", "Completed")]), 1.0);
+    assert_eq!(scrape.sum("bacalhau_bids_total", &[("by", "node"), ("result", "accepted")]), 1.0);
+    assert_eq!(scrape.sum("bacalhau_bids_total", &[("by", "orchestrator"), ("result", "accepted")]), 1.0);
+    assert_eq!(scrape.sum("bacalhau_compute_executions_total", &[("outcome", "completed")]), 1.0);
+    assert_eq!(scrape.sum("bacalhau_compute_bids_total", &[("result", "accepted")]), 1.0);
+    assert_eq!(scrape.sum("bacalhau_job_scheduling_seconds_count", &batch), 1.0);
+    assert_eq!(scrape.sum("bacalhau_job_duration_seconds_count", &[("type", "batch"), ("state", "Completed")]), 1.0);
+    assert!(scrape.sum("bacalhau_store_commit_seconds_count", &[("store", "jobs")]) >= 1.0);
+    assert!(scrape.sum("bacalhau_store_commit_seconds_count", &[("store", "executions")]) >= 1.0);
+    assert!(scrape.sum("bacalhau_store_size_bytes", &[("store", "jobs")]) > 0.0);
+    assert!(scrape.sum("bacalhau_node_capacity", &[("resource", "cpu_millis")]) > 0.0);
+    let put = [("method", "PUT"), ("route", "/api/v1/orchestrator/jobs")];
+    assert_eq!(scrape.sum("bacalhau_api_requests_total", &[put[0], put[1], ("status", "200")]), 1.0);
+    assert_eq!(scrape.sum("bacalhau_api_requests_total", &[put[0], put[1], ("status", "400")]), 1.0);
+    // Routes are labelled by pattern: no series carries a job ID.
+    assert!(scrape.sum("bacalhau_api_requests_total", &[("route", "/api/v1/orchestrator/jobs/{id}/history")]) >= 1.0);
+    for sample in scrape.samples.iter().filter(|x| x.name == "bacalhau_api_requests_total") {
+        assert!(!sample.labels["route"].contains("j-"), "a raw path as a label: {sample:?}");
+    }
+    assert_eq!(scrape.types.get("bacalhau_job_scheduling_seconds").map(String::as_str), Some("histogram"));
+
+    // The dashboard in the repo queries only series the node exports.
+    let dashboard =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/grafana/bacalhau.json"))
+            .expect("dashboard");
+    let dashboard: Value = serde_json::from_str(&dashboard).expect("dashboard JSON");
+    let mut queried = std::collections::BTreeSet::new();
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        for target in panel["targets"].as_array().expect("targets") {
+            let expr = target["expr"].as_str().expect("expr");
+            let mut rest = expr;
+            while let Some(at) = rest.find("bacalhau_") {
+                let name: String = rest[at..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+                rest = &rest[at + name.len()..];
+                queried.insert(name);
+            }
+        }
+    }
+    assert!(queried.len() >= 20, "{queried:?}");
+    for name in &queried {
+        assert!(scrape.has(name), "the dashboard queries {name}, which the node does not export");
+    }
+}

@@ -262,6 +262,22 @@ fn authentication_and_capabilities_work_as_in_bacalhau() {
     // Gateway content is job data: it needs read:job.
     let (status, _) = bacalhau_testkit::http_request(s.port, "POST", "/api/v1/ipfs/gc", &[], b"").expect("gc");
     assert_eq!(status, 401);
+    // Metrics are node data: a scrape needs read:node, as the node routes do.
+    let scrape = |auth: &[(&str, &str)]| bacalhau_testkit::http_request(s.port, "GET", "/metrics", auth, b"");
+    let (status, body) = scrape(&[]).expect("scrape");
+    assert_eq!(status, 401, "{body}");
+    let basic = format!("Basic {}", base64_of("alice:alicepassword1"));
+    let (status, body) = scrape(&[("Authorization", &basic)]).expect("scrape");
+    assert_eq!(status, 403, "alice has no read:node: {body}");
+    let bearer = format!("Bearer {READER_KEY}");
+    let (status, body) = scrape(&[("Authorization", &bearer)]).expect("scrape");
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("bacalhau_api_requests_total{"), "{body}");
+}
+
+fn base64_of(s: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(s)
 }
 
 #[test]

@@ -17,5 +17,5 @@ mod uploads;
 
 pub use capacity::{DEFAULT_ALLOCATION_PERCENT, detect as detect_capacity, share as capacity_share};
 pub use logs::{LogLine, LogStreamKind};
-pub use node::{BidPolicy, BidProbe, ComputeConfig, ComputeError, ComputeHandle, ComputeNode};
+pub use node::{BidPolicy, BidProbe, ComputeConfig, ComputeError, ComputeHandle, ComputeNode, describe_metrics};
 pub use store::{ExecutionStore, Outcome, Record};

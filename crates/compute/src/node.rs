@@ -278,6 +278,46 @@ impl ComputeNode {
     }
 }
 
+/// Describes the compute node's metrics (the `# HELP` lines). Call once the recorder is
+/// installed.
+pub fn describe_metrics() {
+    use metrics::{Unit, describe_counter, describe_gauge};
+    describe_counter!("bacalhau_compute_bids_total", "This node's answers to asks for bids: accepted or rejected");
+    describe_counter!("bacalhau_compute_executions_total", "Executions this node finished, by outcome");
+    describe_gauge!("bacalhau_compute_running_executions", "Executions running on this node");
+    describe_gauge!("bacalhau_compute_queued_executions", "Executions waiting for capacity on this node");
+    describe_gauge!("bacalhau_compute_available_cpu", "Free CPU on this node, in cores");
+    describe_gauge!("bacalhau_compute_available_memory_bytes", Unit::Bytes, "Free memory on this node");
+    describe_gauge!("bacalhau_compute_available_disk_bytes", Unit::Bytes, "Free disk on this node");
+    for result in ["accepted", "rejected"] {
+        metrics::counter!("bacalhau_compute_bids_total", "result" => result).increment(0);
+    }
+    for outcome in ["completed", "failed", "cancelled"] {
+        metrics::counter!("bacalhau_compute_executions_total", "outcome" => outcome).increment(0);
+    }
+}
+
+/// The metrics a message to the orchestrator carries: the node's bids, and its load as each
+/// heartbeat reports it.
+fn record(msg: &FromCompute) {
+    match msg {
+        FromCompute::BidResult { accepted, .. } => {
+            let result = if *accepted { "accepted" } else { "rejected" };
+            metrics::counter!("bacalhau_compute_bids_total", "result" => result).increment(1);
+        }
+        FromCompute::Heartbeat { available, running, enqueued, .. } => {
+            metrics::gauge!("bacalhau_compute_running_executions").set(f64::from(*running));
+            metrics::gauge!("bacalhau_compute_queued_executions").set(f64::from(*enqueued));
+            metrics::gauge!("bacalhau_compute_available_cpu").set(available.cpu);
+            #[allow(clippy::cast_precision_loss)] // a gauge: bytes far below 2^53
+            let (memory, disk) = (available.memory as f64, available.disk as f64);
+            metrics::gauge!("bacalhau_compute_available_memory_bytes").set(memory);
+            metrics::gauge!("bacalhau_compute_available_disk_bytes").set(disk);
+        }
+        _ => {}
+    }
+}
+
 impl Runtime {
     /// Loads the store; anything that was running when the node stopped failed with it.
     async fn recover(&mut self) -> Result<(), ComputeError> {
@@ -498,6 +538,12 @@ impl Runtime {
                 inputs.push(match d {
                     Internal::Done { id, outcome } => {
                         self.tokens.remove(&id);
+                        let outcome_name = match &outcome {
+                            Outcome::Completed { .. } => "completed",
+                            Outcome::Failed { cancelled: true, .. } => "cancelled",
+                            Outcome::Failed { .. } => "failed",
+                        };
+                        metrics::counter!("bacalhau_compute_executions_total", "outcome" => outcome_name).increment(1);
                         Input::Finished { id, outcome }
                     }
                     Internal::Probed { execution, verdict } => Input::Probed { execution, verdict },
@@ -506,9 +552,12 @@ impl Runtime {
             let fx = self.engine.step(inputs);
             let store = self.store.clone();
             let (writes, forgets) = (fx.writes, fx.forgets);
+            let committing = std::time::Instant::now();
             let committed = tokio::task::spawn_blocking(move || store.commit(&writes, &forgets).map(|()| forgets))
                 .await
                 .map_err(|e| crate::store::StoreError::new(e.to_string()));
+            metrics::histogram!("bacalhau_store_commit_seconds", "store" => "executions")
+                .record(committing.elapsed().as_secs_f64());
             match committed.and_then(|r| r) {
                 Ok(forgotten) => self.remove_folders(forgotten),
                 Err(e) => {
@@ -524,6 +573,7 @@ impl Runtime {
                 }
             }
             for e in fx.sends {
+                record(&e);
                 if self.endpoint.send(e).await.is_err() {
                     // Whatever runs here would finish unheard: stop it (the store says it was
                     // running, so it is reported failed when the node registers again).

@@ -87,6 +87,31 @@ pub struct Stats {
     pub blocks_refused: u64,
 }
 
+/// Describes the IPFS peer's metrics and starts its counters at zero, so a node that has not
+/// moved a block yet still shows them. Call once the recorder is installed.
+pub fn describe_metrics() {
+    use metrics::{Unit, counter, describe_counter, describe_gauge};
+    describe_counter!("bacalhau_ipfs_blocks_sent_total", "Blocks sent to IPFS peers over bitswap");
+    describe_counter!("bacalhau_ipfs_bytes_sent_total", Unit::Bytes, "Block bytes sent to IPFS peers over bitswap");
+    describe_counter!("bacalhau_ipfs_blocks_received_total", "Blocks received from IPFS peers, verified and kept");
+    describe_counter!(
+        "bacalhau_ipfs_bytes_received_total",
+        Unit::Bytes,
+        "Block bytes received from IPFS peers, verified and kept"
+    );
+    describe_counter!("bacalhau_ipfs_blocks_refused_total", "Blocks refused: not asked for, or not matching their CID");
+    describe_gauge!("bacalhau_ipfs_peers", "IPFS peers connected now (taken at each scrape)");
+    for name in [
+        "bacalhau_ipfs_blocks_sent_total",
+        "bacalhau_ipfs_bytes_sent_total",
+        "bacalhau_ipfs_blocks_received_total",
+        "bacalhau_ipfs_bytes_received_total",
+        "bacalhau_ipfs_blocks_refused_total",
+    ] {
+        counter!(name).increment(0);
+    }
+}
+
 /// The bitswap engine of one peer.
 pub struct Engine {
     store: Arc<BlockStore>,
@@ -321,6 +346,7 @@ impl Engine {
                     None if cid.is_some_and(|c| store.has(&c)) => {} // a duplicate: we asked twice
                     None => {
                         self.count(|s| s.blocks_refused += 1);
+                        metrics::counter!("bacalhau_ipfs_blocks_refused_total").increment(1);
                         if st.bad.insert(peer) {
                             tracing::warn!(%peer, "peer sent a block that matches no CID we asked for (corrupted?): refused, and the peer is no longer asked");
                         }
@@ -350,11 +376,14 @@ impl Engine {
         let mut st = self.lock();
         for ((cid, data), ok) in accepted.into_iter().zip(written) {
             let Some(w) = st.wants.remove(&cid) else { continue };
+            let len = data.len() as u64;
             let delivery = match ok {
                 Ok(()) => Ok((data, Some(peer))),
                 Err(e) => Err(format!("storing block {cid}: {e}")),
             };
             self.count(|s| s.blocks_received += 1);
+            metrics::counter!("bacalhau_ipfs_blocks_received_total").increment(1);
+            metrics::counter!("bacalhau_ipfs_bytes_received_total").increment(len);
             for t in w.waiters {
                 let _ = t.send(delivery.clone());
             }
@@ -423,6 +452,7 @@ async fn send_loop(engine: Arc<Engine>, peer: PeerId, mut rx: mpsc::UnboundedRec
             next = rx.try_recv().ok();
         }
         let sent_blocks = msg.payload.len() as u64;
+        let sent_bytes: u64 = msg.payload.iter().map(|b| b.data.len() as u64).sum();
         tracing::trace!(
             %peer,
             blocks = sent_blocks,
@@ -446,6 +476,8 @@ async fn send_loop(engine: Arc<Engine>, peer: PeerId, mut rx: mpsc::UnboundedRec
             match message::write(s, &msg).await {
                 Ok(()) => {
                     engine.count(|st| st.blocks_sent += sent_blocks);
+                    metrics::counter!("bacalhau_ipfs_blocks_sent_total").increment(sent_blocks);
+                    metrics::counter!("bacalhau_ipfs_bytes_sent_total").increment(sent_bytes);
                     break;
                 }
                 Err(e) => {

@@ -24,7 +24,7 @@ use libp2p::swarm::{ConnectionId, NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, identify, noise, ping, tcp, yamux};
 use tokio::sync::{mpsc, oneshot, watch};
 
-pub use bitswap::{DEFAULT_STALL, Fault, Stats};
+pub use bitswap::{DEFAULT_STALL, Fault, Stats, describe_metrics};
 pub use libp2p::{Multiaddr as Addr, PeerId as Id};
 
 /// Blocks requested at once during a DAG walk (kubo walks with 32; more hides latency).

@@ -87,6 +87,19 @@ pub enum JobStateType {
 }
 
 impl JobStateType {
+    /// The name as Bacalhau spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            JobStateType::Undefined => "Undefined",
+            JobStateType::Pending => "Pending",
+            JobStateType::Queued => "Queued",
+            JobStateType::Running => "Running",
+            JobStateType::Completed => "Completed",
+            JobStateType::Failed => "Failed",
+            JobStateType::Stopped => "Stopped",
+        }
+    }
+
     /// Whether the job can no longer change.
     pub fn is_terminal(self) -> bool {
         matches!(self, JobStateType::Completed | JobStateType::Failed | JobStateType::Stopped)
@@ -101,7 +114,7 @@ impl JobStateType {
 
 impl fmt::Display for JobStateType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self, f)
+        f.write_str(self.name())
     }
 }
 

@@ -45,8 +45,8 @@ pub use legacy::{LEGACY_ENTRY_TARGET, rewrite_legacy_wasm};
 pub use lifecycle::{ExecutionEvent, IllegalTransition};
 pub use net::refused_address;
 pub use node::{
-    BuildVersionInfo, ComputeNodeInfo, NodeConnectionState, NodeInfo, NodeMembershipState, NodeState, NodeType, Prices,
-    QUOTE_DEFAULT_SECONDS, ResourcesWire,
+    BuildVersionInfo, ComputeNodeInfo, ConnectionState, GO_ZERO_TIME, NodeConnectionState, NodeInfo,
+    NodeMembershipState, NodeState, NodeType, Prices, QUOTE_DEFAULT_SECONDS, ResourcesWire,
 };
 pub use num::{f64_to_i64_saturating, f64_to_u64};
 pub use parse::{ParseError, ParsedJob, SpecFormat, parse_job_spec, parse_job_value};

@@ -220,6 +220,64 @@ pub struct NodeState {
     /// How many of its results disagreed with a verification quorum (its reputation).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub dissents: u32,
+    /// Its link in detail, as Bacalhau 1.5+ reports it (`Connection` is the older form).
+    #[serde(default)]
+    pub connection_state: ConnectionState,
+}
+
+/// A node's link as the orchestrator saw it: Bacalhau's `ConnectionState`. Times are RFC 3339;
+/// Go's zero time (`0001-01-01T00:00:00Z`) means never.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ConnectionState {
+    /// Connected or disconnected.
+    pub status: NodeConnectionState,
+    /// When its last heartbeat (or registration) arrived.
+    pub last_heartbeat: String,
+    /// When it last registered.
+    pub connected_since: String,
+    /// When it was last marked disconnected.
+    pub disconnected_since: String,
+    /// What went wrong last: why it was disconnected, or asked to register again.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub last_error: String,
+}
+
+/// Go's zero `time.Time`, as Bacalhau marshals a time that never happened.
+pub const GO_ZERO_TIME: &str = "0001-01-01T00:00:00Z";
+
+impl Default for ConnectionState {
+    fn default() -> Self {
+        Self {
+            status: NodeConnectionState::Connected,
+            last_heartbeat: GO_ZERO_TIME.into(),
+            connected_since: GO_ZERO_TIME.into(),
+            disconnected_since: GO_ZERO_TIME.into(),
+            last_error: String::new(),
+        }
+    }
+}
+
+impl NodeState {
+    /// Why the node takes no work now, in words an operator can act on; `None` when it is
+    /// healthy.
+    pub fn unhealthy_reason(&self) -> Option<String> {
+        let id = &self.info.node_id;
+        let last_error = &self.connection_state.last_error;
+        match (self.membership, self.connection) {
+            (NodeMembershipState::Rejected, _) => {
+                Some(format!("rejected by an operator (`bacalhau node approve {id}` lets it back in)"))
+            }
+            (_, NodeConnectionState::Disconnected) if !last_error.is_empty() => {
+                Some(format!("disconnected: {last_error}"))
+            }
+            (_, NodeConnectionState::Disconnected) => Some("disconnected".into()),
+            (NodeMembershipState::Pending, _) => {
+                Some(format!("waiting for an operator's approval (`bacalhau node approve {id}`)"))
+            }
+            _ => None,
+        }
+    }
 }
 
 fn is_zero(n: &u32) -> bool {

@@ -45,6 +45,10 @@ impl IpfsNode {
             id: self.peer.id().to_string(),
             addrs: self.addrs(),
             fetcher: Arc::new(self.peer.clone()),
+            peers: {
+                let peer = self.peer.clone();
+                Arc::new(move || peer.connected().len())
+            },
         }
     }
 }

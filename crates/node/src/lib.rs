@@ -130,6 +130,8 @@ pub struct ApiSettings {
     pub tls: Option<(Vec<u8>, Vec<u8>)>,
     /// The names requests may carry in `Host`.
     pub names: Arc<bacalhau_api::guard::Names>,
+    /// Whether `/` serves the web UI.
+    pub web_ui: bool,
 }
 
 impl ApiSettings {
@@ -139,6 +141,7 @@ impl ApiSettings {
             auth: Arc::default(),
             tls: None,
             names: Arc::new(bacalhau_api::guard::Names::new(["127.0.0.1".to_owned(), "localhost".to_owned()])),
+            web_ui: true,
         }
     }
 }
@@ -206,6 +209,9 @@ impl Node {
     /// Starts the node's roles and serves its API until `shutdown` fires.
     pub async fn start(cfg: NodeConfig, listeners: Listeners, shutdown: CancellationToken) -> Result<Node> {
         cfg.faults.check()?;
+        // Before any part records: what is recorded without a recorder is lost.
+        bacalhau_api::metrics::handle();
+        bacalhau_ipfs_peer::describe_metrics();
         let NodeConfig {
             dir,
             node_id,
@@ -332,6 +338,7 @@ impl Node {
             relay_token,
             result_signer,
             relay_guard: bacalhau_storage_remote::guarded,
+            web_ui: api.web_ui,
         };
         let tls = match &api.tls {
             Some((cert, key)) => Some(bacalhau_api::tls::server_config(cert, key).map_err(anyhow::Error::msg)?),

@@ -22,8 +22,9 @@ use std::time::Duration;
 
 use bacalhau_model::{
     ComputeStateType, DesiredStateType, Evaluation, EvaluationId, EvaluationStatus, Event, Execution, ExecutionEvent,
-    ExecutionId, ExecutionState, HistoryType, Job, JobHistory, JobId, JobState, JobStateType, NodeConnectionState,
-    NodeId, NodeInfo, NodeMembershipState, NodeState, Resources, StateChange, TriggeredBy, format_rfc3339_nanos,
+    ExecutionId, ExecutionState, HistoryType, Job, JobHistory, JobId, JobState, JobStateType, JobType,
+    NodeConnectionState, NodeId, NodeInfo, NodeMembershipState, NodeState, Resources, StateChange, TriggeredBy,
+    format_rfc3339_nanos,
 };
 use bacalhau_protocol::{
     Envelope, ExecutionDigest, ExecutionReport, FromCompute, LocalExecutionState, PROTOCOL_VERSION, Phase, ToCompute,
@@ -212,6 +213,8 @@ pub struct Effects {
     pub uploads: Vec<UploadGrant>,
     /// State changes to log once committed (gathered only when debug logging is on).
     pub transitions: Vec<Transition>,
+    /// Facts for the node's metrics (always gathered: copies of a few enums and numbers).
+    pub measures: Vec<Measure>,
     /// (namespace, name) of the jobs this step creates, which the store has not seen yet.
     named: HashMap<(String, String), JobId>,
 }
@@ -242,6 +245,79 @@ pub struct Transition {
     pub to: String,
     /// Why, as the history says it.
     pub message: String,
+}
+
+/// A fact for the metrics, taken where the engine changes state; the runtime records it once
+/// the step is committed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Measure {
+    /// A job changed state; `age` is seconds since it was submitted.
+    Job {
+        /// The job's type.
+        job_type: JobType,
+        /// The state before.
+        from: JobStateType,
+        /// The state after.
+        to: JobStateType,
+        /// Seconds since submission.
+        age: f64,
+    },
+    /// An execution was placed on a node; `wait` is seconds since its job was submitted.
+    Placed {
+        /// The job's type.
+        job_type: JobType,
+        /// Seconds since submission.
+        wait: f64,
+    },
+    /// An execution changed state (a node's bid, the orchestrator's answer, its outcome).
+    Execution {
+        /// The state before.
+        from: ComputeStateType,
+        /// The state after.
+        to: ComputeStateType,
+    },
+    /// A verification verdict on one result.
+    Verdict {
+        /// Whether the result agreed with the quorum.
+        agreed: bool,
+    },
+}
+
+/// Seconds between two of the engine's wall-clock times (nanoseconds), never negative.
+pub(crate) fn seconds_between(earlier: i64, later: i64) -> f64 {
+    #[allow(clippy::cast_precision_loss)] // a metric: nanosecond precision beyond 2^53 is not needed
+    let secs = later.saturating_sub(earlier).max(0) as f64 / 1e9;
+    secs
+}
+
+/// What the engine holds, counted for the metrics' gauges.
+#[derive(Debug, Default)]
+pub struct Census {
+    /// Jobs in flight by type and state.
+    pub jobs: HashMap<(JobType, JobStateType), u64>,
+    /// Executions in flight by node and state.
+    pub executions: HashMap<(NodeId, ComputeStateType), u64>,
+    /// Every registered node.
+    pub nodes: Vec<NodeCensus>,
+}
+
+/// One node, for the metrics.
+#[derive(Debug)]
+pub struct NodeCensus {
+    /// The node.
+    pub node_id: NodeId,
+    /// Whether its link is up.
+    pub connected: bool,
+    /// Its approval.
+    pub membership: NodeMembershipState,
+    /// Everything it will ever allocate.
+    pub capacity: Resources,
+    /// What is free now.
+    pub available: Resources,
+    /// Executions running on it, and waiting in its queue, as it last reported.
+    pub running: u32,
+    /// Executions waiting in its queue.
+    pub queued: u32,
 }
 
 /// The durable state the engine starts from (at start, or after a failed commit).
@@ -277,6 +353,30 @@ struct NodeEntry {
     /// The last heartbeat's digests (the node's, ours) when they differed: a difference seen
     /// twice in a row is not a message in flight, and the node is asked to resync.
     mismatch: Option<(ExecutionDigest, ExecutionDigest)>,
+    /// Its link's history, for operators.
+    link: LinkHistory,
+}
+
+/// When a node's link changed and why it last went wrong (wall-clock nanoseconds; 0: never).
+#[derive(Debug, Default)]
+struct LinkHistory {
+    last_heartbeat: i64,
+    connected_since: i64,
+    disconnected_since: i64,
+    last_error: String,
+}
+
+impl LinkHistory {
+    fn state(&self, connected: bool) -> bacalhau_model::ConnectionState {
+        let time = |t: i64| if t == 0 { bacalhau_model::GO_ZERO_TIME.to_owned() } else { format_rfc3339_nanos(t) };
+        bacalhau_model::ConnectionState {
+            status: if connected { NodeConnectionState::Connected } else { NodeConnectionState::Disconnected },
+            last_heartbeat: time(self.last_heartbeat),
+            connected_since: time(self.connected_since),
+            disconnected_since: time(self.disconnected_since),
+            last_error: self.last_error.clone(),
+        }
+    }
 }
 
 /// The orchestrator's state machine. Maps that are iterated are ordered, so that a step's
@@ -375,6 +475,32 @@ impl Engine {
         self.idempotency.contains_key(key)
     }
 
+    /// What is in flight and every registered node, counted for the metrics. It walks every
+    /// job in flight, so the runtime takes it at most once a second, never per round.
+    pub fn census(&self) -> Census {
+        let mut census = Census::default();
+        for a in self.jobs.values() {
+            *census.jobs.entry((a.job.r#type, a.job.state.state_type)).or_default() += 1;
+            for e in &a.execs {
+                *census.executions.entry((e.node_id.clone(), e.compute_state.state_type)).or_default() += 1;
+            }
+        }
+        for n in self.nodes.values() {
+            let Some(info) = &n.info else { continue };
+            let compute = info.compute_node_info.as_ref();
+            census.nodes.push(NodeCensus {
+                node_id: info.node_id.clone(),
+                connected: n.connected,
+                membership: self.membership(&info.node_id),
+                capacity: compute.map(|c| Resources::from(c.max_capacity)).unwrap_or_default(),
+                available: n.available,
+                running: compute.map_or(0, |c| c.running_executions),
+                queued: compute.map_or(0, |c| c.enqueued_executions),
+            });
+        }
+        census
+    }
+
     /// How many jobs are in flight.
     pub fn active_jobs(&self) -> usize {
         self.jobs.len()
@@ -414,7 +540,7 @@ impl Engine {
                 fx.answers.push((ticket, Answer::Providers(self.content.providers(&cid))))
             }
             Input::Connected(node_id) => self.connected(node_id),
-            Input::LinkLost(node_id) => self.link_lost(&node_id),
+            Input::LinkLost(node_id) => self.link_lost(&node_id, now),
             Input::Message(env) => self.handle_message(*env, now, fx),
             Input::Tick => self.housekeep(now),
         }
@@ -557,6 +683,12 @@ impl Engine {
             if n.connected && self.mono.saturating_sub(n.last_seen) > timeout {
                 warn!(node_id = %id, "compute node disconnected");
                 n.connected = false;
+                n.link.disconnected_since = now;
+                n.link.last_error = format!(
+                    "nothing heard from it for {}s (the disconnect timeout, --node-disconnect-timeout); its executions \
+                     were failed and rescheduled",
+                    timeout.as_secs()
+                );
                 // The link stays: if the node is only slow (or is this process's own node, which
                 // never re-dials), its next message brings it back through a re-registration.
                 self.content.node_down(id);

@@ -15,6 +15,7 @@ pub mod content;
 pub mod engine;
 mod identity;
 mod ids;
+mod metrics;
 mod runtime;
 pub mod scheduler;
 pub mod selection;
@@ -22,6 +23,7 @@ pub mod store;
 
 pub use identity::NodeKeys;
 pub use ids::{IdSource, RandomIds, SeededIds, SplitMix64};
+pub use metrics::describe as describe_metrics;
 pub use runtime::{
     DEFAULT_JOB_RETENTION, JobEvent, ListJobsQuery, ListJobsResult, ManagedUploads, NodeAction, Orchestrator,
     OrchestratorConfig, OrchestratorError, OrchestratorHandle, Refusals, RerunResult, StopResult, SubmitResult,

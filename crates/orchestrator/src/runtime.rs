@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bacalhau_model::{
-    Evaluation, EvaluationId, Execution, ExecutionId, Job, JobHistory, JobId, JobStateType, NodeId,
+    Evaluation, EvaluationId, Execution, ExecutionId, Job, JobHistory, JobId, JobStateType, JobType, NodeId,
     NodeMembershipState, NodeState, SubmissionDefaults, ValidationError, prepare_submission,
 };
 use bacalhau_protocol::{OrchestratorInbound, Outbound, SendError, ToCompute};
@@ -22,6 +22,7 @@ use tracing::{debug, error, info, warn};
 
 use crate::engine::{Answer, Engine, Input, Now, Snapshot, Stored, Ticket, UploadGrant};
 use crate::identity::NodeKeys;
+use crate::metrics;
 use crate::scheduler::SchedulerConfig;
 use crate::store::{JobOrder, JobStore, StoreError};
 
@@ -79,6 +80,8 @@ pub trait ManagedUploads: Send + Sync + std::fmt::Debug {
 
 /// The default of [`OrchestratorConfig::job_retention`].
 pub const DEFAULT_JOB_RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+/// How often the metrics' gauges are taken from the engine.
+const CENSUS_INTERVAL: Duration = Duration::from_secs(1);
 /// How often the store is swept for jobs past retention.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(600);
 /// Jobs deleted per sweep transaction; a backlog is worked off one batch per housekeeping
@@ -201,6 +204,12 @@ pub struct ListJobsQuery {
     pub next_token: Option<String>,
     /// Newest first.
     pub reverse: bool,
+    /// Only jobs in this state.
+    pub state: Option<JobStateType>,
+    /// Only jobs of this type.
+    pub job_type: Option<JobType>,
+    /// Only jobs whose first task runs on this engine (`docker`, `wasm`).
+    pub engine: Option<String>,
 }
 
 /// A page of jobs.
@@ -342,6 +351,8 @@ impl Orchestrator {
             next_sweep: Instant::now(),
             swept: 0,
             managed_uploads: config.managed_uploads.clone(),
+            gauges: metrics::Gauges::default(),
+            next_census: Instant::now(),
         };
         runtime.load().await?;
         let handle = OrchestratorHandle {
@@ -400,9 +411,12 @@ impl OrchestratorHandle {
         key: Option<String>,
         force: bool,
     ) -> Result<SubmitResult, OrchestratorError> {
-        let (job, warnings) = prepare_submission(job, JobId::generate(), now_nanos(), &self.defaults)?;
+        let job_type = job.r#type;
+        let (job, warnings) = prepare_submission(job, JobId::generate(), now_nanos(), &self.defaults)
+            .inspect_err(|_| metrics::submitted(job_type, false))?;
         let managed = job.tasks.iter().any(|t| t.publisher.is_type(bacalhau_model::PUBLISHER_S3_MANAGED));
         if managed && !self.managed_uploads {
+            metrics::submitted(job_type, false);
             return Err(OrchestratorError::Unsupported(
                 "Task.Publisher: s3managed needs a managed S3 bucket on the orchestrator, and this one has none: \
                  its operator sets Publishers.Types.S3Managed.Bucket and Region (and AWS credentials in its \
@@ -591,7 +605,13 @@ impl OrchestratorHandle {
             let order = if q.reverse { JobOrder::NewestFirst } else { JobOrder::OldestFirst };
             let ns = q.namespace.clone().filter(|n| !n.is_empty() && n != "*");
             let keep = |j: &Job| {
-                ns.as_ref().is_none_or(|n| &j.namespace == n) && q.labels.iter().all(|l| l.matches(&j.labels))
+                ns.as_ref().is_none_or(|n| &j.namespace == n)
+                    && q.labels.iter().all(|l| l.matches(&j.labels))
+                    && q.state.is_none_or(|st| j.state.state_type == st)
+                    && q.job_type.is_none_or(|t| j.r#type == t)
+                    && q.engine
+                        .as_ref()
+                        .is_none_or(|e| j.task().is_some_and(|t| t.engine.r#type.eq_ignore_ascii_case(e)))
             };
             let (items, cursor) = s.list_jobs(order, after, q.limit.max(1), &keep)?;
             Ok(ListJobsResult { items, next_token: cursor.map(|(t, id)| format!("{t}.{id}")).unwrap_or_default() })
@@ -608,7 +628,7 @@ impl OrchestratorHandle {
 
 /// A caller waiting for its answer.
 enum Waiting {
-    Submit(oneshot::Sender<Result<SubmitResult, OrchestratorError>>),
+    Submit(oneshot::Sender<Result<SubmitResult, OrchestratorError>>, JobType),
     Rerun(oneshot::Sender<Result<RerunResult, OrchestratorError>>),
     Stop(oneshot::Sender<Result<StopResult, OrchestratorError>>),
     Nodes(oneshot::Sender<Vec<NodeState>>),
@@ -640,6 +660,9 @@ struct Runtime {
     /// Jobs swept since the store was last considered for compaction.
     swept: u64,
     managed_uploads: Option<Arc<dyn ManagedUploads>>,
+    gauges: metrics::Gauges,
+    /// When the metrics' gauges are next taken from the engine (on the monotonic clock).
+    next_census: Instant,
 }
 
 enum Work {
@@ -774,8 +797,21 @@ impl Runtime {
             if housekeeping {
                 self.sweep().await;
             }
+            self.census();
         }
         debug!("orchestrator runtime stopped");
+    }
+
+    /// Sets the metrics' gauges from the engine at most once a second: the census walks every
+    /// job in flight, too much for every round but nothing once a second.
+    fn census(&mut self) {
+        let now = Instant::now();
+        if now < self.next_census {
+            return;
+        }
+        self.next_census = now + CENSUS_INTERVAL;
+        let census = self.engine.census();
+        self.gauges.set(&census, self.store.file_bytes());
     }
 
     /// Deletes one batch of jobs past retention when a sweep is due, and compacts the store
@@ -841,7 +877,7 @@ impl Runtime {
                     key: key.clone().filter(|k| !self.engine.remembers_key(k)),
                     named: (job.name != job.id.0).then(|| (job.namespace.clone(), job.name.clone())),
                 };
-                let ticket = self.ticket(Waiting::Submit(reply));
+                let ticket = self.ticket(Waiting::Submit(reply, job.r#type));
                 (Some(Input::Submit { ticket, job, warnings, key, force, stored: Stored::default() }), lookup)
             }
             Work::Command(Command::Rerun { job_id, version, reason, reply }) => {
@@ -917,17 +953,22 @@ impl Runtime {
         if housekeeping {
             inputs.push(Input::Tick);
         }
+        let stepping = Instant::now();
         let mut fx = self.engine.step(inputs, now);
+        let step_time = stepping.elapsed();
 
         let store = self.store.clone();
         let batch = std::mem::take(&mut fx.batch);
+        let committing = Instant::now();
         let committed = tokio::task::spawn_blocking(move || store.commit(&batch)).await;
+        metrics::round(step_time, committing.elapsed());
         let result = match committed {
             Ok(r) => r,
             Err(e) => Err(StoreError::Db(format!("store task failed: {e}"))),
         };
         for why in &fx.refused {
             self.refusals.count(why);
+            metrics::refused(why);
         }
         if let Err(e) = result {
             error!(error = %e, "could not commit orchestrator state; reloading from the store");
@@ -947,6 +988,7 @@ impl Runtime {
             }
             return;
         }
+        metrics::record(&fx.measures);
         for id in fx.forgotten {
             self.keys.forget(&id);
             self.links.remove(&id);
@@ -988,13 +1030,19 @@ impl Runtime {
         };
         // A dropped receiver (the caller gave up) is fine.
         match (waiting, answer) {
-            (Waiting::Submit(tx), Some(Answer::Submit(r))) => drop(tx.send(r)),
+            (Waiting::Submit(tx, ty), Some(Answer::Submit(r))) => {
+                metrics::submitted(ty, r.is_ok());
+                drop(tx.send(r));
+            }
             (Waiting::Rerun(tx), Some(Answer::Rerun(r))) => drop(tx.send(r)),
             (Waiting::Stop(tx), Some(Answer::Stop(r))) => drop(tx.send(r)),
             (Waiting::Nodes(tx), Some(Answer::Nodes(r))) => drop(tx.send(r)),
             (Waiting::NodeAction(tx), Some(Answer::NodeAction(r))) => drop(tx.send(r)),
             (Waiting::Providers(tx), Some(Answer::Providers(r))) => drop(tx.send(r)),
-            (Waiting::Submit(tx), _) => drop(tx.send(Err(err()))),
+            (Waiting::Submit(tx, ty), _) => {
+                metrics::submitted(ty, false);
+                drop(tx.send(Err(err())));
+            }
             (Waiting::Rerun(tx), _) => drop(tx.send(Err(err()))),
             (Waiting::Stop(tx), _) => drop(tx.send(Err(err()))),
             (Waiting::NodeAction(tx), _) => drop(tx.send(Err(err()))),

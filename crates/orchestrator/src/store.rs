@@ -21,6 +21,8 @@ mod history;
 use blobs::{BLOB_REFS, BLOBS, BlobWriter, JOB_BLOBS, decode_record};
 
 const FORMAT_V1: u8 = 1;
+/// Records one job listing reads at most (a few milliseconds' work).
+const MAX_LIST_SCAN: usize = 20_000;
 
 const JOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("jobs");
 const JOBS_BY_CREATE: TableDefinition<(i64, &str), ()> = TableDefinition::new("jobs_by_create_time");
@@ -567,8 +569,9 @@ impl JobStore {
         Ok(out)
     }
 
-    /// A page of jobs in creation order, after the `(create_time, id)` cursor if given.
-    /// `keep` filters without ending the page early.
+    /// A page of jobs in creation order, after the `(create_time, id)` cursor if given, that
+    /// `keep` accepts. It reads at most `MAX_LIST_SCAN` records, so a page of a rare filter may
+    /// be short (even empty) with a cursor that continues after the last record read.
     pub fn list_jobs(
         &self,
         order: JobOrder,
@@ -593,10 +596,12 @@ impl JobStore {
         let mut iter: Box<dyn Iterator<Item = _>> =
             if order == JobOrder::NewestFirst { Box::new(range.rev()) } else { Box::new(range) };
         let mut more = false;
-        for item in iter.by_ref() {
+        for (scanned, item) in iter.by_ref().enumerate() {
             let (k, _) = item.map_err(db_err)?;
             let (t, id) = k.value();
-            if out.len() >= limit {
+            // A filter that matches little must not read the whole store in one request: the
+            // page ends short, and its token continues the scan.
+            if out.len() >= limit || scanned >= MAX_LIST_SCAN {
                 more = true;
                 break;
             }
@@ -795,6 +800,11 @@ impl JobStore {
         }
         tx.commit().map_err(db_err)?;
         Ok(out)
+    }
+
+    /// The store file's size on disk, in bytes (0 when it cannot be read).
+    pub fn file_bytes(&self) -> u64 {
+        std::fs::metadata(&self.path).map_or(0, |m| m.len())
     }
 
     /// Compacts the file when it has grown far past what it holds (after a large sweep):

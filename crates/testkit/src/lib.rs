@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod browser;
 pub mod kubo;
 
 use anyhow::{Context, Result, bail};
@@ -485,6 +486,97 @@ pub fn http_request(
         .and_then(|c| c.parse().ok())
         .with_context(|| format!("{method} {path}: no status in {head:?}"))?;
     Ok((status, body.to_owned()))
+}
+
+/// One sample of a Prometheus text exposition.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sample {
+    /// The series name (`_bucket`, `_sum` and `_count` included for histograms).
+    pub name: String,
+    /// Its labels.
+    pub labels: std::collections::BTreeMap<String, String>,
+    /// Its value.
+    pub value: f64,
+}
+
+/// A scrape of `/metrics`: its samples and each family's `# TYPE`.
+#[derive(Clone, Debug, Default)]
+pub struct Scrape {
+    /// Every sample, in order.
+    pub samples: Vec<Sample>,
+    /// Family name → type (`counter`, `gauge`, `histogram`, `summary`).
+    pub types: std::collections::BTreeMap<String, String>,
+}
+
+impl Scrape {
+    /// Parses the Prometheus text format (version 0.0.4), refusing any line it cannot read.
+    pub fn parse(text: &str) -> Result<Scrape> {
+        let mut out = Scrape::default();
+        for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (name, ty) = rest.split_once(' ').with_context(|| format!("bad TYPE line {line:?}"))?;
+                out.types.insert(name.to_owned(), ty.to_owned());
+                continue;
+            }
+            if line.starts_with('#') {
+                continue;
+            }
+            let (series, value) = line.rsplit_once(' ').with_context(|| format!("no value in {line:?}"))?;
+            let value: f64 = match value {
+                "+Inf" => f64::INFINITY,
+                "-Inf" => f64::NEG_INFINITY,
+                v => v.parse().with_context(|| format!("bad value in {line:?}"))?,
+            };
+            let (name, labels) = match series.split_once('{') {
+                None => (series.to_owned(), std::collections::BTreeMap::new()),
+                Some((name, rest)) => {
+                    let body = rest.strip_suffix('}').with_context(|| format!("unclosed labels in {line:?}"))?;
+                    (name.to_owned(), parse_labels(body).with_context(|| format!("bad labels in {line:?}"))?)
+                }
+            };
+            out.samples.push(Sample { name, labels, value });
+        }
+        Ok(out)
+    }
+
+    /// The sum of the samples named `name` that carry every label in `with`.
+    pub fn sum(&self, name: &str, with: &[(&str, &str)]) -> f64 {
+        self.samples
+            .iter()
+            .filter(|s| s.name == name && with.iter().all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v)))
+            .map(|s| s.value)
+            .sum()
+    }
+
+    /// Whether any sample is named `name`.
+    pub fn has(&self, name: &str) -> bool {
+        self.samples.iter().any(|s| s.name == name)
+    }
+}
+
+fn parse_labels(body: &str) -> Result<std::collections::BTreeMap<String, String>> {
+    let mut labels = std::collections::BTreeMap::new();
+    let mut rest = body.trim_start_matches(',');
+    while !rest.is_empty() {
+        let (key, after) = rest.split_once("=\"").context("label without =\"")?;
+        let mut value = String::new();
+        let mut chars = after.char_indices();
+        let end = loop {
+            match chars.next() {
+                Some((_, '\\')) => match chars.next() {
+                    Some((_, 'n')) => value.push('\n'),
+                    Some((_, c)) => value.push(c),
+                    None => bail!("dangling escape"),
+                },
+                Some((i, '"')) => break i,
+                Some((_, c)) => value.push(c),
+                None => bail!("unterminated label value"),
+            }
+        };
+        labels.insert(key.trim().to_owned(), value);
+        rest = after[end + 1..].trim_start_matches(',');
+    }
+    Ok(labels)
 }
 
 const SMALL_DISK_ENV: &str = "BACALHAU_TEST_SMALL_DISK";

@@ -44,6 +44,7 @@ impl Engine {
                 *n += 1;
                 round.batch.put_dissents(e.node_id.as_str(), u64::from(*n));
             }
+            round.measures.push(Measure::Verdict { agreed: !*dissent });
             round.batch.put_execution(e.clone());
         }
         for u in plan.updates {
@@ -65,6 +66,7 @@ impl Engine {
             };
             if let Some(s) = next {
                 e.compute_state = ExecutionState::new(s, u.message.clone());
+                round.measures.push(Measure::Execution { from: previous, to: s });
             }
             if let Some(d) = u.desired_state {
                 e.desired_state = ExecutionState::new(d, u.message.clone());
@@ -94,6 +96,7 @@ impl Engine {
                 return;
             };
             let job = &active.job;
+            round.measures.push(Measure::Placed { job_type: job.r#type, wait: seconds_between(job.create_time, now) });
             let e = Execution {
                 id: self.ids.execution(),
                 namespace: job.namespace.clone(),
@@ -153,6 +156,14 @@ impl Engine {
             return;
         };
         let previous = active.job.state.state_type;
+        if previous != state {
+            round.measures.push(Measure::Job {
+                job_type: active.job.r#type,
+                from: previous,
+                to: state,
+                age: seconds_between(active.job.create_time, now),
+            });
+        }
         active.job.state = JobState { state_type: state, message: message.clone() };
         active.job.revision += 1;
         active.job.modify_time = now;

@@ -20,6 +20,7 @@ impl Engine {
                 Some(NodeState {
                     membership: self.membership(&info.node_id),
                     dissents: self.dissents.get(&info.node_id).copied().unwrap_or(0),
+                    connection_state: n.link.state(n.connected),
                     info,
                     connection: if n.connected {
                         NodeConnectionState::Connected
@@ -40,6 +41,7 @@ impl Engine {
             last_seen: mono,
             available: Resources::default(),
             mismatch: None,
+            link: LinkHistory::default(),
         });
         entry.last_seen = mono;
     }
@@ -47,8 +49,12 @@ impl Engine {
     /// A send to the node found its link closed: it is gone until it registers again (its
     /// work is rescheduled only after the disconnect timeout, so a brief reconnect loses
     /// nothing).
-    pub(super) fn link_lost(&mut self, node_id: &NodeId) {
+    pub(super) fn link_lost(&mut self, node_id: &NodeId, now: i64) {
         if let Some(n) = self.nodes.get_mut(node_id) {
+            if n.connected {
+                n.link.disconnected_since = now;
+                n.link.last_error = "its link closed (the process stopped, or the network between them failed)".into();
+            }
             n.connected = false;
             self.content.node_down(node_id);
         }
@@ -131,9 +137,12 @@ impl Engine {
                     last_seen: mono,
                     available,
                     mismatch: None,
+                    link: LinkHistory::default(),
                 });
                 entry.info = Some(*info);
                 entry.connected = true;
+                entry.link.connected_since = now;
+                entry.link.last_heartbeat = now;
                 entry.available = available;
                 round.sends.push((node_id.clone(), ToCompute::Registered { accepted: true, reason: String::new() }));
                 self.reconcile(&node_id, executions, now, round);
@@ -146,6 +155,7 @@ impl Engine {
                 }
                 if let Some(n) = self.nodes.get_mut(&node_id) {
                     n.available = available.into();
+                    n.link.last_heartbeat = now;
                     if let Some(roots) = ipfs_roots
                         && let Some(c) = n.info.as_mut().and_then(|i| i.compute_node_info.as_mut())
                     {
@@ -331,6 +341,9 @@ impl Engine {
         } else if n.mismatch == Some((theirs, ours)) {
             warn!(%node_id, ?theirs, ?ours, "the node and the orchestrator disagree about its executions; resyncing");
             n.mismatch = None;
+            n.link.last_error = "its executions differed from the orchestrator's record on two heartbeats in a row; \
+                                 it was asked to register again"
+                .into();
             round.sends.push((node_id.clone(), ToCompute::Resync));
         } else {
             n.mismatch = Some((theirs, ours));
@@ -439,6 +452,7 @@ impl Engine {
             }
         };
         e.compute_state = ExecutionState::new(to, message);
+        round.measures.push(Measure::Execution { from: previous, to });
         if let Some(d) = desired {
             e.desired_state = ExecutionState::new(d, message);
         }
