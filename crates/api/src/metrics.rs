@@ -33,9 +33,11 @@ const UPKEEP: Duration = Duration::from_secs(5);
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
-/// The process's recorder, installed on first use; `None` when another recorder was installed
-/// first (then `/metrics` says so).
-pub fn handle() -> Option<&'static PrometheusHandle> {
+/// Installs the process's recorder: Prometheus' (for `/metrics`), and beside it `also` (the
+/// binary's OTLP exporter, when one is configured), every metric going to both. Only the first
+/// call (or [`handle`]) installs; later ones return what is installed.
+pub fn install(also: Option<Box<dyn metrics::Recorder + Send + Sync>>) -> Option<&'static PrometheusHandle> {
+    let mut also = also;
     HANDLE
         .get_or_init(|| {
             let builder = match PrometheusBuilder::new().set_buckets(BUCKETS) {
@@ -45,28 +47,39 @@ pub fn handle() -> Option<&'static PrometheusHandle> {
                     return None;
                 }
             };
-            match builder.install_recorder() {
-                Ok(handle) => {
-                    describe();
-                    let upkeep = handle.clone();
-                    let spawned = std::thread::Builder::new().name("metrics-upkeep".into()).spawn(move || {
-                        loop {
-                            std::thread::sleep(UPKEEP);
-                            upkeep.run_upkeep();
-                        }
-                    });
-                    if let Err(e) = spawned {
-                        warn!(error = %e, "cannot start the metrics upkeep thread; histograms are folded at each scrape");
-                    }
-                    Some(handle)
-                }
-                Err(e) => {
-                    warn!(error = %e, "metrics disabled: another recorder is installed");
-                    None
-                }
+            let prometheus = builder.build_recorder();
+            let handle = prometheus.handle();
+            let installed = match also.take() {
+                None => metrics::set_global_recorder(prometheus).map_err(|e| e.to_string()),
+                Some(other) => metrics::set_global_recorder(
+                    metrics_util::layers::FanoutBuilder::default().add_recorder(prometheus).add_recorder(other).build(),
+                )
+                .map_err(|e| e.to_string()),
+            };
+            if let Err(e) = installed {
+                warn!(error = %e, "metrics disabled: another recorder is installed");
+                return None;
             }
+            describe();
+            let upkeep = handle.clone();
+            let spawned = std::thread::Builder::new().name("metrics-upkeep".into()).spawn(move || {
+                loop {
+                    std::thread::sleep(UPKEEP);
+                    upkeep.run_upkeep();
+                }
+            });
+            if let Err(e) = spawned {
+                warn!(error = %e, "cannot start the metrics upkeep thread; histograms are folded at each scrape");
+            }
+            Some(handle)
         })
         .as_ref()
+}
+
+/// The process's recorder, installed (Prometheus only) on first use; `None` when another
+/// recorder was installed first (then `/metrics` says so).
+pub fn handle() -> Option<&'static PrometheusHandle> {
+    install(None)
 }
 
 /// `GET /metrics`.

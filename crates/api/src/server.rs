@@ -18,6 +18,7 @@ use bacalhau_model::{
 use bacalhau_orchestrator::{ListJobsQuery, OrchestratorError, OrchestratorHandle};
 use serde_json::Value;
 use tokio::sync::mpsc;
+use tracing::Instrument;
 
 use crate::types::{
     AliveResponse, DiffJobResponse, ErrorBody, GetJobResponse, GetNodeResponse, ListNodesResponse, LogFrame, LogValue,
@@ -403,7 +404,13 @@ async fn put_job(
         }
     };
     let parsed = request_job(map)?;
-    let result = orch(&s)?.submit_once(parsed.job, key, force).await?;
+    // The job's trace starts here, or continues the client's (`traceparent`, W3C).
+    let span = tracing::info_span!("submit_job", job_id = tracing::field::Empty);
+    if let Some(tp) = headers.get("traceparent").and_then(|v| v.to_str().ok()) {
+        bacalhau_protocol::trace::adopt(&span, tp);
+    }
+    let result = orch(&s)?.submit_once(parsed.job, key, force).instrument(span.clone()).await?;
+    span.record("job_id", result.job_id.as_str());
     let mut warnings: Vec<String> =
         parsed.unknown_keys.iter().map(|k| format!("unknown field {k} was ignored")).collect();
     warnings.extend(result.warnings);

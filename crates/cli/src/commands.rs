@@ -111,11 +111,11 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
     };
     match cli.command {
         Command::Serve(args) => {
-            init_logging(&cfg)?;
+            let _telemetry = init_logging(&cfg)?;
             serve::serve(&api_host, api_port, cli.tls_ca, args, &cfg).await?;
         }
         Command::Devstack(args) => {
-            init_logging(&cfg)?;
+            let _telemetry = init_logging(&cfg)?;
             crate::devstack::run(&api_host, api_port, cli.data_dir, args, &cfg).await?;
         }
         Command::Docker(DockerCommand::Run(args)) => {
@@ -163,8 +163,15 @@ fn write_stdout(bytes: &[u8]) -> Result<()> {
 }
 
 /// Logs to stderr at `Logging.Level` (`BACALHAU_LOG` takes a full tracing filter), as text or,
-/// with `Logging.Mode: json`, one JSON object per line.
-fn init_logging(cfg: &crate::config::Config) -> Result<()> {
+/// with `Logging.Mode: json`, one JSON object per line; exports the node's spans and metrics
+/// over OTLP when a collector is configured (the returned exporters send their last batches
+/// when dropped).
+fn init_logging(
+    cfg: &crate::config::Config,
+) -> Result<(Option<crate::telemetry::Telemetry>, Option<crate::telemetry::MetricsTelemetry>)> {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let level = cfg.str("Logging.Level").trim().to_ascii_lowercase();
     let level = match level.as_str() {
         "trace" | "debug" | "info" | "warn" | "error" => level,
@@ -172,13 +179,34 @@ fn init_logging(cfg: &crate::config::Config) -> Result<()> {
         other => bail!("Logging.Level {other:?} is not a level: use trace, debug, info, warn or error"),
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("BACALHAU_LOG").unwrap_or_else(|_| level.into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = match cfg.str("Logging.Mode").trim().to_ascii_lowercase().as_str() {
-        "json" => builder.json().try_init(),
-        "default" | "cmd" | "text" | "" => builder.try_init(),
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let fmt = match cfg.str("Logging.Mode").trim().to_ascii_lowercase().as_str() {
+        "json" => fmt.json().boxed(),
+        "default" | "cmd" | "text" | "" => fmt.boxed(),
         other => bail!("Logging.Mode {other:?} is not a mode: use default (text) or json (--log-format text|json)"),
     };
-    Ok(())
+    let (otel, telemetry) = if crate::telemetry::enabled() {
+        let (tracer, telemetry) = crate::telemetry::tracer()?;
+        // Our own spans (a job's submission, placement, execution and its phases), not the
+        // libraries' (the exporter's own HTTP client among them).
+        let ours = tracing_subscriber::filter::Targets::new()
+            .with_target("bacalhau_api", tracing::Level::INFO)
+            .with_target("bacalhau_orchestrator", tracing::Level::INFO)
+            .with_target("bacalhau_compute", tracing::Level::INFO);
+        (Some(tracing_opentelemetry::layer().with_tracer(tracer).with_filter(ours)), Some(telemetry))
+    } else {
+        (None, None)
+    };
+    let _ = tracing_subscriber::registry().with(fmt.with_filter(filter)).with(otel).try_init();
+    // Before the node starts recording: metrics recorded without the recorder are lost.
+    let metrics = if crate::telemetry::metrics_enabled() {
+        let (recorder, exporter) = crate::telemetry::otlp_recorder()?;
+        bacalhau_api::metrics::install(Some(Box::new(recorder)));
+        Some(exporter)
+    } else {
+        None
+    };
+    Ok((telemetry, metrics))
 }
 
 /// `bacalhau config list|set|default`.

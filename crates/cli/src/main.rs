@@ -16,6 +16,7 @@ mod output;
 mod profile;
 mod results;
 mod serve;
+mod telemetry;
 mod wait;
 
 use clap::Parser;

@@ -54,6 +54,22 @@ fn a_cli_job_completes_in_the_ui_with_live_logs() {
     .expect("no failed jobs");
     b.open("/#/jobs?state=Completed&engine=wasm");
     b.wait_text("#jobs-body", &id[..10]);
+
+    // A job's name is anyone's text: markup in it stays text.
+    let name = "<img src=x onerror=\"document.title='owned'\">";
+    let module = bacalhau_testkit::hello_wat().expect("module");
+    let mut job = bacalhau_testkit::wasm_job(&bacalhau_testkit::wasm_data_url(&module), 1);
+    job.name = name.to_owned();
+    let body = json!({ "Job": job }).to_string();
+    let headers = [("Content-Type", "application/json")];
+    let (status, answer) =
+        bacalhau_testkit::http_request(s.port, "PUT", "/api/v1/orchestrator/jobs", &headers, body.as_bytes())
+            .expect("put");
+    assert_eq!(status, 200, "{answer}");
+    b.open("/#/jobs");
+    b.wait_text("#jobs-body", name);
+    assert_eq!(b.eval("return document.querySelectorAll('#jobs img').length"), json!(0));
+    assert_ne!(b.eval("return document.title"), json!("owned"));
 }
 
 /// A running job is stopped from its page in the UI; the CLI sees it stopped.

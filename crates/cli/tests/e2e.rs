@@ -637,3 +637,212 @@ fn metrics_count_a_jobs_life_and_feed_the_dashboard() {
         assert!(scrape.has(name), "the dashboard queries {name}, which the node does not export");
     }
 }
+
+/// One span as the collector received it.
+#[derive(Clone, Debug)]
+struct ReceivedSpan {
+    name: String,
+    trace_id: String,
+    span_id: String,
+    parent: String,
+    attributes: std::collections::BTreeMap<String, String>,
+}
+
+type Exports = std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>;
+
+/// An OTLP/HTTP collector on loopback: it keeps every export's path and protobuf body.
+fn otlp_collector() -> (u16, Exports) {
+    use std::io::{BufRead, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let exports: Exports = Default::default();
+    let store = exports.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(conn) = conn else { continue };
+            let store = store.clone();
+            std::thread::spawn(move || {
+                let Ok(read_half) = conn.try_clone() else { return };
+                let mut reader = std::io::BufReader::new(read_half);
+                let mut writer = conn;
+                loop {
+                    let mut request = String::new();
+                    if reader.read_line(&mut request).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let path = request.split_whitespace().nth(1).unwrap_or("").to_owned();
+                    let mut len = 0usize;
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                        if let Some((k, v)) = line.split_once(':')
+                            && k.eq_ignore_ascii_case("content-length")
+                        {
+                            len = v.trim().parse().unwrap_or(0);
+                        }
+                    }
+                    let mut body = vec![0; len];
+                    if reader.read_exact(&mut body).is_err() {
+                        return;
+                    }
+                    store.lock().expect("lock").push((path, body));
+                    let answer = "HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: 0\r\n\r\n";
+                    if writer.write_all(answer.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (port, exports)
+}
+
+/// Every span exported so far.
+fn exported_spans(exports: &Exports) -> Vec<ReceivedSpan> {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::any_value::Value as Any;
+    use prost::Message as _;
+    let hex = |b: &[u8]| b.iter().map(|x| format!("{x:02x}")).collect::<String>();
+    let mut out = Vec::new();
+    for (path, body) in exports.lock().expect("lock").iter().filter(|(p, _)| p == "/v1/traces") {
+        let req = ExportTraceServiceRequest::decode(body.as_slice()).unwrap_or_else(|e| panic!("{path}: {e}"));
+        for span in req.resource_spans.iter().flat_map(|r| &r.scope_spans).flat_map(|s| &s.spans) {
+            let attributes = span
+                .attributes
+                .iter()
+                .map(|kv| {
+                    let v = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                        Some(Any::StringValue(s)) => s.clone(),
+                        Some(other) => format!("{other:?}"),
+                        None => String::new(),
+                    };
+                    (kv.key.clone(), v)
+                })
+                .collect();
+            out.push(ReceivedSpan {
+                name: span.name.clone(),
+                trace_id: hex(&span.trace_id),
+                span_id: hex(&span.span_id),
+                parent: hex(&span.parent_span_id),
+                attributes,
+            });
+        }
+    }
+    out
+}
+
+/// The names of every metric exported so far.
+fn exported_metrics(exports: &Exports) -> std::collections::BTreeSet<String> {
+    use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+    use prost::Message as _;
+    let mut out = std::collections::BTreeSet::new();
+    for (path, body) in exports.lock().expect("lock").iter().filter(|(p, _)| p == "/v1/metrics") {
+        let req = ExportMetricsServiceRequest::decode(body.as_slice()).unwrap_or_else(|e| panic!("{path}: {e}"));
+        for m in req.resource_metrics.iter().flat_map(|r| &r.scope_metrics).flat_map(|s| &s.metrics) {
+            out.insert(m.name.clone());
+        }
+    }
+    out
+}
+
+/// With `OTEL_EXPORTER_OTLP_ENDPOINT` set (Bacalhau's telemetry setting), a job is one trace
+/// from the API through its placement to the compute node's execution and its phases (input,
+/// run, publish), each the child of the one before; a client's `traceparent` header makes the
+/// job part of the client's trace; and the node's metrics are exported too.
+#[test]
+fn otlp_exports_a_jobs_trace_and_the_metrics() {
+    let (collector, exports) = otlp_collector();
+    let endpoint = format!("http://127.0.0.1:{collector}");
+    let s = Serve::start_env(
+        bin(),
+        &[],
+        &[
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+            ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+            ("OTEL_METRIC_EXPORT_INTERVAL", "300"),
+        ],
+    )
+    .expect("serve");
+    let id = s.submit_wasm(&[&program("hello")]);
+    assert_eq!(s.wait_terminal(&id).expect("finish"), "Completed");
+    let of_job = |name: &str| {
+        exported_spans(&exports).into_iter().find(|x| x.name == name && x.attributes.get("job_id") == Some(&id))
+    };
+    let trace = wait_for("the job's spans at the collector", DEADLINE, || {
+        Some((of_job("submit_job")?, of_job("schedule")?, of_job("execution")?))
+    })
+    .expect("spans");
+    let (submit, schedule, execution) = trace;
+    assert_eq!(schedule.trace_id, submit.trace_id, "{schedule:?} {submit:?}");
+    assert_eq!(schedule.parent, submit.span_id);
+    assert_eq!(execution.trace_id, submit.trace_id);
+    assert_eq!(execution.parent, schedule.span_id);
+    let phases = wait_for("the execution's phases", DEADLINE, || {
+        let children: Vec<String> =
+            exported_spans(&exports).into_iter().filter(|x| x.parent == execution.span_id).map(|x| x.name).collect();
+        (children.iter().any(|n| n == "run") && children.iter().any(|n| n == "publish")).then_some(children)
+    })
+    .expect("phases");
+    assert!(phases.iter().all(|p| ["prepare_input", "run", "publish"].contains(&p.as_str())), "{phases:?}");
+
+    // A client's trace continues through the job.
+    let client_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let parent = format!("00-{client_trace}-00f067aa0ba902b7-01");
+    let module = bacalhau_testkit::hello_wat().expect("module");
+    let job = bacalhau_testkit::wasm_job(&bacalhau_testkit::wasm_data_url(&module), 1);
+    let spec = serde_json::json!({ "Job": job }).to_string();
+    let (status, body) = bacalhau_testkit::http_request(
+        s.port,
+        "PUT",
+        "/api/v1/orchestrator/jobs",
+        &[("Content-Type", "application/json"), ("traceparent", parent.as_str())],
+        spec.as_bytes(),
+    )
+    .expect("put");
+    assert_eq!(status, 200, "{body}");
+    let answer: Value = serde_json::from_str(&body).expect("json");
+    let id2 = answer["JobID"].as_str().expect("job id").to_owned();
+    let submit2 = wait_for("the client-traced submission", DEADLINE, || {
+        exported_spans(&exports)
+            .into_iter()
+            .find(|x| x.name == "submit_job" && x.attributes.get("job_id") == Some(&id2))
+    })
+    .expect("span");
+    assert_eq!(submit2.trace_id, client_trace);
+    assert_eq!(submit2.parent, "00f067aa0ba902b7");
+    // A malformed or oversized one is ignored: the job starts a trace of its own.
+    for bad in ["00-zz-yy-01".to_owned(), format!("00-{}-00f067aa0ba902b7-01", "a".repeat(4000))] {
+        let (status, body) = bacalhau_testkit::http_request(
+            s.port,
+            "PUT",
+            "/api/v1/orchestrator/jobs",
+            &[("Content-Type", "application/json"), ("traceparent", bad.as_str())],
+            spec.as_bytes(),
+        )
+        .expect("put");
+        assert_eq!(status, 200, "{body}");
+        let answer: Value = serde_json::from_str(&body).expect("json");
+        let id3 = answer["JobID"].as_str().expect("job id").to_owned();
+        let own = wait_for("the submission's own trace", DEADLINE, || {
+            exported_spans(&exports)
+                .into_iter()
+                .find(|x| x.name == "submit_job" && x.attributes.get("job_id") == Some(&id3))
+        })
+        .expect("span");
+        assert!(own.parent.is_empty() && own.trace_id != client_trace, "{own:?}");
+    }
+
+    // The same metrics as /metrics go out over OTLP.
+    let names = wait_for("the node's metrics at the collector", DEADLINE, || {
+        let names = exported_metrics(&exports);
+        (names.contains("bacalhau_job_submissions_total") && names.contains("bacalhau_job_scheduling_seconds"))
+            .then_some(names)
+    })
+    .expect("metrics");
+    assert!(names.contains("bacalhau_api_requests_total"), "{names:?}");
+}

@@ -19,7 +19,7 @@ use bacalhau_protocol::{ComputeEndpoint, Envelope, FromCompute, LocalExecutionSt
 use bacalhau_storage::{InputProvider, Publisher};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, info, warn};
+use tracing::{Instrument, debug, error, info, warn};
 
 use crate::engine::{Engine, Input, Start, job_resources_of, quote};
 use crate::logs::{LogLine, stream_files};
@@ -32,6 +32,8 @@ const INTERNAL_CAPACITY: usize = 65_536;
 const MAX_ROUND: usize = 4096;
 /// Lines buffered between a log reader and its consumer.
 const LOG_BUFFER: usize = 1024;
+/// Trace contexts kept for executions asked for and not yet started.
+const MAX_TRACES: usize = 65_536;
 
 /// Compute node settings.
 #[derive(Clone, Debug)]
@@ -216,6 +218,9 @@ struct Runtime {
     internal_tx: mpsc::Sender<Internal>,
     /// Each running execution's stop switch.
     tokens: HashMap<ExecutionId, CancellationToken>,
+    /// The W3C `traceparent` of each traced execution asked for and not yet started or
+    /// forgotten (only when the orchestrator exports traces).
+    traces: HashMap<ExecutionId, String>,
     states: Arc<RwLock<HashMap<ExecutionId, LocalExecutionState>>>,
     info: Arc<RwLock<NodeInfo>>,
     /// The IPFS roots last told to the orchestrator.
@@ -265,6 +270,7 @@ impl ComputeNode {
             endpoint,
             internal_tx,
             tokens: HashMap::new(),
+            traces: HashMap::new(),
             reported_roots: Vec::new(),
             states: states.clone(),
             info: info.clone(),
@@ -464,9 +470,17 @@ impl Runtime {
     }
 
     /// The engine's input for a message: an ask gets this node's verdict on the job.
-    fn input(&self, msg: ToCompute) -> Input {
+    fn input(&mut self, msg: ToCompute) -> Input {
         match msg {
-            ToCompute::AskForBid { execution, providers } => {
+            ToCompute::AskForBid { execution, providers, trace } => {
+                if let Some(t) = trace.filter(|t| t.len() <= bacalhau_protocol::trace::MAX_TRACEPARENT) {
+                    // Bounded by what the engine holds: entries go when the run starts or the
+                    // execution is forgotten; a flood of asks that never start is cut off here.
+                    if self.traces.len() >= MAX_TRACES {
+                        self.traces.clear();
+                    }
+                    self.traces.insert(execution.id.clone(), t);
+                }
                 if !providers.is_empty() {
                     for input in &self.inputs {
                         input.learn_providers(&providers);
@@ -559,7 +573,12 @@ impl Runtime {
             metrics::histogram!("bacalhau_store_commit_seconds", "store" => "executions")
                 .record(committing.elapsed().as_secs_f64());
             match committed.and_then(|r| r) {
-                Ok(forgotten) => self.remove_folders(forgotten),
+                Ok(forgotten) => {
+                    for id in &forgotten {
+                        self.traces.remove(id);
+                    }
+                    self.remove_folders(forgotten)
+                }
                 Err(e) => {
                     error!(error = %e, "cannot persist execution state; stopping the compute node");
                     break;
@@ -646,6 +665,20 @@ impl Runtime {
         let token = CancellationToken::new();
         self.tokens.insert(id.clone(), token.clone());
         let folders = self.folders.clone();
+        // Spans only for a traced job: an untraced execution costs nothing here.
+        let span = match self.traces.remove(&id) {
+            Some(parent) => {
+                let span = tracing::info_span!(
+                    "execution",
+                    job_id = %execution.job_id,
+                    execution_id = %id,
+                    node_id = %execution.node_id
+                );
+                bacalhau_protocol::trace::adopt(&span, &parent);
+                span
+            }
+            None => tracing::Span::none(),
+        };
         let plan = RunPlan {
             exec_dir: exec_dir.clone(),
             execution,
@@ -659,14 +692,17 @@ impl Runtime {
             events: self.endpoint.sender(),
             uploads: self.uploads.clone(),
         };
-        tokio::spawn(async move {
-            // One rename, or nothing: no dearer than the mkdir it saves.
-            if !exec_dir.exists() {
-                folders.take(&exec_dir);
+        tokio::spawn(
+            async move {
+                // One rename, or nothing: no dearer than the mkdir it saves.
+                if !exec_dir.exists() {
+                    folders.take(&exec_dir);
+                }
+                let outcome = plan.run().await;
+                let _ = tx.send(Internal::Done { id, outcome }).await;
             }
-            let outcome = plan.run().await;
-            let _ = tx.send(Internal::Done { id, outcome }).await;
-        });
+            .instrument(span),
+        );
     }
 
     /// Whether to bid: the node must have the engine, inputs and publisher, and the job must

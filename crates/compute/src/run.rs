@@ -12,6 +12,7 @@ use bacalhau_model::{Execution, Resources};
 use bacalhau_protocol::{ComputeSender, FromCompute};
 use bacalhau_storage::{InputProvider, Publisher};
 use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, Span, info_span};
 
 use crate::store::Outcome;
 
@@ -104,7 +105,8 @@ impl RunPlan {
             let dir = inputs_dir.join(i.to_string());
             let partition =
                 bacalhau_storage::Partition { index: self.execution.partition_index, count: job.partitions().max(1) };
-            match provider.prepare_partition(input, &dir, budget, partition).await {
+            let span = phase(|| info_span!("prepare_input", source = input.source.type_name(), target = %input.target));
+            match provider.prepare_partition(input, &dir, budget, partition).instrument(span).await {
                 // Mounting a symlink mounts what it points at: a CID whose root is a link to `/`
                 // would hand the job the host. An input must be a file or a folder itself.
                 Ok(p) if std::fs::symlink_metadata(&p.host_path).is_ok_and(|m| m.file_type().is_symlink()) => {
@@ -163,7 +165,8 @@ impl RunPlan {
             cancel: self.cancel.clone(),
         };
         let started = std::time::Instant::now();
-        let exit_code = match self.executor.run(request).await {
+        let span = phase(|| info_span!("run", engine = self.executor.engine_type()));
+        let exit_code = match self.executor.run(request).instrument(span).await {
             Ok(o) => o.exit_code,
             Err(ExecutorError::Cancelled) => {
                 return Outcome::Failed { message: "execution cancelled".into(), cancelled: true, retryable: false };
@@ -201,7 +204,8 @@ impl RunPlan {
                     node_id: self.execution.node_id.as_str(),
                     uploads: Some(self.uploads.as_ref()),
                 };
-                match p.publish_for(request, &results_dir).await {
+                let span = phase(|| info_span!("publish", publisher = p.publisher_type()));
+                match p.publish_for(request, &results_dir).instrument(span).await {
                     Ok(r) => r,
                     Err(e) => return fail(format!("publishing results failed: {e}")),
                 }
@@ -216,4 +220,10 @@ impl RunPlan {
             Err(e) => fail(format!("cannot read the result folder: {e}")),
         }
     }
+}
+
+/// A span for one phase of a traced execution (inside the execution's span); none otherwise,
+/// so an untraced execution makes no spans.
+fn phase(make: impl FnOnce() -> Span) -> Span {
+    if Span::current().is_none() { Span::none() } else { make() }
 }

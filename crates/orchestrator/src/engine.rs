@@ -108,6 +108,8 @@ pub enum Input {
         force: bool,
         /// The job of that Name, and the key's earlier submission, from the store.
         stored: Stored,
+        /// The submission's W3C `traceparent`, when traces are exported.
+        trace: Option<String>,
     },
     /// `job rerun`.
     Rerun {
@@ -339,6 +341,9 @@ struct Active {
     execs: Vec<Execution>,
     history_seq: u64,
     retry_at: Option<i64>,
+    /// The W3C `traceparent` of its submission, when traces are exported (memory only: a job
+    /// resumed after a restart starts no trace).
+    trace: Option<String>,
 }
 
 /// A compute node as the engine knows it.
@@ -458,7 +463,7 @@ impl Engine {
                 self.on_node.entry(e.node_id.clone()).or_default().insert(e.id.clone());
             }
             self.dirty.insert(job.id.clone());
-            self.jobs.insert(job.id.clone(), Active { job, execs, history_seq: seq, retry_at: None });
+            self.jobs.insert(job.id.clone(), Active { job, execs, history_seq: seq, retry_at: None, trace: None });
         }
         if !self.jobs.is_empty() {
             info!(jobs = self.jobs.len(), "resuming jobs in flight");
@@ -521,8 +526,8 @@ impl Engine {
 
     fn input(&mut self, input: Input, now: i64, fx: &mut Effects) {
         match input {
-            Input::Submit { ticket, job, warnings, key, force, stored } => {
-                self.submit(ticket, *job, warnings, key, force, stored, now, fx)
+            Input::Submit { ticket, job, warnings, key, force, stored, trace } => {
+                self.submit(ticket, *job, (warnings, key, force, trace), stored, now, fx)
             }
             Input::Rerun { ticket, job_id, version, reason, stored } => {
                 self.rerun(&job_id, version, &reason, stored, ticket, now, fx)
@@ -546,14 +551,11 @@ impl Engine {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn submit(
         &mut self,
         ticket: Ticket,
         job: Job,
-        warnings: Vec<String>,
-        key: Option<String>,
-        force: bool,
+        (warnings, key, force, trace): (Vec<String>, Option<String>, bool, Option<String>),
         stored: Stored,
         now: i64,
         fx: &mut Effects,
@@ -589,7 +591,7 @@ impl Engine {
         fx.batch.put_job(job.clone(), true);
         fx.batch.put_evaluation(eval);
         let id = job.id.clone();
-        self.jobs.insert(id.clone(), Active { job, execs: Vec::new(), history_seq: 0, retry_at: None });
+        self.jobs.insert(id.clone(), Active { job, execs: Vec::new(), history_seq: 0, retry_at: None, trace });
         self.job_history(
             &id,
             now,
@@ -841,6 +843,7 @@ mod tests {
             key: key.map(str::to_owned),
             force: false,
             stored: Stored::default(),
+            trace: None,
         }
     }
 
@@ -1007,7 +1010,7 @@ mod tests {
         let Input::Submit { ticket, job, warnings, key, force, .. } = submit(3, "j-3", Some("k")) else {
             unreachable!("a submission")
         };
-        let fx = e.step([Input::Submit { ticket, job, warnings, key, force, stored }], at(3));
+        let fx = e.step([Input::Submit { ticket, job, warnings, key, force, stored, trace: None }], at(3));
         assert!(matches!(&fx.answers[0].1, Answer::Submit(Ok(r)) if r.job_id.as_str() == "j-1"));
     }
 

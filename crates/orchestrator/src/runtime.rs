@@ -229,6 +229,8 @@ enum Command {
         key: Option<String>,
         /// Update a job of the same Name even when the spec has not changed.
         force: bool,
+        /// The caller's span's W3C `traceparent`, when traces are exported.
+        trace: Option<String>,
         reply: oneshot::Sender<Result<SubmitResult, OrchestratorError>>,
     },
     Rerun {
@@ -426,7 +428,14 @@ impl OrchestratorHandle {
         }
         let (reply, rx) = oneshot::channel();
         self.commands
-            .send(Command::Submit { job: Box::new(job), warnings, key, force, reply })
+            .send(Command::Submit {
+                job: Box::new(job),
+                warnings,
+                key,
+                force,
+                trace: bacalhau_protocol::trace::traceparent(&tracing::Span::current()),
+                reply,
+            })
             .await
             .map_err(|_| OrchestratorError::ShuttingDown)?;
         rx.await.map_err(|_| OrchestratorError::ShuttingDown)?
@@ -872,13 +881,13 @@ impl Runtime {
                 (None, Lookup::None)
             }
             Work::Inbound(OrchestratorInbound::Message(env)) => (Some(Input::Message(env)), Lookup::None),
-            Work::Command(Command::Submit { job, warnings, key, force, reply }) => {
+            Work::Command(Command::Submit { job, warnings, key, force, trace, reply }) => {
                 let lookup = Lookup::Submit {
                     key: key.clone().filter(|k| !self.engine.remembers_key(k)),
                     named: (job.name != job.id.0).then(|| (job.namespace.clone(), job.name.clone())),
                 };
                 let ticket = self.ticket(Waiting::Submit(reply, job.r#type));
-                (Some(Input::Submit { ticket, job, warnings, key, force, stored: Stored::default() }), lookup)
+                (Some(Input::Submit { ticket, job, warnings, key, force, stored: Stored::default(), trace }), lookup)
             }
             Work::Command(Command::Rerun { job_id, version, reason, reply }) => {
                 let lookup = Lookup::Rerun {
@@ -993,7 +1002,20 @@ impl Runtime {
             self.keys.forget(&id);
             self.links.remove(&id);
         }
-        for (node_id, msg) in fx.sends {
+        for (node_id, mut msg) in fx.sends {
+            // A traced job's placement is a span of its trace, and the node's spans its children.
+            if let ToCompute::AskForBid { execution, trace: Some(parent), .. } = &mut msg {
+                let span = tracing::info_span!(
+                    "schedule",
+                    job_id = %execution.job_id,
+                    execution_id = %execution.id,
+                    node_id = %node_id
+                );
+                bacalhau_protocol::trace::adopt(&span, parent);
+                if let Some(child) = bacalhau_protocol::trace::traceparent(&span) {
+                    *parent = child;
+                }
+            }
             self.send(&node_id, msg);
         }
         for grant in fx.uploads {

@@ -12,6 +12,7 @@
 mod digest;
 mod inprocess;
 mod message;
+pub mod trace;
 
 pub use digest::{ExecutionDigest, Phase};
 pub use inprocess::{ComputeEndpoint, ComputeSender, InProcessLink, connect_in_process};

@@ -115,6 +115,10 @@ pub enum ToCompute {
         /// through the control plane instead of a DHT).
         #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
         providers: std::collections::BTreeMap<String, Vec<String>>,
+        /// The W3C `traceparent` of the job's trace, when traces are exported: the node's spans
+        /// for this execution join it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        trace: Option<String>,
     },
     /// Your bid won: run it.
     BidAccepted {

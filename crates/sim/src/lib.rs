@@ -707,7 +707,7 @@ impl Sim {
         // A retried submission carries the same Idempotency-Key, so it never makes two jobs.
         let key = Some(format!("sim-{j}"));
         let stored = self.lookup_key(key.as_deref());
-        let input = Input::Submit { ticket, job: Box::new(job), warnings, key, force: false, stored };
+        let input = Input::Submit { ticket, job: Box::new(job), warnings, key, force: false, stored, trace: None };
         self.orchestrator_step(vec![input]);
     }
 

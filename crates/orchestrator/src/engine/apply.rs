@@ -122,7 +122,10 @@ impl Engine {
             with_job.job = Some(Box::new(job.clone()));
             round.batch.put_execution(e.clone());
             let providers = self.content.for_job(job);
-            round.sends.push((n.node_id.clone(), ToCompute::AskForBid { execution: Box::new(with_job), providers }));
+            let trace = active.trace.clone();
+            round
+                .sends
+                .push((n.node_id.clone(), ToCompute::AskForBid { execution: Box::new(with_job), providers, trace }));
             self.exec_index.insert(e.id.clone(), job_id.clone());
             self.on_node.entry(e.node_id.clone()).or_default().insert(e.id.clone());
             let exec_id = e.id.clone();

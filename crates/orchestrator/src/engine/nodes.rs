@@ -366,9 +366,11 @@ impl Engine {
                     let mut with_job = e.clone();
                     with_job.job = Some(Box::new(active.job.clone()));
                     let providers = self.content.for_job(&active.job);
-                    round
-                        .sends
-                        .push((node_id.clone(), ToCompute::AskForBid { execution: Box::new(with_job), providers }));
+                    let trace = active.trace.clone();
+                    round.sends.push((
+                        node_id.clone(),
+                        ToCompute::AskForBid { execution: Box::new(with_job), providers, trace },
+                    ));
                 }
                 None => lost.push(e.id.clone()),
                 Some(local) => {

@@ -173,7 +173,10 @@ impl Engine {
                 a.retry_at = None;
             }
             None => {
-                self.jobs.insert(id.clone(), Active { job: next, execs: Vec::new(), history_seq, retry_at: None });
+                self.jobs.insert(
+                    id.clone(),
+                    Active { job: next, execs: Vec::new(), history_seq, retry_at: None, trace: None },
+                );
             }
         }
         self.job_history(&id, now, "Submission", message, Some((previous, JobStateType::Pending)), round);
