@@ -39,6 +39,15 @@ impl Names {
         Self { names }
     }
 
+    /// These names and one more.
+    pub fn with(mut self, name: String) -> Self {
+        let name = name.trim().to_ascii_lowercase();
+        if !name.is_empty() {
+            self.names.insert(name);
+        }
+        self
+    }
+
     fn allows(&self, host: &str) -> bool {
         let host = host.trim().to_ascii_lowercase();
         let bare = strip_port(&host);

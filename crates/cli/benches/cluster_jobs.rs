@@ -106,7 +106,9 @@ async fn bench() {
     };
     let api = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let orch = Node::start(cfg, Listeners { api, node: Some(listener) }, cancel.child_token()).await.expect("node");
+    let orch = Node::start(cfg, Listeners { api, node: Some(listener), web_ui: None }, cancel.child_token())
+        .await
+        .expect("node");
     let node_port = orch.node_addr.expect("node port").port();
     let h = orch.orchestrator.clone().expect("the orchestrator role");
     let mut children = Children(Vec::new());

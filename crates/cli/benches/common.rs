@@ -54,7 +54,7 @@ pub async fn start_node_full(dir: &std::path::Path, disabled: &[&str], cancel: &
         faults: Faults::default(),
     };
     let api = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let node = Node::start(cfg, Listeners { api, node: None }, cancel.child_token()).await.expect("node");
+    let node = Node::start(cfg, Listeners { api, node: None, web_ui: None }, cancel.child_token()).await.expect("node");
     let h = node.orchestrator.clone().expect("the orchestrator role");
     while h.nodes().await.expect("nodes").is_empty() {
         tokio::time::sleep(Duration::from_millis(5)).await;

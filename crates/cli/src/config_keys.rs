@@ -213,7 +213,13 @@ pub const KEYS: &[Key] = &[
         Y,
         "Serve the web UI at / on the API's address (unset: on when the API listens on loopback only)",
     ),
-    key("WebUI.Listen", Str, "127.0.0.1:8438", N, "Where the web UI listens"),
+    key(
+        "WebUI.Listen",
+        Str,
+        "127.0.0.1:8438",
+        Y,
+        "Another address where the web UI (and the API it uses) listens; unset: the API's address only",
+    ),
 ];
 
 /// The key with this path, compared without regard to case.

@@ -108,6 +108,21 @@ pub async fn node_config(host: &str, tls_ca: Option<PathBuf>, args: &ServeArgs, 
         _ => None,
     };
     let advertised = advertise_host(host, args.advertise.as_deref());
+    // Bacalhau's default is off; ours is on where only this machine can reach it.
+    let web_ui = if cfg.is_set("WebUI.Enabled") { cfg.bool("WebUI.Enabled") } else { is_loopback_host(host) };
+    let mut names = node_names(host, &advertised);
+    let web_ui_listen = match cfg.opt_str("WebUI.Listen").filter(|_| web_ui && cfg.is_set("WebUI.Listen")) {
+        None => None,
+        Some(listen) => {
+            let (ui_host, _) = split_host_port(&listen)
+                .with_context(|| format!("WebUI.Listen {listen:?} is not HOST:PORT (for example 127.0.0.1:8438)"))?;
+            // The UI's address serves the API too: it is held to the same rule.
+            check_exposure(&ui_host, auth.enabled(), false, true, args.insecure_allow_anonymous)
+                .context("WebUI.Listen")?;
+            names = names.with(ui_host);
+            Some(listen)
+        }
+    };
     let orchestrator = run_orchestrator
         .then(|| -> Result<OrchestratorRole> {
             Ok(OrchestratorRole {
@@ -182,13 +197,7 @@ pub async fn node_config(host: &str, tls_ca: Option<PathBuf>, args: &ServeArgs, 
         node_id,
         orchestrator,
         compute,
-        api: ApiSettings {
-            auth,
-            tls,
-            names: Arc::new(node_names(host, &advertised)),
-            // Bacalhau's default is off; ours is on where only this machine can reach it.
-            web_ui: if cfg.is_set("WebUI.Enabled") { cfg.bool("WebUI.Enabled") } else { is_loopback_host(host) },
-        },
+        api: ApiSettings { auth, tls, names: Arc::new(names), web_ui, web_ui_listen },
         ipfs_listen: args.ipfs_listen.clone(),
         ipfs_peers: args.ipfs_peers.clone(),
         faults: Faults {
@@ -204,6 +213,14 @@ pub async fn node_config(host: &str, tls_ca: Option<PathBuf>, args: &ServeArgs, 
 fn is_loopback_host(host: &str) -> bool {
     host.eq_ignore_ascii_case("localhost")
         || host.trim_matches(['[', ']']).parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// `HOST:PORT` or `[V6]:PORT`, split.
+fn split_host_port(addr: &str) -> Option<(String, u16)> {
+    let (host, port) = addr.trim().rsplit_once(':')?;
+    let host = host.trim_matches(['[', ']']);
+    (!host.is_empty()).then_some(())?;
+    Some((host.to_owned(), port.parse().ok()?))
 }
 
 /// Runs the node until Ctrl-C or SIGTERM: orchestrator and compute in one process (the
@@ -235,9 +252,18 @@ pub async fn serve(host: &str, port: u16, tls_ca: Option<PathBuf>, mut args: Ser
             }
         }
     };
+    let web_ui = match config.api.web_ui_listen.as_deref() {
+        Some(listen) if split_host_port(listen) != Some((host.to_owned(), port)) => {
+            let l = tokio::net::TcpListener::bind(listen.trim()).await;
+            Some(l.with_context(|| format!("cannot listen on WebUI.Listen {listen}: choose another address"))?)
+        }
+        _ => None,
+    };
     let dir = config.dir.clone();
+    let ui = config.api.web_ui;
+    let ui_extra = web_ui.as_ref().and_then(|l| l.local_addr().ok());
     let cancel = CancellationToken::new();
-    let node = Node::start(config, Listeners { api, node }, cancel.clone()).await?;
+    let node = Node::start(config, Listeners { api, node, web_ui }, cancel.clone()).await?;
     let roles = match (&node.orchestrator, &node.compute) {
         (Some(_), Some(_)) => format!("orchestrator + compute; engines: {}", node.engines.join(", ")),
         (Some(_), None) => "orchestrator".to_owned(),
@@ -251,6 +277,10 @@ pub async fn serve(host: &str, port: u16, tls_ca: Option<PathBuf>, mut args: Ser
         dir.display()
     );
     println!("IPFS peer {} listening on {}", node.ipfs.peer.id(), node.ipfs.addrs().join(", "));
+    if ui {
+        let also = ui_extra.map(|a| format!(" and {}://{a}/", node.scheme)).unwrap_or_default();
+        println!("web UI at {}/{also}", node.api_url());
+    }
     println!("export BACALHAU_API_HOST={}\nexport BACALHAU_API_PORT={}", node.api_addr.ip(), node.api_addr.port());
     tokio::spawn(async move {
         wait_for_signal().await;

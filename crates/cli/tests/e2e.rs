@@ -846,3 +846,48 @@ fn otlp_exports_a_jobs_trace_and_the_metrics() {
     .expect("metrics");
     assert!(names.contains("bacalhau_api_requests_total"), "{names:?}");
 }
+
+/// The web UI is at `/` by default on loopback, with strict headers; `WebUI.Listen` serves it
+/// (and the API it calls) on a second address too; `WebUI.Enabled=false` turns it off with a
+/// hint; a `WebUI.Listen` beyond loopback without users is refused like the API's address.
+#[test]
+fn the_web_ui_follows_bacalhaus_settings() {
+    let ui_port = bacalhau_testkit::free_port().expect("port");
+    let listen = format!("WebUI.Listen=127.0.0.1:{ui_port}");
+    let s = Serve::start(bin(), &["-c", &listen]).expect("serve");
+    for port in [s.port, ui_port] {
+        let (status, page) = bacalhau_testkit::http_request(port, "GET", "/", &[], b"").expect("page");
+        assert_eq!(status, 200, "{page}");
+        assert!(page.contains("/ui/app.js"), "{page}");
+        let (status, _) = bacalhau_testkit::http_request(port, "GET", "/ui/app.js", &[], b"").expect("script");
+        assert_eq!(status, 200);
+        let (status, body) =
+            bacalhau_testkit::http_request(port, "GET", "/api/v1/agent/alive", &[], b"").expect("alive");
+        assert_eq!(status, 200, "{body}");
+    }
+    let (status, body) = bacalhau_testkit::http_request(s.port, "GET", "/ui/other.js", &[], b"").expect("missing");
+    assert_eq!(status, 404, "{body}");
+    // The page's policy: no inline script, no other origin, no framing.
+    let raw = std::process::Command::new("curl")
+        .args(["-sI", &format!("http://127.0.0.1:{}/", s.port)])
+        .output()
+        .expect("curl");
+    let head = String::from_utf8_lossy(&raw.stdout).to_ascii_lowercase();
+    assert!(head.contains("content-security-policy: default-src 'none'; script-src 'self'"), "{head}");
+    assert!(head.contains("x-frame-options: deny"), "{head}");
+    drop(s);
+
+    let off = Serve::start(bin(), &["-c", "WebUI.Enabled=false"]).expect("serve");
+    let (status, body) = bacalhau_testkit::http_request(off.port, "GET", "/", &[], b"").expect("page");
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("WebUI.Enabled"), "{body}");
+
+    let out = std::process::Command::new(bin())
+        .args(["serve", "--api-port", "0", "-c", "WebUI.Listen=0.0.0.0:0"])
+        .env("BACALHAU_DIR", tempfile::tempdir().expect("tmp").path())
+        .output()
+        .expect("serve");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("WebUI.Listen") && err.contains("without authentication"), "{err}");
+}

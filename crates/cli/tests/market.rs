@@ -159,6 +159,12 @@ fn jobs_go_where_their_data_is_and_nodes_apply_their_bid_policies() {
     let id = o.submit_wasm(&["--constraints", "box=picky", "--network", "full", &program("hello")]);
     assert_eq!(o.wait_terminal(&id).expect("finish"), "Failed");
     assert!(o.ok(&["job", "describe", &id]).contains("--reject-networked-jobs"));
+    // Its metrics count the refusals by kind.
+    let scrape = bacalhau_testkit::Scrape::parse(&picky.get("/metrics").expect("metrics")).expect("Prometheus text");
+    for reason in ["locality", "network"] {
+        assert!(scrape.sum("bacalhau_compute_bid_refusals_total", &[("reason", reason)]) >= 1.0, "{reason}");
+    }
+    assert_eq!(scrape.sum("bacalhau_compute_bid_refusals_total", &[("reason", "price")]), 0.0);
     drop(picky);
     // The probe vetoes jobs whose spec lacks "allowed" and takes the others.
     let id = o.submit_wasm(&["--constraints", "box=other", &program("hello")]);

@@ -290,6 +290,10 @@ pub fn describe_metrics() {
     use metrics::{Unit, describe_counter, describe_gauge};
     describe_counter!("bacalhau_compute_bids_total", "This node's answers to asks for bids: accepted or rejected");
     describe_counter!("bacalhau_compute_executions_total", "Executions this node finished, by outcome");
+    describe_counter!(
+        "bacalhau_compute_bid_refusals_total",
+        "Asks this node refused, by reason: engine, resources, input, publisher, network, locality, price, invalid"
+    );
     describe_gauge!("bacalhau_compute_running_executions", "Executions running on this node");
     describe_gauge!("bacalhau_compute_queued_executions", "Executions waiting for capacity on this node");
     describe_gauge!("bacalhau_compute_available_cpu", "Free CPU on this node, in cores");
@@ -300,6 +304,9 @@ pub fn describe_metrics() {
     }
     for outcome in ["completed", "failed", "cancelled"] {
         metrics::counter!("bacalhau_compute_executions_total", "outcome" => outcome).increment(0);
+    }
+    for reason in ["engine", "resources", "input", "publisher", "network", "locality", "price", "invalid"] {
+        metrics::counter!("bacalhau_compute_bid_refusals_total", "reason" => reason).increment(0);
     }
 }
 
@@ -709,54 +716,69 @@ impl Runtime {
     /// fit in the node at all (it may still wait in the queue for capacity). The outside probe,
     /// if any, is asked afterwards, off the loop.
     fn bid(&self, execution: &Execution) -> Result<(), String> {
+        self.bid_checks(execution).map_err(|(reason, message)| {
+            metrics::counter!("bacalhau_compute_bid_refusals_total", "reason" => reason).increment(1);
+            message
+        })
+    }
+
+    /// [`Self::bid`]'s checks; a refusal says which kind it is (a fixed set, for the metrics).
+    fn bid_checks(&self, execution: &Execution) -> Result<(), (&'static str, String)> {
         if execution_folder(&self.cfg.data_dir, &execution.id).is_none() {
-            return Err(format!(
-                "the execution ID {:?} cannot name a folder: an ID is letters, digits and '-'",
-                execution.id.as_str()
+            return Err((
+                "invalid",
+                format!(
+                    "the execution ID {:?} cannot name a folder: an ID is letters, digits and '-'",
+                    execution.id.as_str()
+                ),
             ));
         }
-        let job = execution.job.as_deref().ok_or("the ask carried no job")?;
-        let task = job.task().ok_or("the job has no task")?;
+        let job = execution.job.as_deref().ok_or(("invalid", "the ask carried no job".to_owned()))?;
+        let task = job.task().ok_or(("invalid", "the job has no task".to_owned()))?;
         let Some(executor) = self.executors.iter().find(|e| task.engine.is_type(e.engine_type())) else {
-            return Err(format!("this node does not support engine {}", task.engine.type_name()));
+            return Err(("engine", format!("this node does not support engine {}", task.engine.type_name())));
         };
         let needs = job_resources_of(job);
         if let Some(excess) = needs.first_excess(&self.cfg.capacity) {
-            return Err(format!("the job needs more than this node has: {excess}"));
+            return Err(("resources", format!("the job needs more than this node has: {excess}")));
         }
         for input in &task.input_sources {
-            let provider = self
-                .inputs
-                .iter()
-                .find(|p| input.source.is_type(p.source_type()))
-                .ok_or_else(|| format!("this node does not support input source {}", input.source.type_name()))?;
-            provider.validate(input).map_err(|e| e.to_string())?;
+            let provider = self.inputs.iter().find(|p| input.source.is_type(p.source_type())).ok_or_else(|| {
+                ("input", format!("this node does not support input source {}", input.source.type_name()))
+            })?;
+            provider.validate(input).map_err(|e| ("input", e.to_string()))?;
         }
         if !task.publisher.is_empty() {
             let Some(publisher) = self.publishers.iter().find(|p| task.publisher.is_type(p.publisher_type())) else {
-                return Err(format!("this node does not support publisher {}", task.publisher.type_name()));
+                return Err((
+                    "publisher",
+                    format!("this node does not support publisher {}", task.publisher.type_name()),
+                ));
             };
-            publisher.validate(&task.publisher).map_err(|e| e.to_string())?;
+            publisher.validate(&task.publisher).map_err(|e| ("publisher", e.to_string()))?;
         }
         let policy = &self.cfg.bid_policy;
         let networked =
             !matches!(task.network.r#type, bacalhau_model::NetworkType::None | bacalhau_model::NetworkType::Default);
         if policy.reject_networked && networked {
-            return Err("this node does not take networked jobs (--reject-networked-jobs)".into());
+            return Err(("network", "this node does not take networked jobs (--reject-networked-jobs)".into()));
         }
         if let Some(why) = &policy.host_network_refusal
             && matches!(task.network.r#type, bacalhau_model::NetworkType::Host | bacalhau_model::NetworkType::Full)
         {
-            return Err(why.clone());
+            return Err(("network", why.clone()));
         }
         if policy.local_inputs_only {
             for input in &task.input_sources {
                 let local =
                     self.inputs.iter().find(|p| input.source.is_type(p.source_type())).and_then(|p| p.is_local(input));
                 if local == Some(false) {
-                    return Err(format!(
-                        "input {} is not in this node's store, and it takes only jobs whose inputs it holds (--local-inputs-only)",
-                        input.source.param_str("CID").unwrap_or(&input.target)
+                    return Err((
+                        "locality",
+                        format!(
+                            "input {} is not in this node's store, and it takes only jobs whose inputs it holds (--local-inputs-only)",
+                            input.source.param_str("CID").unwrap_or(&input.target)
+                        ),
                     ));
                 }
             }
@@ -764,7 +786,7 @@ impl Runtime {
         if let (Some(max), Some(q)) = (job.market.as_ref().and_then(|m| m.max_price), quote(self.cfg.prices, execution))
             && q > max
         {
-            return Err(format!("this node quotes {q:.6}, above the job's MaxPrice {max}"));
+            return Err(("price", format!("this node quotes {q:.6}, above the job's MaxPrice {max}")));
         }
         let probe = RunRequest {
             job_id: job.id.clone(),
@@ -780,7 +802,7 @@ impl Runtime {
             work_dir: PathBuf::new(),
             cancel: CancellationToken::new(),
         };
-        executor.validate(&probe).map_err(|e| e.to_string())
+        executor.validate(&probe).map_err(|e| ("engine", e.to_string()))
     }
 }
 

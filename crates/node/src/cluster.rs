@@ -101,7 +101,7 @@ impl Cluster {
                 ipfs_peers: Vec::new(),
                 faults: Faults::default(),
             },
-            Listeners { api, node: Some(node) },
+            Listeners { api, node: Some(node), web_ui: None },
             shutdown.clone(),
         )
         .await?;
@@ -129,7 +129,7 @@ impl Cluster {
                     ipfs_peers: Vec::new(),
                     faults: Faults::default(),
                 },
-                Listeners { api, node: None },
+                Listeners { api, node: None, web_ui: None },
                 shutdown.clone(),
             )
             .await?;

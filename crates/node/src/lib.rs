@@ -132,6 +132,9 @@ pub struct ApiSettings {
     pub names: Arc<bacalhau_api::guard::Names>,
     /// Whether `/` serves the web UI.
     pub web_ui: bool,
+    /// `WebUI.Listen`: another address (`HOST:PORT`) where the same server (the UI and the API
+    /// it uses) listens; the caller binds it.
+    pub web_ui_listen: Option<String>,
 }
 
 impl ApiSettings {
@@ -142,6 +145,7 @@ impl ApiSettings {
             tls: None,
             names: Arc::new(bacalhau_api::guard::Names::new(["127.0.0.1".to_owned(), "localhost".to_owned()])),
             web_ui: true,
+            web_ui_listen: None,
         }
     }
 }
@@ -175,6 +179,8 @@ pub struct Listeners {
     pub api: TcpListener,
     /// The node port compute nodes dial (orchestrator role only; none: no remote nodes).
     pub node: Option<TcpListener>,
+    /// `WebUI.Listen`'s socket, when it is not the API's: the same server listens there too.
+    pub web_ui: Option<TcpListener>,
 }
 
 /// A running node.
@@ -345,12 +351,25 @@ impl Node {
             None => None,
         };
         let stop = shutdown.clone();
-        let api_listener = listeners.api;
+        let serve = |listener: TcpListener, state: ApiState, stop: CancellationToken| {
+            let tls = tls.clone();
+            async move {
+                let stop = async move { stop.cancelled().await };
+                match tls {
+                    Some(tls) => bacalhau_api::server::serve_tls(listener, state, tls, stop).await,
+                    None => bacalhau_api::serve(listener, state, stop).await,
+                }
+            }
+        };
+        let api_server = serve(listeners.api, state.clone(), stop.clone());
+        let ui_server = listeners.web_ui.map(|l| serve(l, state, stop));
         let server = tokio::spawn(async move {
-            let stop = async move { stop.cancelled().await };
-            match tls {
-                Some(tls) => bacalhau_api::server::serve_tls(api_listener, state, tls, stop).await,
-                None => bacalhau_api::serve(api_listener, state, stop).await,
+            match ui_server {
+                None => api_server.await,
+                Some(ui) => {
+                    let (a, b) = tokio::join!(api_server, ui);
+                    a.and(b)
+                }
             }
         });
         Ok(Node { node_id, api_addr, scheme, node_addr, orchestrator, compute, engines, ipfs, server, runtime })
