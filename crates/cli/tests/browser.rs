@@ -87,6 +87,12 @@ fn a_running_job_is_stopped_from_the_ui() {
     assert_eq!(s.wait_terminal(&id).expect("terminal"), "Stopped");
     let history = s.ok(&["job", "history", &id]);
     assert!(history.contains("stopped from the web UI"), "{history}");
+    // Rerun starts it again as its next version.
+    b.click("#rerun-job");
+    b.wait_text("#job-summary", "Version\n2");
+    b.wait_text("#job-state", "Running");
+    b.shot("rerun");
+    assert_eq!(s.describe(&id)["Job"]["Version"], 2);
 }
 
 /// A compute node waiting for approval is approved from the nodes page, and then runs work.
